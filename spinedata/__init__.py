@@ -1,0 +1,6 @@
+"""spinedata: lumbar spine MRI studies as geometry-true Zarr stores. NumPy, pydicom, zarr, xarray, pandas; no torch."""
+
+from spinedata.constants import CONDITIONS, LEVELS, SEVERITIES, TARGETS
+from spinedata.errors import SpineError
+
+__all__ = ["CONDITIONS", "LEVELS", "SEVERITIES", "TARGETS", "SpineError"]

@@ -1,0 +1,23 @@
+"""Named errors of spinedata. The CLI turns any ``SpineError`` into one line and exit code 1."""
+
+from __future__ import annotations
+
+
+class SpineError(Exception):
+    """Base of every error the user can act on (bad input, missing files, wrong options)."""
+
+
+class DicomReadError(SpineError):
+    """A file could not be read as a usable DICOM image."""
+
+
+class GeometryError(SpineError):
+    """Positions or orientations do not form a valid geometry."""
+
+
+class StoreError(SpineError):
+    """A store is missing, incomplete or of an unknown format version."""
+
+
+class ConfigError(SpineError):
+    """A configuration file or override is invalid."""

@@ -1,0 +1,1 @@
+"""spinemodels: torch datasets, networks, training and inference over spinedata stores."""
