@@ -14,6 +14,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+
+@app.callback()
+def _root() -> None:
+    """Lumbar spine MRI: DICOM -> Zarr store -> disc-level keypoints -> degenerative grades."""
+
+
 for name, function in commands.all_commands():
     app.command(name)(function)
 
