@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 # command name -> module under cli/ that defines a function of the same name (``-`` becomes ``_``)
 COMMANDS: tuple[str, ...] = (
     "version",
+    "score",
 )
 
 

@@ -1,0 +1,88 @@
+"""``spine score``: the table, the JSON object and the one-line errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from cli.app import app
+from cli.errors import run_app
+from spinedata.constants import SEVERITIES, TARGETS
+from spinedata.metric import SCORE_KEYS, priors_submission, score
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def csv_pair(tmp_path):
+    rng = np.random.default_rng(0)
+    codes = rng.choice(3, size=(6, len(TARGETS)), p=[0.6, 0.25, 0.15])
+    truth = pd.DataFrame([[SEVERITIES[c] for c in row] for row in codes], columns=list(TARGETS))
+    truth.iloc[0, 3] = np.nan  # a missing label: an empty cell in the CSV
+    truth.insert(0, "study_id", [str(4003253 + i) for i in range(6)])
+    truth_path = tmp_path / "train.csv"
+    truth.to_csv(truth_path, index=False)
+    sub = priors_submission(truth, truth["study_id"])
+    sub_path = tmp_path / "submission.csv"
+    sub.to_csv(sub_path, index=False)
+    return sub_path, truth_path, score(sub, truth)
+
+
+def test_json_prints_one_object_with_the_five_keys(csv_pair):
+    sub_path, truth_path, expected = csv_pair
+    result = runner.invoke(app, ["score", str(sub_path), "--truth", str(truth_path), "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert sorted(payload) == sorted(SCORE_KEYS)
+    for key in SCORE_KEYS:
+        assert payload[key] == pytest.approx(expected[key], rel=1e-12)
+
+
+def test_table_shows_every_part(csv_pair):
+    sub_path, truth_path, expected = csv_pair
+    result = runner.invoke(app, ["score", str(sub_path), "--truth", str(truth_path)])
+    assert result.exit_code == 0, result.output
+    for key in SCORE_KEYS:
+        assert f"{expected[key]:.6f}" in result.stdout
+    assert "any_severe_spinal" in result.stdout
+
+
+def test_unnormalised_rows_give_a_note(csv_pair, tmp_path):
+    sub_path, truth_path, _ = csv_pair
+    sub = pd.read_csv(sub_path)
+    sub[["normal_mild", "moderate", "severe"]] *= 0.5  # below 1, so clipping leaves the ratios alone
+    doubled = tmp_path / "doubled.csv"
+    sub.to_csv(doubled, index=False)
+    result = runner.invoke(app, ["score", str(doubled), "--truth", str(truth_path), "--json"])
+    assert result.exit_code == 0
+    assert "150 rows do not sum to 1" in result.stderr
+    doubled_score = json.loads(result.stdout)
+    plain = json.loads(runner.invoke(app, ["score", str(sub_path), "--truth", str(truth_path), "--json"]).stdout)
+    for key in ("spinal_canal_stenosis", "neural_foraminal_narrowing", "subarticular_stenosis"):
+        assert doubled_score[key] == pytest.approx(plain[key])  # rows renormalised
+    assert doubled_score["any_severe_spinal"] != pytest.approx(plain["any_severe_spinal"])  # raw severe, as Kaggle
+
+
+def test_missing_rows_are_one_line_error(csv_pair, tmp_path, monkeypatch, capsys):
+    sub_path, truth_path, _ = csv_pair
+    short = tmp_path / "short.csv"
+    pd.read_csv(sub_path).iloc[:-3].to_csv(short, index=False)
+    monkeypatch.setattr(sys, "argv", ["spine", "score", str(short), "--truth", str(truth_path)])
+    monkeypatch.delenv("SPINE_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as info:
+        run_app(app)
+    assert info.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: submission lacks 3 scored rows") and "\n" not in err
+
+
+def test_missing_file_is_an_error(tmp_path, csv_pair):
+    _, truth_path, _ = csv_pair
+    result = runner.invoke(app, ["score", str(tmp_path / "nope.csv"), "--truth", str(truth_path)])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, FileNotFoundError)
