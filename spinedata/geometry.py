@@ -56,7 +56,13 @@ FLAG_MISSING_SLICES = "missing_slices"
 FLAG_SHEAR = "shear"
 FLAG_SINGLE_SLICE = "single_slice"
 FLAG_DEFAULT_SPACING = "default_spacing"
-FLAGS: tuple[str, ...] = (FLAG_NONUNIFORM, FLAG_MISSING_SLICES, FLAG_SHEAR, FLAG_SINGLE_SLICE, FLAG_DEFAULT_SPACING)
+FLAGS: tuple[str, ...] = (
+    FLAG_NONUNIFORM,
+    FLAG_MISSING_SLICES,
+    FLAG_SHEAR,
+    FLAG_SINGLE_SLICE,
+    FLAG_DEFAULT_SPACING,
+)
 """Every flag a ``StackGeometry`` may carry (see ``docs/geometry.md``)."""
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -140,7 +146,9 @@ def classify_gaps(gaps: np.ndarray, median_gap: float) -> tuple[np.ndarray, np.n
     must split the stack (larger than GAP_JUMP_FACTOR x median and not missing slices)."""
     ratio = gaps / median_gap
     whole = np.rint(ratio)
-    missing = (whole >= 2) & (whole <= MAX_MISSING_RUN + 1) & (np.abs(ratio - whole) <= MISSING_SLICE_RTOL * whole)
+    missing = (
+        (whole >= 2) & (whole <= MAX_MISSING_RUN + 1) & (np.abs(ratio - whole) <= MISSING_SLICE_RTOL * whole)
+    )
     jump = (ratio > GAP_JUMP_FACTOR) & ~missing
     return missing, jump
 
@@ -299,7 +307,9 @@ class StackGeometry:
         """Inverse of ``to_attrs`` given the stored ``positions (n,3)`` and ``instance_numbers (n,)``."""
         missing = {"affine", "pixel_spacing", "slice_spacing", "orientation", "uniform", "shape"} - set(attrs)
         if missing:
-            raise GeometryError(f"stack attributes lack {sorted(missing)}; was the store written by spinedata?")
+            raise GeometryError(
+                f"stack attributes lack {sorted(missing)}; was the store written by spinedata?"
+            )
         return cls(
             shape=tuple(attrs["shape"]),
             affine=np.asarray(attrs["affine"], dtype=np.float64),
@@ -335,7 +345,9 @@ class StackGeometry:
         last = self.n_slices - 1
         if last == 0:
             return self.positions[0] + s[..., None] * step
-        inside = np.stack([np.interp(s, np.arange(last + 1), self.positions[:, k]) for k in range(3)], axis=-1)
+        inside = np.stack(
+            [np.interp(s, np.arange(last + 1), self.positions[:, k]) for k in range(3)], axis=-1
+        )
         below = self.positions[0] + np.minimum(s, 0)[..., None] * step
         above = self.positions[-1] + np.maximum(s - last, 0)[..., None] * step
         return np.where((s < 0)[..., None], below, np.where((s > last)[..., None], above, inside))

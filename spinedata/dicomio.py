@@ -1,0 +1,310 @@
+"""Reading DICOM files: headers only (fast, for grouping into stacks) and pixels (decoded, rescaled).
+
+``read_header`` parses a file up to its pixel data (``stop_before_pixels``) and checks that it is a
+single-frame image with geometry; anything else raises ``DicomReadError`` with a precise reason, which
+``spine ingest`` turns into a report line. ``read_pixels`` / ``read_stack`` decode the pixel data with
+pydicom's plugins (uncompressed, RLE, JPEG baseline/lossless, JPEG-LS, JPEG 2000 via pylibjpeg) and apply
+RescaleSlope/RescaleIntercept.
+
+Decisions (see ``docs/geometry.md``):
+
+* MONOCHROME1 images are inverted in the stored-value domain (``max_stored + min_stored - v``) before the
+  rescale, so brighter is always higher, as in MONOCHROME2.
+* Multi-frame files (NumberOfFrames > 1, e.g. enhanced MR) are rejected: their per-frame geometry lives in
+  functional groups that this reader does not interpret.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+from spinedata.errors import DicomReadError, GeometryError
+from spinedata.geometry import normalise_orientation
+
+PIXEL_DATA_TAG = (0x7FE0, 0x0010)
+LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UC", b"UR", b"UT", b"UN"}
+UNDEFINED_LENGTH = 0xFFFFFFFF
+RAW_DATASET_GROUPS = {0x0002, 0x0008}
+"""A file without the 128-byte preamble is read with ``force=True`` only if it starts with one of these."""
+
+MONOCHROME1 = "MONOCHROME1"
+SUPPORTED_PHOTOMETRIC = {"MONOCHROME1", "MONOCHROME2"}
+
+
+@dataclass(frozen=True)
+class SliceHeader:
+    """Everything ``spinedata`` needs from one file, read without its pixel data."""
+
+    path: str
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    series_description: str
+    instance_number: int | None
+    position: tuple[float, float, float] | None
+    orientation: tuple[float, ...] | None
+    pixel_spacing: tuple[float, float] | None
+    rows: int
+    cols: int
+    slice_thickness: float | None
+    spacing_between_slices: float | None
+    echo_number: int | None
+    acquisition_number: int | None
+    temporal_position: int | None
+    rescale_slope: float
+    rescale_intercept: float
+    transfer_syntax: str
+    photometric: str = "MONOCHROME2"
+    """PhotometricInterpretation (only MONOCHROME1/2 are accepted)."""
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """One line of an ingest report: a file (or group of files) left out, and why."""
+
+    path: str
+    reason: str
+    study_id: str = ""
+    series_id: str = ""
+
+
+# ----------------------------------------------------------------------------- header
+def _open_dataset(path: str, fp) -> pydicom.Dataset:
+    """Parse up to the pixel data; ``force=True`` only for preamble-less files that start like a dataset."""
+    try:
+        return pydicom.dcmread(fp, stop_before_pixels=True)
+    except InvalidDicomError:
+        fp.seek(0)
+        start = fp.read(4)
+        if len(start) < 4 or struct.unpack("<H", start[:2])[0] not in RAW_DATASET_GROUPS:
+            raise DicomReadError("not a DICOM file (no 'DICM' marker and no dataset at the start)") from None
+        fp.seek(0)
+        try:
+            return pydicom.dcmread(fp, stop_before_pixels=True, force=True)
+        except Exception as error:  # pydicom raises many types on garbage; all mean the same here
+            raise DicomReadError(f"not a DICOM file ({type(error).__name__}: {error})") from error
+    except (EOFError, struct.error, OSError, ValueError, KeyError, TypeError) as error:
+        raise DicomReadError(f"truncated or corrupt header ({type(error).__name__}: {error})") from error
+
+
+def _check_pixel_element(fp, dataset: pydicom.Dataset, size: int) -> None:
+    """After ``stop_before_pixels`` the file points at the pixel data element: check it is there and whole."""
+    start = fp.tell()
+    head = fp.read(12)
+    if len(head) < 8:
+        raise DicomReadError(f"no pixel data (the file ends after {start} bytes of header; truncated?)")
+    implicit, little = dataset.original_encoding
+    endian = "<" if little in (True, None) else ">"
+    group, element = struct.unpack(endian + "HH", head[:4])
+    if (group, element) != PIXEL_DATA_TAG:
+        raise DicomReadError(f"no pixel data (found tag ({group:04X},{element:04X}) instead of PixelData)")
+    if implicit:
+        length, header_len = struct.unpack(endian + "I", head[4:8])[0], 8
+    elif head[4:6] in LONG_VRS:
+        if len(head) < 12:
+            raise DicomReadError("truncated pixel data element")
+        length, header_len = struct.unpack(endian + "I", head[8:12])[0], 12
+    else:
+        length, header_len = struct.unpack(endian + "H", head[6:8])[0], 8
+    available = size - start - header_len
+    if length != UNDEFINED_LENGTH and length > available:
+        raise DicomReadError(f"truncated pixel data (expected {length} bytes, the file holds {available})")
+
+
+def _number(dataset, keyword: str, cast, default=None):
+    """One header value, or ``default`` when absent/empty; unparsable values raise DicomReadError."""
+    value = dataset.get(keyword)
+    if value is None or value == "":
+        return default
+    try:
+        if isinstance(value, pydicom.multival.MultiValue):
+            value = value[0]
+        return cast(value)
+    except (TypeError, ValueError) as error:
+        raise DicomReadError(f"invalid {keyword} {value!r}") from error
+
+
+def _vector(dataset, keyword: str, length: int) -> tuple[float, ...]:
+    value = dataset.get(keyword)
+    if value is None or value == "":
+        raise DicomReadError(f"no {keyword}: the file is not an image with geometry")
+    try:
+        numbers = tuple(float(v) for v in value)
+    except (TypeError, ValueError) as error:
+        raise DicomReadError(f"invalid {keyword} {value!r}") from error
+    if len(numbers) != length or not np.all(np.isfinite(numbers)):
+        raise DicomReadError(f"{keyword} must be {length} finite numbers, got {list(numbers)}")
+    return numbers
+
+
+def read_header(path) -> SliceHeader:
+    """Read one file's header (no pixels). Raises ``DicomReadError`` with the reason when the file is not
+    a readable single-frame image with ImagePositionPatient, ImageOrientationPatient and PixelSpacing."""
+    path = os.fspath(path)
+    try:
+        size = os.path.getsize(path)
+        fp = open(path, "rb")  # noqa: SIM115 - closed below, also on errors
+    except OSError as error:
+        raise DicomReadError(f"cannot open file ({error.strerror})") from error
+    with fp:
+        dataset = _open_dataset(path, fp)
+        if "Rows" not in dataset or "Columns" not in dataset:
+            raise DicomReadError("not an image (no Rows/Columns)")
+        frames = _number(dataset, "NumberOfFrames", int, 1)
+        if frames > 1:
+            raise DicomReadError(
+                f"multi-frame file ({frames} frames) is not supported; export it as single-frame images"
+            )
+        photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+        if photometric not in SUPPORTED_PHOTOMETRIC:
+            raise DicomReadError(f"PhotometricInterpretation {photometric} is not a grey-scale image")
+        position = _vector(dataset, "ImagePositionPatient", 3)
+        orientation = _vector(dataset, "ImageOrientationPatient", 6)
+        try:
+            orientation = tuple(float(v) for v in normalise_orientation(orientation))
+        except GeometryError as error:
+            raise DicomReadError(str(error)) from error
+        spacing = _vector(dataset, "PixelSpacing", 2)
+        if min(spacing) <= 0:
+            raise DicomReadError(f"PixelSpacing must be positive, got {list(spacing)}")
+        _check_pixel_element(fp, dataset, size)
+    meta = getattr(dataset, "file_meta", None)
+    transfer_syntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+    return SliceHeader(
+        path=path,
+        study_uid=str(dataset.get("StudyInstanceUID", "")),
+        series_uid=str(dataset.get("SeriesInstanceUID", "")),
+        sop_uid=str(dataset.get("SOPInstanceUID", "")),
+        series_description=str(dataset.get("SeriesDescription", "")),
+        instance_number=_number(dataset, "InstanceNumber", int),
+        position=position,
+        orientation=orientation,
+        pixel_spacing=(spacing[0], spacing[1]),
+        rows=int(dataset.Rows),
+        cols=int(dataset.Columns),
+        slice_thickness=_number(dataset, "SliceThickness", float),
+        spacing_between_slices=_number(dataset, "SpacingBetweenSlices", float),
+        echo_number=_number(dataset, "EchoNumbers", int),
+        acquisition_number=_number(dataset, "AcquisitionNumber", int),
+        temporal_position=_number(dataset, "TemporalPositionIdentifier", int),
+        rescale_slope=_number(dataset, "RescaleSlope", float, 1.0),
+        rescale_intercept=_number(dataset, "RescaleIntercept", float, 0.0),
+        transfer_syntax=transfer_syntax,
+        photometric=photometric,
+    )
+
+
+# ----------------------------------------------------------------------------- pixels
+def _decode(path: str) -> tuple[np.ndarray, pydicom.Dataset]:
+    """Stored values ``(rows, cols)`` in native byte order, MONOCHROME1 inverted."""
+    try:
+        dataset = pydicom.dcmread(path, force=True)
+        stored = dataset.pixel_array
+    except FileNotFoundError as error:
+        raise DicomReadError(f"file disappeared: {path}") from error
+    except (AttributeError, KeyError) as error:
+        raise DicomReadError(f"no pixel data in {path}") from error
+    except (NotImplementedError, RuntimeError) as error:
+        syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", "?")
+        raise DicomReadError(
+            f"cannot decode pixel data of {path} (transfer syntax {syntax}): {error}"
+        ) from error
+    except (ValueError, EOFError, OSError) as error:
+        raise DicomReadError(f"corrupt or truncated pixel data in {path}: {error}") from error
+    stored = np.asarray(stored)
+    if stored.dtype.byteorder == ">" or (stored.dtype.byteorder == "=" and not np.little_endian):
+        stored = stored.astype(stored.dtype.newbyteorder("="))
+    if stored.ndim != 2:
+        raise DicomReadError(
+            f"expected one 2-D grey-scale frame in {path}, got an array of shape {stored.shape}"
+        )
+    if str(dataset.get("PhotometricInterpretation", "")).strip().upper() == MONOCHROME1:
+        bits = int(dataset.get("BitsStored", stored.dtype.itemsize * 8))
+        if int(dataset.get("PixelRepresentation", 0)) == 1:
+            stored = (-1 - stored.astype(np.int64)).astype(stored.dtype)  # [-2^(b-1), 2^(b-1)-1] mirrored
+        else:
+            stored = ((1 << bits) - 1 - stored.astype(np.int64)).astype(stored.dtype)
+    return stored, dataset
+
+
+def _rescaled(stored: np.ndarray, slope: float, intercept: float) -> np.ndarray:
+    """Rescaled values: the stored array itself for the identity rescale, int64 when slope and intercept
+    are whole numbers (exact), else float64."""
+    if slope == 1 and intercept == 0 and stored.dtype.kind in "iu":
+        return stored
+    if slope == int(slope) and intercept == int(intercept):
+        out = stored.astype(np.int64)
+        if slope != 1:
+            out *= int(slope)
+        if intercept != 0:
+            out += int(intercept)
+        return out
+    return stored.astype(np.float64) * slope + intercept
+
+
+INTEGER_CANDIDATES = (np.uint8, np.uint16, np.int16, np.int32)
+
+
+def common_dtype(arrays: list[np.ndarray], stored_dtypes: list[np.dtype]) -> np.dtype:
+    """One dtype for a stack: the stored integer type when every rescaled value fits it, else the
+    smallest of uint16/int16/int32 that holds them all, else float32 (non-integer rescale)."""
+    if any(a.dtype.kind == "f" for a in arrays):
+        return np.dtype(np.float32)
+    lo = min(int(a.min()) for a in arrays)
+    hi = max(int(a.max()) for a in arrays)
+    stored = np.result_type(*stored_dtypes)
+    for candidate in (stored, *INTEGER_CANDIDATES[1:]):
+        info = np.iinfo(candidate)
+        if info.min <= lo and hi <= info.max:
+            return np.dtype(candidate)
+    return np.dtype(np.float32)
+
+
+def _pixels_of(item) -> tuple[np.ndarray, np.dtype, int, int]:
+    """``(rescaled, stored dtype, rows, cols)`` of a path or SliceHeader."""
+    if isinstance(item, SliceHeader):
+        stored, _ = _decode(item.path)
+        slope, intercept, rows, cols = item.rescale_slope, item.rescale_intercept, item.rows, item.cols
+    else:
+        stored, dataset = _decode(os.fspath(item))
+        slope = float(dataset.get("RescaleSlope", 1.0) or 1.0)
+        intercept = float(dataset.get("RescaleIntercept", 0.0) or 0.0)
+        rows, cols = int(dataset.Rows), int(dataset.Columns)
+    if stored.shape != (rows, cols):
+        raise DicomReadError(
+            f"pixel array of shape {stored.shape} does not match Rows x Columns {(rows, cols)}"
+        )
+    return _rescaled(stored, slope, intercept), stored.dtype, rows, cols
+
+
+def read_pixels(path_or_header: str | Path | SliceHeader) -> np.ndarray:
+    """Decoded pixels ``(rows, cols)`` with RescaleSlope/Intercept applied (stored dtype when it holds the
+    values exactly, else the dtype ``common_dtype`` picks)."""
+    values, stored_dtype, _, _ = _pixels_of(path_or_header)
+    return values.astype(common_dtype([values], [stored_dtype]), copy=False)
+
+
+def read_stack(headers: list[SliceHeader]) -> np.ndarray:
+    """Pixels of a stack ``(n, rows, cols)`` in the order given, in one common dtype for the stack."""
+    if not headers:
+        raise DicomReadError("read_stack needs at least one header")
+    values, stored = [], []
+    for header in headers:
+        array, stored_dtype, _, _ = _pixels_of(header)
+        values.append(array)
+        stored.append(stored_dtype)
+    shapes = {a.shape for a in values}
+    if len(shapes) != 1:
+        raise DicomReadError(f"slices of one stack must share Rows x Columns, got {sorted(shapes)}")
+    dtype = common_dtype(values, stored)
+    out = np.empty((len(values), *values[0].shape), dtype=dtype)
+    for k, array in enumerate(values):
+        out[k] = array
+    return out

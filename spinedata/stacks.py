@@ -1,0 +1,211 @@
+"""Group slice headers into stacks: regular grids of one orientation, matrix and pixel spacing.
+
+Steps (DESIGN.md, ``docs/geometry.md``):
+
+1. headers without usable geometry become ``Skipped`` lines;
+2. group by series, orientation (within ``ORIENTATION_ATOL``), matrix and pixel spacing (``SPACING_RTOL``);
+3. where positions repeat, split into volumes: by EchoNumbers / TemporalPositionIdentifier /
+   AcquisitionNumber when one of them (or a combination) explains the repeats, else by order of
+   InstanceNumber (the k-th file at each position goes to volume k);
+4. sort each volume along ``n = r x c`` and split at gap jumps (> ``GAP_JUMP_FACTOR`` x median, unless a
+   short run of missing slices) and at in-plane offset jumps;
+5. every piece becomes a ``StackGeometry`` (flags: nonuniform, missing_slices, shear, single_slice).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from itertools import combinations
+
+import numpy as np
+
+from spinedata.dicomio import Skipped, SliceHeader
+from spinedata.errors import GeometryError
+from spinedata.geometry import (
+    INPLANE_JUMP_PIXELS,
+    ORIENTATION_ATOL,
+    POSITION_REPEAT_MM,
+    SPACING_RTOL,
+    StackGeometry,
+    classify_gaps,
+    normalise_orientation,
+    slice_normal,
+)
+
+VOLUME_KEYS = ("echo_number", "temporal_position", "acquisition_number")
+"""Header fields that may tell repeated volumes apart, tried alone and in combination."""
+
+
+def _sort_key(header: SliceHeader) -> tuple:
+    """Deterministic order of files independent of how they were listed."""
+    inst = header.instance_number if header.instance_number is not None else -1
+    return inst, header.sop_uid, header.path
+
+
+def _usable(header: SliceHeader) -> str | None:
+    """Reason a header cannot join a stack, or None."""
+    if header.position is None:
+        return "no ImagePositionPatient"
+    if header.orientation is None:
+        return "no ImageOrientationPatient"
+    if header.pixel_spacing is None:
+        return "no PixelSpacing"
+    if header.rows < 1 or header.cols < 1:
+        return f"empty matrix {header.rows}x{header.cols}"
+    if not np.all(np.isfinite(header.position)):
+        return f"non-finite ImagePositionPatient {header.position}"
+    if min(header.pixel_spacing) <= 0:
+        return f"PixelSpacing must be positive, got {header.pixel_spacing}"
+    try:
+        normalise_orientation(header.orientation)
+    except GeometryError as error:
+        return str(error)
+    return None
+
+
+def _same_grid(a: SliceHeader, b: SliceHeader) -> bool:
+    """Same series, matrix, pixel spacing (relative SPACING_RTOL) and orientation (ORIENTATION_ATOL)."""
+    if (a.series_uid, a.rows, a.cols) != (b.series_uid, b.rows, b.cols):
+        return False
+    if not np.allclose(a.pixel_spacing, b.pixel_spacing, rtol=SPACING_RTOL, atol=0):
+        return False
+    return bool(
+        np.all(
+            np.abs(normalise_orientation(a.orientation) - normalise_orientation(b.orientation))
+            <= ORIENTATION_ATOL
+        )
+    )
+
+
+def _group(headers: list[SliceHeader]) -> list[list[SliceHeader]]:
+    """Groups of headers sharing one grid; the first member of each group is its reference."""
+    groups: list[list[SliceHeader]] = []
+    for header in headers:
+        for group in groups:
+            if _same_grid(group[0], header):
+                group.append(header)
+                break
+        else:
+            groups.append([header])
+    return groups
+
+
+def _locations(headers: list[SliceHeader], normal: np.ndarray) -> np.ndarray:
+    """An integer location id ``(k,)`` per header: equal ids = the same position (within POSITION_REPEAT_MM)."""
+    positions = np.array([h.position for h in headers], dtype=np.float64)
+    order = np.argsort(positions @ normal, kind="stable")
+    ids = np.empty(len(headers), dtype=np.int64)
+    anchors: list[np.ndarray] = []
+    for index in order:
+        for k in range(len(anchors) - 1, max(len(anchors) - 8, -1), -1):  # repeats sit next to each other
+            if np.linalg.norm(positions[index] - anchors[k]) < POSITION_REPEAT_MM:
+                ids[index] = k
+                break
+        else:
+            ids[index] = len(anchors)
+            anchors.append(positions[index])
+    return ids
+
+
+def _split_volumes(headers: list[SliceHeader], normal: np.ndarray) -> list[list[SliceHeader]]:
+    """Split a group with repeated positions into volumes without repeats."""
+    locations = _locations(headers, normal)
+    if len(set(locations.tolist())) == len(headers):
+        return [headers]
+    best: list[list[int]] | None = None
+    for size in range(1, len(VOLUME_KEYS) + 1):
+        for keys in combinations(VOLUME_KEYS, size):
+            parts: dict[tuple, list[int]] = defaultdict(list)
+            for index, header in enumerate(headers):
+                parts[tuple(getattr(header, key) for key in keys)].append(index)
+            if len(parts) < 2:
+                continue
+            repeat_free = all(len(set(locations[p].tolist())) == len(p) for p in parts.values())
+            if repeat_free and (best is None or len(parts) < len(best)):
+                best = [parts[key] for key in sorted(parts, key=lambda k: tuple((v is None, v) for v in k))]
+    if best is None:  # nothing in the header tells the volumes apart: k-th file at a position -> volume k
+        seen: dict[int, int] = defaultdict(int)
+        by_volume: dict[int, list[int]] = defaultdict(list)
+        for index in sorted(range(len(headers)), key=lambda i: _sort_key(headers[i])):
+            by_volume[seen[locations[index]]].append(index)
+            seen[locations[index]] += 1
+        best = [by_volume[k] for k in sorted(by_volume)]
+    return [[headers[i] for i in part] for part in best]
+
+
+def _split_jumps(headers: list[SliceHeader], normal: np.ndarray, pixel_spacing) -> list[list[SliceHeader]]:
+    """Sort one volume along ``n`` and cut it where the gap or the in-plane offset jumps."""
+    headers = sorted(headers, key=lambda h: (float(np.dot(h.position, normal)), _sort_key(h)))
+    if len(headers) < 3:
+        return [headers]
+    positions = np.array([h.position for h in headers], dtype=np.float64)
+    steps = np.diff(positions, axis=0)
+    gaps = steps @ normal
+    _, jump = classify_gaps(gaps, max(float(np.median(gaps)), POSITION_REPEAT_MM))
+    in_plane = steps - gaps[:, None] * normal
+    real = gaps > POSITION_REPEAT_MM
+    # shear per mm along n (0 without gantry tilt), from the steps that really move along n
+    tilt = np.median(in_plane[real] / gaps[real, None], axis=0) if real.any() else np.zeros(3)
+    deviation = np.linalg.norm(in_plane - gaps[:, None] * tilt, axis=1)
+    jump |= deviation > INPLANE_JUMP_PIXELS * min(pixel_spacing)
+    cuts = np.flatnonzero(jump) + 1
+    return [list(part) for part in np.split(np.array(headers, dtype=object), cuts)]
+
+
+def _geometry(headers: list[SliceHeader], reference: SliceHeader) -> StackGeometry:
+    single = None
+    if len(headers) == 1:
+        single = reference.spacing_between_slices or reference.slice_thickness
+        single = single if single and single > 0 else None
+    return StackGeometry.from_positions(
+        reference.orientation,
+        reference.pixel_spacing,
+        [h.position for h in headers],
+        [h.instance_number if h.instance_number is not None else -1 for h in headers],
+        (reference.rows, reference.cols),
+        single_slice_spacing=single,
+    )
+
+
+def build_stacks(
+    headers: list[SliceHeader],
+) -> tuple[list[tuple[StackGeometry, list[SliceHeader]]], list[Skipped]]:
+    """Group headers into stacks. Returns ``([(geometry, headers in stack order), ...], skipped)``.
+
+    Stacks come out in a deterministic order (series, then lowest instance number, then position) that
+    does not depend on the order of ``headers``. A header that cannot be placed is a ``Skipped`` line.
+    """
+    skipped: list[Skipped] = []
+    usable: list[SliceHeader] = []
+    for header in sorted(headers, key=lambda h: (h.series_uid, *_sort_key(h))):
+        reason = _usable(header)
+        if reason is None:
+            usable.append(header)
+        else:
+            skipped.append(Skipped(path=header.path, reason=reason, series_id=header.series_uid))
+    stacks: list[tuple[StackGeometry, list[SliceHeader]]] = []
+    for group in _group(usable):
+        reference = group[0]
+        normal = slice_normal(normalise_orientation(reference.orientation))
+        for volume in _split_volumes(group, normal):
+            for piece in _split_jumps(volume, normal, reference.pixel_spacing):
+                try:
+                    stacks.append((_geometry(piece, reference), piece))
+                except GeometryError as error:
+                    skipped.extend(
+                        Skipped(
+                            path=h.path, reason=f"no valid stack geometry: {error}", series_id=h.series_uid
+                        )
+                        for h in piece
+                    )
+
+    def order(item: tuple[StackGeometry, list[SliceHeader]]) -> tuple:
+        geometry, piece = item
+        return (
+            piece[0].series_uid,
+            int(geometry.instance_numbers.min()),
+            float(geometry.positions[0] @ geometry.normal),
+        )
+
+    stacks.sort(key=order)
+    return stacks, skipped
