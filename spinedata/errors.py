@@ -21,3 +21,7 @@ class StoreError(SpineError):
 
 class ConfigError(SpineError):
     """A configuration file or override is invalid."""
+
+
+class DataLayoutError(SpineError):
+    """An input folder or its CSVs do not follow the expected layout (missing columns, unreadable CSV)."""
