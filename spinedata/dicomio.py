@@ -11,7 +11,8 @@ Decisions (see ``docs/geometry.md``):
 * MONOCHROME1 images are inverted in the stored-value domain (``max_stored + min_stored - v``) before the
   rescale, so brighter is always higher, as in MONOCHROME2.
 * Multi-frame files (NumberOfFrames > 1, e.g. enhanced MR) are rejected: their per-frame geometry lives in
-  functional groups that this reader does not interpret.
+  functional groups that this reader does not interpret. Siemens mosaics (ImageType MOSAIC) are rejected
+  too (``read_pixels`` still decodes the tiled image as it is stored).
 """
 
 from __future__ import annotations
@@ -161,6 +162,11 @@ def read_header(path) -> SliceHeader:
         if frames > 1:
             raise DicomReadError(
                 f"multi-frame file ({frames} frames) is not supported; export it as single-frame images"
+            )
+        image_type = [str(v).upper() for v in (dataset.get("ImageType") or [])]
+        if "MOSAIC" in image_type:
+            raise DicomReadError(
+                "Siemens mosaic (several slices tiled in one image) is not supported; convert it with dcm2niix"
             )
         photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
         if photometric not in SUPPORTED_PHOTOMETRIC:

@@ -1,0 +1,129 @@
+"""Write small synthetic DICOM series with pydicom, for reading and geometry tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+
+def write_slice(
+    path: Path,
+    pixels: np.ndarray,
+    *,
+    position,
+    orientation,
+    pixel_spacing,
+    instance_number: int | None = 1,
+    series_uid: str,
+    study_uid: str,
+    series_number: int = 1,
+    slice_thickness: float | None = None,
+    spacing_between_slices: float | None = None,
+    photometric: str = "MONOCHROME2",
+    rescale: tuple[float, float] | None = None,
+    extra: dict | None = None,
+) -> Path:
+    """One single-frame MR image (uint16 or int16 ``pixels (rows, cols)``) with the geometry given."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = MRImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = MRImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = series_uid
+    ds.SeriesNumber = series_number
+    ds.SeriesDescription = "synthetic"
+    ds.ProtocolName = "synthetic"
+    ds.Modality = "MR"
+    ds.PatientID = "0"
+    ds.PatientName = "synthetic"
+    ds.PatientPosition = "HFS"
+    ds.Manufacturer = "spine-tests"
+    if instance_number is not None:
+        ds.InstanceNumber = instance_number
+    ds.ImagePositionPatient = [f"{v:.6f}" for v in position]
+    ds.ImageOrientationPatient = [f"{v:.8f}" for v in orientation]
+    ds.PixelSpacing = [f"{v:g}" for v in pixel_spacing]
+    if slice_thickness is not None:
+        ds.SliceThickness = slice_thickness
+    if spacing_between_slices is not None:
+        ds.SpacingBetweenSlices = spacing_between_slices
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 1 if pixels.dtype == np.int16 else 0
+    if rescale is not None:
+        ds.RescaleSlope, ds.RescaleIntercept = rescale
+    for keyword, value in (extra or {}).items():
+        setattr(ds, keyword, value)
+    ds.PixelData = np.ascontiguousarray(pixels).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def rotation(angles_deg) -> np.ndarray:
+    """A rotation matrix ``(3,3)`` from three Euler angles in degrees (x, then y, then z)."""
+    ax, ay, az = np.deg2rad(angles_deg)
+    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
+    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
+    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def write_series(
+    folder: Path,
+    n_slices: int,
+    *,
+    rows: int = 24,
+    cols: int = 32,
+    pixel_spacing=(0.5, 0.8),
+    slice_step: float = 3.0,
+    angles_deg=(10.0, -20.0, 5.0),
+    origin=(-40.0, 25.0, 60.0),
+    seed: int = 0,
+    instance_order=None,
+    **kwargs,
+) -> tuple[np.ndarray, np.ndarray, list[Path]]:
+    """A series of ``n_slices`` parallel slices along ``n``; returns ``(volume (n,rows,cols), affine, paths)``
+    in ascending ``n . IPP`` order. ``instance_order`` permutes InstanceNumbers (default: reversed)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rot = rotation(angles_deg)
+    r, c = rot[:, 0], rot[:, 1]
+    n = np.cross(r, c)
+    rng = np.random.default_rng(seed)
+    volume = rng.integers(0, 4000, size=(n_slices, rows, cols), dtype=np.uint16)
+    order = list(range(n_slices, 0, -1)) if instance_order is None else list(instance_order)
+    study_uid, series_uid = generate_uid(), generate_uid()
+    paths = []
+    for k in range(n_slices):
+        position = np.asarray(origin) + k * slice_step * n
+        path = folder / f"slice_{rng.integers(1 << 30):010d}.dcm"
+        write_slice(
+            path,
+            volume[k],
+            position=position,
+            orientation=np.concatenate([r, c]),
+            pixel_spacing=pixel_spacing,
+            instance_number=order[k],
+            series_uid=series_uid,
+            study_uid=study_uid,
+            slice_thickness=slice_step,
+            **kwargs,
+        )
+        paths.append(path)
+    affine = np.eye(4)
+    affine[:3, 0] = slice_step * n
+    affine[:3, 1] = pixel_spacing[0] * c
+    affine[:3, 2] = pixel_spacing[1] * r
+    affine[:3, 3] = origin
+    return volume, affine, paths
