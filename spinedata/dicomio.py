@@ -24,7 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+from pydicom.dataset import FileMetaDataset
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from spinedata.errors import DicomReadError, GeometryError
 from spinedata.geometry import normalise_orientation
@@ -156,6 +158,10 @@ def read_header(path) -> SliceHeader:
         raise DicomReadError(f"cannot open file ({error.strerror})") from error
     with fp:
         dataset = _open_dataset(path, fp)
+        if fp.tell() >= size:
+            raise DicomReadError(
+                f"no pixel data (the file ends after {size} bytes of header; truncated, or not an image)"
+            )
         if "Rows" not in dataset or "Columns" not in dataset:
             raise DicomReadError("not an image (no Rows/Columns)")
         frames = _number(dataset, "NumberOfFrames", int, 1)
@@ -208,10 +214,22 @@ def read_header(path) -> SliceHeader:
 
 
 # ----------------------------------------------------------------------------- pixels
+def _ensure_transfer_syntax(dataset: pydicom.Dataset) -> None:
+    """A bare dataset (no file meta) holds native pixels in the encoding it was read with: record it."""
+    meta = dataset.get("file_meta") or FileMetaDataset()
+    if "TransferSyntaxUID" not in meta:
+        implicit, little = dataset.original_encoding
+        meta.TransferSyntaxUID = (
+            ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+        )
+        dataset.file_meta = meta
+
+
 def _decode(path: str) -> tuple[np.ndarray, pydicom.Dataset]:
     """Stored values ``(rows, cols)`` in native byte order, MONOCHROME1 inverted."""
     try:
         dataset = pydicom.dcmread(path, force=True)
+        _ensure_transfer_syntax(dataset)
         stored = dataset.pixel_array
     except FileNotFoundError as error:
         raise DicomReadError(f"file disappeared: {path}") from error

@@ -1,0 +1,210 @@
+"""read_header / read_pixels / read_stack: precise reasons for bad files, rescale and dtype rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+import pytest
+from dicom_writer import write_series, write_slice
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
+
+from spinedata.dicomio import SliceHeader, common_dtype, read_header, read_pixels, read_stack
+from spinedata.errors import DicomReadError
+
+AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+
+
+def _write(path, pixels=None, **kwargs):
+    pixels = np.arange(12, dtype=np.uint16).reshape(3, 4) if pixels is None else pixels
+    options = dict(position=(1.0, 2.0, 3.0), orientation=AXIAL, pixel_spacing=(0.5, 0.7))
+    options.update(kwargs)
+    return write_slice(path, pixels, series_uid="1.2.3", study_uid="1.2", **options)
+
+
+def test_header_fields(tmp_path):
+    path = _write(
+        tmp_path / "a.dcm",
+        instance_number=7,
+        slice_thickness=3.0,
+        spacing_between_slices=3.5,
+        extra={"EchoNumbers": 2, "AcquisitionNumber": 4, "TemporalPositionIdentifier": 5},
+    )
+    header = read_header(path)
+    assert isinstance(header, SliceHeader)
+    assert (header.study_uid, header.series_uid, header.series_description) == ("1.2", "1.2.3", "synthetic")
+    assert header.instance_number == 7 and header.position == (1.0, 2.0, 3.0)
+    assert header.orientation == AXIAL and header.pixel_spacing == (0.5, 0.7)
+    assert (header.rows, header.cols) == (3, 4)
+    assert (header.slice_thickness, header.spacing_between_slices) == (3.0, 3.5)
+    assert (header.echo_number, header.acquisition_number, header.temporal_position) == (2, 4, 5)
+    assert (header.rescale_slope, header.rescale_intercept) == (1.0, 0.0)
+    assert header.transfer_syntax == pydicom.uid.ExplicitVRLittleEndian
+    assert header.sop_uid and header.path == str(path)
+
+
+def test_orientation_is_normalised_in_header(tmp_path):
+    header = read_header(_write(tmp_path / "a.dcm", orientation=(1.002, 0, 0, 0, 0.998, 0)))
+    assert np.allclose(np.linalg.norm(header.orientation[:3]), 1) and header.orientation[4] == pytest.approx(
+        1
+    )
+
+
+def _cases(tmp_path):
+    good = _write(tmp_path / "good.dcm")
+    raw = good.read_bytes()
+    (tmp_path / "text.dcm").write_text("hello, not an image\n")
+    (tmp_path / "empty.dcm").write_bytes(b"")
+    (tmp_path / "cut_header.dcm").write_bytes(raw[:400])
+    (tmp_path / "cut_pixels.dcm").write_bytes(raw[:-5])
+    ds = pydicom.dcmread(good)
+    del ds.ImagePositionPatient
+    ds.save_as(tmp_path / "no_ipp.dcm")
+    ds = pydicom.dcmread(good)
+    del ds.PixelData
+    ds.save_as(tmp_path / "no_pixels.dcm")
+    ds = pydicom.dcmread(good)
+    del ds.PixelSpacing
+    ds.save_as(tmp_path / "no_spacing.dcm")
+    ds = pydicom.dcmread(good)
+    ds.ImageOrientationPatient = [1, 0, 0, 0.1, 0.995, 0]
+    ds.save_as(tmp_path / "skew.dcm")
+    ds = pydicom.dcmread(good)
+    ds.NumberOfFrames = 3
+    ds.save_as(tmp_path / "frames.dcm")
+    ds = pydicom.dcmread(good)
+    ds.PhotometricInterpretation = "RGB"
+    ds.save_as(tmp_path / "rgb.dcm")
+    ds = pydicom.dcmread(good)
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "MOSAIC"]
+    ds.save_as(tmp_path / "mosaic.dcm")
+    ds = pydicom.dcmread(good)
+    ds.ImagePositionPatient = [1, 2]
+    ds.save_as(tmp_path / "short_ipp.dcm")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("text.dcm", "not a DICOM file"),
+        ("empty.dcm", "not a DICOM file"),
+        ("cut_header.dcm", "no pixel data .*truncated"),
+        ("cut_pixels.dcm", "truncated pixel data"),
+        ("no_ipp.dcm", "no ImagePositionPatient"),
+        ("no_pixels.dcm", "no pixel data"),
+        ("no_spacing.dcm", "no PixelSpacing"),
+        ("skew.dcm", "not orthogonal"),
+        ("frames.dcm", "multi-frame file \\(3 frames\\)"),
+        ("rgb.dcm", "RGB is not a grey-scale"),
+        ("mosaic.dcm", "mosaic"),
+        ("short_ipp.dcm", "ImagePositionPatient must be 3"),
+        ("missing.dcm", "cannot open file"),
+    ],
+)
+def test_bad_files_give_precise_reasons(tmp_path, name, reason):
+    folder = _cases(tmp_path)
+    with pytest.raises(DicomReadError, match=reason):
+        read_header(folder / name)
+
+
+def test_preamble_less_dataset_is_read(tmp_path):
+    """A bare dataset without the 128-byte preamble and 'DICM' (old writers) is still an image."""
+    ds = pydicom.dcmread(_write(tmp_path / "good.dcm"))
+    fp = DicomBytesIO()
+    fp.is_little_endian, fp.is_implicit_VR = True, True
+    write_dataset(fp, ds)
+    (tmp_path / "bare.dcm").write_bytes(fp.getvalue())
+    assert not (tmp_path / "bare.dcm").read_bytes()[128:132] == b"DICM"
+    header = read_header(tmp_path / "bare.dcm")
+    assert header.position == (1.0, 2.0, 3.0)
+    np.testing.assert_array_equal(read_pixels(header), np.arange(12).reshape(3, 4))
+
+
+def test_identity_rescale_keeps_stored_dtype(tmp_path):
+    pixels = np.array([[0, 65535], [7, 9]], dtype=np.uint16)
+    out = read_pixels(_write(tmp_path / "a.dcm", pixels))
+    assert out.dtype == np.uint16
+    np.testing.assert_array_equal(out, pixels)
+
+
+def test_integer_rescale_stays_exact_integer(tmp_path):
+    pixels = np.array([[0, 3000], [24, 1024]], dtype=np.uint16)
+    out = read_pixels(_write(tmp_path / "ct.dcm", pixels, rescale=(1, -1024)))
+    assert out.dtype == np.int16
+    np.testing.assert_array_equal(out, pixels.astype(np.int64) - 1024)
+
+
+def test_fractional_rescale_gives_float32(tmp_path):
+    pixels = np.array([[0, 10], [20, 30]], dtype=np.uint16)
+    out = read_pixels(_write(tmp_path / "a.dcm", pixels, rescale=(0.5, 1.25)))
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, pixels * 0.5 + 1.25)
+
+
+def test_signed_pixels(tmp_path):
+    pixels = np.array([[-5, 0], [100, -32768]], dtype=np.int16)
+    out = read_pixels(_write(tmp_path / "a.dcm", pixels))
+    assert out.dtype == np.int16
+    np.testing.assert_array_equal(out, pixels)
+
+
+def test_monochrome1_is_inverted_so_bright_is_high(tmp_path):
+    pixels = np.array([[0, 1], [65534, 65535]], dtype=np.uint16)
+    out = read_pixels(_write(tmp_path / "a.dcm", pixels, photometric="MONOCHROME1"))
+    np.testing.assert_array_equal(out, 65535 - pixels.astype(np.int64))
+
+
+def test_big_endian_comes_back_native(tmp_path):
+    ds = pydicom.dcmread(_write(tmp_path / "a.dcm", np.array([[1, 258]], dtype=np.uint16)))
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRBigEndian
+    ds.PixelData = np.array([[1, 258]], dtype=">u2").tobytes()
+    pydicom.dcmwrite(tmp_path / "be.dcm", ds, implicit_vr=False, little_endian=False, force_encoding=True)
+    out = read_pixels(tmp_path / "be.dcm")
+    assert out.dtype == np.uint16 and out.dtype.isnative
+    np.testing.assert_array_equal(out, [[1, 258]])
+
+
+def test_read_stack_common_dtype_and_order(tmp_path):
+    volume, _, paths = write_series(tmp_path, 3, rows=5, cols=6)
+    headers = [read_header(p) for p in paths]
+    np.testing.assert_array_equal(read_stack(headers[::-1]), volume[::-1])
+    # one slice rescaled to negatives: the whole stack moves to a signed type, values exact
+    extra = _write(tmp_path / "neg.dcm", np.full((5, 6), 10, dtype=np.uint16), rescale=(1, -20))
+    stack = read_stack([*headers, read_header(extra)])
+    assert stack.dtype == np.int16 and stack[-1].min() == -10
+    np.testing.assert_array_equal(stack[:3], volume)
+
+
+def test_read_stack_rejects_mixed_matrix(tmp_path):
+    a = read_header(_write(tmp_path / "a.dcm", np.zeros((3, 4), dtype=np.uint16)))
+    b = read_header(_write(tmp_path / "b.dcm", np.zeros((4, 4), dtype=np.uint16)))
+    with pytest.raises(DicomReadError, match="share Rows x Columns"):
+        read_stack([a, b])
+    with pytest.raises(DicomReadError, match="at least one"):
+        read_stack([])
+
+
+def test_pixels_of_a_deleted_file(tmp_path):
+    header = read_header(_write(tmp_path / "a.dcm"))
+    (tmp_path / "a.dcm").unlink()
+    with pytest.raises(DicomReadError, match="disappeared"):
+        read_pixels(header)
+
+
+@pytest.mark.parametrize(
+    "ranges, expected",
+    [
+        ([(0, 4000)], np.uint16),
+        ([(-5, 4000)], np.int16),
+        ([(0, 70000)], np.int32),
+        ([(-(2**33), 0)], np.float32),
+    ],
+)
+def test_common_dtype_rules(ranges, expected):
+    arrays = [np.array(r, dtype=np.int64) for r in ranges]
+    assert common_dtype(arrays, [np.dtype(np.uint16)]) == expected
+
+
+def test_common_dtype_float():
+    assert common_dtype([np.array([0.5])], [np.dtype(np.uint16)]) == np.float32
