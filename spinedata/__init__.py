@@ -2,5 +2,6 @@
 
 from spinedata.constants import CONDITIONS, LEVELS, SEVERITIES, TARGETS
 from spinedata.errors import SpineError
+from spinedata.store import Dataset, open_dataset
 
-__all__ = ["CONDITIONS", "LEVELS", "SEVERITIES", "TARGETS", "SpineError"]
+__all__ = ["CONDITIONS", "LEVELS", "SEVERITIES", "TARGETS", "Dataset", "SpineError", "open_dataset"]

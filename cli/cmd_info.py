@@ -1,0 +1,58 @@
+"""``spine info OUT.zarr [STUDY_ID]``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+WIDE = 160
+"""Console width when the output is not a terminal (a pipe or a file): tables are not squeezed to 80."""
+
+
+def info(
+    store: Annotated[Path, typer.Argument(help="A store written by `spine ingest`.")],
+    study_id: Annotated[str | None, typer.Argument(help="Show this study's series and stacks.")] = None,
+) -> None:
+    """What is in a store: studies, series, stacks (shape, spacing, orientation, flags) and label counts."""
+    import sys
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from spinedata.store import open_dataset
+    from spinedata.store.summary import dataset_summary, study_summary, table_or_none
+
+    console = Console(width=None if sys.stdout.isatty() else WIDE)
+    dataset = open_dataset(store)
+
+    def render(frame, title: str) -> Table:
+        table = Table(title=title)
+        for column in frame.columns:
+            table.add_column(str(column), justify="right" if frame[column].dtype.kind in "if" else "left")
+        for row in frame.itertuples(index=False):
+            table.add_row(*(str(v) for v in row))
+        return table
+
+    labels = table_or_none(dataset, "labels")
+    if study_id is None:
+        attrs = dataset.attrs
+        console.print(
+            f"{store}: split {attrs.get('split')!r}, space {attrs.get('space')} {attrs.get('unit')}, "
+            f"format {attrs.get('spinedata_format')}, source {attrs.get('source')}"
+        )
+        frame = dataset_summary(dataset)
+        console.print(render(frame, f"{len(frame)} complete studies"))
+        targets = table_or_none(dataset, "targets")
+        missing = "not written (re-run spine ingest)"
+        console.print(
+            f"labels: {missing if labels is None else len(labels)} points; "
+            f"targets: {missing if targets is None else len(targets)} studies"
+        )
+        return
+    study = dataset.study(study_id)
+    frame = study_summary(study, labels)
+    console.print(render(frame, f"study {study.study_id}: {len(study.series)} series, {len(frame)} stacks"))
+    for warning in study.warnings:
+        console.print(f"warning: {warning}")

@@ -1,0 +1,75 @@
+"""``spine ingest DATA_DIR OUT.zarr [--split train|test] [--workers N] [--report PATH] [--strict]``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+REASONS_SHOWN = 8
+"""How many of the most frequent report reasons the summary lists."""
+
+
+def ingest(
+    data_dir: Annotated[Path, typer.Argument(help="Competition layout (CSVs + <split>_images/) or a plain DICOM folder.")],
+    out: Annotated[Path, typer.Argument(help="The Zarr store to create or resume (e.g. lumbar.zarr).")],
+    split: Annotated[str, typer.Option("--split", help="Which split of the competition layout: train or test.")] = "train",
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, help="Worker processes (default: all cores).")
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Report CSV of everything skipped (default: OUT/ingest_report.csv).")
+    ] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit with 1 when the report has any line.")] = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
+) -> None:
+    """DICOM studies -> a geometry-true Zarr store (parallel, resumable, every skipped file reported)."""
+    import sys
+    from collections import Counter
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Table
+
+    from spinedata.ingest import ingest as run_ingest
+
+    console = Console(stderr=True)
+    show = not no_progress and sys.stderr.isatty()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, disable=not show) as bar:
+        tasks: dict[str, int] = {}
+        labels = {"scan": "reading headers", "ingest": "ingesting studies"}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(labels.get(stage, stage), total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        result = run_ingest(data_dir, out, split=split, workers=workers, report=report, progress=progress)
+
+    summary = (
+        f"{result.store}: {result.n_written} studies written, {result.n_already} already complete, "
+        f"{result.n_failed} left out; {result.n_complete} complete in the store"
+    )
+    if result.n_labels:
+        summary += f"; {result.n_labels} labels ({result.n_labels_unresolved} not resolvable)"
+    typer.echo(summary)
+    if result.skipped:
+        counts = Counter(line.reason.split(" (")[0].split(":")[0] for line in result.skipped)
+        table = Table(title=f"{len(result.skipped)} report lines -> {result.report}")
+        table.add_column("reason")
+        table.add_column("lines", justify="right")
+        for reason, count in counts.most_common(REASONS_SHOWN):
+            table.add_row(reason, str(count))
+        if len(counts) > REASONS_SHOWN:
+            table.add_row("...", str(sum(c for _, c in counts.most_common()[REASONS_SHOWN:])))
+        Console().print(table)
+    else:
+        typer.echo(f"nothing skipped; report: {result.report}")
+    if result.n_complete == 0:
+        typer.echo("error: nothing could be ingested (see the report)", err=True)
+        raise typer.Exit(1)
+    if strict and result.skipped:
+        typer.echo(f"error: --strict and {len(result.skipped)} report lines (see {result.report})", err=True)
+        raise typer.Exit(1)

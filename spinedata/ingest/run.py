@@ -1,0 +1,218 @@
+"""``ingest``: an input folder -> a spinedata store, one study per worker process, resumable.
+
+Order of work: discover studies (CSV rows, folders, or headers of a plain folder) -> take the store's
+lock and remove what an interrupted run left -> ingest every study not yet complete in worker processes
+(each writes its own study; only counts and report lines come back) -> resolve labels and targets
+against the store and (re)write them -> write the report.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from spinedata.dicomio import Skipped, SliceHeader
+from spinedata.ingest.discover import (
+    LAYOUT_COMPETITION,
+    Discovery,
+    StudyJob,
+    detect_layout,
+    discover_competition,
+    discover_plain,
+    read_header_or_reason,
+)
+from spinedata.ingest.worker import SKIPPED_ATTR, StudyResult, ingest_study
+from spinedata.labels import empty_labels, empty_targets, read_label_coordinates, read_targets, resolve_labels
+from spinedata.report import from_records, write_report
+from spinedata.store import layout as L
+from spinedata.store.reader import open_dataset
+from spinedata.store.tables import replace_table
+from spinedata.store.writer import IngestLock, clean_stale, complete_study_ids, create_or_open_store
+
+Progress = Callable[[str, int, int], None]
+"""``progress(stage, done, total)``: stage is ``"scan"`` (plain folders: headers) or ``"ingest"``."""
+
+HEADER_BATCH = 64
+"""Files per task when reading the headers of a plain folder in worker processes."""
+REPORT_NAME = "ingest_report.csv"
+"""Default report file, inside the store."""
+
+
+@dataclass
+class IngestResult:
+    """Summary of one ``ingest`` run."""
+
+    store: Path
+    layout: str
+    n_studies: int
+    """Studies found in the input."""
+    n_written: int
+    """Studies written by this run."""
+    n_already: int
+    """Studies that were already complete (a resumed run)."""
+    n_complete: int
+    """Complete studies in the store after the run."""
+    n_labels: int = 0
+    n_labels_unresolved: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+    report: Path | None = None
+    removed_stale: list[str] = field(default_factory=list)
+
+    @property
+    def n_failed(self) -> int:
+        return self.n_studies - self.n_written - self.n_already
+
+
+def default_workers() -> int:
+    """All the cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def _context():
+    """``fork`` on Linux (fast start; zarr resets its event loop after fork), the default elsewhere."""
+    if sys.platform.startswith("linux"):
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context()
+
+
+def _read_batch(paths: list[str]) -> list[SliceHeader | Skipped]:
+    return [read_header_or_reason(p) for p in paths]
+
+
+def _scan_in_pool(pool: ProcessPoolExecutor | None, progress: Progress | None):
+    """A ``read_all`` for ``discover_plain``: header reads in batches over the pool, with progress."""
+
+    def read_all(paths: list[str]) -> Iterator[SliceHeader | Skipped]:
+        batches = [paths[i : i + HEADER_BATCH] for i in range(0, len(paths), HEADER_BATCH)]
+        done = 0
+        if progress:
+            progress("scan", 0, len(paths))
+        results = pool.map(_read_batch, batches) if pool else map(_read_batch, batches)
+        for batch in results:
+            yield from batch
+            done += len(batch)
+            if progress:
+                progress("scan", done, len(paths))
+
+    return read_all
+
+
+def _run_jobs(
+    store: Path, jobs: list[StudyJob], pool: ProcessPoolExecutor | None, progress: Progress | None
+) -> Iterator[StudyResult]:
+    """Ingest each job (largest first, so that no big study starts last), yielding results as they come."""
+    ordered = sorted(jobs, key=lambda j: -j.n_files)
+    if progress:
+        progress("ingest", 0, len(ordered))
+    if pool is None:
+        results: Iterable[StudyResult] = (ingest_study(str(store), job) for job in ordered)
+    else:
+        futures = [pool.submit(ingest_study, str(store), job) for job in ordered]
+        results = (future.result() for future in as_completed(futures))
+    for done, result in enumerate(results, start=1):
+        if progress:
+            progress("ingest", done, len(ordered))
+        yield result
+
+
+def _previous_report_lines(store: Path, study_ids: Iterable[str]) -> list[Skipped]:
+    """Report lines kept in the attributes of studies written by an earlier run."""
+    import zarr
+    from zarr.storage import LocalStore
+
+    root = zarr.open_group(LocalStore(store, read_only=True), mode="r")
+    lines: list[Skipped] = []
+    for study_id in sorted(study_ids):
+        lines.extend(from_records(root[f"{L.STUDIES}/{study_id}"].attrs.get(SKIPPED_ATTR, [])))
+    return lines
+
+
+def _write_tables(store: Path, discovery: Discovery, job_ids: set[str]) -> tuple[int, int, list[Skipped]]:
+    """Resolve labels and read targets; (re)write both tables. Returns (labels, unresolved, report lines)."""
+    skipped: list[Skipped] = []
+    labels, targets = empty_labels(), empty_targets()
+    if discovery.label_csv is not None:
+        raw, bad = read_label_coordinates(discovery.label_csv)
+        skipped.extend(bad)
+        labels, unresolved = resolve_labels(raw, open_dataset(store), discovery.label_csv)
+        skipped.extend(unresolved)
+    if discovery.targets_csv is not None:
+        targets, bad = read_targets(discovery.targets_csv)
+        skipped.extend(bad)
+        without_images = sorted(set(targets["study_id"]) - job_ids)
+        skipped.extend(
+            Skipped(str(discovery.targets_csv), "targets of a study without images", study_id=s)
+            for s in without_images
+        )
+    replace_table(store, L.LABELS, labels, L.POINT_DIM)
+    replace_table(store, L.TARGETS, targets, L.STUDY_DIM)
+    n_unresolved = int((labels["stack"] < 0).sum()) if len(labels) else 0
+    return len(labels), n_unresolved, skipped
+
+
+def ingest(
+    data_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    split: str = "train",
+    workers: int | None = None,
+    report: str | os.PathLike | None = None,
+    progress: Progress | None = None,
+) -> IngestResult:
+    """Ingest a competition-layout or plain DICOM folder into the store ``out`` (created or resumed).
+
+    ``workers``: processes (default: all cores; 1 runs in this process). ``report``: CSV of every line
+    left out or handled specially (default ``OUT/ingest_report.csv``). Studies already complete in the
+    store are kept and not read again; labels and targets are always rewritten. Raises ``SpineError``
+    only for unusable arguments (missing folder, a store of another split, a concurrent ingest).
+    """
+    data_dir, store = Path(data_dir), Path(out)
+    layout = detect_layout(data_dir, split)
+    workers = default_workers() if workers is None else int(workers)
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    create_or_open_store(store, split=split, source=str(data_dir.resolve()))
+    with IngestLock(store):
+        removed = clean_stale(store)
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=_context()) if workers > 1 else None
+        try:
+            if layout == LAYOUT_COMPETITION:
+                discovery = discover_competition(data_dir, split)
+            else:
+                discovery = discover_plain(data_dir, _scan_in_pool(pool, progress))
+            already = complete_study_ids(store)
+            jobs = [job for job in discovery.jobs if job.study_id not in already]
+            skipped = list(discovery.skipped)
+            results = list(_run_jobs(store, jobs, pool, progress))
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+        job_ids = {job.study_id for job in discovery.jobs}
+        skipped.extend(_previous_report_lines(store, already & job_ids))
+        for result in sorted(results, key=lambda r: r.study_id):
+            skipped.extend(result.skipped)
+        n_labels, n_unresolved, table_lines = _write_tables(store, discovery, job_ids)
+        skipped.extend(table_lines)
+    report_path = write_report(report if report is not None else store / REPORT_NAME, skipped)
+    return IngestResult(
+        store=store,
+        layout=layout,
+        n_studies=len(discovery.jobs),
+        n_written=sum(r.written for r in results),
+        n_already=len(already & job_ids),
+        n_complete=len(complete_study_ids(store)),
+        n_labels=n_labels,
+        n_labels_unresolved=n_unresolved,
+        skipped=skipped,
+        report=report_path,
+        removed_stale=removed,
+    )
+

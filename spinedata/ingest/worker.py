@@ -1,0 +1,159 @@
+"""Ingesting one study (runs in a worker process): headers -> stacks -> pixels -> staged study -> commit.
+
+Memory is bounded by one series of decoded pixels. Every file, series or study left out becomes a
+report line; nothing is sent back to the parent but counts and those lines.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from spinedata.dicomio import Skipped, SliceHeader, read_header, read_pixels, read_stack
+from spinedata.errors import DicomReadError, SpineError
+from spinedata.geometry import StackGeometry
+from spinedata.ingest.discover import SeriesJob, StudyJob
+from spinedata.report import to_records
+from spinedata.roles import role_from_description
+from spinedata.stacks import build_stacks
+from spinedata.store.writer import StudyWriter
+
+SKIPPED_ATTR = "skipped"
+"""Study attribute keeping the study's report lines, so that a re-run's report still lists them."""
+
+
+@dataclass
+class StudyResult:
+    """What a worker reports back about one study."""
+
+    study_id: str
+    written: bool = False
+    n_series: int = 0
+    n_stacks: int = 0
+    n_slices: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+def _headers(series: SeriesJob, study_id: str, skipped: list[Skipped]) -> list[SliceHeader]:
+    """Headers of a series' files (already read for plain folders); unreadable files become report lines."""
+    if series.headers:
+        return list(series.headers)
+    headers = []
+    for path in series.files:
+        try:
+            headers.append(read_header(path))
+        except DicomReadError as error:
+            skipped.append(Skipped(path, str(error), study_id, series.series_id))
+    return headers
+
+
+def _decoded_stacks(
+    headers: list[SliceHeader], study_id: str, series_id: str, skipped: list[Skipped]
+) -> list[tuple[StackGeometry, np.ndarray]]:
+    """Stacks of one series with their pixels. A file whose pixels cannot be decoded is reported and the
+    stacks are rebuilt without it (so geometry never includes a slice that has no image)."""
+    bad: set[str] = set()
+    while True:
+        usable = [h for h in headers if h.path not in bad]
+        stacks, left_out = build_stacks(usable)
+        decoded = []
+        failed = None
+        for geometry, members in stacks:
+            try:
+                decoded.append((geometry, read_stack(members)))
+            except DicomReadError as error:
+                failed = (members, error)
+                break
+        if failed is None:
+            skipped.extend(Skipped(s.path, s.reason, study_id, series_id) for s in left_out)
+            return decoded
+        members, error = failed
+        newly_bad = 0
+        for header in members:
+            try:
+                read_pixels(header)
+            except DicomReadError as file_error:
+                skipped.append(Skipped(header.path, str(file_error), study_id, series_id))
+                bad.add(header.path)
+                newly_bad += 1
+        if newly_bad == 0:  # every file decodes alone but not together: leave the whole stack out
+            for header in members:
+                skipped.append(Skipped(header.path, f"stack left out: {error}", study_id, series_id))
+                bad.add(header.path)
+
+
+def _write_series(writer: StudyWriter, series: SeriesJob, study_id: str, result: StudyResult) -> list[str]:
+    """Read, stack and write one series; returns the study warnings it produced."""
+    warnings: list[str] = []
+    sid = series.series_id
+    headers = _headers(series, study_id, result.skipped)
+    if not headers:
+        result.skipped.append(Skipped(series.files[0] if series.files else "", "series without a readable image",
+                                      study_id, sid))
+        warnings.append(f"series {sid}: no readable image, left out")
+        return warnings
+    stacks = _decoded_stacks(headers, study_id, sid, result.skipped)
+    if not stacks:
+        result.skipped.append(Skipped(str(headers[0].path), "series without a usable stack", study_id, sid))
+        warnings.append(f"series {sid}: no usable stack, left out")
+        return warnings
+    matrices = sorted({(g.shape[1], g.shape[2]) for g, _ in stacks})
+    if len(matrices) > 1:
+        text = ", ".join(f"{r}x{c}" for r, c in matrices)
+        result.skipped.append(
+            Skipped(str(headers[0].path), f"series with mixed matrices ({text}): stored as {len(stacks)} stacks",
+                    study_id, sid)
+        )
+        warnings.append(f"series {sid}: mixed matrices ({text}), {len(stacks)} stacks")
+    n_files = len(series.headers) or len(series.files)
+    n_used = sum(g.shape[0] for g, _ in stacks)
+    if n_used < n_files:
+        warnings.append(f"series {sid}: {n_files - n_used} of {n_files} files left out (see the ingest report)")
+    description = series.description
+    if description is None:
+        description = headers[0].series_description
+    writer.add_series(sid, description=description, role=role_from_description(description),
+                      series_uid=headers[0].series_uid)
+    for geometry, image in stacks:
+        writer.add_stack(sid, geometry, image)
+        result.n_slices += geometry.shape[0]
+    result.n_series += 1
+    result.n_stacks += len(stacks)
+    return warnings
+
+
+def ingest_study(store_root: str, job: StudyJob) -> StudyResult:
+    """Ingest one study into the store at ``store_root``; it becomes visible only when written whole.
+
+    Never raises for bad input: an unexpected error leaves the study out with a report line.
+    """
+    result = StudyResult(job.study_id)
+    try:
+        with StudyWriter(store_root, job.study_id) as writer:
+            warnings: list[str] = []
+            for series in job.series:
+                warnings.extend(_write_series(writer, series, job.study_id, result))
+            if writer.n_stacks == 0:
+                result.skipped.append(Skipped("", "study without a usable image: nothing written", job.study_id))
+                return result
+            writer.group.attrs[SKIPPED_ATTR] = to_records(result.skipped)
+            writer.commit(warnings)
+            result.written = True
+    except SpineError as error:
+        result.skipped.append(Skipped("", f"study left out: {error}", job.study_id))
+        _nothing_written(result)
+    except Exception as error:  # noqa: BLE001 - a bug or an unforeseen file must not stop the whole run
+        last = traceback.extract_tb(error.__traceback__)[-1]
+        result.skipped.append(
+            Skipped("", f"study left out: unexpected {type(error).__name__}: {error} "
+                        f"(at {last.filename}:{last.lineno}; please report)", job.study_id)
+        )
+        _nothing_written(result)
+    return result
+
+
+def _nothing_written(result: StudyResult) -> None:
+    result.written = False
+    result.n_series = result.n_stacks = result.n_slices = 0

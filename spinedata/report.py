@@ -1,0 +1,47 @@
+"""The ingest report: one line per file, series, study or CSV row that was skipped or handled specially."""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from spinedata.dicomio import Skipped
+
+REPORT_COLUMNS = ("path", "study_id", "series_id", "reason")
+
+
+def write_report(path: str | os.PathLike, lines: Iterable[Skipped]) -> Path:
+    """Write report lines as CSV (``path, study_id, series_id, reason``); the header is always written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(REPORT_COLUMNS)
+        for line in lines:
+            writer.writerow([line.path, line.study_id, line.series_id, line.reason])
+    return path
+
+
+def read_report(path: str | os.PathLike) -> list[Skipped]:
+    """Read a report written by ``write_report``."""
+    with open(path, newline="") as handle:
+        return [
+            Skipped(path=row["path"], reason=row["reason"], study_id=row["study_id"], series_id=row["series_id"])
+            for row in csv.DictReader(handle)
+        ]
+
+
+def to_records(lines: Iterable[Skipped]) -> list[dict[str, str]]:
+    """Report lines as JSON-able dicts (kept in a study's attributes so a re-run reports them again)."""
+    return [{"path": s.path, "study_id": s.study_id, "series_id": s.series_id, "reason": s.reason} for s in lines]
+
+
+def from_records(records: Iterable[dict]) -> list[Skipped]:
+    """Inverse of ``to_records``."""
+    return [
+        Skipped(path=r.get("path", ""), reason=r.get("reason", ""), study_id=r.get("study_id", ""),
+                series_id=r.get("series_id", ""))
+        for r in records
+    ]  # fmt: skip

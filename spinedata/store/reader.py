@@ -1,0 +1,242 @@
+"""Reading a spinedata store: ``open_dataset`` -> Dataset -> Study -> Series -> Stack (see DESIGN.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+import zarr
+from zarr.storage import LocalStore
+
+from spinedata.errors import StoreError
+from spinedata.geometry import Projection, StackGeometry
+from spinedata.labels import LABEL_COLUMNS, TARGET_COLUMNS, empty_labels, empty_targets
+from spinedata.store import layout as L
+from spinedata.store.tables import read_table
+from spinedata.store.writer import complete_study_ids, read_root_attrs
+
+
+def _sort_key(study_id: str) -> tuple:
+    """Numeric ids in numeric order, then other ids (e.g. DICOM UIDs) as text."""
+    return (0, int(study_id), "") if study_id.isdigit() else (1, 0, study_id)
+
+
+class Stack:
+    """One stack of a series: a regular ``(slice,row,col)`` grid with its geometry (LPS mm)."""
+
+    def __init__(self, store_root: Path, group: zarr.Group, study_id: str, series_id: str, index: int):
+        self.store_root = store_root
+        self.path = f"{L.STUDIES}/{study_id}/{series_id}/{index}"
+        """Store-relative path of the stack's group (for plain zarr/xarray)."""
+        self.study_id = study_id
+        self.series_id = series_id
+        self.index = index
+        self._group = group
+
+    def __repr__(self) -> str:
+        return f"Stack({self.path!r}, shape={self.shape}, flags={list(self.flags)})"
+
+    @cached_property
+    def geometry(self) -> StackGeometry:
+        """The stack's ``StackGeometry`` (affine, real per-slice positions, instance numbers, flags)."""
+        return StackGeometry.from_attrs(
+            dict(self._group.attrs), self._group[L.POSITION][...], self._group[L.INSTANCE_NUMBER][...]
+        )
+
+    @cached_property
+    def image(self) -> xr.DataArray:
+        """The pixels as a lazy ``xarray.DataArray``, dims ``(slice,row,col)``, coord ``instance_number``,
+        geometry in ``attrs``; values are read from Zarr on access (``.values``, ``.isel(...)``)."""
+        ds = xr.open_zarr(str(self.store_root), group=self.path, consolidated=False, chunks=None)
+        return ds[L.IMAGE]
+
+    @property
+    def affine(self) -> np.ndarray:
+        """``(4,4)`` voxel ``(slice,row,col,1)`` -> LPS mm."""
+        return self.geometry.affine
+
+    @property
+    def instance_numbers(self) -> np.ndarray:
+        """``(slice,)`` int64 InstanceNumber of each slice (-1 where the file had none)."""
+        return self.geometry.instance_numbers
+
+    @property
+    def positions(self) -> np.ndarray:
+        """``(slice,3)`` each slice's ImagePositionPatient, LPS mm."""
+        return self.geometry.positions
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self._group[L.IMAGE].shape)
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        return tuple(self._group.attrs.get("flags", ()))
+
+    @property
+    def pixel_spacing(self) -> tuple[float, float]:
+        """``(drow, dcol)`` mm."""
+        return self.geometry.pixel_spacing
+
+    @property
+    def slice_spacing(self) -> float:
+        return self.geometry.slice_spacing
+
+    def voxel_to_world(self, ijk) -> np.ndarray:
+        """``(...,3)`` voxel ``(slice,row,col)`` -> ``(...,3)`` LPS mm."""
+        return self.geometry.voxel_to_world(ijk)
+
+    def world_to_voxel(self, xyz) -> np.ndarray:
+        """``(...,3)`` LPS mm -> ``(...,3)`` float ``(slice,row,col)``."""
+        return self.geometry.world_to_voxel(xyz)
+
+    def project(self, xyz) -> Projection:
+        """Nearest slice, row/col and signed distance of one LPS point ``(3,)``."""
+        return self.geometry.project(xyz)
+
+    def slice_of_instance(self, instance_number: int) -> int | None:
+        """Index of the slice holding ``instance_number``, or None."""
+        hits = np.flatnonzero(self.instance_numbers == int(instance_number))
+        return int(hits[0]) if len(hits) else None
+
+    def read(self, slices: slice | tuple[int, int] | None = None) -> np.ndarray:
+        """Read the pixels ``(n, rows, cols)``: all slices, or a range (``slice(a, b)`` or ``(a, b)``)."""
+        if slices is None:
+            selection = slice(None)
+        elif isinstance(slices, slice):
+            selection = slices
+        else:
+            start, stop = slices
+            selection = slice(start, stop)
+        return self._group[L.IMAGE][selection]
+
+
+class Series:
+    """One DICOM series of a study: description, role and its stacks."""
+
+    def __init__(self, store_root: Path, group: zarr.Group, study_id: str, series_id: str):
+        attrs = dict(group.attrs)
+        self.series_id = series_id
+        self.study_id = study_id
+        self.description: str = attrs.get("description", "")
+        self.role: str | None = attrs.get("role")
+        self.series_instance_uid: str = attrs.get("SeriesInstanceUID", "")
+        keys = sorted((k for k in group.group_keys() if k.isdigit()), key=int)
+        self.stacks: list[Stack] = [Stack(store_root, group[k], study_id, series_id, int(k)) for k in keys]
+
+    def __repr__(self) -> str:
+        return f"Series({self.series_id!r}, {self.description!r}, role={self.role!r}, stacks={len(self.stacks)})"
+
+    def locate_instance(self, instance_number: int) -> tuple[Stack, int] | None:
+        """``(stack, slice index)`` of the image with ``instance_number``, or None when no stack holds it."""
+        for stack in self.stacks:
+            index = stack.slice_of_instance(instance_number)
+            if index is not None:
+                return stack, index
+        return None
+
+
+class Study:
+    """One complete study: its series (``dict`` series id -> Series) and ingest warnings."""
+
+    def __init__(self, store_root: Path, group: zarr.Group, study_id: str):
+        self.study_id = study_id
+        self.path = f"{L.STUDIES}/{study_id}"
+        self.warnings: list[str] = list(group.attrs.get(L.WARNINGS, []))
+        self.series: dict[str, Series] = {
+            sid: Series(store_root, group[sid], study_id, sid) for sid in sorted(group.group_keys(), key=_sort_key)
+        }
+
+    def __repr__(self) -> str:
+        return f"Study({self.study_id!r}, series={list(self.series)})"
+
+    def series_with_role(self, role: str) -> list[Series]:
+        """The study's series of one role (e.g. ``'Sagittal T2/STIR'``), in series id order."""
+        return [s for s in self.series.values() if s.role == role]
+
+
+class Dataset:
+    """A spinedata store opened for reading. ``study_ids`` is a snapshot taken at first use."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.attrs = read_root_attrs(self.path)
+        self._root = zarr.open_group(LocalStore(self.path, read_only=True), mode="r")
+
+    def __repr__(self) -> str:
+        return f"Dataset({str(self.path)!r}, split={self.split!r}, studies={len(self.study_ids)})"
+
+    @property
+    def split(self) -> str:
+        return self.attrs.get("split", "")
+
+    @cached_property
+    def study_ids(self) -> list[str]:
+        """Ids (strings) of the complete studies, numeric ids in numeric order."""
+        return sorted(complete_study_ids(self.path), key=_sort_key)
+
+    def __len__(self) -> int:
+        return len(self.study_ids)
+
+    def __contains__(self, study_id) -> bool:
+        return str(study_id) in set(self.study_ids)
+
+    def __iter__(self):
+        for study_id in self.study_ids:
+            yield self.study(study_id)
+
+    def study(self, study_id: str | int) -> Study:
+        """The study ``study_id``; ``StoreError`` when the store has no complete study of that id."""
+        sid = str(study_id)
+        meta = self.path / L.STUDIES / sid / "zarr.json"
+        try:
+            complete = json.loads(meta.read_text()).get("attributes", {}).get(L.COMPLETE) is True
+        except (OSError, ValueError):
+            complete = False
+        if not complete:
+            raise StoreError(
+                f"study {sid!r} is not in {str(self.path)!r} (or was not written whole); "
+                f"it has {len(self.study_ids)} complete studies - see `spine info {self.path}`"
+            )
+        return Study(self.path, self._root[f"{L.STUDIES}/{sid}"], sid)
+
+    def _table(self, name: str, empty: pd.DataFrame) -> pd.DataFrame:
+        if not (self.path / name / "zarr.json").is_file():
+            if self.split == "test":
+                return empty
+            raise StoreError(
+                f"store {str(self.path)!r} has no {name} table (the ingest was interrupted before writing it); "
+                "re-run `spine ingest` to finish it"
+            )
+        return read_table(self._root[name])
+
+    @cached_property
+    def _labels(self) -> pd.DataFrame:
+        frame = self._table(L.LABELS, empty_labels())
+        return frame[list(LABEL_COLUMNS)]
+
+    @cached_property
+    def _targets(self) -> pd.DataFrame:
+        frame = self._table(L.TARGETS, empty_targets())
+        return frame[list(TARGET_COLUMNS)]
+
+    @property
+    def labels(self) -> pd.DataFrame:
+        """One row per labelled point: study_id, series_id, instance_number, condition, level, x, y, stack,
+        slice, world_x, world_y, world_z (LPS mm; stack/slice -1 and world NaN where not resolvable)."""
+        return self._labels.copy()
+
+    @property
+    def targets(self) -> pd.DataFrame:
+        """study_id + the 25 target columns; 0 Normal/Mild, 1 Moderate, 2 Severe, -1 missing."""
+        return self._targets.copy()
+
+
+def open_dataset(path: str | os.PathLike) -> Dataset:
+    """Open a spinedata store for reading; ``StoreError`` for a missing or unknown store."""
+    return Dataset(path)

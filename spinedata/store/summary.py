@@ -1,0 +1,82 @@
+"""Tables describing a store (what ``spine info`` prints): per study, and per stack of one study."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from spinedata.constants import ROLE_AXIAL_T2, ROLE_SAG_T1, ROLE_SAG_T2
+from spinedata.errors import StoreError
+from spinedata.labels import empty_labels
+from spinedata.roles import plane_from_orientation
+from spinedata.store.reader import Dataset, Study
+
+ROLE_SHORT = {ROLE_SAG_T1: "sag T1", ROLE_SAG_T2: "sag T2/STIR", ROLE_AXIAL_T2: "ax T2"}
+STUDY_COLUMNS = ("study_id", "series", "stacks", *ROLE_SHORT.values(), "no role", "labels", "unresolved", "warnings")
+STACK_COLUMNS = (
+    "series_id", "description", "role", "stack", "shape", "spacing mm", "plane", "orientation (IOP)", "flags",
+    "labels",
+)  # fmt: skip
+"""``spacing mm`` is ``drow x dcol x slice step``."""
+
+
+def table_or_none(dataset: Dataset, name: str) -> pd.DataFrame | None:
+    """The store's ``labels`` or ``targets``, or None when that table was not written (an interrupted
+    ingest)."""
+    try:
+        return getattr(dataset, name)
+    except StoreError:
+        return None
+
+
+def dataset_summary(dataset: Dataset) -> pd.DataFrame:
+    """One row per complete study: series and stack counts, series per role, labels, warnings."""
+    labels = table_or_none(dataset, "labels")
+    if labels is None:
+        labels = empty_labels()
+    per_study = labels.groupby("study_id").size()
+    unresolved = labels[labels["stack"] < 0].groupby("study_id").size()
+    rows = []
+    for study in dataset:
+        roles = [s.role for s in study.series.values()]
+        rows.append(
+            (
+                study.study_id,
+                len(study.series),
+                sum(len(s.stacks) for s in study.series.values()),
+                *(roles.count(role) for role in ROLE_SHORT),
+                roles.count(None),
+                int(per_study.get(study.study_id, 0)),
+                int(unresolved.get(study.study_id, 0)),
+                len(study.warnings),
+            )
+        )
+    return pd.DataFrame(rows, columns=list(STUDY_COLUMNS))
+
+
+def study_summary(study: Study, labels: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per stack of a study: shape, spacing (mm), plane, orientation (IOP), flags, label count."""
+    rows = []
+    for series in study.series.values():
+        for stack in series.stacks:
+            geometry = stack.geometry
+            count = 0
+            if labels is not None and len(labels):
+                count = int(
+                    ((labels["study_id"] == study.study_id) & (labels["series_id"] == series.series_id)
+                     & (labels["stack"] == stack.index)).sum()
+                )  # fmt: skip
+            rows.append(
+                (
+                    series.series_id,
+                    series.description,
+                    series.role or "",
+                    stack.index,
+                    "x".join(str(v) for v in geometry.shape),
+                    "{:.3g} x {:.3g} x {:.3g}".format(*geometry.pixel_spacing, geometry.slice_spacing),
+                    plane_from_orientation(geometry.orientation),
+                    " ".join(f"{v:.2f}" for v in geometry.orientation),
+                    ",".join(geometry.flags),
+                    count,
+                )
+            )
+    return pd.DataFrame(rows, columns=list(STACK_COLUMNS))

@@ -1,0 +1,234 @@
+"""Writing a spinedata store: the root, whole studies (staged, then renamed into place), the lock.
+
+A study is written by one process into ``.staging/<study_id>.<random>/`` as a Zarr group of its own, its
+``complete`` attribute is set, and the folder is renamed to ``studies/<study_id>`` (atomic on one file
+system). Readers list only studies under ``studies/`` whose ``complete`` is true, so an interrupted
+writer (even ``kill -9``) leaves at most a staging folder that the next run removes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import uuid
+from pathlib import Path
+
+import numpy as np
+import zarr
+from zarr.storage import LocalStore
+
+from spinedata.errors import StoreError
+from spinedata.geometry import StackGeometry
+from spinedata.store import layout as L
+
+
+def read_root_attrs(path: str | os.PathLike) -> dict:
+    """The root attributes of the store at ``path``; ``StoreError`` if it is not a spinedata store."""
+    root = Path(path)
+    meta = root / "zarr.json"
+    if not root.is_dir() or not meta.is_file():
+        raise StoreError(
+            f"no Zarr store at {str(root)!r} (expected a folder with zarr.json); create one with `spine ingest`"
+        )
+    try:
+        attrs = json.loads(meta.read_text()).get("attributes", {})
+    except (OSError, ValueError) as error:
+        raise StoreError(f"cannot read {meta}: {error}") from error
+    version = attrs.get(L.FORMAT_KEY)
+    if version is None:
+        raise StoreError(f"{str(root)!r} is a Zarr store but not a spinedata store (no {L.FORMAT_KEY!r} attribute)")
+    if version != L.FORMAT_VERSION:
+        raise StoreError(
+            f"{str(root)!r} has spinedata format {version!r}, this version reads format {L.FORMAT_VERSION}; "
+            "re-ingest the data or install a matching spinedata"
+        )
+    return attrs
+
+
+def create_or_open_store(path: str | os.PathLike, *, split: str, source: str) -> Path:
+    """Create a new store at ``path`` (root attributes, ``studies`` group) or check an existing one.
+
+    An existing store must be a spinedata store of the same ``split``; a non-empty folder that is not a
+    store is refused rather than written into.
+    """
+    root = Path(path)
+    if root.exists():
+        if (root / "zarr.json").is_file():
+            attrs = read_root_attrs(root)
+            if attrs.get("split") != split:
+                raise StoreError(
+                    f"store {str(root)!r} holds split {attrs.get('split')!r}, not {split!r}; "
+                    "write each split into its own store"
+                )
+            (root / L.STUDIES).mkdir(exist_ok=True)
+            if not (root / L.STUDIES / "zarr.json").is_file():
+                zarr.open_group(LocalStore(root), mode="r+").require_group(L.STUDIES)
+            return root
+        if not root.is_dir() or any(root.iterdir()):
+            raise StoreError(f"{str(root)!r} exists and is not a spinedata store; choose a new path or remove it")
+    group = zarr.open_group(LocalStore(root), mode="w")
+    group.attrs.update(
+        {L.FORMAT_KEY: L.FORMAT_VERSION, "space": L.SPACE, "unit": L.UNIT, "source": source, "split": split}
+    )
+    group.create_group(L.STUDIES)
+    return root
+
+
+class IngestLock:
+    """Exclusive writer lock on a store (a file holding host and pid); a dead holder's lock is taken over."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.path = Path(root) / L.LOCK_FILE
+        self.owner = f"{socket.gethostname()} {os.getpid()}"
+
+    def _holder_alive(self) -> bool:
+        try:
+            host, pid = self.path.read_text().split()
+        except (OSError, ValueError):
+            return False
+        if host != socket.gethostname():
+            return True  # cannot tell: another machine may be writing
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def __enter__(self) -> IngestLock:
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                if self._holder_alive():
+                    raise StoreError(
+                        f"another ingest ({self.path.read_text().strip()}) is writing this store; wait for it, "
+                        f"or remove {self.path} if that process is gone"
+                    ) from None
+                self.path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as handle:
+                handle.write(self.owner)
+            return self
+        raise StoreError(f"could not take the lock {self.path}; remove it if no ingest is running")
+
+    def __exit__(self, *exc) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def complete_study_ids(root: str | os.PathLike) -> set[str]:
+    """Ids of the studies under ``studies/`` whose ``complete`` attribute is true."""
+    studies = Path(root) / L.STUDIES
+    done = set()
+    if not studies.is_dir():
+        return done
+    for entry in os.scandir(studies):
+        if entry.is_dir() and _is_complete(Path(entry.path)):
+            done.add(entry.name)
+    return done
+
+
+def _is_complete(study_dir: Path) -> bool:
+    try:
+        attrs = json.loads((study_dir / "zarr.json").read_text()).get("attributes", {})
+    except (OSError, ValueError):
+        return False
+    return attrs.get(L.COMPLETE) is True
+
+
+def clean_stale(root: str | os.PathLike) -> list[str]:
+    """Remove what an interrupted run left (staging folders, studies without ``complete``); return their
+    store-relative paths. Call only while holding the ``IngestLock``."""
+    root = Path(root)
+    removed = []
+    staging = root / L.STAGING
+    if staging.is_dir():
+        for entry in sorted(staging.iterdir()):
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            removed.append(f"{L.STAGING}/{entry.name}")
+    studies = root / L.STUDIES
+    if studies.is_dir():
+        for entry in sorted(studies.iterdir()):
+            if entry.is_dir() and not _is_complete(entry):
+                shutil.rmtree(entry)
+                removed.append(f"{L.STUDIES}/{entry.name}")
+    return removed
+
+
+class StudyWriter:
+    """Writes one study into the staging folder of a store; ``commit`` makes it visible whole.
+
+    Use as a context manager: leaving it without ``commit`` (an error) removes the staged study.
+    """
+
+    def __init__(self, root: str | os.PathLike, study_id: str):
+        self.root = Path(root)
+        self.study_id = L.check_node_name("study id", study_id)
+        self.final = self.root / L.STUDIES / study_id
+        self.staging = self.root / L.STAGING / f"{study_id}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+        self.staging.mkdir(parents=True)
+        self.group = zarr.open_group(LocalStore(self.staging), mode="w")
+        self.group.attrs.update({"study_id": study_id, L.COMPLETE: False})
+        self.n_stacks = 0
+        self._series: dict[str, zarr.Group] = {}
+
+    def __enter__(self) -> StudyWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+    def add_series(self, series_id: str, *, description: str, role: str | None, series_uid: str) -> None:
+        """Create the group of one series (before its stacks)."""
+        L.check_node_name("series id", series_id)
+        if series_id in self._series:
+            raise StoreError(f"series {series_id!r} written twice in study {self.study_id!r}")
+        self._series[series_id] = self.group.create_group(
+            series_id, attributes={"description": description, "role": role, "SeriesInstanceUID": series_uid}
+        )
+
+    def add_stack(self, series_id: str, geometry: StackGeometry, image: np.ndarray) -> int:
+        """Write one stack (image ``(slice,row,col)``, its geometry) as the next ``k`` of the series."""
+        if image.shape != tuple(geometry.shape):
+            raise StoreError(f"stack image of shape {image.shape} does not match its geometry {geometry.shape}")
+        series = self._series[series_id]
+        k = sum(1 for _ in series.group_keys())
+        attrs = geometry.to_attrs()
+        group = series.create_group(str(k), attributes=attrs)
+        array = group.create_array(
+            L.IMAGE,
+            shape=image.shape,
+            dtype=image.dtype,
+            chunks=L.image_chunks(image.shape),
+            compressors=L.image_compressor(),
+            dimension_names=L.IMAGE_DIMS,
+            attributes={**attrs, "coordinates": L.INSTANCE_NUMBER},
+        )
+        array[...] = image
+        numbers = group.create_array(
+            L.INSTANCE_NUMBER, shape=(image.shape[0],), dtype="int64", dimension_names=L.IMAGE_DIMS[:1]
+        )
+        numbers[:] = geometry.instance_numbers
+        positions = group.create_array(
+            L.POSITION, shape=(image.shape[0], 3), dtype="float64", dimension_names=L.POSITION_DIMS
+        )
+        positions[...] = geometry.positions
+        self.n_stacks += 1
+        return k
+
+    def commit(self, warnings: list[str] | tuple[str, ...] = ()) -> Path:
+        """Mark the study complete and rename it into ``studies/``; an incomplete leftover is replaced."""
+        self.group.attrs.update({L.WARNINGS: list(warnings), L.COMPLETE: True})
+        if self.final.exists():
+            if _is_complete(self.final):
+                raise StoreError(f"study {self.study_id!r} is already complete in {self.root}; not overwriting it")
+            shutil.rmtree(self.final)
+        self.final.parent.mkdir(exist_ok=True)
+        os.rename(self.staging, self.final)
+        return self.final

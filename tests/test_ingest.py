@@ -1,0 +1,253 @@
+"""`spine ingest` / `spinedata.ingest`: layouts, bad input, resumability, labels, targets, exit codes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from ingest_data import write_competition_dataset, write_competition_series
+from pydicom.uid import generate_uid
+from typer.testing import CliRunner
+
+import spinedata as sd
+from cli.app import app
+from spinedata.constants import TARGETS
+from spinedata.errors import DataLayoutError
+from spinedata.ingest import ingest
+from spinedata.report import read_report
+from spinedata.store.layout import STAGING
+from spinedata.store.writer import StudyWriter
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    data = tmp_path / "data"
+    return data, write_competition_dataset(data)
+
+
+def reasons(result) -> list[tuple[str, str, str, str]]:
+    return [(Path(s.path).name, s.study_id, s.series_id, s.reason) for s in result.skipped]
+
+
+def check_study(ds, truth, study_id):
+    for (sid, series_id), t in truth.items():
+        if sid != study_id:
+            continue
+        (stack,) = ds.study(sid).series[series_id].stacks
+        np.testing.assert_array_equal(stack.read(), t.volume)
+        np.testing.assert_allclose(stack.affine, t.affine, atol=1e-5)
+        np.testing.assert_array_equal(stack.instance_numbers, t.instance_numbers)
+
+
+def test_competition_layout_round_trip(dataset, tmp_path):
+    data, truth = dataset
+    result = ingest(data, tmp_path / "out.zarr", workers=1)
+    assert (result.n_studies, result.n_written, result.n_complete) == (2, 2, 2)
+    assert result.skipped == [] and result.report.read_text().strip() == "path,study_id,series_id,reason"
+    ds = sd.open_dataset(tmp_path / "out.zarr")
+    assert ds.study_ids == ["1001", "1002"]
+    for study_id in ds.study_ids:
+        check_study(ds, truth, study_id)
+        roles = {s.series_id: s.role for s in ds.study(study_id).series.values()}
+        assert roles == {f"{study_id}1": "Sagittal T2/STIR", f"{study_id}2": "Axial T2"}
+    labels = ds.labels
+    assert list(labels.columns) == [
+        "study_id", "series_id", "instance_number", "condition", "level", "x", "y",
+        "stack", "slice", "world_x", "world_y", "world_z",
+    ]  # fmt: skip
+    for row in labels.itertuples():
+        t = truth[(row.study_id, row.series_id)]
+        k = int(np.flatnonzero(t.instance_numbers == row.instance_number)[0])
+        assert (row.stack, row.slice) == (0, k)
+        expected = t.affine[:3, :3] @ [k, row.y, row.x] + t.affine[:3, 3]  # x = column, y = row
+        np.testing.assert_allclose([row.world_x, row.world_y, row.world_z], expected, atol=1e-4)
+    targets = ds.targets.set_index("study_id")
+    assert list(targets.columns) == list(TARGETS)
+    assert targets.loc["1001", "spinal_canal_stenosis_l1_l2"] == 1
+    assert targets.loc["1001", TARGETS[1]] == 0 and targets.loc["1002", TARGETS[-1]] == -1
+
+
+def _truncate(path: Path, keep: int) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[:keep])
+
+
+def test_bad_input_is_reported_and_the_rest_ingested(dataset, tmp_path):
+    data, truth = dataset
+    images = data / "train_images"
+    sag = images / "1001" / "10011"
+    (sag / "notes.txt").write_text("not dicom")
+    _truncate(sag / "1.dcm", len((sag / "1.dcm").read_bytes()) - 100)  # pixel data cut short
+    no_geometry = pydicom.dcmread(sag / "2.dcm")
+    del no_geometry.ImagePositionPatient
+    no_geometry.save_as(sag / "2.dcm")
+    # a second matrix inside the axial series of study 1002 (same SeriesInstanceUID)
+    axial = images / "1002" / "10022"
+    uid = pydicom.dcmread(axial / "1.dcm").SeriesInstanceUID
+    other = write_competition_series(tmp_path / "tmp", study_uid="1", n_slices=2, rows=12, cols=10,
+                                     angles_deg=(0, 0, 0), origin=(0, 0, 80))  # fmt: skip
+    for k, path in enumerate(other.paths):
+        ds = pydicom.dcmread(path)
+        ds.SeriesInstanceUID = uid
+        ds.InstanceNumber = 50 + k
+        ds.save_as(axial / f"{50 + k}.dcm")
+    # a folder without a CSV row, a CSV row without files, a stray file
+    write_competition_series(images / "1002" / "777", study_uid="1", n_slices=3, description="SAG T1")
+    with open(data / "train_series_descriptions.csv", "a") as handle:
+        handle.write("1002,888,Sagittal T1\n1003,999,Axial T2\n")
+    (images / "stray.dcm").write_text("x")
+    with open(data / "train_label_coordinates.csv", "a") as handle:
+        handle.write("1001,10011,1,Spinal Canal Stenosis,L2/L3,3,4\n")  # its file is truncated
+        handle.write("1001,10011,3,Spinal Canal Stenosis,L9/L9,3,4\n")  # unknown level
+
+    result = ingest(data, tmp_path / "out.zarr", workers=1)
+    lines = reasons(result)
+    by_file = {(name, reason.split(" (")[0].split(":")[0]) for name, _, _, reason in lines}
+    assert ("notes.txt", "not a DICOM file") in by_file
+    assert ("1.dcm", "truncated pixel data") in by_file
+    assert ("2.dcm", "no ImagePositionPatient") in by_file
+    assert ("stray.dcm", "not inside a <study_id>/<series_id>/ folder") in by_file
+    assert ("999", "CSV row without files") in by_file and ("888", "CSV row without files") in by_file
+    assert ("777", "folder without a row in train_series_descriptions.csv") in by_file
+    assert any(r.startswith("series with mixed matrices (12x10, 16x16)") and s == "10022" for _, _, s, r in lines)
+    assert any(r.startswith("label not resolvable: instance 1 not in any stack") for *_, r in lines)
+    assert any(r.startswith("label row left out: unknown level") for *_, r in lines)
+    assert read_report(result.report) == result.skipped
+    # everything else is ingested
+    ds = sd.open_dataset(tmp_path / "out.zarr")
+    assert ds.study_ids == ["1001", "1002"]
+    check_study(ds, {k: v for k, v in truth.items() if k[1] != "10011" and k[1] != "10022"}, "1001")
+    (sag_stack,) = ds.study("1001").series["10011"].stacks
+    t = truth[("1001", "10011")]
+    kept = ~np.isin(t.instance_numbers, [1, 2])
+    np.testing.assert_array_equal(sag_stack.read(), t.volume[kept])
+    np.testing.assert_array_equal(sag_stack.instance_numbers, t.instance_numbers[kept])
+    axial_stacks = ds.study("1002").series["10022"].stacks
+    assert sorted(s.shape for s in axial_stacks) == [(2, 12, 10), (4, 16, 16)]
+    extra = ds.study("1002").series["777"]
+    assert (extra.description, extra.role) == ("SAG T1", "Sagittal T1")
+    assert any("3 of 7 files left out" in w for w in ds.study("1001").warnings)
+    labels = ds.labels
+    assert len(labels) == 3 and (labels["stack"] == -1).sum() == 2  # instances 1 and 2 of 1001 are gone
+    assert labels.loc[labels["stack"] == -1, ["world_x", "world_y", "world_z"]].isna().all(axis=None)
+
+
+def test_resume_after_interruption(dataset, tmp_path):
+    data, truth = dataset
+    out = tmp_path / "out.zarr"
+    (data / "train_images" / "1001" / "10011" / "junk.bin").write_text("x")
+    first = ingest(data, out, workers=1)
+    assert len(first.skipped) == 1
+    # simulate a run killed mid-way: study 1002 half-written in staging, and one without `complete`
+    shutil.rmtree(out / "studies" / "1002")
+    StudyWriter(out, "1002").add_series("x", description="", role=None, series_uid="")
+    half = out / "studies" / "1002"
+    shutil.copytree(out / "studies" / "1001", half)
+    (half / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group", "attributes": {"complete": false}}')
+    shutil.rmtree(out / "labels")
+    assert sd.open_dataset(out).study_ids == ["1001"]
+
+    second = ingest(data, out, workers=1)
+    assert (second.n_written, second.n_already, second.n_complete) == (1, 1, 2)
+    assert sorted(second.removed_stale)[-1] == "studies/1002" and len(second.removed_stale) == 2
+    assert reasons(second) == reasons(first)  # lines of the study written earlier are reported again
+    ds = sd.open_dataset(out)
+    for study_id in ("1001", "1002"):
+        check_study(ds, truth, study_id)
+    assert len(ds.labels) == 2 and not any((out / STAGING).iterdir())
+
+
+def test_resume_after_kill_9(tmp_path):
+    data = tmp_path / "data"
+    truth = write_competition_dataset(data, study_ids=tuple(str(2000 + i) for i in range(8)))
+    out = tmp_path / "out.zarr"
+    command = [sys.executable, "-m", "cli.app", "ingest", str(data), str(out), "--workers", "2", "--no-progress"]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (out / "studies").is_dir() or not any((out / "studies").iterdir()):
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)  # the parent and its workers
+    process.wait()
+    visible = sd.open_dataset(out).study_ids
+    for study_id in visible:  # whatever is visible is whole
+        check_study(sd.open_dataset(out), truth, study_id)
+    result = ingest(data, out, workers=2)
+    assert result.n_complete == 8 and result.skipped == []
+    ds = sd.open_dataset(out)
+    for study_id in ds.study_ids:
+        check_study(ds, truth, study_id)
+
+
+def test_plain_folder_without_csvs(tmp_path):
+    folder = tmp_path / "dump"
+    folder.mkdir()
+    uids = [generate_uid(), generate_uid()]
+    truth = {}
+    for i, (description, uid) in enumerate((("SAG T2 FSE", uids[0]), ("t1_tse_sag", uids[1]), ("localizer", uids[1]))):
+        t = write_competition_series(tmp_path / f"s{i}", study_uid=uid, seed=i, description=description)
+        for path in t.paths:  # all files in one folder, with meaningless names
+            shutil.move(path, folder / f"{i}_{path.name}")
+        truth[description] = (uid, t)
+    (folder / "README").write_text("not dicom")
+    result = ingest(folder, tmp_path / "out.zarr", workers=2)
+    assert result.layout == "plain" and result.n_complete == 2
+    assert [(name, r.split(" (")[0]) for name, _, _, r in reasons(result)] == [("README", "not a DICOM file")]
+    ds = sd.open_dataset(tmp_path / "out.zarr")
+    assert sorted(ds.study_ids) == sorted(uids)
+    for description, (uid, t) in truth.items():
+        (series,) = [s for s in ds.study(uid).series.values() if s.description == description]
+        assert series.series_id == series.series_instance_uid
+        assert series.role == {"SAG T2 FSE": "Sagittal T2/STIR", "t1_tse_sag": "Sagittal T1"}.get(description)
+        np.testing.assert_array_equal(series.stacks[0].read(), t.volume)
+    assert len(ds.labels) == 0 and len(ds.targets) == 0
+
+
+def test_test_split_has_no_labels(tmp_path):
+    data = tmp_path / "data"
+    write_competition_dataset(data, study_ids=("5",), split="test")
+    result = ingest(data, tmp_path / "out.zarr", split="test", workers=1)
+    assert result.n_complete == 1 and result.skipped == []
+    ds = sd.open_dataset(tmp_path / "out.zarr")
+    assert ds.split == "test" and len(ds.labels) == 0 and list(ds.targets.columns) == ["study_id", *TARGETS]
+    with pytest.raises(DataLayoutError, match="--split"):
+        ingest(data, tmp_path / "other.zarr", split="train")
+
+
+def test_cli_exit_codes_and_info(dataset, tmp_path):
+    data, _ = dataset
+    runner = CliRunner()
+    out = tmp_path / "out.zarr"
+    result = runner.invoke(app, ["ingest", str(data), str(out), "--workers", "1", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "2 studies written" in result.output
+    (data / "train_images" / "1001" / "10011" / "junk.bin").write_text("x")
+    shutil.rmtree(out / "studies" / "1001")
+    strict = runner.invoke(app, ["ingest", str(data), str(out), "--workers", "1", "--strict", "--no-progress"])
+    assert strict.exit_code == 1 and "--strict" in strict.output
+    report = tmp_path / "r.csv"
+    relaxed = runner.invoke(app, ["ingest", str(data), str(out), "--workers", "1", "--report", str(report)])
+    assert relaxed.exit_code == 0 and [s.path for s in read_report(report)][0].endswith("junk.bin")
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "a.dcm").write_text("x")
+    nothing = runner.invoke(app, ["ingest", str(junk), str(tmp_path / "none.zarr"), "--workers", "1"])
+    assert nothing.exit_code == 1 and "nothing could be ingested" in nothing.output
+
+    info = runner.invoke(app, ["info", str(out)])
+    assert info.exit_code == 0, info.output
+    assert "2 complete studies" in info.output and "1001" in info.output and "labels: 2 points" in info.output
+    detail = runner.invoke(app, ["info", str(out), "1001"])
+    assert detail.exit_code == 0
+    assert "6x20x24" in detail.output and "0.6 x 0.9 x 4" in detail.output and "sagittal" in detail.output
+    assert "4x16x16" in detail.output and "axial" in detail.output

@@ -1,0 +1,182 @@
+"""The store: writing whole studies, reading them through the public API and through plain zarr/xarray."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+import zarr
+
+import spinedata as sd
+from spinedata.errors import StoreError
+from spinedata.geometry import StackGeometry
+from spinedata.store import StudyWriter, create_or_open_store, open_dataset
+from spinedata.store.layout import IMAGE_CHUNKS, STAGING
+from spinedata.store.tables import read_table, replace_table
+from spinedata.store.writer import IngestLock, clean_stale, complete_study_ids
+
+ORIENTATION = np.array([0.0, 1.0, 0.0, 0.0, 0.0, -1.0])  # sagittal: r = +y, c = -z, n = -x
+
+
+def make_geometry(n=5, rows=30, cols=40, spacing=(0.7, 0.9), step=3.5, gap_at=None):
+    """A sagittal stack; ``gap_at`` makes one gap 1.2x (non-uniform, kept as real positions)."""
+    normal = np.cross(ORIENTATION[:3], ORIENTATION[3:])
+    offsets = np.arange(n) * step
+    if gap_at is not None:
+        offsets[gap_at:] += 0.2 * step
+    positions = np.array([12.0, -30.0, 45.0]) + offsets[:, None] * normal
+    return StackGeometry.from_positions(ORIENTATION, spacing, positions, np.arange(n) + 10, (rows, cols))
+
+
+def write_study(root, study_id="7", images=None, geometries=None, commit=True):
+    geometries = geometries or [make_geometry()]
+    rng = np.random.default_rng(0)
+    images = images or [rng.integers(0, 2000, g.shape, dtype=np.uint16) for g in geometries]
+    writer = StudyWriter(root, study_id)
+    writer.add_series("42", description="Sagittal T2/STIR", role="Sagittal T2/STIR", series_uid="1.2.3")
+    for geometry, image in zip(geometries, images, strict=True):
+        writer.add_stack("42", geometry, image)
+    if commit:
+        writer.commit(["a warning"])
+    return images
+
+
+@pytest.fixture
+def store(tmp_path):
+    return create_or_open_store(tmp_path / "s.zarr", split="train", source="tests")
+
+
+def test_round_trip_through_public_api(store):
+    geometries = [make_geometry(), make_geometry(n=4, gap_at=2)]
+    images = write_study(store, geometries=geometries)
+    ds = sd.open_dataset(store)
+    assert ds.study_ids == ["7"]
+    study = ds.study("7")
+    assert study.warnings == ["a warning"]
+    series = study.series["42"]
+    assert (series.description, series.role, series.series_instance_uid) == ("Sagittal T2/STIR",) * 2 + ("1.2.3",)
+    assert len(series.stacks) == 2
+    for stack, geometry, image in zip(series.stacks, geometries, images, strict=True):
+        np.testing.assert_array_equal(stack.read(), image)
+        np.testing.assert_array_equal(stack.read((1, 3)), image[1:3])
+        np.testing.assert_array_equal(stack.affine, geometry.affine)
+        np.testing.assert_array_equal(stack.positions, geometry.positions)
+        np.testing.assert_array_equal(stack.instance_numbers, geometry.instance_numbers)
+        assert stack.shape == image.shape and stack.flags == geometry.flags
+        assert stack.image.dims == ("slice", "row", "col")
+        assert stack.image.dtype == np.uint16
+        np.testing.assert_array_equal(stack.image.values, image)
+        np.testing.assert_array_equal(stack.image["instance_number"].values, geometry.instance_numbers)
+        ijk = np.array([[1.0, 2.5, 3.25], [3.0, 0.0, 7.0]])
+        np.testing.assert_allclose(stack.voxel_to_world(ijk), geometry.voxel_to_world(ijk))
+        np.testing.assert_allclose(stack.world_to_voxel(stack.voxel_to_world(ijk)), ijk, atol=1e-9)
+    assert series.stacks[1].flags == ("nonuniform",)
+    stack, k = series.locate_instance(12)
+    assert (stack.index, k) == (0, 2)
+    assert series.locate_instance(999) is None
+
+
+def test_plain_zarr_and_xarray_open_a_stack(store):
+    (image,) = write_study(store)
+    geometry = make_geometry()
+    group = "studies/7/42/0"
+    ds = xr.open_zarr(store, group=group, consolidated=False)
+    assert ds["image"].dims == ("slice", "row", "col")
+    assert ds["position"].dims == ("slice", "xyz")
+    np.testing.assert_array_equal(ds["image"].values, image)
+    np.testing.assert_array_equal(ds["instance_number"].values, geometry.instance_numbers)
+    np.testing.assert_allclose(np.array(ds.attrs["affine"]), geometry.affine)
+    array = zarr.open_array(store / group / "image", mode="r")
+    np.testing.assert_allclose(np.array(array.attrs["affine"]), geometry.affine)
+    assert array.metadata.dimension_names == ("slice", "row", "col")
+    assert array.chunks == tuple(min(c, s) for c, s in zip(IMAGE_CHUNKS, image.shape, strict=True))
+    root = zarr.open_group(store, mode="r")
+    assert root.attrs["space"] == "LPS" and root.attrs["unit"] == "mm" and root.attrs["split"] == "train"
+
+
+def test_study_is_invisible_until_committed(store):
+    writer = StudyWriter(store, "8")
+    writer.add_series("1", description="x", role=None, series_uid="1")
+    writer.add_stack("1", make_geometry(), np.zeros(make_geometry().shape, np.uint16))
+    assert open_dataset(store).study_ids == []
+    with pytest.raises(StoreError, match="not in"):
+        open_dataset(store).study("8")
+    writer.commit()
+    assert open_dataset(store).study_ids == ["8"]
+
+
+def test_leaving_the_writer_without_commit_removes_the_staging(store):
+    with StudyWriter(store, "9") as writer:
+        writer.add_series("1", description="x", role=None, series_uid="1")
+    assert not any((store / STAGING).iterdir())
+    assert open_dataset(store).study_ids == []
+
+
+def test_clean_stale_removes_staging_and_incomplete_studies(store):
+    write_study(store, "1")
+    StudyWriter(store, "2")  # a worker killed while writing: its staging folder stays
+    incomplete = store / "studies" / "3"
+    incomplete.mkdir()
+    (incomplete / "zarr.json").write_text(json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {}}))
+    removed = clean_stale(store)
+    assert len(removed) == 2 and "studies/3" in removed
+    assert complete_study_ids(store) == {"1"}
+    assert not incomplete.exists() and not any((store / STAGING).iterdir())
+
+
+def test_study_ids_sort_numerically_and_commit_refuses_overwrite(store):
+    for sid in ("10", "9", "1.2.840.5"):
+        write_study(store, sid)
+    assert open_dataset(store).study_ids == ["9", "10", "1.2.840.5"]
+    with pytest.raises(StoreError, match="already complete"):
+        write_study(store, "9")
+
+
+@pytest.mark.parametrize("bad", ["", "a/b", ".hidden", "__x"])
+def test_bad_ids_are_refused(store, bad):
+    with pytest.raises(StoreError, match="cannot name"):
+        StudyWriter(store, bad)
+
+
+def test_open_dataset_errors(tmp_path, store):
+    with pytest.raises(StoreError, match="no Zarr store"):
+        open_dataset(tmp_path / "missing.zarr")
+    zarr.open_group(tmp_path / "other.zarr", mode="w")
+    with pytest.raises(StoreError, match="not a spinedata store"):
+        open_dataset(tmp_path / "other.zarr")
+    with pytest.raises(StoreError, match="split"):
+        create_or_open_store(store, split="test", source="x")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "f.txt").write_text("x")
+    with pytest.raises(StoreError, match="not a spinedata store"):
+        create_or_open_store(tmp_path / "full", split="train", source="x")
+
+
+def test_tables_round_trip_and_missing_tables(store):
+    with pytest.raises(StoreError, match="no labels table"):
+        _ = open_dataset(store).labels
+    frame = pd.DataFrame({"study_id": ["1", "22"], "x": [1.5, np.nan], "stack": np.array([0, -1], np.int64)})
+    replace_table(store, "t", frame, "point")
+    replace_table(store, "t", frame.iloc[:1], "point")  # replaced whole
+    back = read_table(zarr.open_group(store, mode="r")["t"])
+    assert list(back.columns) == ["study_id", "x", "stack"]
+    assert back["study_id"].tolist() == ["1"] and back["x"].tolist() == [1.5]
+    assert back["stack"].dtype == np.int64 and back["stack"].tolist() == [0]
+    ds = xr.open_zarr(store, group="t", consolidated=False)
+    assert ds["study_id"].dims == ("point",) and str(ds["study_id"].values[0]) == "1"
+
+
+def test_ingest_lock_is_exclusive_and_taken_over_when_stale(store):
+    with IngestLock(store):
+        with pytest.raises(StoreError, match="another ingest"):
+            IngestLock(store).__enter__()
+    lock = store / ".ingest.lock"
+    import socket
+
+    lock.write_text(f"{socket.gethostname()} 999999999")  # a dead process
+    with IngestLock(store):
+        assert lock.read_text().split()[1] != "999999999"
+    assert not lock.exists()
