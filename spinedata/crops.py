@@ -8,7 +8,7 @@ crop looks like the stack's own images. Output pixel ``(i, j)`` is at
 ``((i - (size-1)/2) * side_mm/size, (j - (size-1)/2) * side_mm/size)`` mm from the point: the point sits at
 the exact centre ``((size-1)/2, (size-1)/2)``. Non-square pixel spacing is honoured (the grid is in mm),
 and downsampling is anti-aliased with a Gaussian of ``sigma = (zoom - 1) / 2`` source pixels per axis
-(as scikit-image does) before linear interpolation.
+(as scikit-image does) before linear interpolation (:func:`bilinear_sample`).
 
 Only the block of slices, rows and columns the crop needs is read from ``volume``, so a lazy
 ``xarray.DataArray`` or zarr array of a whole stack can be passed directly.
@@ -42,8 +42,6 @@ PERCENTILE_MAX_VOXELS = 4_000_000
 ANTIALIAS_TRUNCATE = 3.0
 """Gaussian prefilter truncated at this many sigmas; the read block gets the same margin."""
 
-INTERPOLATION_ORDER = 1
-"""Linear interpolation between source pixels."""
 
 
 def stack_intensity_range(volume: Any, percentiles: tuple[float, float] = PERCENTILES) -> tuple[float, float]:
@@ -70,23 +68,33 @@ def normalise(values: np.ndarray, value_range: tuple[float, float]) -> np.ndarra
     return np.clip(scaled, 0.0, 1.0, out=scaled)
 
 
+def crop_matrix(
+    side_mm: float, size: int, pixel_spacing: tuple[float, float], *, angle_deg: float = 0.0, scale: float = 1.0
+) -> np.ndarray:
+    """``(2,2)`` matrix taking an output offset ``(i - (size-1)/2, j - (size-1)/2)`` (output pixels) to a
+    source offset ``(d_row, d_col)`` (source pixels).
+
+    The output covers ``side_mm * scale`` mm, rotated by ``angle_deg`` (counter-clockwise as displayed,
+    in mm, so non-square pixels stay right); ``pixel_spacing`` is the stack's ``(drow, dcol)`` in mm.
+    """
+    out_mm = side_mm * scale / size
+    theta = np.deg2rad(angle_deg)
+    cos, sin = np.cos(theta), np.sin(theta)
+    rotation_mm = np.array([[cos, sin], [-sin, cos]]) * out_mm
+    drow, dcol = pixel_spacing
+    return rotation_mm / np.array([[drow], [dcol]])
+
+
 def crop_grid(
     side_mm: float, size: int, pixel_spacing: tuple[float, float], *, angle_deg: float = 0.0, scale: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Offsets in source pixels ``(d_rows, d_cols)``, each ``(size, size)``, of the output grid from its centre.
-
-    The grid covers ``side_mm * scale`` mm, rotated by ``angle_deg`` (counter-clockwise as displayed, in mm,
-    so non-square pixels stay right); ``pixel_spacing`` is the stack's ``(drow, dcol)`` in mm.
-    """
-    out_mm = side_mm * scale / size
-    offsets = (np.arange(size, dtype=np.float64) - (size - 1) / 2.0) * out_mm
-    down, right = np.meshgrid(offsets, offsets, indexing="ij")
-    theta = np.deg2rad(angle_deg)
-    cos, sin = np.cos(theta), np.sin(theta)
-    down_rot = cos * down + sin * right
-    right_rot = -sin * down + cos * right
-    drow, dcol = pixel_spacing
-    return down_rot / drow, right_rot / dcol
+    """Offsets in source pixels ``(d_rows, d_cols)``, each ``(size, size)``, of every output pixel from the
+    crop centre (see :func:`crop_matrix`)."""
+    matrix = crop_matrix(side_mm, size, pixel_spacing, angle_deg=angle_deg, scale=scale)
+    offsets = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
+    grid = np.stack(np.meshgrid(offsets, offsets, indexing="ij"))
+    d_rows, d_cols = np.tensordot(matrix, grid, axes=1)
+    return d_rows, d_cols
 
 
 def antialias_sigma(side_mm: float, size: int, pixel_spacing: tuple[float, float], scale: float = 1.0):
@@ -107,6 +115,35 @@ def _check(side_mm: float, n_slices: int, size: int, jitter_mm: float, jitter_sl
         raise ConfigError(f"crop scale must be > 0, got {scale}")
     if (jitter_mm > 0 or jitter_slices > 0) and rng is None:
         raise ConfigError("jitter needs a numpy.random.Generator: pass rng=np.random.default_rng(seed)")
+
+
+def bilinear_sample(block: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Linear interpolation of every slice of ``block (n, h, w)`` at the points ``rows, cols`` (same shape
+    ``(...)``, in pixels) -> ``(n, ...)`` float32.
+
+    The block is taken as surrounded by zeros, so values fade to 0 within one pixel outside it (like
+    ``scipy.ndimage.map_coordinates(..., order=1, mode="grid-constant")``). The weights are computed once
+    and shared by all slices, which is several times faster than one ``map_coordinates`` call per slice.
+    """
+    n, height, width = block.shape
+    padded = np.zeros((n, height + 2, width + 2), dtype=np.float32)
+    padded[:, 1:-1, 1:-1] = block
+    r = np.clip(np.asarray(rows, dtype=np.float64) + 1.0, 0.0, height + 1.0)
+    c = np.clip(np.asarray(cols, dtype=np.float64) + 1.0, 0.0, width + 1.0)
+    r0 = np.minimum(np.floor(r).astype(np.intp), height)
+    c0 = np.minimum(np.floor(c).astype(np.intp), width)
+    fr = (r - r0).astype(np.float32).ravel()
+    fc = (c - c0).astype(np.float32).ravel()
+    stride = width + 2
+    flat = padded.reshape(n, -1)
+    top_left = (r0 * stride + c0).ravel()
+    above = flat[:, top_left]
+    above += fc * (flat[:, top_left + 1] - above)
+    below = flat[:, top_left + stride]
+    below += fc * (flat[:, top_left + stride + 1] - below)
+    out = above
+    out += fr * (below - above)
+    return out.reshape(n, *np.shape(rows))
 
 
 def crop_centre(geometry: Any, world_point) -> tuple[int, float, float]:
@@ -165,8 +202,11 @@ def crop_around(
     if jitter_slices > 0:
         centre_slice += int(rng.integers(-jitter_slices, jitter_slices + 1))
 
-    d_rows, d_cols = crop_grid(side_mm, size, (drow, dcol), angle_deg=angle_deg, scale=scale)
-    rows, cols = centre_row + d_rows, centre_col + d_cols
+    matrix = crop_matrix(side_mm, size, (drow, dcol), angle_deg=angle_deg, scale=scale)
+    half = (size - 1) / 2.0
+    corners = matrix @ np.array([[-half, -half, half, half], [-half, half, -half, half]])
+    rows = centre_row + corners[0]
+    cols = centre_col + corners[1]
     sigma = antialias_sigma(side_mm, size, (drow, dcol), scale)
 
     n_stack, n_rows, n_cols = (int(v) for v in geometry.shape)
@@ -188,12 +228,8 @@ def crop_around(
         block = normalise(block, intensity_range)
     if sigma[0] > 0 or sigma[1] > 0:
         block = ndimage.gaussian_filter(block, sigma=(0.0, *sigma), mode="nearest", truncate=ANTIALIAS_TRUNCATE)
-    coords = np.stack([rows - r_lo, cols - c_lo])
-    for out_index in np.flatnonzero(valid):
-        source = block[int(wanted[out_index]) - s_lo]
-        crop[out_index] = ndimage.map_coordinates(
-            source, coords, order=INTERPOLATION_ORDER, mode="constant", cval=0.0, prefilter=False
-        )
+    d_rows, d_cols = crop_grid(side_mm, size, (drow, dcol), angle_deg=angle_deg, scale=scale)
+    crop[valid] = bilinear_sample(block, centre_row - r_lo + d_rows, centre_col - c_lo + d_cols)
     if mirror:
         crop = np.ascontiguousarray(crop[:, :, ::-1])
     return crop

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
+from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
-from spinedata.crops import antialias_sigma, crop_around, normalise, stack_intensity_range
+from spinedata.crops import antialias_sigma, bilinear_sample, crop_around, normalise, stack_intensity_range
 from spinedata.errors import ConfigError
 from spinedata.geometry import StackGeometry
 
@@ -231,3 +232,13 @@ def test_nonuniform_stack_follows_real_slice_positions():
     crop = crop_around(dot_volume(geometry, point), geometry, point, 30.0, 3, 31)
     assert int(np.argmax(crop.max(axis=(1, 2)))) == 1  # slice 3 in the middle
     np.testing.assert_allclose(centroid(crop[1]), [15, 15], atol=0.25)
+
+
+def test_bilinear_sample_matches_scipy_map_coordinates():
+    rng = np.random.default_rng(17)
+    block = rng.random((3, 20, 30)).astype(np.float32)
+    rows, cols = rng.uniform(-3, 23, size=(2, 40, 50))  # includes points beyond every edge
+    got = bilinear_sample(block, rows, cols)
+    want = np.stack([ndimage.map_coordinates(b, [rows, cols], order=1, mode="grid-constant", cval=0.0)
+                     for b in block])
+    np.testing.assert_allclose(got, want, atol=1e-6)
