@@ -140,6 +140,20 @@ def lps_to_ras(affine) -> np.ndarray:
     return LPS_TO_RAS @ np.asarray(affine, dtype=np.float64)
 
 
+def base_gap(gaps: np.ndarray) -> float:
+    """The acquired slice step (mm) of a stack from its gaps along ``n`` ``(k,)``: the smallest gap when
+    every gap is a whole multiple (1..MAX_MISSING_RUN+1) of it (a stack with missing slices), else the
+    median gap."""
+    gaps = np.asarray(gaps, dtype=np.float64)
+    smallest = float(gaps.min())
+    if smallest > 0:
+        ratio = gaps / smallest
+        whole = np.rint(ratio)
+        if np.all((whole <= MAX_MISSING_RUN + 1) & (np.abs(ratio - whole) <= MISSING_SLICE_RTOL * whole)):
+            return smallest
+    return float(np.median(gaps))
+
+
 def classify_gaps(gaps: np.ndarray, median_gap: float) -> tuple[np.ndarray, np.ndarray]:
     """For gaps ``(k,)`` along ``n`` (mm) return ``(missing, jump)`` boolean ``(k,)``: gaps that are a
     short run of missing slices (a whole multiple 2..MAX_MISSING_RUN+1 of the median), and gaps that
@@ -164,7 +178,7 @@ def _stack_flags(orientation: np.ndarray, positions: np.ndarray, step: np.ndarra
     flags: list[str] = []
     if not uniform:
         flags.append(FLAG_NONUNIFORM)
-        missing, _ = classify_gaps(gaps, float(np.median(gaps)))
+        missing, _ = classify_gaps(gaps, base_gap(gaps))
         if missing.any():
             flags.append(FLAG_MISSING_SLICES)
     norm = float(np.linalg.norm(step))

@@ -22,15 +22,20 @@ import numpy as np
 from spinedata.dicomio import Skipped, SliceHeader
 from spinedata.errors import GeometryError
 from spinedata.geometry import (
+    GAP_JUMP_FACTOR,
     INPLANE_JUMP_PIXELS,
     ORIENTATION_ATOL,
     POSITION_REPEAT_MM,
     SPACING_RTOL,
     StackGeometry,
+    base_gap,
     classify_gaps,
     normalise_orientation,
     slice_normal,
 )
+
+SHEAR_MIN_FRACTION = 0.8
+"""A gantry-tilt drift must explain this fraction of a volume's regular steps to be taken out."""
 
 VOLUME_KEYS = ("echo_number", "temporal_position", "acquisition_number")
 """Header fields that may tell repeated volumes apart, tried alone and in combination."""
@@ -133,23 +138,62 @@ def _split_volumes(headers: list[SliceHeader], normal: np.ndarray) -> list[list[
     return [[headers[i] for i in part] for part in best]
 
 
-def _split_jumps(headers: list[SliceHeader], normal: np.ndarray, pixel_spacing) -> list[list[SliceHeader]]:
-    """Sort one volume along ``n`` and cut it where the gap or the in-plane offset jumps."""
-    headers = sorted(headers, key=lambda h: (float(np.dot(h.position, normal)), _sort_key(h)))
-    if len(headers) < 3:
-        return [headers]
-    positions = np.array([h.position for h in headers], dtype=np.float64)
+def _shear_per_mm(positions: np.ndarray, normal: np.ndarray, tolerance_mm: float) -> np.ndarray:
+    """In-plane drift per mm along ``n`` ``(3,)`` (gantry tilt; zero for MR), from depth-sorted positions.
+
+    Estimated from the regular steps (gap within GAP_JUMP_FACTOR of the median) and kept only when it
+    explains at least SHEAR_MIN_FRACTION of them, and more of them (or better) than no drift does, so
+    jumps or interleaved slabs cannot fake a shear."""
     steps = np.diff(positions, axis=0)
     gaps = steps @ normal
-    _, jump = classify_gaps(gaps, max(float(np.median(gaps)), POSITION_REPEAT_MM))
     in_plane = steps - gaps[:, None] * normal
-    real = gaps > POSITION_REPEAT_MM
-    # shear per mm along n (0 without gantry tilt), from the steps that really move along n
-    tilt = np.median(in_plane[real] / gaps[real, None], axis=0) if real.any() else np.zeros(3)
-    deviation = np.linalg.norm(in_plane - gaps[:, None] * tilt, axis=1)
-    jump |= deviation > INPLANE_JUMP_PIXELS * min(pixel_spacing)
-    cuts = np.flatnonzero(jump) + 1
-    return [list(part) for part in np.split(np.array(headers, dtype=object), cuts)]
+    median = float(np.median(gaps)) if len(gaps) else 0.0
+    regular = (
+        (gaps > POSITION_REPEAT_MM) & (gaps * GAP_JUMP_FACTOR >= median) & (gaps <= GAP_JUMP_FACTOR * median)
+    )
+    if not regular.any():
+        return np.zeros(3)
+    drift = np.median(in_plane[regular] / gaps[regular, None], axis=0)
+
+    def score(rate: np.ndarray) -> tuple[int, float]:
+        residual = np.linalg.norm(in_plane[regular] - gaps[regular, None] * rate, axis=1)
+        return int(np.sum(residual <= tolerance_mm)), -float(residual.sum())
+
+    explained = score(drift)
+    if explained > score(np.zeros(3)) and explained[0] >= SHEAR_MIN_FRACTION * int(regular.sum()):
+        return drift
+    return np.zeros(3)
+
+
+def _split_jumps(headers: list[SliceHeader], normal: np.ndarray, pixel_spacing) -> list[list[SliceHeader]]:
+    """Cut one volume into pieces on one line along ``n`` (same in-plane offset once any shear is taken
+    out), each sorted along ``n`` and cut again where the gap jumps."""
+    headers = sorted(headers, key=lambda h: (float(np.dot(h.position, normal)), _sort_key(h)))
+    positions = np.array([h.position for h in headers], dtype=np.float64)
+    depth = positions @ normal
+    tolerance = INPLANE_JUMP_PIXELS * min(pixel_spacing)
+    drift = _shear_per_mm(positions, normal, tolerance)
+    offsets = positions - depth[:, None] * normal - depth[:, None] * drift
+    lines: list[list[int]] = []
+    for index in range(len(headers)):
+        for line in lines:
+            if np.linalg.norm(offsets[index] - offsets[line[-1]]) <= tolerance:
+                line.append(index)
+                break
+        else:
+            lines.append([index])
+    pieces = []
+    for line in lines:
+        gaps = np.diff(depth[line])
+        if len(gaps) == 0:
+            pieces.append([headers[i] for i in line])
+            continue
+        _, jump = classify_gaps(gaps, max(base_gap(gaps), POSITION_REPEAT_MM))
+        jump |= gaps <= POSITION_REPEAT_MM
+        pieces.extend(
+            [headers[i] for i in part] for part in np.split(np.array(line), np.flatnonzero(jump) + 1)
+        )
+    return pieces
 
 
 def _geometry(headers: list[SliceHeader], reference: SliceHeader) -> StackGeometry:
