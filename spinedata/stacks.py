@@ -14,6 +14,7 @@ Steps (DESIGN.md, ``docs/geometry.md``):
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from itertools import combinations
 
@@ -47,52 +48,46 @@ def _sort_key(header: SliceHeader) -> tuple:
     return inst, header.sop_uid, header.path
 
 
-def _usable(header: SliceHeader) -> str | None:
-    """Reason a header cannot join a stack, or None."""
+def _usable(header: SliceHeader) -> tuple[str | None, tuple[float, ...]]:
+    """``(reason it cannot join a stack or None, normalised IOP)``."""
     if header.position is None:
-        return "no ImagePositionPatient"
+        return "no ImagePositionPatient", ()
     if header.orientation is None:
-        return "no ImageOrientationPatient"
+        return "no ImageOrientationPatient", ()
     if header.pixel_spacing is None:
-        return "no PixelSpacing"
+        return "no PixelSpacing", ()
     if header.rows < 1 or header.cols < 1:
-        return f"empty matrix {header.rows}x{header.cols}"
-    if not np.all(np.isfinite(header.position)):
-        return f"non-finite ImagePositionPatient {header.position}"
+        return f"empty matrix {header.rows}x{header.cols}", ()
+    if not all(math.isfinite(v) for v in header.position):
+        return f"non-finite ImagePositionPatient {header.position}", ()
     if min(header.pixel_spacing) <= 0:
-        return f"PixelSpacing must be positive, got {header.pixel_spacing}"
+        return f"PixelSpacing must be positive, got {header.pixel_spacing}", ()
     try:
-        normalise_orientation(header.orientation)
+        return None, tuple(float(v) for v in normalise_orientation(header.orientation))
     except GeometryError as error:
-        return str(error)
-    return None
+        return str(error), ()
 
 
-def _same_grid(a: SliceHeader, b: SliceHeader) -> bool:
+def _same_grid(a: SliceHeader, a_iop, b: SliceHeader, b_iop) -> bool:
     """Same series, matrix, pixel spacing (relative SPACING_RTOL) and orientation (ORIENTATION_ATOL)."""
     if (a.series_uid, a.rows, a.cols) != (b.series_uid, b.rows, b.cols):
         return False
-    if not np.allclose(a.pixel_spacing, b.pixel_spacing, rtol=SPACING_RTOL, atol=0):
+    if any(abs(x - y) > SPACING_RTOL * abs(x) for x, y in zip(a.pixel_spacing, b.pixel_spacing, strict=True)):
         return False
-    return bool(
-        np.all(
-            np.abs(normalise_orientation(a.orientation) - normalise_orientation(b.orientation))
-            <= ORIENTATION_ATOL
-        )
-    )
+    return all(abs(x - y) <= ORIENTATION_ATOL for x, y in zip(a_iop, b_iop, strict=True))
 
 
-def _group(headers: list[SliceHeader]) -> list[list[SliceHeader]]:
+def _group(headers: list[SliceHeader], iops: list[tuple[float, ...]]) -> list[list[SliceHeader]]:
     """Groups of headers sharing one grid; the first member of each group is its reference."""
-    groups: list[list[SliceHeader]] = []
-    for header in headers:
-        for group in groups:
-            if _same_grid(group[0], header):
+    groups: list[tuple[tuple[float, ...], list[SliceHeader]]] = []
+    for header, iop in zip(headers, iops, strict=True):
+        for reference_iop, group in groups:
+            if _same_grid(group[0], reference_iop, header, iop):
                 group.append(header)
                 break
         else:
-            groups.append([header])
-    return groups
+            groups.append((iop, [header]))
+    return [group for _, group in groups]
 
 
 def _locations(headers: list[SliceHeader], normal: np.ndarray) -> np.ndarray:
@@ -100,15 +95,17 @@ def _locations(headers: list[SliceHeader], normal: np.ndarray) -> np.ndarray:
     positions = np.array([h.position for h in headers], dtype=np.float64)
     order = np.argsort(positions @ normal, kind="stable")
     ids = np.empty(len(headers), dtype=np.int64)
-    anchors: list[np.ndarray] = []
-    for index in order:
+    anchors: list[tuple[float, ...]] = []
+    limit = POSITION_REPEAT_MM**2
+    for index in order.tolist():
+        point = headers[index].position
         for k in range(len(anchors) - 1, max(len(anchors) - 8, -1), -1):  # repeats sit next to each other
-            if np.linalg.norm(positions[index] - anchors[k]) < POSITION_REPEAT_MM:
+            if sum((p - q) ** 2 for p, q in zip(point, anchors[k], strict=True)) < limit:
                 ids[index] = k
                 break
         else:
             ids[index] = len(anchors)
-            anchors.append(positions[index])
+            anchors.append(point)
     return ids
 
 
@@ -221,14 +218,16 @@ def build_stacks(
     """
     skipped: list[Skipped] = []
     usable: list[SliceHeader] = []
+    iops: list[tuple[float, ...]] = []
     for header in sorted(headers, key=lambda h: (h.series_uid, *_sort_key(h))):
-        reason = _usable(header)
+        reason, iop = _usable(header)
         if reason is None:
             usable.append(header)
+            iops.append(iop)
         else:
             skipped.append(Skipped(path=header.path, reason=reason, series_id=header.series_uid))
     stacks: list[tuple[StackGeometry, list[SliceHeader]]] = []
-    for group in _group(usable):
+    for group in _group(usable, iops):
         reference = group[0]
         normal = slice_normal(normalise_orientation(reference.orientation))
         for volume in _split_volumes(group, normal):
