@@ -1,0 +1,36 @@
+"""``spine locate OUT.zarr --model RUN_DIR ... --out coords.csv``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+MAX_WARNINGS_SHOWN = 20
+
+
+def locate(
+    data: Annotated[Path, typer.Argument(help="Store written by `spine ingest`.")],
+    model: Annotated[list[Path], typer.Option(
+        "--model", help="Run directory of a slice_finder and of a keypoints run (repeatable; folds averaged).")],
+    out: Annotated[Path, typer.Option("--out", help="CSV to write: one row per study, condition and level.")],
+    oof: Annotated[bool, typer.Option(
+        "--oof", help="Out of fold: each study only by the fold model that did not train on it.")] = False,
+    device: Annotated[str | None, typer.Option("--device", help="cpu or cuda (default: cuda if available).")] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+) -> None:
+    """Stage 1: the point of every condition at every level (x, y on an instance, and LPS mm)."""
+    import spinedata
+    from spinemodels.locate import locate as run_locate
+
+    dataset = spinedata.open_dataset(str(data))
+    coords, warnings = run_locate(dataset, model, oof=oof, device=device, progress=progress)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    coords.to_csv(out, index=False)
+    studies = coords["study_id"].nunique()
+    typer.echo(f"wrote {len(coords)} rows for {studies} studies to {out}")
+    for line in warnings[:MAX_WARNINGS_SHOWN]:
+        typer.echo(f"warning: {line}", err=True)
+    if len(warnings) > MAX_WARNINGS_SHOWN:
+        typer.echo(f"warning: ... and {len(warnings) - MAX_WARNINGS_SHOWN} more (see the warning column)", err=True)

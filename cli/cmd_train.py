@@ -1,0 +1,38 @@
+"""``spine train CONFIG.yaml --data OUT.zarr --out RUN_DIR [--fold K] [--set key=value ...]``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def train(
+    config: Annotated[Path, typer.Argument(help="Model config (YAML), e.g. configs/cpu/keypoints.yaml.")],
+    data: Annotated[Path, typer.Option("--data", help="Store written by `spine ingest` (training split).")],
+    out: Annotated[Path, typer.Option("--out", help="Run directory: config, folds, weights, metrics, oof.")],
+    fold: Annotated[int | None, typer.Option("--fold", help="Train only this fold (default: train.folds).")] = None,
+    overrides: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override a config value, e.g. --set optim.lr=3e-4 (repeatable).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue each fold from its last.pt.")] = False,
+    device: Annotated[str | None, typer.Option("--device", help="cpu or cuda (default: cuda if available).")] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
+) -> None:
+    """Train one model of the pipeline (one per fold); several GPUs: `torchrun --nproc-per-node N -m cli.app train ...`."""
+    from spinemodels.config import load_config
+    from spinemodels.training import train as run_training
+
+    if not data.exists():
+        raise FileNotFoundError(f"store {data} not found; write one with `spine ingest`")
+    cfg = load_config(config, overrides or [])
+    run = run_training(cfg, str(data), out, fold=fold, resume=resume, progress=progress, device=device)
+    folds = run.trained_folds()
+    typer.echo(f"{cfg.task}: trained folds {folds} in {run.path}")
+    for k in folds:
+        metrics = run.metrics(k)
+        best = metrics.loc[metrics["val_loss"].idxmin()]
+        extras = ", ".join(f"{c} {best[c]:.4g}" for c in metrics.columns
+                           if c not in ("epoch", "train_loss", "val_loss", "lr", "seconds", "samples_per_s"))
+        typer.echo(f"  fold {k}: best epoch {int(best['epoch'])}, val_loss {best['val_loss']:.4f}"
+                   + (f", {extras}" if extras else ""))

@@ -1,0 +1,162 @@
+"""Stage 2 inference (``spine classify``): severities of all 25 targets of every study, as a submission.
+
+For each condition group (spinal, foraminal, subarticular) the crops are cut around the located points
+(``coords.csv`` of ``spine locate``) exactly as in validation, every fold of every run of that group is
+applied, and the softmax probabilities are averaged. A row no model can grade (no run for its group, no
+point, or a point that lies in a series of another role because the study lacks the group's series) gets
+the training class priors stored by the runs, with a warning. Every study gets all 25 rows, each summing
+to 1; a missing row is an error, never a silent gap.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from spinedata.constants import LEVELS, SUBMISSION_COLUMNS, TARGET_INDEX, TARGETS, row_id, target_name
+from spinedata.errors import SpineError
+from spinemodels.data.grading import (
+    GRADE_GROUPS,
+    CropPoint,
+    GradeDataset,
+    GradeGroup,
+    GradeSample,
+    make_grade_samples,
+)
+from spinemodels.locate import FoldModels
+from spinemodels.rundir import RunDir
+from spinemodels.tasks.grading import GRADE_TASKS, PRIORS_FILE, crop_settings
+
+
+class ClassifyError(SpineError):
+    """The runs or coordinates given to ``classify`` cannot produce a submission."""
+
+
+def load_grade_runs(run_paths: list[str | Path], device: torch.device) -> dict[str, list[FoldModels]]:
+    """Group name -> the grading runs for it (every trained fold loaded, eval mode)."""
+    runs: dict[str, list[FoldModels]] = {name: [] for name in GRADE_GROUPS}
+    for path in run_paths:
+        run = RunDir(path)
+        task = run.config().task
+        if task not in GRADE_TASKS:
+            raise ClassifyError(f"{path} is a {task!r} run; classify takes {', '.join(sorted(GRADE_TASKS))} runs")
+        runs[GRADE_TASKS[task].group.name].append(FoldModels.load(run, device))
+    if not any(runs.values()):
+        raise ClassifyError("classify needs at least one grading run (--model RUN_DIR, trained with `spine train`)")
+    return runs
+
+
+def run_priors(runs: dict[str, list[FoldModels]]) -> pd.DataFrame:
+    """Class priors (25 targets x 3) averaged over every fold's ``priors.csv`` of every run."""
+    tables = []
+    for group_runs in runs.values():
+        for fm in group_runs:
+            for k in fm.networks:
+                path = fm.run.fold_dir(k) / PRIORS_FILE
+                if not path.is_file():
+                    raise ClassifyError(f"{path} is missing; retrain this run (priors are written after each fold)")
+                tables.append(pd.read_csv(path, index_col="target")[list(SUBMISSION_COLUMNS)])
+    priors = sum(t.reindex(list(TARGETS)) for t in tables) / len(tables)
+    if priors.isna().any().any():
+        raise ClassifyError("priors.csv files lack some of the 25 targets; retrain the runs")
+    return priors
+
+
+def _usable_points(study: Any, sample: GradeSample, group: GradeGroup) -> tuple[GradeSample, list[str]]:
+    """Drop points in series the study lacks or of another role than the group's (with warnings)."""
+    warnings, grid = [], []
+    for level, row in zip(LEVELS, sample.points, strict=True):
+        kept: list[CropPoint | None] = []
+        for condition, point in zip(group.conditions, row, strict=True):
+            if point is not None:
+                series = study.series.get(point.series_id)
+                where = f"study {sample.study_id} {condition} {level}"
+                if series is None or point.stack >= len(series.stacks):
+                    warnings.append(f"{where}: series {point.series_id} stack {point.stack} is not in the store")
+                    point = None
+                elif series.role != group.role:
+                    warnings.append(f"{where}: point lies on {series.role}, not {group.role}; not graded")
+                    point = None
+            kept.append(point)
+        grid.append(tuple(kept))
+    return GradeSample(sample.study_id, tuple(grid), sample.targets), warnings
+
+
+@torch.no_grad()
+def grade_study(dataset: Any, sample: GradeSample, group: GradeGroup, group_runs: list[FoldModels],
+                device: torch.device) -> np.ndarray:
+    """``(5, K, 3)`` probabilities averaged over every fold of every run; NaN where no crop exists."""
+    total = np.zeros((len(LEVELS), group.sides, 3))
+    count = 0
+    present = None
+    if all(point is None for row in sample.points for point in row):
+        return np.full_like(total, np.nan)
+    for fm in group_runs:
+        data = fm.task.config.data
+        item = GradeDataset(dataset, [sample], group, crop_settings(data), train=False, cache_mb=data.cache_mb)[0]
+        image = item["image"][None].to(device)
+        present = item["present"].numpy()
+        for network in fm.networks.values():
+            total += network(image).float().softmax(dim=-1)[0].cpu().numpy()
+            count += 1
+    out = total / max(count, 1)
+    if present is None:
+        return np.full_like(out, np.nan)
+    out[~present] = np.nan
+    return out
+
+
+def classify(dataset: Any, coords: pd.DataFrame, run_paths: list[str | Path], *,
+             study_ids: list[str] | None = None, device: str | None = None,
+             progress: bool = True) -> tuple[pd.DataFrame, list[str]]:
+    """The submission (``row_id, normal_mild, moderate, severe``; 25 rows per study) and the warnings."""
+    from rich.progress import Progress
+
+    torch_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    runs = load_grade_runs(run_paths, torch_device)
+    priors = run_priors(runs)
+    ids = [str(s) for s in (study_ids if study_ids is not None else dataset.study_ids)]
+    warnings = [f"no grading run for {name}; its rows are the training priors"
+                for name, group_runs in runs.items() if not group_runs]
+    unknown = sorted(set(coords["study_id"].astype(str)) - set(ids))
+    if unknown:
+        warnings.append(f"coords name {len(unknown)} studies not classified here (e.g. {unknown[0]})")
+    rows = []
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task("classifying", total=len(ids))
+        for study_id in ids:
+            study = dataset.study(study_id)
+            graded: dict[str, np.ndarray] = {}
+            for name, group_runs in runs.items():
+                group = GRADE_GROUPS[name]
+                if not group_runs:
+                    continue
+                (sample,) = make_grade_samples(coords, None, [study_id], group, need_points=False)
+                sample, notes = _usable_points(study, sample, group)
+                warnings += notes
+                probs = grade_study(dataset, sample, group, group_runs, torch_device)
+                for i, level in enumerate(LEVELS):
+                    for k, condition in enumerate(group.conditions):
+                        graded[target_name(condition, level)] = probs[i, k]
+            fallback = []
+            for target in TARGETS:
+                p = graded.get(target)
+                if p is None or not np.isfinite(p).all():
+                    if target in graded:
+                        fallback.append(target)
+                    p = priors.loc[target].to_numpy(dtype=np.float64)
+                p = p / p.sum()
+                condition, level = TARGET_INDEX[target]
+                rows.append([row_id(study_id, condition, level), *p.tolist()])
+            if fallback:
+                warnings.append(f"study {study_id}: {len(fallback)} rows without a usable point got the training "
+                                f"priors ({', '.join(fallback[:3])}{', ...' if len(fallback) > 3 else ''})")
+            bar.advance(task)
+    submission = pd.DataFrame(rows, columns=["row_id", *SUBMISSION_COLUMNS])
+    if len(submission) != len(TARGETS) * len(ids) or not np.isfinite(submission[list(SUBMISSION_COLUMNS)]).all().all():
+        raise ClassifyError("internal error: the submission lacks rows or holds non-finite values")
+    return submission, warnings

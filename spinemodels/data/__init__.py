@@ -1,0 +1,1 @@
+"""Torch datasets over spinedata stores."""

@@ -1,0 +1,249 @@
+"""Torch datasets of stage 2: mm-normalised crops around each level's points, and their severities.
+
+One sample is one study and one condition group:
+
+- spinal: ``(5, 1, N, S, S)`` on Sagittal T2/STIR (Spinal Canal Stenosis);
+- foraminal: ``(5, 2, N, S, S)`` on Sagittal T1 (left, right Neural Foraminal Narrowing);
+- subarticular: ``(5, 2, N, S, S)`` on Axial T2 (left, right Subarticular Stenosis), the right side mirrored.
+
+Points come from a table with ``study_id, series_id, stack, condition, level, world_x, world_y, world_z``:
+``dataset.labels`` when training, a ``coords.csv`` of ``spine locate`` at inference. Crops are cut by
+``spinedata.crops.crop_around`` in the point's own stack (geometry exact; training jitter, rotation and
+zoom are applied in mm inside the crop, so nothing is resampled twice).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import ndimage
+
+from spinedata.constants import (
+    CONDITIONS,
+    LEVELS,
+    MISSING,
+    ROLE_AXIAL_T2,
+    ROLE_SAG_T1,
+    ROLE_SAG_T2,
+    target_name,
+)
+from spinedata.crops import crop_around, stack_intensity_range
+from spinedata.errors import ConfigError
+from spinemodels.data.sampling import unpack_index
+
+WORLD = ["world_x", "world_y", "world_z"]
+POINT_COLUMNS = ["study_id", "series_id", "stack", "condition", "level", *WORLD]
+"""Columns a point table needs (``dataset.labels`` and ``coords.csv`` both have them)."""
+
+
+@dataclass(frozen=True)
+class GradeGroup:
+    """A condition group graded by one model: its conditions (one per side), series role and mirroring."""
+
+    name: str
+    conditions: tuple[str, ...]
+    role: str
+    mirror: tuple[bool, ...]
+
+    @property
+    def sides(self) -> int:
+        return len(self.conditions)
+
+
+GRADE_GROUPS: dict[str, GradeGroup] = {
+    "spinal": GradeGroup("spinal", (CONDITIONS[0],), ROLE_SAG_T2, (False,)),
+    "foraminal": GradeGroup("foraminal", (CONDITIONS[1], CONDITIONS[2]), ROLE_SAG_T1, (False, False)),
+    "subarticular": GradeGroup("subarticular", (CONDITIONS[3], CONDITIONS[4]), ROLE_AXIAL_T2, (False, True)),
+}
+
+
+@dataclass(frozen=True)
+class CropPoint:
+    """Where one crop is cut: a stack of a series, and the point in LPS mm."""
+
+    series_id: str
+    stack: int
+    world: tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class GradeSample:
+    """One study of one group: ``points[level][side]`` (None when unknown) and ``targets[level][side]``."""
+
+    study_id: str
+    points: tuple[tuple[CropPoint | None, ...], ...]
+    targets: tuple[tuple[int, ...], ...]
+
+
+def _check_points(points: pd.DataFrame) -> pd.DataFrame:
+    missing = [c for c in POINT_COLUMNS if c not in points.columns]
+    if missing:
+        raise ConfigError(f"point table lacks the columns {missing}; expected {POINT_COLUMNS} "
+                          "(dataset.labels or the coords.csv of `spine locate`)")
+    return points.assign(study_id=points["study_id"].astype(str), series_id=points["series_id"].astype(str))
+
+
+def make_grade_samples(points: pd.DataFrame, targets: pd.DataFrame | None, study_ids: list[str],
+                       group: GradeGroup, *, need_points: bool) -> list[GradeSample]:
+    """One sample per study of ``study_ids``.
+
+    points: rows with ``POINT_COLUMNS`` (rows with ``stack < 0`` or non-finite world coordinates count as
+    unknown; the first row of a (study, condition, level) is used). targets: ``dataset.targets`` (codes)
+    or None (all -1). ``need_points``: drop studies without any point of the group (training).
+    """
+    table = _check_points(points)
+    table = table[table["condition"].isin(group.conditions) & (table["stack"] >= 0)]
+    table = table[np.isfinite(table[WORLD].to_numpy(dtype=np.float64)).all(axis=1)]
+    first = table.drop_duplicates(["study_id", "condition", "level"]).set_index(["study_id", "condition", "level"])
+    codes = None
+    if targets is not None and len(targets):
+        codes = targets.assign(study_id=targets["study_id"].astype(str)).set_index("study_id")
+    samples = []
+    for study_id in (str(s) for s in study_ids):
+        grid, labels, found = [], [], False
+        for level in LEVELS:
+            row_points, row_targets = [], []
+            for condition in group.conditions:
+                key = (study_id, condition, level)
+                point = None
+                if key in first.index:
+                    rec = first.loc[key]
+                    point = CropPoint(str(rec["series_id"]), int(rec["stack"]),
+                                      tuple(float(rec[w]) for w in WORLD))
+                    found = True
+                row_points.append(point)
+                column = target_name(condition, level)
+                code = MISSING
+                if codes is not None and study_id in codes.index and column in codes.columns:
+                    value = codes.at[study_id, column]
+                    code = int(value) if pd.notna(value) else MISSING
+                row_targets.append(code)
+            grid.append(tuple(row_points))
+            labels.append(tuple(row_targets))
+        if need_points and not found:
+            continue
+        samples.append(GradeSample(study_id, tuple(grid), tuple(labels)))
+    return samples
+
+
+@dataclass(frozen=True)
+class CropSettings:
+    """How crops are cut and augmented (the task's data config provides these)."""
+
+    image_size: int = 224  # output pixels per side
+    side_mm: float = 50.0  # physical side of the crop
+    n_slices: int = 11  # slices per crop, centred on the point's nearest slice
+    jitter_mm: float = 5.0  # training: centre moves up to this many mm along rows and columns
+    jitter_slices: int = 2  # training: centre slice moves up to this many slices
+    rotate_deg: float = 10.0  # training: in-plane rotation up to +-this
+    zoom: float = 0.1  # training: field of view x exp(U(-zoom, zoom))
+    intensity: float = 0.3  # training: gamma exp(U(-x, x)), contrast 1 +- x/2, brightness +- x/6
+    noise: float = 0.03  # training: Gaussian noise with sigma up to this (0-1 intensities)
+    blur_p: float = 0.2  # training: probability of a Gaussian blur (sigma 0.5-1.5 px)
+
+
+class PixelCache:
+    """Whole stacks and their 1st-99th percentile range, least recently used dropped beyond ``max_bytes``.
+
+    One per dataset object, hence one per DataLoader worker.
+    """
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[tuple, tuple[np.ndarray, tuple[float, float]]] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, key: tuple, stack: Any) -> tuple[np.ndarray, tuple[float, float]]:
+        if key in self._items:
+            self._items.move_to_end(key)
+            return self._items[key]
+        volume = np.asarray(stack.read())
+        item = (volume, stack_intensity_range(volume))
+        if volume.nbytes <= self.max_bytes:
+            self._items[key] = item
+            self._bytes += volume.nbytes
+            while self._bytes > self.max_bytes:
+                _, (dropped, _) = self._items.popitem(last=False)
+                self._bytes -= dropped.nbytes
+        return item
+
+
+def augment_intensity(crop: np.ndarray, rng: np.random.Generator, settings: CropSettings) -> np.ndarray:
+    """Random gamma, contrast, brightness, blur and noise on a 0-1 crop ``(N, S, S)``."""
+    x = settings.intensity
+    out = np.clip(crop, 0.0, 1.0) ** math.exp(rng.uniform(-x, x))
+    out = out * rng.uniform(1 - x / 2, 1 + x / 2) + rng.uniform(-x / 6, x / 6)
+    if rng.random() < settings.blur_p:
+        out = ndimage.gaussian_filter(out, sigma=(0.0, *(2 * [rng.uniform(0.5, 1.5)])))
+    if settings.noise > 0:
+        out = out + rng.normal(0.0, rng.uniform(0.0, settings.noise), out.shape)
+    return out.astype(np.float32)
+
+
+class GradeDataset(torch.utils.data.Dataset):
+    """Sample: ``image`` ``(5, K, N, S, S)`` float32 (zeros where a point is unknown), ``present`` ``(5, K)``
+    bool, ``target`` ``(5, K)`` int64 (-1 missing or no crop), ``study_id``.
+
+    ``source``: a store path (opened lazily in each worker) or an opened dataset.
+    """
+
+    def __init__(self, source: Any, samples: list[GradeSample], group: GradeGroup, settings: CropSettings,
+                 train: bool, cache_mb: int = 1024):
+        self.source, self.samples, self.group, self.settings, self.train = source, samples, group, settings, train
+        self.cache = PixelCache(cache_mb * 2**20)
+        self._dataset = None if isinstance(source, str) else source
+
+    @property
+    def dataset(self):
+        if self._dataset is None:
+            import spinedata
+
+            self._dataset = spinedata.open_dataset(self.source)
+        return self._dataset
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        if isinstance(self.source, str):
+            state["_dataset"] = None
+        return state
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def crop(self, study_id: str, point: CropPoint, mirror: bool, rng: np.random.Generator | None) -> np.ndarray:
+        """One ``(N, S, S)`` crop, 0-1 intensities, augmented when training."""
+        s = self.settings
+        stack = self.dataset.study(study_id).series[point.series_id].stacks[point.stack]
+        volume, value_range = self.cache.get((study_id, point.series_id, point.stack), stack)
+        augment = self.train and rng is not None
+        crop = crop_around(
+            volume, stack.geometry, point.world, s.side_mm, s.n_slices, s.image_size, mirror=mirror,
+            intensity_range=value_range,
+            jitter_mm=s.jitter_mm if augment else 0.0, jitter_slices=s.jitter_slices if augment else 0,
+            rng=rng if augment else None,
+            angle_deg=float(rng.uniform(-s.rotate_deg, s.rotate_deg)) if augment else 0.0,
+            scale=math.exp(rng.uniform(-s.zoom, s.zoom)) if augment else 1.0,
+        )
+        return augment_intensity(crop, rng, s) if augment else crop
+
+    def __getitem__(self, index) -> dict:
+        index, rng = unpack_index(index)
+        sample = self.samples[index]
+        s, levels, sides = self.settings, len(LEVELS), self.group.sides
+        image = np.zeros((levels, sides, s.n_slices, s.image_size, s.image_size), dtype=np.float32)
+        present = np.zeros((levels, sides), dtype=bool)
+        for i in range(levels):
+            for k in range(sides):
+                point = sample.points[i][k]
+                if point is not None:
+                    image[i, k] = self.crop(sample.study_id, point, self.group.mirror[k], rng)
+                    present[i, k] = True
+        target = np.where(present, np.asarray(sample.targets, dtype=np.int64), MISSING)
+        return {"image": torch.from_numpy(image), "present": torch.from_numpy(present),
+                "target": torch.from_numpy(target), "study_id": sample.study_id}

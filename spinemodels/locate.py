@@ -1,0 +1,231 @@
+"""Stage 1 inference (``spine locate``): every condition's point at every level of every study.
+
+1. Slice finder on each candidate sagittal stack (Sagittal T2/STIR; Sagittal T1 when there is none, with a
+   warning); the stack where the models are most confident is used.
+2. The keypoint UNet on the slices around the chosen slices: the in-plane spinal point of each level,
+   mapped to LPS mm through the stack's geometry.
+3. Foraminal and subarticular points: spinal point + learned mean offset, placed in the nearest stack of
+   their own series (``spinemodels.placement``).
+
+Fold models of a run are averaged (probabilities). ``oof=True`` uses, for each study, only the fold model
+that did not train on it (out-of-fold coordinates for ``spine audit``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from spinedata.constants import CONDITIONS, LEVELS
+from spinedata.errors import SpineError
+from spinemodels.data.spinal import SPINAL_ROLES, slice_window
+from spinemodels.data.stackio import SquareResize, normalise, spinal_stack_candidates
+from spinemodels.heatmaps import read_points
+from spinemodels.placement import OFFSETS_FILE, average_offsets, place_point
+from spinemodels.rundir import RunDir, RunDirError
+from spinemodels.tasks.slice_finder import slice_probabilities
+
+COORD_COLUMNS = ["study_id", "series_id", "instance_number", "condition", "level", "x", "y",
+                 "world_x", "world_y", "world_z", "confidence", "stack", "slice", "plane_distance_mm", "warning"]
+"""Columns of coords.csv: the competition's label schema, then LPS mm, confidence and placement details."""
+
+MAX_CANDIDATE_STACKS = 4
+"""Sagittal stacks tried per study by the slice finder (largest first)."""
+
+FALLBACK_CONFIDENCE = 0.5
+"""Factor on the confidence of a point placed outside its own series' stacks or in another series."""
+
+
+class LocateError(SpineError):
+    """The models given to ``locate`` cannot be used together."""
+
+
+@dataclass
+class FoldModels:
+    """The trained folds of one run: networks, config and the fold of each study."""
+
+    run: RunDir
+    task: Any
+    networks: dict[int, torch.nn.Module]
+    study_fold: dict[str, int]
+
+    @classmethod
+    def load(cls, run: RunDir, device: torch.device) -> FoldModels:
+        folds = run.trained_folds()
+        if not folds:
+            raise RunDirError(f"{run.path} has no trained fold (no fold_*/best.pt)")
+        networks, task = {}, None
+        for k in folds:
+            task, networks[k] = run.load_network(k, device)
+        table = run.folds()
+        return cls(run, task, networks, dict(zip(table["study_id"].astype(str), table["fold"], strict=True)))
+
+    def select(self, study_id: str, oof: bool) -> list[int]:
+        """Folds to average for a study: all, or (oof) only the one that held it out (empty if none did)."""
+        if not oof:
+            return list(self.networks)
+        fold = self.study_fold.get(study_id)
+        return [fold] if fold in self.networks else []
+
+
+def load_stage_one(run_paths: list[str | Path], device: torch.device) -> tuple[list[FoldModels], list[FoldModels]]:
+    """Split run directories into slice-finder and keypoint runs (each needs at least one)."""
+    finders, keypoints = [], []
+    for path in run_paths:
+        run = RunDir(path)
+        task = run.config().task
+        if task == "slice_finder":
+            finders.append(FoldModels.load(run, device))
+        elif task == "keypoints":
+            keypoints.append(FoldModels.load(run, device))
+        else:
+            raise LocateError(f"{path} is a {task!r} run; locate takes slice_finder and keypoints runs")
+    if not finders or not keypoints:
+        missing = "slice_finder" if not finders else "keypoints"
+        raise LocateError(f"locate needs a {missing} run among --model (trained with `spine train`)")
+    return finders, keypoints
+
+
+def _resized(stack: Any, size: int, cache: dict) -> np.ndarray:
+    key = (id(stack), size)
+    if key not in cache:
+        volume = np.asarray(stack.read())
+        cache[key] = SquareResize(volume.shape[1], volume.shape[2], size).apply(normalise(volume))
+    return cache[key]
+
+
+@torch.no_grad()
+def slice_probs(runs: list[FoldModels], stack: Any, study_id: str, oof: bool, device, cache) -> np.ndarray | None:
+    """(N, 5) probability of each slice per level, averaged over the runs' selected folds."""
+    total, count = None, 0
+    for fm in runs:
+        image = torch.from_numpy(_resized(stack, fm.task.config.data.image_size, cache))[None].to(device)
+        mask = torch.ones(image.shape[:2], dtype=torch.bool, device=device)
+        for k in fm.select(study_id, oof):
+            prob = slice_probabilities(fm.networks[k](image, mask), mask)[0].cpu().numpy()
+            total = prob if total is None else total + prob
+            count += 1
+    return None if count == 0 else total / count
+
+
+@torch.no_grad()
+def keypoint_points(runs: list[FoldModels], stack: Any, centre: int, study_id: str, oof: bool, device, cache):
+    """(5, 2) (row, col) in the stack's pixel grid and (5,) confidence, or None when no fold applies."""
+    total, count, sigma, size = None, 0, None, None
+    for fm in runs:
+        data = fm.task.config.data
+        if size is not None and data.image_size != size:
+            raise LocateError("keypoint runs given together must share data.image_size")
+        size, sigma = data.image_size, data.sigma_px
+        window = slice_window(_resized(stack, size, cache), centre, data.channels)
+        image = torch.from_numpy(window)[None].to(device)
+        for k in fm.select(study_id, oof):
+            prob = torch.softmax(fm.networks[k](image).float().flatten(-2), -1).view(1, len(LEVELS), size, size)
+            total = prob if total is None else total + prob
+            count += 1
+    if count == 0:
+        return None
+    points, confidence = read_points(torch.log((total / count).clamp_min(1e-20)), sigma)
+    _, rows, cols = stack.shape
+    return SquareResize(rows, cols, size).to_original(points[0].cpu().numpy()), confidence[0].cpu().numpy()
+
+
+def offsets_for(runs: list[FoldModels], study_id: str, oof: bool) -> pd.DataFrame:
+    """Offset table for a study: every fold's (count-weighted mean), or the held-out fold's own."""
+    tables = []
+    for fm in runs:
+        for k in fm.select(study_id, oof):
+            path = fm.run.fold_dir(k) / OFFSETS_FILE
+            if not path.is_file():
+                raise RunDirError(f"{path} is missing; retrain the keypoints run (offsets are written after each fold)")
+            tables.append(pd.read_csv(path))
+    return average_offsets(tables).set_index(["condition", "level"])
+
+
+def locate_study(study: Any, finders, keypoints, *, oof: bool, device) -> tuple[list[dict], list[str]]:
+    """Rows of coords.csv for one study (25, or fewer with warnings when no model or stack applies)."""
+    study_id = str(study.study_id)
+    warnings: list[str] = []
+    candidates = spinal_stack_candidates(study, SPINAL_ROLES)
+    if not candidates:
+        return [], [f"study {study_id}: no sagittal stack; no points located"]
+    cache: dict = {}
+    best = None
+    for series_id, k, stack in candidates[:MAX_CANDIDATE_STACKS]:
+        probs = slice_probs(finders, stack, study_id, oof, device, cache)
+        if probs is None:
+            return [], [f"study {study_id}: no slice_finder fold held it out; skipped (out-of-fold mode)"]
+        score = float(probs.max(axis=0).mean())
+        if best is None or score > best[0]:
+            best = (score, series_id, k, stack, probs)
+    _, series_id, k, stack, probs = best
+    role = study.series[series_id].role
+    if role != SPINAL_ROLES[0]:
+        warnings.append(f"study {study_id}: no {SPINAL_ROLES[0]} series; spinal points found on {role}")
+    slices = probs.argmax(axis=0)  # (5,)
+    slice_conf = probs.max(axis=0)
+    centre = int(round(float(np.median(slices))))
+    found = keypoint_points(keypoints, stack, centre, study_id, oof, device, cache)
+    if found is None:
+        return [], [f"study {study_id}: no keypoints fold held it out; skipped (out-of-fold mode)"]
+    points, heat_conf = found
+    offsets = offsets_for(keypoints, study_id, oof)
+    rows = []
+    spinal_world = {}
+    for j, level in enumerate(LEVELS):
+        s, (r, c) = int(slices[j]), points[j]
+        world = stack.voxel_to_world(np.array([s, r, c], dtype=np.float64))
+        spinal_world[level] = world
+        rows.append(_row(study_id, series_id, k, s, int(stack.instance_numbers[s]), CONDITIONS[0], level, r, c,
+                         world, float(slice_conf[j] * heat_conf[j]), 0.0, ""))
+    for condition in CONDITIONS[1:]:
+        for j, level in enumerate(LEVELS):
+            d = offsets.loc[(condition, level)]
+            world = spinal_world[level] + np.array([d["dx"], d["dy"], d["dz"]], dtype=np.float64)
+            placed = place_point(study, world, condition)
+            confidence = float(slice_conf[j] * heat_conf[j])
+            if placed is None:  # cannot happen: the spinal stack exists
+                raise LocateError(f"study {study_id}: no stack to place {condition} {level}")
+            if placed.warning:
+                confidence *= FALLBACK_CONFIDENCE
+                warnings.append(f"study {study_id} {condition} {level}: {placed.warning}")
+            rows.append(_row(study_id, placed.series_id, placed.stack_index, placed.slice, placed.instance_number,
+                             condition, level, placed.row, placed.col, world, confidence, placed.distance_mm,
+                             placed.warning))
+    return rows, warnings
+
+
+def _row(study_id, series_id, stack, slice_, instance, condition, level, row, col, world, confidence, dist,
+         warning) -> dict:
+    return {"study_id": study_id, "series_id": str(series_id), "instance_number": int(instance),
+            "condition": condition, "level": level, "x": float(col), "y": float(row),
+            "world_x": float(world[0]), "world_y": float(world[1]), "world_z": float(world[2]),
+            "confidence": confidence, "stack": int(stack), "slice": int(slice_),
+            "plane_distance_mm": float(dist), "warning": warning}
+
+
+def locate(dataset: Any, run_paths: list[str | Path], *, study_ids: list[str] | None = None, oof: bool = False,
+           device: str | None = None, progress: bool = True) -> tuple[pd.DataFrame, list[str]]:
+    """Locate every condition and level of every (or the given) study of an opened dataset.
+
+    Returns coords (``COORD_COLUMNS``) and the warnings (also in the rows' ``warning`` column).
+    """
+    from rich.progress import Progress
+
+    torch_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    finders, keypoints = load_stage_one(run_paths, torch_device)
+    ids = [str(s) for s in (study_ids if study_ids is not None else dataset.study_ids)]
+    rows, warnings = [], []
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task("locating", total=len(ids))
+        for study_id in ids:
+            found, notes = locate_study(dataset.study(study_id), finders, keypoints, oof=oof, device=torch_device)
+            rows += found
+            warnings += notes
+            bar.advance(task)
+    return pd.DataFrame(rows, columns=COORD_COLUMNS), warnings

@@ -1,0 +1,1 @@
+"""Networks: timm backbones, segmentation-models-pytorch UNets, and the models built on them."""

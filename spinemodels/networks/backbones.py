@@ -1,0 +1,51 @@
+"""Backbones from timm by name and UNets from segmentation-models-pytorch, with clear errors."""
+
+from __future__ import annotations
+
+import torch
+
+from spinedata.errors import ConfigError
+
+_OFFLINE_HINT = ("weights for {what} are not available offline ({error}); set `pretrained: false` to train "
+                 "from scratch, or put the weights in the torch/Hugging Face cache (HF_HOME, TORCH_HOME)")
+
+
+def create_backbone(name: str, *, pretrained: bool, in_chans: int) -> torch.nn.Module:
+    """A timm model without its classifier (``num_classes=0``): (B, in_chans, H, W) -> (B, num_features)."""
+    import timm
+
+    if not timm.is_model(name):
+        close = timm.list_models(f"*{name.split('_')[0]}*")[:8]
+        raise ConfigError(f"model.backbone: timm has no model {name!r}; similar names: {', '.join(close)}")
+    try:
+        return timm.create_model(name, pretrained=pretrained, in_chans=in_chans, num_classes=0)
+    except (OSError, RuntimeError, ValueError) as error:
+        if not pretrained:
+            raise
+        raise ConfigError(_OFFLINE_HINT.format(what=f"timm model {name!r}", error=type(error).__name__)) \
+            from error
+
+
+def create_unet(encoder: str, *, pretrained: bool, in_channels: int, classes: int, encoder_depth: int = 5,
+                decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16)) -> torch.nn.Module:
+    """A segmentation-models-pytorch Unet: (B, in_channels, H, W) -> (B, classes, H, W) logits.
+
+    ``encoder``: an smp encoder name (``efficientnet-b2``, ``resnet18``, ``tu-<timm name>`` ...).
+    """
+    import segmentation_models_pytorch as smp
+
+    if len(decoder_channels) != encoder_depth:
+        raise ConfigError(f"model.decoder_channels needs {encoder_depth} values (model.encoder_depth), "
+                          f"got {list(decoder_channels)}")
+    try:
+        return smp.Unet(encoder_name=encoder, encoder_weights="imagenet" if pretrained else None,
+                        in_channels=in_channels, classes=classes, encoder_depth=encoder_depth,
+                        decoder_channels=list(decoder_channels))
+    except KeyError as error:
+        raise ConfigError(f"model.encoder: segmentation-models-pytorch has no encoder {encoder!r} "
+                          f"({error}); see smp.encoders.get_encoder_names() or use tu-<timm name>") from None
+    except (OSError, RuntimeError, ValueError) as error:
+        if not pretrained:
+            raise
+        raise ConfigError(_OFFLINE_HINT.format(what=f"smp encoder {encoder!r}", error=type(error).__name__)) \
+            from error

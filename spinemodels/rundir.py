@@ -1,0 +1,139 @@
+"""A run directory describes itself: inference needs nothing but run directories.
+
+Layout::
+
+    RUN_DIR/
+      config.yaml          the resolved config (every value, after overrides)
+      folds.csv            study_id, fold, stratum: the split by study
+      fold_<k>/
+        metrics.csv        one row per epoch: epoch, train_loss, val_loss, lr, seconds, samples_per_s, ...
+        best.pt            weights with the lowest validation loss (+ epoch, val_loss)
+        last.pt            weights, optimiser, scheduler and counters after the last epoch (for resuming)
+        oof.csv            predictions of best.pt on the fold's validation studies
+        ...                task extras (e.g. offsets.csv of the keypoint task)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from spinedata.errors import ConfigError, SpineError
+from spinemodels.config import TrainConfig, load_config, save_config
+
+CONFIG_FILE = "config.yaml"
+FOLDS_FILE = "folds.csv"
+METRICS_FILE = "metrics.csv"
+BEST_FILE = "best.pt"
+LAST_FILE = "last.pt"
+OOF_FILE = "oof.csv"
+_FOLD_DIR = re.compile(r"^fold_(\d+)$")
+
+
+class RunDirError(SpineError):
+    """A run directory is missing, incomplete or belongs to another config."""
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Files of one training run (all folds of one config)."""
+
+    path: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "path", Path(self.path))
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def folds_path(self) -> Path:
+        return self.path / FOLDS_FILE
+
+    def fold_dir(self, fold: int) -> Path:
+        return self.path / f"fold_{fold}"
+
+    def exists(self) -> bool:
+        return self.config_path.is_file()
+
+    def config(self) -> TrainConfig:
+        """The run's resolved config."""
+        if not self.exists():
+            raise RunDirError(f"{self.path} is not a run directory (no {CONFIG_FILE}); train one with `spine train`")
+        return load_config(self.config_path)
+
+    def folds(self) -> pd.DataFrame:
+        """The fold split: study_id (str), fold, stratum."""
+        if not self.folds_path.is_file():
+            raise RunDirError(f"{self.path} has no {FOLDS_FILE}; was training interrupted before it began?")
+        return pd.read_csv(self.folds_path, dtype={"study_id": str})
+
+    def write_start(self, config: TrainConfig, folds: pd.DataFrame) -> None:
+        """Create the directory with its config and split; refuse a directory of another config."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        if self.exists():
+            old = load_config(self.config_path).to_dict()
+            new = config.to_dict()
+            changed = [
+                f"{section}.{key}"
+                for section in ("model", "data", "optim", "train")
+                for key in new[section]
+                if old[section].get(key) != new[section][key] and key not in ("epochs", "folds", "num_workers")
+            ]
+            if old["task"] != new["task"]:
+                changed.insert(0, "task")
+            if changed:
+                raise ConfigError(
+                    f"{self.path} holds a run of another config (differs in {', '.join(changed)}); "
+                    "choose a new --out directory"
+                )
+        save_config(config, self.config_path)
+        if self.folds_path.is_file():
+            if not self.folds().equals(folds.astype({"study_id": str}).reset_index(drop=True)):
+                raise RunDirError(
+                    f"{self.folds_path} differs from the split of this data; train into a new --out directory"
+                )
+        else:
+            folds.to_csv(self.folds_path, index=False)
+
+    def trained_folds(self) -> list[int]:
+        """Folds with a best checkpoint, ascending."""
+        found = []
+        for child in self.path.glob("fold_*"):
+            match = _FOLD_DIR.match(child.name)
+            if match and (child / BEST_FILE).is_file():
+                found.append(int(match.group(1)))
+        return sorted(found)
+
+    def metrics(self, fold: int) -> pd.DataFrame:
+        return pd.read_csv(self.fold_dir(fold) / METRICS_FILE)
+
+    def oof(self) -> pd.DataFrame:
+        """Out-of-fold predictions of every trained fold, with a fold column."""
+        frames = []
+        for fold in self.trained_folds():
+            path = self.fold_dir(fold) / OOF_FILE
+            if path.is_file():
+                frames.append(pd.read_csv(path, dtype={"study_id": str}).assign(fold=fold))
+        if not frames:
+            raise RunDirError(f"{self.path} has no {OOF_FILE} in any fold")
+        return pd.concat(frames, ignore_index=True)
+
+    def load_network(self, fold: int, device: torch.device | str = "cpu"):
+        """``(task, network)`` of one fold with its best weights, in eval mode."""
+        from spinemodels.registry import get_task
+
+        config = self.config()
+        path = self.fold_dir(fold) / BEST_FILE
+        if not path.is_file():
+            raise RunDirError(f"{path} not found; trained folds of {self.path}: {self.trained_folds()}")
+        task = get_task(config.task)(config)
+        network = task.build_network(pretrained=False)
+        state = torch.load(path, map_location=device, weights_only=True)
+        network.load_state_dict(state["model"])
+        return task, network.to(device).eval()

@@ -1,0 +1,41 @@
+"""Heatmap targets, loss and sub-pixel reading of points."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from spinemodels.data.stackio import SquareResize
+from spinemodels.heatmaps import gaussian_heatmaps, heatmap_loss, read_points
+
+
+def test_points_are_read_sub_pixel_exact_from_a_gaussian():
+    points = torch.tensor([[[10.3, 20.7], [31.25, 5.5], [0.9, 62.1]]])  # (1, 3, 2) row, col
+    maps = gaussian_heatmaps(points, (40, 64), sigma=2.5)
+    found, confidence = read_points(torch.log(maps), sigma=2.5)
+    assert torch.allclose(found, points, atol=0.01)
+    assert (confidence[0, :2] > 0.99).all()  # a point near the border loses some mass outside the window
+
+
+def test_heatmap_loss_is_zero_at_the_target_and_ignores_invalid_maps():
+    points = torch.tensor([[[8.0, 9.0], [20.0, 3.0]]])
+    target_logits = torch.log(gaussian_heatmaps(points, (32, 32), sigma=2.0))
+    valid = torch.tensor([[True, False]])
+    assert float(heatmap_loss(target_logits, points, valid, 2.0)) < 1e-5
+    wrong = target_logits.clone()
+    wrong[0, 1] = 0.0  # an invalid map may be anything
+    assert float(heatmap_loss(wrong, points, valid, 2.0)) < 1e-5
+    wrong[0, 0] = 0.0
+    assert float(heatmap_loss(wrong, points, valid, 2.0)) > 1.0
+
+
+def test_square_resize_maps_pixel_centres_both_ways():
+    resize = SquareResize(rows=200, cols=100, size=50)
+    rc = np.array([[0.0, 0.0], [199.0, 99.0], [37.3, 12.8]])
+    assert np.allclose(resize.to_original(resize.to_resized(rc)), rc)
+    volume = np.zeros((1, 200, 100), dtype=np.float32)
+    volume[0, 100:104, 40:44] = 1.0  # centre (101.5, 41.5)
+    out = resize.apply(volume)[0]
+    rows, cols = np.mgrid[:50, :50]
+    centre = np.array([(out * rows).sum(), (out * cols).sum()]) / out.sum()
+    assert np.allclose(centre, resize.to_resized(np.array([101.5, 41.5])), atol=0.05)

@@ -1,0 +1,102 @@
+"""Training writes a complete run directory, resumes exactly, and explains missing pretrained weights."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+from spinemodels_fakes import make_fake_dataset
+
+from spinedata.errors import ConfigError
+from spinemodels.config import config_from_dict
+from spinemodels.rundir import RunDir, RunDirError
+from spinemodels.training import lr_factor, train
+
+TINY_TRAIN = {"epochs": 2, "batch_size": 3, "n_folds": 2, "folds": [0], "num_workers": 0, "patience": 0}
+TINY = {
+    "slice_finder": {
+        "task": "slice_finder",
+        "model": {"backbone": "resnet10t", "pretrained": False, "d_model": 16, "n_layers": 1, "n_heads": 2},
+        "data": {"image_size": 32, "n_slices": 14, "cache_mb": 64},
+        "optim": {"lr": 1e-3, "schedule": "constant"},
+        "train": TINY_TRAIN,
+    },
+    "keypoints": {
+        "task": "keypoints",
+        "model": {"encoder": "resnet18", "pretrained": False, "encoder_depth": 3, "decoder_channels": [32, 16, 8]},
+        "data": {"image_size": 32, "channels": 3, "sigma_px": 1.5, "cache_mb": 64},
+        "optim": {"lr": 1e-3, "schedule": "constant"},
+        "train": TINY_TRAIN,
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def fake():
+    return make_fake_dataset(n_studies=6, seed=1, size=32, n_sag=10)
+
+
+@pytest.mark.parametrize("task", ["slice_finder", "keypoints"])
+def test_training_writes_a_complete_run_dir(fake, tmp_path, task):
+    run = train(config_from_dict(TINY[task]), fake, tmp_path / task, progress=False)
+    assert RunDir(tmp_path / task).config().to_dict() == config_from_dict(TINY[task]).to_dict()
+    folds = run.folds()
+    assert sorted(folds["study_id"]) == sorted(fake.study_ids) and set(folds["fold"]) == {0, 1}
+    assert run.trained_folds() == [0]
+    metrics = run.metrics(0)
+    assert list(metrics["epoch"]) == [1, 2]
+    assert metrics[["train_loss", "val_loss"]].notna().all().all()
+    best = torch.load(run.fold_dir(0) / "best.pt", weights_only=True)
+    assert best["val_loss"] == pytest.approx(metrics["val_loss"].min())
+    oof = run.oof()
+    val_ids = set(folds.loc[folds["fold"] == 0, "study_id"])
+    assert set(oof["study_id"]) == val_ids and len(oof) == 5 * len(val_ids)
+    if task == "keypoints":
+        offsets = pd.read_csv(run.fold_dir(0) / "offsets.csv")
+        assert len(offsets) == 20 and (offsets["n"] == 6 - len(val_ids)).all()  # training studies only
+        assert {"error_px", "row", "col"} <= set(oof.columns)
+    else:
+        assert {"slice", "slice_true", "confidence"} <= set(oof.columns)
+        assert (oof["slice_true"] >= 0).all()
+
+
+def test_resume_continues_from_the_last_epoch_exactly(fake, tmp_path):
+    straight = config_from_dict(TINY["slice_finder"], ["train.epochs=3"])
+    train(straight, fake, tmp_path / "straight", progress=False)
+    first = config_from_dict(TINY["slice_finder"])
+    train(first, fake, tmp_path / "resumed", progress=False)
+    with pytest.raises(RunDirError, match="pass --resume"):
+        train(first, fake, tmp_path / "resumed", progress=False)
+    run = train(straight, fake, tmp_path / "resumed", progress=False, resume=True)
+    resumed, reference = run.metrics(0), RunDir(tmp_path / "straight").metrics(0)
+    assert list(resumed["epoch"]) == [1, 2, 3]
+    pd.testing.assert_frame_equal(resumed.drop(columns=["seconds", "samples_per_s"]),
+                                  reference.drop(columns=["seconds", "samples_per_s"]), atol=1e-5, rtol=1e-4)
+
+
+def test_a_run_dir_of_another_config_is_refused(fake, tmp_path):
+    train(config_from_dict(TINY["slice_finder"], ["train.epochs=1"]), fake, tmp_path / "run", progress=False)
+    other = config_from_dict(TINY["slice_finder"], ["optim.lr=0.5", "train.epochs=1"])
+    with pytest.raises(ConfigError, match=r"differs in optim\.lr"):
+        train(other, fake, tmp_path / "run", progress=False, fold=1)
+
+
+def test_pretrained_weights_offline_give_a_clear_error(monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at import time
+    config = config_from_dict(TINY["slice_finder"], ["model.pretrained=true", "model.backbone=resnet14t"])
+    from spinemodels.registry import get_task
+
+    with pytest.raises(ConfigError, match="not available offline.*pretrained: false"):
+        get_task("slice_finder")(config).build_network()
+
+
+def test_learning_rate_schedules():
+    optim = config_from_dict({"task": "keypoints", "optim": {"schedule": "step", "milestones": [2, 4],
+                                                             "gamma": 0.5}}).optim
+    assert [lr_factor(e, optim, 6) for e in range(6)] == [1, 1, 0.5, 0.5, 0.25, 0.25]
+    cosine = config_from_dict({"task": "keypoints", "optim": {"schedule": "cosine", "warmup_epochs": 1}}).optim
+    factors = [lr_factor(e, cosine, 5) for e in range(5)]
+    assert factors[0] == pytest.approx(0.1) and factors[1] == pytest.approx(1.0) and factors[-1] < 0.2
