@@ -2,7 +2,7 @@
 
 Steps (DESIGN.md, ``docs/geometry.md``):
 
-1. headers without usable geometry become ``Skipped`` lines;
+1. headers without usable geometry, and second copies of one SOPInstanceUID, become ``Skipped`` lines;
 2. group by series, orientation (within ``ORIENTATION_ATOL``), matrix and pixel spacing (``SPACING_RTOL``);
 3. where positions repeat, split into volumes: by EchoNumbers / TemporalPositionIdentifier /
    AcquisitionNumber when one of them (or a combination) explains the repeats, else by order of
@@ -219,8 +219,14 @@ def build_stacks(
     skipped: list[Skipped] = []
     usable: list[SliceHeader] = []
     iops: list[tuple[float, ...]] = []
+    first_of: dict[str, str] = {}
     for header in sorted(headers, key=lambda h: (h.series_uid, *_sort_key(h))):
         reason, iop = _usable(header)
+        if reason is None and header.sop_uid:
+            if header.sop_uid in first_of:
+                reason = f"duplicate of {first_of[header.sop_uid]} (same SOPInstanceUID)"
+            else:
+                first_of[header.sop_uid] = header.path
         if reason is None:
             usable.append(header)
             iops.append(iop)

@@ -201,6 +201,18 @@ def test_headers_without_geometry_are_skipped_with_reasons():
     assert all(isinstance(s, Skipped) and s.series_id == "s" for s in skipped)
 
 
+def test_duplicate_files_are_skipped_not_stacked_twice():
+    headers = _series(np.eye(3), 3.0, 4)
+    copy = dataclasses.replace(headers[2], path="/y/copy.dcm")
+    stacks, skipped = build_stacks([copy, *headers])
+    assert [g.shape[0] for g, _ in stacks] == [4]
+    assert skipped == [
+        Skipped(
+            path="/y/copy.dcm", reason=f"duplicate of {headers[2].path} (same SOPInstanceUID)", series_id="s"
+        )
+    ]
+
+
 def test_single_slice_spacing_sources():
     one = _header((0, 0, 0), spacing_between_slices=4.0, slice_thickness=3.0)
     assert build_stacks([one])[0][0][0].slice_spacing == 4.0
