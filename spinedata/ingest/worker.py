@@ -138,8 +138,7 @@ def ingest_study(store_root: str, job: StudyJob) -> StudyResult:
             if writer.n_stacks == 0:
                 result.skipped.append(Skipped("", "study without a usable image: nothing written", job.study_id))
                 return result
-            writer.group.attrs[SKIPPED_ATTR] = to_records(result.skipped)
-            writer.commit(warnings)
+            writer.commit(warnings, **{SKIPPED_ATTR: to_records(result.skipped)})
             result.written = True
     except SpineError as error:
         result.skipped.append(Skipped("", f"study left out: {error}", job.study_id))

@@ -22,6 +22,7 @@ from zarr.storage import LocalStore
 from spinedata.errors import StoreError
 from spinedata.geometry import StackGeometry
 from spinedata.store import layout as L
+from spinedata.store.fastwrite import write_array, write_group
 
 
 def read_root_attrs(path: str | os.PathLike) -> dict:
@@ -164,7 +165,8 @@ def clean_stale(root: str | os.PathLike) -> list[str]:
 class StudyWriter:
     """Writes one study into the staging folder of a store; ``commit`` makes it visible whole.
 
-    Use as a context manager: leaving it without ``commit`` (an error) removes the staged study.
+    Use as a context manager: leaving it without ``commit`` (an error) removes the staged study. Nodes are
+    written with ``fastwrite`` (plain Zarr v3 files; zarr-python reads them back).
     """
 
     def __init__(self, root: str | os.PathLike, study_id: str):
@@ -173,10 +175,10 @@ class StudyWriter:
         self.final = self.root / L.STUDIES / study_id
         self.staging = self.root / L.STAGING / f"{study_id}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
         self.staging.mkdir(parents=True)
-        self.group = zarr.open_group(LocalStore(self.staging), mode="w")
-        self.group.attrs.update({"study_id": study_id, L.COMPLETE: False})
+        self.attrs: dict = {"study_id": study_id, L.COMPLETE: False}
+        write_group(self.staging, self.attrs)
         self.n_stacks = 0
-        self._series: dict[str, zarr.Group] = {}
+        self._stacks: dict[str, int] = {}
 
     def __enter__(self) -> StudyWriter:
         return self
@@ -187,44 +189,45 @@ class StudyWriter:
     def add_series(self, series_id: str, *, description: str, role: str | None, series_uid: str) -> None:
         """Create the group of one series (before its stacks)."""
         L.check_node_name("series id", series_id)
-        if series_id in self._series:
+        if series_id in self._stacks:
             raise StoreError(f"series {series_id!r} written twice in study {self.study_id!r}")
-        self._series[series_id] = self.group.create_group(
-            series_id, attributes={"description": description, "role": role, "SeriesInstanceUID": series_uid}
+        write_group(
+            self.staging / series_id, {"description": description, "role": role, "SeriesInstanceUID": series_uid}
         )
+        self._stacks[series_id] = 0
 
     def add_stack(self, series_id: str, geometry: StackGeometry, image: np.ndarray) -> int:
         """Write one stack (image ``(slice,row,col)``, its geometry) as the next ``k`` of the series."""
         if image.shape != tuple(geometry.shape):
             raise StoreError(f"stack image of shape {image.shape} does not match its geometry {geometry.shape}")
-        series = self._series[series_id]
-        k = sum(1 for _ in series.group_keys())
+        if series_id not in self._stacks:
+            raise StoreError(f"add_series({series_id!r}) must come before its stacks")
+        k = self._stacks[series_id]
         attrs = geometry.to_attrs()
-        group = series.create_group(str(k), attributes=attrs)
-        array = group.create_array(
-            L.IMAGE,
-            shape=image.shape,
-            dtype=image.dtype,
+        folder = write_group(self.staging / series_id / str(k), attrs)
+        write_array(
+            folder / L.IMAGE,
+            image,
             chunks=L.image_chunks(image.shape),
-            compressors=L.image_compressor(),
             dimension_names=L.IMAGE_DIMS,
             attributes={**attrs, "coordinates": L.INSTANCE_NUMBER},
+            blosc=L.IMAGE_BLOSC,
         )
-        array[...] = image
-        numbers = group.create_array(
-            L.INSTANCE_NUMBER, shape=(image.shape[0],), dtype="int64", dimension_names=L.IMAGE_DIMS[:1]
-        )
-        numbers[:] = geometry.instance_numbers
-        positions = group.create_array(
-            L.POSITION, shape=(image.shape[0], 3), dtype="float64", dimension_names=L.POSITION_DIMS
-        )
-        positions[...] = geometry.positions
+        n = image.shape[0]
+        write_array(folder / L.INSTANCE_NUMBER, np.asarray(geometry.instance_numbers, np.int64), chunks=(n,),
+                    dimension_names=L.IMAGE_DIMS[:1])  # fmt: skip
+        write_array(folder / L.POSITION, np.asarray(geometry.positions, np.float64), chunks=(n, 3),
+                    dimension_names=L.POSITION_DIMS)  # fmt: skip
+        self._stacks[series_id] = k + 1
         self.n_stacks += 1
         return k
 
-    def commit(self, warnings: list[str] | tuple[str, ...] = ()) -> Path:
-        """Mark the study complete and rename it into ``studies/``; an incomplete leftover is replaced."""
-        self.group.attrs.update({L.WARNINGS: list(warnings), L.COMPLETE: True})
+    def commit(self, warnings: list[str] | tuple[str, ...] = (), **attributes) -> Path:
+        """Mark the study complete (with its warnings and any extra JSON-able ``attributes``) and rename it
+        into ``studies/``; an incomplete leftover of the same id is replaced."""
+        self.attrs.update(attributes)
+        self.attrs.update({L.WARNINGS: list(warnings), L.COMPLETE: True})
+        write_group(self.staging, self.attrs)
         if self.final.exists():
             if _is_complete(self.final):
                 raise StoreError(f"study {self.study_id!r} is already complete in {self.root}; not overwriting it")
