@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import re
 
+from zarr.codecs import BloscCodec
+
 from spinedata.errors import StoreError
 
 FORMAT_KEY = "spinedata_format"
@@ -52,6 +54,12 @@ IMAGE_CHUNKS = (12, 128, 128)
 IMAGE_BLOSC = ("zstd", 1, "bitshuffle")
 """Compressor of stack images, ``(cname, clevel, shuffle)`` of Blosc: zstd level 1 with bit shuffle (fast,
 lossless, about 3x on MR images)."""
+
+
+def image_compressor() -> BloscCodec:
+    """``IMAGE_BLOSC`` as a zarr-python codec, for writing arrays like the store's with zarr itself."""
+    cname, clevel, shuffle = IMAGE_BLOSC
+    return BloscCodec(cname=cname, clevel=clevel, shuffle=shuffle)
 
 
 def image_chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
