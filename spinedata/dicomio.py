@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.dataset import FileMetaDataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
@@ -191,10 +191,24 @@ def _vector(dataset, keyword: str, length: int) -> tuple[float, ...]:
     return numbers
 
 
+CORRUPT_FILE_ERRORS = (
+    InvalidDicomError, BytesLengthException, NotImplementedError, ValueError, TypeError, KeyError, IndexError, AttributeError,
+    EOFError, OverflowError, struct.error,
+)  # fmt: skip
+"""What pydicom raises on damaged files (found by fuzzing real files with flipped and cut bytes)."""
+
+
 def read_header(path) -> SliceHeader:
     """Read one file's header (no pixels). Raises ``DicomReadError`` with the reason when the file is not
     a readable single-frame image with ImagePositionPatient, ImageOrientationPatient and PixelSpacing."""
     path = os.fspath(path)
+    try:
+        return _read_header(path)
+    except CORRUPT_FILE_ERRORS as error:
+        raise DicomReadError(f"corrupt header ({type(error).__name__}: {error})") from error
+
+
+def _read_header(path: str) -> SliceHeader:
     try:
         size = os.path.getsize(path)
         fp = open(path, "rb")  # noqa: SIM115 - closed below, also on errors
@@ -278,21 +292,22 @@ def _ensure_transfer_syntax(dataset: pydicom.Dataset) -> None:
 
 def _decode(path: str) -> tuple[np.ndarray, pydicom.Dataset]:
     """Stored values ``(rows, cols)`` in native byte order, MONOCHROME1 inverted."""
+    dataset = None
     try:
         dataset = pydicom.dcmread(path, force=True)
         _ensure_transfer_syntax(dataset)
         stored = dataset.pixel_array
     except FileNotFoundError as error:
         raise DicomReadError(f"file disappeared: {path}") from error
-    except (AttributeError, KeyError) as error:
-        raise DicomReadError(f"no pixel data in {path}") from error
     except (NotImplementedError, RuntimeError) as error:
         syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", "?")
         raise DicomReadError(
             f"cannot decode pixel data of {path} (transfer syntax {syntax}): {error}"
         ) from error
-    except (ValueError, EOFError, OSError) as error:
-        raise DicomReadError(f"corrupt or truncated pixel data in {path}: {error}") from error
+    except (*CORRUPT_FILE_ERRORS, OSError) as error:
+        raise DicomReadError(
+            f"corrupt or truncated pixel data in {path}: {type(error).__name__}: {error}"
+        ) from error
     stored = np.asarray(stored)
     if stored.dtype.byteorder == ">" or (stored.dtype.byteorder == "=" and not np.little_endian):
         stored = stored.astype(stored.dtype.newbyteorder("="))

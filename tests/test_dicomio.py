@@ -260,3 +260,38 @@ def test_fast_path_equals_pydicom_on_all_test_data(testdata_dir):
         np.testing.assert_array_equal(read_pixels(header), read_pixels(path))
         checked += 1
     assert checked >= 100
+
+
+FUZZ_CASES = 150
+
+
+def _corrupt(raw: bytes, rng: np.random.Generator) -> bytes:
+    data = bytearray(raw)
+    kind = rng.integers(3)
+    if kind == 0:
+        return bytes(data[: rng.integers(len(data))])
+    span = len(data) if kind == 1 else min(len(data), 1500)  # anywhere, or inside the header
+    for _ in range(rng.integers(1, 12)):
+        data[rng.integers(span)] = rng.integers(256)
+    return bytes(data)
+
+
+@pytest.mark.filterwarnings("ignore")  # pydicom warns about the damaged values it meets
+def test_damaged_files_give_reasons_never_tracebacks(tmp_path, testdata_dir):
+    """Flipped and cut bytes in real files (native and JPEG): a header and pixels, or a DicomReadError."""
+    sources = [
+        _write(tmp_path / "native.dcm", np.arange(64 * 48, dtype=np.uint16).reshape(64, 48)).read_bytes(),
+        next((testdata_dir / "dicom/dicom2nifti/generic/compressed_jpeg/001").glob("*.dcm")).read_bytes(),
+    ]
+    rng = np.random.default_rng(7)
+    outcomes = {"read": 0, "reason": 0}
+    for k in range(FUZZ_CASES):
+        path = tmp_path / f"fuzz{k}.dcm"
+        path.write_bytes(_corrupt(sources[k % 2], rng))
+        try:
+            read_pixels(read_header(path))
+            outcomes["read"] += 1
+        except DicomReadError as error:
+            assert str(error)
+            outcomes["reason"] += 1
+    assert outcomes["read"] > 0 and outcomes["reason"] > 0
