@@ -111,7 +111,7 @@ def _open_dataset(path: str, fp) -> pydicom.Dataset:
         fp.seek(0)
         try:
             return pydicom.dcmread(fp, stop_before_pixels=True, force=True, specific_tags=HEADER_KEYWORDS)
-        except Exception as error:  # pydicom raises many types on garbage; all mean the same here
+        except CORRUPT_FILE_ERRORS as error:
             raise DicomReadError(f"not a DICOM file ({type(error).__name__}: {error})") from error
     except (EOFError, struct.error, OSError, ValueError, KeyError, TypeError) as error:
         raise DicomReadError(f"truncated or corrupt header ({type(error).__name__}: {error})") from error
@@ -176,6 +176,15 @@ def _number(dataset, keyword: str, cast, default=None):
         return cast(value)
     except (TypeError, ValueError) as error:
         raise DicomReadError(f"invalid {keyword} {value!r}") from error
+
+
+def _rescale(dataset) -> tuple[float, float]:
+    """``(RescaleSlope, RescaleIntercept)``, ``(1, 0)`` when absent; a zero or non-finite slope is an error."""
+    slope = _number(dataset, "RescaleSlope", float, 1.0)
+    intercept = _number(dataset, "RescaleIntercept", float, 0.0)
+    if slope == 0 or not np.isfinite(slope) or not np.isfinite(intercept):
+        raise DicomReadError(f"invalid rescale: RescaleSlope {slope}, RescaleIntercept {intercept}")
+    return slope, intercept
 
 
 def _vector(dataset, keyword: str, length: int) -> tuple[float, ...]:
@@ -244,6 +253,7 @@ def _read_header(path: str) -> SliceHeader:
         spacing = _vector(dataset, "PixelSpacing", 2)
         if min(spacing) <= 0:
             raise DicomReadError(f"PixelSpacing must be positive, got {list(spacing)}")
+        slope, intercept = _rescale(dataset)
         meta = getattr(dataset, "file_meta", None)
         transfer_syntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
         pixel_offset, pixel_dtype = -1, ""
@@ -268,8 +278,8 @@ def _read_header(path: str) -> SliceHeader:
         echo_number=_number(dataset, "EchoNumbers", int),
         acquisition_number=_number(dataset, "AcquisitionNumber", int),
         temporal_position=_number(dataset, "TemporalPositionIdentifier", int),
-        rescale_slope=_number(dataset, "RescaleSlope", float, 1.0),
-        rescale_intercept=_number(dataset, "RescaleIntercept", float, 0.0),
+        rescale_slope=slope,
+        rescale_intercept=intercept,
         transfer_syntax=transfer_syntax,
         photometric=photometric,
         bits_stored=_number(dataset, "BitsStored", int, 0),
@@ -394,8 +404,7 @@ def _pixels_of(item) -> tuple[np.ndarray, np.dtype, int, int]:
         slope, intercept, rows, cols = item.rescale_slope, item.rescale_intercept, item.rows, item.cols
     else:
         stored, dataset = _decode(os.fspath(item))
-        slope = float(dataset.get("RescaleSlope", 1.0) or 1.0)
-        intercept = float(dataset.get("RescaleIntercept", 0.0) or 0.0)
+        slope, intercept = _rescale(dataset)
         rows, cols = int(dataset.Rows), int(dataset.Columns)
     if stored.shape != (rows, cols):
         raise DicomReadError(

@@ -81,6 +81,9 @@ def _cases(tmp_path):
     ds = pydicom.dcmread(good)
     ds.ImagePositionPatient = [1, 2]
     ds.save_as(tmp_path / "short_ipp.dcm")
+    ds = pydicom.dcmread(good)
+    ds.RescaleSlope, ds.RescaleIntercept = 0, 0
+    ds.save_as(tmp_path / "zero_slope.dcm")
     return tmp_path
 
 
@@ -100,6 +103,7 @@ def _cases(tmp_path):
         ("mosaic.dcm", "mosaic"),
         ("short_ipp.dcm", "ImagePositionPatient must be 3"),
         ("missing.dcm", "cannot open file"),
+        ("zero_slope.dcm", "invalid rescale: RescaleSlope 0"),
     ],
 )
 def test_bad_files_give_precise_reasons(tmp_path, name, reason):
