@@ -196,7 +196,7 @@ def _split_jumps(headers: list[SliceHeader], normal: np.ndarray, pixel_spacing) 
 def _geometry(headers: list[SliceHeader], reference: SliceHeader) -> StackGeometry:
     single = None
     if len(headers) == 1:
-        single = reference.spacing_between_slices or reference.slice_thickness
+        single = headers[0].spacing_between_slices or headers[0].slice_thickness
         single = single if single and single > 0 else None
     return StackGeometry.from_positions(
         reference.orientation,
