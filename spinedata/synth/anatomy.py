@@ -68,7 +68,9 @@ NEAR_FRONT_T_MM = -45.0
 NEAR_BACK_MARGIN_MM = 40.0
 """Points outside ``|x| < 36``, ``-45 < t < canal back + 40`` see no spine structure (only the outline)."""
 GRID_HALF_Y_MM = 240.0
-OUTSIDE_T = 1.0e4
+OUTSIDE_T = 300.0
+"""Straightened distances are clamped to +-300 mm (points off the lookup grid get +300)."""
+PLANE_STEP_PX = 8
 
 # canal, foramen and recess geometry (mm)
 ANTERIOR_EPIDURAL_MM = 1.0
@@ -224,10 +226,25 @@ class SpineModel:
         sac_back = canal_back - flavum - self.dorsal_fat
         narrowing = np.clip((self.sac_ap_baseline - (sac_back - sac_front)) / self.sac_ap_baseline, 0, 1)
         sac_half_width = self.sac_half_width * (1.0 - 0.25 * narrowing)
-        self.profile_names = ("half_depth", "half_width", "kind", "edge", "vert", "disc", "bulge",
-                              "sac_front", "sac_back", "sac_half_width", "canal_back", "flavum")
-        self.profiles = np.stack([half_depth, half_width, kind, edge, vert, disc, bulge, sac_front, sac_back,
-                                  sac_half_width, canal_back, flavum]).astype(np.float32)
+        foramen, recess = self.foramen_scale[disc], self.recess_depth[disc]
+        rows = {
+            "half_depth": half_depth, "half_width": half_width, "kind": kind, "edge": edge, "disc": disc,
+            "bulge": bulge, "sac_front": sac_front, "sac_back": sac_back, "sac_half_width": sac_half_width,
+            "canal_back": canal_back, "flavum": flavum, "vert_mid": self.mid[vert], "vert_height": self.height[vert],
+            "disc_mid": self.disc_mid[disc], "disc_height": self.disc_height[disc],
+            "foramen_s": self.foramen_s[disc], "foramen_left": foramen[:, 0], "foramen_right": foramen[:, 1],
+            "recess_left": recess[:, 0], "recess_right": recess[:, 1], "arch": (vert <= S1).astype(float),
+            "sac": (s > self.mid[S2]).astype(float), "cord": (s > self.mid[L1]).astype(float),
+        }
+        self.profile_names = tuple(rows)
+        self.profiles = np.stack(list(rows.values())).astype(np.float32)
+        self.limits = {name: (float(v.min()), float(v.max())) for name, v in rows.items()}
+
+    def _gather(self, names: tuple[str, ...], s: np.ndarray) -> list[np.ndarray]:
+        """Profiles ``names`` at arc lengths ``s`` (nearest sample), one float32 array each."""
+        i = np.clip(((s - self.s0) * (1.0 / DS) + 0.5).astype(np.intp), 0, len(self.s) - 1)
+        rows = [self.profile_names.index(n) for n in names]
+        return list(np.take(self.profiles[rows], i, axis=1))
 
     def profile(self, name: str, s: np.ndarray | float) -> np.ndarray:
         """A profile's value at arc lengths ``s`` (linear interpolation; for reports and truth points)."""
@@ -253,14 +270,14 @@ class SpineModel:
     # -- coordinates --------------------------------------------------------------------------------
     def to_body(self, points: np.ndarray) -> np.ndarray:
         """Patient space (..., 3) -> body frame (..., 3)."""
-        return (np.asarray(points, float) - self.shift) @ self.rotation
+        return np.einsum("...j,jk->...k", np.asarray(points, float) - self.shift, self.rotation)
 
     def to_world(self, body: np.ndarray) -> np.ndarray:
         """Body frame (..., 3) -> patient space (..., 3)."""
-        return np.asarray(body, float) @ self.rotation.T + self.shift
+        return np.einsum("...j,kj->...k", np.asarray(body, float), self.rotation) + self.shift
 
     def straighten(self, body: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Body frame (n, 3) -> (x, s, t), each (n,) float32; points off the lookup grid get ``t = 1e4``."""
+        """Body frame (n, 3) -> (x, s, t), each (n,) float32; points off the lookup grid get ``t = 300``."""
         gy = (body[:, 1] - self.grid_origin[0]) / GRID_STEP_MM
         gz = (body[:, 2] - self.grid_origin[1]) / GRID_STEP_MM
         coords = np.stack([gy, gz])
@@ -269,6 +286,7 @@ class SpineModel:
         ny, nz = self.grid_s.shape
         off = (gy < 0) | (gy > ny - 1) | (gz < 0) | (gz > nz - 1)
         t[off] = OUTSIDE_T
+        np.clip(t, -OUTSIDE_T, OUTSIDE_T, out=t)
         return body[:, 0].astype(np.float32), s, t
 
     def unstraighten(self, x: float, s: float, t: float) -> np.ndarray:
@@ -327,82 +345,125 @@ class SpineModel:
         shape = points.shape[:-1]
         body = self.to_body(points.reshape(-1, 3))
         x, s, t = self.straighten(body)
-        labels = self._outline(x, t)
-        back = self.profiles[self.profile_names.index("canal_back")].max() + NEAR_BACK_MARGIN_MM
-        near = (np.abs(x) < NEAR_HALF_X_MM) & (t > NEAR_FRONT_T_MM) & (t < back) & (labels != tis.AIR)
-        index = np.flatnonzero(near)
-        if index.size:
-            labels[index] = self._spine(x[index], s[index], t[index], labels[index])
-        return labels.reshape(shape)
+        return self._classify(x, body[:, 1].astype(np.float32), s, t).reshape(shape)
 
-    def _outline(self, x: np.ndarray, t: np.ndarray) -> np.ndarray:
+    def labels_on_plane(self, origin: np.ndarray, row_step: np.ndarray, col_step: np.ndarray, rows: int,
+                        cols: int) -> np.ndarray:
+        """Tissue labels (rows, cols) at ``origin + r * row_step + c * col_step`` (patient space, mm).
+
+        The same labels as ``labels_at``, faster: body coordinates are affine on a plane, and the smooth
+        straightened coordinates ``(s, t)`` are computed on a grid every ``PLANE_STEP_PX`` pixels and
+        interpolated with cubic Lagrange weights.
+        """
+        b0 = self.to_body(origin)
+        br, bc = np.asarray(row_step, float) @ self.rotation, np.asarray(col_step, float) @ self.rotation
+        r = np.arange(rows, dtype=np.float64)[:, None]
+        c = np.arange(cols, dtype=np.float64)[None, :]
+        x = (b0[0] + r * br[0] + c * bc[0]).astype(np.float32)
+        y = (b0[1] + r * br[1] + c * bc[1]).astype(np.float32)
+        nodes_r, *taps_r = cubic_taps(rows, PLANE_STEP_PX)
+        nodes_c, *taps_c = cubic_taps(cols, PLANE_STEP_PX)
+        coarse = b0 + nodes_r[:, None, None] * br + nodes_c[None, :, None] * bc
+        _, s_coarse, t_coarse = self.straighten(coarse.reshape(-1, 3))
+        shape = (len(nodes_r), len(nodes_c))
+        s = cubic_upsample(s_coarse.reshape(shape), taps_r, taps_c)
+        t = cubic_upsample(t_coarse.reshape(shape), taps_r, taps_c)
+        return self._classify(x.ravel(), y.ravel(), s.ravel(), t.ravel()).reshape(rows, cols)
+
+    def _classify(self, x: np.ndarray, y: np.ndarray, s: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Labels of flat float32 arrays of straightened coordinates (and body ``y`` for the outline).
+
+        Structures are painted block by block, each block on the few points that can hold it; the order
+        of the blocks is the order of precedence where they overlap.
+        """
+        labels = self._outline(x, y, t)
+        hd_lo, hd_hi = self.limits["half_depth"]
+        back_hi = self.limits["canal_back"][1]
+        cw = self.canal_half_width
+        ax = np.abs(x)
+        spine = (s > self.mid[-1] - self.height[-1] / 2) & (s < self.mid[0] + self.height[0] / 2)
+        spine &= labels != tis.AIR
+        vessels = spine & (t < -hd_lo - 2.0) & (t > -hd_hi - 26.0) & (x > -32.0) & (x < 27.0)
+        self._paint(labels, np.flatnonzero(vessels), self._vessels, x, s, t)
+        lateral = spine & (ax > cw - 1.0) & (ax < cw + FORAMEN_LATERAL_MM) & (t > hd_lo - 3.0) & (t < back_hi + 10.0)
+        self._paint(labels, np.flatnonzero(lateral), self._lateral, x, s, t)
+        canal = np.flatnonzero(spine & (ax < cw + 4.0) & (t > hd_lo - 2.0) & (t < back_hi + 30.0))
+        self._paint(labels, canal, self._canal_fat, x, s, t)
+        column = spine & (ax < self.limits["half_width"][1]) & (np.abs(t) < hd_hi + self.limits["bulge"][1])
+        self._paint(labels, np.flatnonzero(column), self._column, x, s, t)
+        self._paint(labels, canal, self._posterior, x, s, t)
+        return labels
+
+    @staticmethod
+    def _paint(labels, index, painter, x, s, t) -> None:
+        if index.size:
+            sub = labels[index]
+            painter(x[index], s[index], t[index], sub)
+            labels[index] = sub
+
+    def _outline(self, x: np.ndarray, y: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Air, subcutaneous fat, muscle and viscera: an elliptic trunk whose back follows half the lordosis."""
+        depth = 0.5 * (np.clip(t, -120.0, OUTSIDE_T) + y)
         tc = self.skin_t - self.outline_half_t
-        ex, et = x / self.outline_half_x, (t - tc) / self.outline_half_t
+        ex, et = x / self.outline_half_x, (depth - tc) / self.outline_half_t
         outer = ex * ex + et * et <= 1.0
         ix = x / (self.outline_half_x - self.fat_thickness)
-        it = (t - tc) / (self.outline_half_t - self.fat_thickness)
+        it = (depth - tc) / (self.outline_half_t - self.fat_thickness)
         inner = ix * ix + it * it <= 1.0
         labels = np.where(outer, tis.FAT, tis.AIR).astype(np.uint8)
         labels[inner] = tis.MUSCLE
         labels[inner & (t < -45.0)] = tis.VISCERA
         return labels
 
-    def _spine(self, x: np.ndarray, s: np.ndarray, t: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        """Paint the spine's structures, back to front in order of precedence, on points near it."""
-        i = np.clip(((s - self.s0) / DS + 0.5).astype(np.intp), 0, len(self.s) - 1)
-        (half_depth, half_width, kind, edge, vert, disc, bulge, sac_front, sac_back, sac_half_width,
-         canal_back, flavum) = self.profiles[:, i]
-        vert = vert.astype(np.intp)
-        disc = disc.astype(np.intp)
-        ax = np.abs(x)
-        side = (x < 0).astype(np.intp)  # 0 left (+x), 1 right
-        spine = (s > self.mid[-1] - self.height[-1] / 2) & (s < self.mid[0] + self.height[0] / 2)
-        lumbar = spine & (s > self.mid[S1])
-        cw = self.canal_half_width
-
-        # great vessels in front of the spine (aorta left of the midline, vena cava right)
+    def _vessels(self, x, s, t, labels) -> None:
+        """Aorta left of the midline (down to L4) and vena cava right of it (down to L5)."""
+        (half_depth,) = self._gather(("half_depth",), s)
         tv = t + half_depth + 14.0
         labels[((x - 16.0) ** 2 + tv * tv < 100.0) & (s > self.mid[VERTEBRAE.index("L4")])] = tis.ARTERY
         labels[((x + 20.0) ** 2 + tv * tv < 121.0) & (s > self.mid[VERTEBRAE.index("L5")])] = tis.VEIN
 
-        # articular pillars behind the foramina, with a dark joint line at every disc level
-        pillar = lumbar & (ax > cw - 1.0) & (ax < cw + FORAMEN_LATERAL_MM) & (t > canal_back - 6.0) & (
-            t < canal_back + 10.0)
+    def _lateral(self, x, s, t, labels) -> None:
+        """Articular pillars, the soft tissue between the pedicles, foraminal fat and root, pedicles."""
+        (half_depth, canal_back, disc_mid, vert_mid, vert_height, foramen_s, left, right, arch) = self._gather(
+            ("half_depth", "canal_back", "disc_mid", "vert_mid", "vert_height", "foramen_s", "foramen_left",
+             "foramen_right", "arch"), s)
+        cw = self.canal_half_width
+        ax = np.abs(x)
+        lumbar = s > self.mid[S1]
+        pillar = lumbar & (t > canal_back - 6.0) & (t < canal_back + 10.0)
         labels[pillar] = tis.POST_MARROW
-        joint = np.abs(s - (self.disc_mid[disc] + 2.0 + 0.3 * (t - canal_back))) < 0.9
+        joint = np.abs(s - (disc_mid + 2.0 + 0.3 * (t - canal_back))) < 0.9
         labels[pillar & joint] = tis.LIGAMENT
-
-        # lateral zone between the pedicles: soft tissue, then the foraminal fat and the exiting root
-        lateral = lumbar & (ax > cw - 1.0) & (ax < cw + FORAMEN_LATERAL_MM) & (t > half_depth - 3.0) & (
-            t <= canal_back - 6.0)
-        labels[lateral] = tis.LIGAMENT
-        scale = self.foramen_scale[disc, side]
-        half_height = self.foramen_half_height * (0.35 + 0.65 * scale)
-        half_ap = self.foramen_half_ap * scale
-        centre_s = self.foramen_s[disc]
-        centre_t = half_depth + 0.3 + self.foramen_half_ap
-        u = (s - centre_s) / half_height
-        v = (t - centre_t) / half_ap
-        labels[lateral & (u * u + v * v <= 1.0)] = tis.FORAMEN_FAT
-        root_s = s - (centre_s + 0.4 * self.foramen_half_height)
-        labels[lateral & (root_s * root_s + (t - centre_t) ** 2 <= ROOT_RADIUS_MM**2)] = tis.ROOT
-
-        # pedicles: ellipsoids from the upper half of each body back to the pillars
-        pedicle_s = (s - (self.mid[vert] + 0.2 * self.height[vert])) / (0.27 * self.height[vert])
-        pedicle_x = (ax - (cw + 4.5)) / 4.5
+        zone = lumbar & (t > half_depth - 3.0) & (t <= canal_back - 6.0)
+        labels[zone] = tis.LIGAMENT
+        scale = np.where(x >= 0, left, right)
+        centre_t = half_depth + (0.3 + self.foramen_half_ap)
+        u = (s - foramen_s) / (self.foramen_half_height * (0.35 + 0.65 * scale))
+        v = (t - centre_t) / (self.foramen_half_ap * scale)
+        labels[zone & (u * u + v * v <= 1.0)] = tis.FORAMEN_FAT
+        root_s = s - (foramen_s + 0.4 * self.foramen_half_height)
+        root_t = t - centre_t
+        labels[zone & (root_s * root_s + root_t * root_t <= ROOT_RADIUS_MM**2)] = tis.ROOT
+        ps = (s - (vert_mid + 0.2 * vert_height)) / (0.27 * vert_height)
+        px = (ax - (cw + 4.5)) / 4.5
         t_lo, t_hi = half_depth - 3.0, canal_back - 4.0
-        pedicle_t = (t - 0.5 * (t_lo + t_hi)) / (0.5 * (t_hi - t_lo))
-        pedicle = pedicle_s * pedicle_s + pedicle_x * pedicle_x + pedicle_t * pedicle_t
-        in_pedicle = spine & (vert <= S1) & (pedicle <= 1.0)
-        labels[in_pedicle] = tis.POST_MARROW
-        labels[in_pedicle & (pedicle > 0.7)] = tis.CORTEX
+        pt = (t - 0.5 * (t_lo + t_hi)) / (0.5 * (t_hi - t_lo))
+        pedicle = ps * ps + px * px + pt * pt
+        inside = (arch > 0.5) & (pedicle <= 1.0)
+        labels[inside] = tis.POST_MARROW
+        labels[inside & (pedicle > 0.7)] = tis.CORTEX
 
-        # the canal: epidural fat first; bodies, discs, ligaments and the dural sac paint over it
-        canal = spine & (vert < S2) & (ax <= cw) & (t >= half_depth - 2.0) & (t <= canal_back)
+    def _canal_fat(self, x, s, t, labels) -> None:
+        half_depth, canal_back, arch = self._gather(("half_depth", "canal_back", "arch"), s)
+        canal = (arch > 0.5) & (np.abs(x) <= self.canal_half_width) & (t >= half_depth - 2.0) & (t <= canal_back)
         labels[canal] = tis.EPIDURAL_FAT
 
-        # vertebral bodies and discs: rounded boxes in (x, t), the disc bulging backward
-        depth = half_depth + np.where((kind == 1) & (t > 0), bulge, 0.0)
+    def _column(self, x, s, t, labels) -> None:
+        """Vertebral bodies and discs: rounded boxes in (x, t); discs bulge backward; nucleus inside."""
+        half_depth, half_width, kind, edge, bulge, disc = self._gather(
+            ("half_depth", "half_width", "kind", "edge", "bulge", "disc"), s)
+        is_disc = kind == 1
+        depth = half_depth + np.where(is_disc & (t > 0), bulge, 0.0)
         q = x / half_width
         q *= q
         q *= q
@@ -412,64 +473,89 @@ class SpineModel:
         in_body = (kind == 0) & (r <= 1.0)
         labels[in_body] = tis.MARROW
         labels[in_body & ((r > 0.72) | (edge < 1.0))] = tis.CORTEX
-        in_disc = (kind == 1) & (r <= 1.0)
-        fused = disc >= FIRST_FUSED_DISC
+        in_disc = is_disc & (r <= 1.0)
         labels[in_disc] = tis.ANNULUS
         nx, nt = x / (0.62 * half_width), t / (0.55 * half_depth)
+        disc_index = disc.astype(np.intp)
         nucleus = in_disc & (nx * nx + nt * nt <= 1.0) & (edge > 1.2)
-        labels[nucleus] = (tis.NUCLEUS_BASE + disc[nucleus]).astype(np.uint8)
-        labels[in_disc & fused] = tis.CORTEX
+        labels[nucleus] = (tis.NUCLEUS_BASE + disc_index[nucleus]).astype(np.uint8)
+        labels[in_disc & (disc_index >= FIRST_FUSED_DISC)] = tis.CORTEX
 
-        # ligamentum flavum (in front of and between the laminae), laminae, interspinous ligament, spines
+    def _posterior(self, x, s, t, labels) -> None:
+        """Ligamentum flavum, laminae, spinous processes, facets, the dural sac and the lateral recesses."""
+        (canal_back, flavum, vert_mid, vert_height, arch, disc_mid, disc_height, disc, sac_front, sac_back,
+         sac_half_width, recess_left, recess_right, has_sac, has_cord) = self._gather(
+            ("canal_back", "flavum", "vert_mid", "vert_height", "arch", "disc_mid", "disc_height", "disc",
+             "sac_front", "sac_back", "sac_half_width", "recess_left", "recess_right", "sac", "cord"), s)
+        cw = self.canal_half_width
+        ax = np.abs(x)
+        lumbar = s > self.mid[S1]
         back = t - canal_back
         labels[lumbar & (ax <= cw) & (t >= canal_back - flavum) & (back <= 6.0)] = tis.LIGAMENT
-        arch = (vert <= S1) & spine
-        lamina_s = s - self.mid[vert]
-        lamina = arch & (lamina_s > -0.5 * self.height[vert] - 3.0) & (lamina_s < 0.2 * self.height[vert])
+        arch = arch > 0.5
+        lamina_s = s - vert_mid
+        lamina = arch & (lamina_s > -0.5 * vert_height - 3.0) & (lamina_s < 0.2 * vert_height)
         labels[lamina & (back >= 0.0) & (back <= 7.0) & (ax <= cw + 4.0)] = tis.POST_MARROW
         midline = (ax <= 3.2) & (back > 5.0) & (back < 30.0)
         labels[lumbar & midline] = tis.LIGAMENT
         spinous_s = lamina_s + 0.3 * (back - 5.0)
-        spinous = arch & midline & (spinous_s > -0.45 * self.height[vert]) & (spinous_s < 0.15 * self.height[vert])
-        labels[spinous] = tis.POST_MARROW
+        labels[arch & midline & (spinous_s > -0.45 * vert_height) & (spinous_s < 0.15 * vert_height)] = tis.POST_MARROW
 
         # facets over each lateral recess at the disc level
-        window = np.abs(s - self.disc_mid[disc]) <= self.disc_height[disc] / 2 + 3.0
         recess_x = sac_half_width + 1.0
-        depth_r = self.recess_depth[disc, side]
-        recess_window = lumbar & window & (disc < FIRST_FUSED_DISC)
-        facet = recess_window & (ax > recess_x - 2.5) & (ax < cw + 2.0) & (t > sac_front + depth_r) & (
-            t < sac_front + depth_r + 9.0)
+        depth = np.where(x >= 0, recess_left, recess_right)
+        window = lumbar & (disc < FIRST_FUSED_DISC) & (np.abs(s - disc_mid) <= 0.5 * disc_height + 3.0)
+        facet = window & (ax > recess_x - 2.5) & (ax < cw + 2.0) & (t > sac_front + depth) & (
+            t < sac_front + depth + 9.0)
         labels[facet] = tis.POST_MARROW
 
         # dural sac: CSF with the cord above the conus and the cauda equina roots below it
-        sac_centre = 0.5 * (sac_front + sac_back)
-        sac_a = np.maximum(0.5 * (sac_back - sac_front), 0.3)
-        sx, st = x / sac_half_width, (t - sac_centre) / sac_a
-        in_sac = spine & (s > self.mid[S2]) & (sx * sx + st * st <= 1.0)
-        sac_index = np.flatnonzero(in_sac)
-        labels[sac_index] = tis.CSF
-        if sac_index.size:
-            self._paint_roots(sac_index, x, s, t, sac_centre, sac_a, sac_half_width, labels)
+        centre = 0.5 * (sac_front + sac_back)
+        half_ap = np.maximum(0.5 * (sac_back - sac_front), 0.3)
+        sx, st = x / sac_half_width, (t - centre) / half_ap
+        in_sac = (has_sac > 0.5) & (sx * sx + st * st <= 1.0)
+        labels[in_sac] = tis.CSF
+        cx, ct = x / (0.45 * sac_half_width), (t - centre) / (0.55 * half_ap)
+        labels[in_sac & (has_cord > 0.5) & (cx * cx + ct * ct <= 1.0)] = tis.CORD
+        cauda = in_sac & (has_cord < 0.5)
+        for fx, ft in CAUDA_ROOTS:
+            dx, dt = x - fx * sac_half_width, t - (centre + ft * half_ap)
+            labels[cauda & (dx * dx + dt * dt <= CAUDA_RADIUS_MM**2)] = tis.ROOT
 
         # lateral recesses: CSF lobes at the sac's sides, each holding the descending root
-        centre_r = sac_front + 0.5 * depth_r
-        rx, rt = (ax - recess_x) / RECESS_HALF_WIDTH_MM, (t - centre_r) / (0.5 * depth_r)
-        recess = recess_window & (rx * rx + rt * rt <= 1.0)
+        centre_r = sac_front + 0.5 * depth
+        rx, rt = (ax - recess_x) / RECESS_HALF_WIDTH_MM, (t - centre_r) / (0.5 * depth)
+        recess = window & (rx * rx + rt * rt <= 1.0)
         labels[recess] = tis.CSF
-        root_r = np.minimum(1.4, 0.45 * depth_r)
+        root_r = np.minimum(1.4, 0.45 * depth)
         labels[recess & ((ax - recess_x) ** 2 + (t - centre_r) ** 2 <= root_r * root_r)] = tis.ROOT
-        return labels
 
-    def _paint_roots(self, index, x, s, t, centre, half_ap, half_width, labels) -> None:
-        xs, ss, ts = x[index], s[index], t[index]
-        cs, a, b = centre[index], half_ap[index], half_width[index]
-        cord = ss > self.mid[L1]
-        cx, ct = xs / (0.45 * b), (ts - cs) / (0.55 * a)
-        labels[index[cord & (cx * cx + ct * ct <= 1.0)]] = tis.CORD
-        for fx, ft in CAUDA_ROOTS:
-            dx, dt = xs - fx * b, ts - (cs + ft * a)
-            labels[index[~cord & (dx * dx + dt * dt <= CAUDA_RADIUS_MM**2)]] = tis.ROOT
+
+def cubic_taps(n: int, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """4-point Lagrange (cubic) interpolation from nodes ``0, step, 2 step, ...`` (pixel units, the last at or
+    beyond ``n - 1``) to the ``n`` pixels: ``(nodes (m,), index (n, 4) int, weight (n, 4) float32)``."""
+    m = max(4, int(np.ceil((n - 1) / step)) + 1)
+    nodes = np.arange(m, dtype=float) * step
+    u = np.arange(n, dtype=float) / step
+    base = np.clip(np.floor(u).astype(int) - 1, 0, m - 4)
+    index = base[:, None] + np.arange(4)[None, :]
+    weight = np.ones((n, 4))
+    for k in range(4):
+        for j in range(4):
+            if j != k:
+                weight[:, k] *= (u - (base + j)) / (k - j)
+    return nodes, index, weight.astype(np.float32)
+
+
+def cubic_upsample(coarse: np.ndarray, rows: tuple[np.ndarray, np.ndarray], cols: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Interpolate ``coarse`` (m_r, m_c) to (n_r, n_c) with the taps of ``cubic_taps`` along each axis.
+
+    Written as four multiply-adds per axis (no BLAS: multithreaded BLAS stalls on busy machines).
+    """
+    index_r, weight_r = rows
+    index_c, weight_c = cols
+    partial = sum(weight_r[:, k, None] * coarse[index_r[:, k], :] for k in range(4))
+    return sum(weight_c[None, :, k] * partial[:, index_c[:, k]] for k in range(4))
 
 
 def sample_spine(rng: np.random.Generator, severities: Severities, max_rotation_deg: float = 8.0) -> SpineModel:

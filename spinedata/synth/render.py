@@ -27,11 +27,14 @@ def sub_slice_offsets(thickness: float) -> np.ndarray:
     return (np.arange(SUB_SLICES) - (SUB_SLICES - 1) / 2) * thickness / SUB_SLICES
 
 
-def coil_sensitivity(model: SpineModel, points: np.ndarray, depth_mm: float) -> np.ndarray:
-    """Receive sensitivity (0..1] at patient-space points (..., 3): falls off with distance from the back."""
+def coil_sensitivity(model: SpineModel, stack: StackPlan, index: int, depth_mm: float) -> np.ndarray:
+    """Receive sensitivity (rows, cols) in (0, 1] of slice ``index``: falls off with distance from the back."""
     skin = model.unstraighten(0.0, 0.0, model.skin_t)
     back = model.rotation[:, 1]  # posterior direction of the body frame, in patient space
-    distance = np.clip((skin - points) @ back, 0.0, None)
+    drow, dcol = stack.pixel_spacing
+    rows = np.arange(stack.rows)[:, None] * (drow * float(np.dot(stack.col_dir, back)))
+    cols = np.arange(stack.cols)[None, :] * (dcol * float(np.dot(stack.row_dir, back)))
+    distance = np.clip(float(np.dot(skin - stack.positions[index], back)) - rows - cols, 0.0, None)
     return (COIL_FLOOR + (1.0 - COIL_FLOOR) * np.exp(-distance / depth_mm)).astype(np.float32)
 
 
@@ -39,9 +42,14 @@ def render_intensity(model: SpineModel, stack: StackPlan, table: np.ndarray) -> 
     """Noise-free intensities (n, rows, cols) float32: tissue signal averaged across each slice's thickness."""
     offsets = sub_slice_offsets(stack.thickness)
     out = np.empty((len(stack.positions), stack.rows, stack.cols), np.float32)
-    for i in range(len(stack.positions)):
-        points = np.stack([stack.voxel_centres(i, o) for o in offsets])
-        out[i] = table[model.labels_at(points)].mean(axis=0)
+    drow, dcol = stack.pixel_spacing
+    row_step, col_step = drow * stack.col_dir, dcol * stack.row_dir
+    for i, position in enumerate(stack.positions):
+        total = np.zeros((stack.rows, stack.cols), np.float32)
+        for offset in offsets:
+            labels = model.labels_on_plane(position + offset * stack.normal, row_step, col_step, stack.rows, stack.cols)
+            total += table[labels]
+        out[i] = total / len(offsets)
     return out
 
 
@@ -50,7 +58,7 @@ def render_stack(model: SpineModel, stack: StackPlan, table: np.ndarray, rng: np
     """Magnitude image (n, rows, cols) float32 in units of CSF-on-T2 signal."""
     clean = render_intensity(model, stack, table)
     for i in range(len(clean)):
-        clean[i] = gaussian_filter(clean[i], PSF_SIGMA_PX) * coil_sensitivity(model, stack.voxel_centres(i), coil_depth_mm)
+        clean[i] = gaussian_filter(clean[i], PSF_SIGMA_PX) * coil_sensitivity(model, stack, i, coil_depth_mm)
     real = clean + noise * rng.standard_normal(clean.shape, dtype=np.float32)
     imaginary = noise * rng.standard_normal(clean.shape, dtype=np.float32)
     return np.sqrt(real * real + imaginary * imaginary)

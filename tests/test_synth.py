@@ -1,0 +1,223 @@
+"""Synthetic studies: layout, labels against the exact 3D truth, DICOM validity, determinism, acquisition variety."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pydicom
+import pytest
+
+from spinedata.constants import (
+    CONDITION_ROLE,
+    CONDITIONS,
+    LEVELS,
+    ROLES,
+    SEVERITIES,
+    SUBMISSION_COLUMNS,
+    TARGETS,
+)
+from spinedata.errors import ConfigError
+from spinedata.synth import SynthOptions, generate
+from spinedata.synth.acquisition import plan_series
+from spinedata.synth.anatomy import LEVEL_DISC, sample_spine
+from spinedata.synth.disease import sample_severities
+from spinedata.synth.options import SMALL
+
+TINY = {**SMALL, "sagittal_matrices": (64,), "axial_matrices": (48,)}
+"""Even smaller than SMALL: for tests that only look at files and CSVs."""
+
+
+def _header_world(path: Path, x: float, y: float) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """World point of column x, row y of a DICOM file (DESIGN.md), its slice normal, and the pixel spacing."""
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    ipp = np.array(ds.ImagePositionPatient, float)
+    iop = np.array(ds.ImageOrientationPatient, float)
+    drow, dcol = (float(v) for v in ds.PixelSpacing)
+    world = ipp + x * dcol * iop[:3] + y * drow * iop[3:]
+    return world, np.cross(iop[:3], iop[3:]), drow, dcol
+
+
+def test_layout_and_csv_columns(synth_dataset: Path) -> None:
+    root = synth_dataset
+    train = pd.read_csv(root / "train.csv", dtype={"study_id": str})
+    assert list(train.columns) == ["study_id", *TARGETS]
+    assert len(train) == 3
+    assert set(train[list(TARGETS)].stack().unique()) <= set(SEVERITIES)
+    labels = pd.read_csv(root / "train_label_coordinates.csv", dtype={"study_id": str, "series_id": str})
+    assert list(labels.columns) == ["study_id", "series_id", "instance_number", "condition", "level", "x", "y"]
+    assert len(labels) == 3 * 25  # no flaws asked for: every condition and level labelled once
+    series = pd.read_csv(root / "train_series_descriptions.csv", dtype={"study_id": str, "series_id": str})
+    assert list(series.columns) == ["study_id", "series_id", "series_description"]
+    assert sorted(series.groupby("study_id")["series_description"].apply(sorted).iloc[0]) == sorted(ROLES)
+    for row in series.itertuples():
+        folder = root / "train_images" / row.study_id / row.series_id
+        files = sorted(folder.glob("*.dcm"))
+        assert files, folder
+        numbers = sorted(int(f.stem) for f in files)
+        assert numbers == list(range(1, len(files) + 1))
+    for row in labels.itertuples():  # each label names a file of a series of the condition's role
+        assert (root / "train_images" / row.study_id / row.series_id / f"{row.instance_number}.dcm").is_file()
+        role = series.set_index("series_id").loc[row.series_id, "series_description"]
+        assert role == CONDITION_ROLE[row.condition]
+
+    test_series = pd.read_csv(root / "test_series_descriptions.csv", dtype={"study_id": str, "series_id": str})
+    assert list(test_series.columns) == ["study_id", "series_id", "series_description"]
+    (test_id,) = test_series["study_id"].unique()
+    assert test_id not in set(train["study_id"])
+    for row in test_series.itertuples():
+        assert any((root / "test_images" / row.study_id / row.series_id).glob("*.dcm"))
+    submission = pd.read_csv(root / "sample_submission.csv")
+    assert list(submission.columns) == ["row_id", *SUBMISSION_COLUMNS]
+    assert len(submission) == 25
+    assert submission["row_id"].iloc[0] == f"{test_id}_spinal_canal_stenosis_l1_l2"
+    assert np.allclose(submission[list(SUBMISSION_COLUMNS)].sum(axis=1), 1.0)
+
+    truth = pd.read_csv(root / "synth_truth.csv", dtype={"study_id": str})
+    assert list(truth.columns) == ["study_id", "split", "condition", "level", "world_x", "world_y", "world_z",
+                                   "severity"]
+    assert len(truth) == 4 * 25
+    assert set(truth["split"]) == {"train", "test"}
+    assert set(truth["condition"]) == set(CONDITIONS) and set(truth["level"]) == set(LEVELS)
+    merged = truth[truth["split"] == "train"].merge(
+        train.melt(id_vars="study_id", var_name="target", value_name="grade"), on="study_id")
+    merged = merged[merged["target"] == merged["condition"].str.lower().str.replace(" ", "_") + "_"
+                    + merged["level"].str.lower().str.replace("/", "_")]
+    assert len(merged) == 75 and (merged["severity"] == merged["grade"]).all()
+
+
+def test_labels_map_to_truth_points(synth_dataset: Path) -> None:
+    """x, y of each label, mapped with its file's header, land on the truth point (in plane < 0.5 px,
+    out of plane < half a slice step)."""
+    root = synth_dataset
+    labels = pd.read_csv(root / "train_label_coordinates.csv", dtype={"study_id": str, "series_id": str})
+    truth = pd.read_csv(root / "synth_truth.csv", dtype={"study_id": str}).set_index(["study_id", "condition", "level"])
+    for row in labels.itertuples():
+        folder = root / "train_images" / row.study_id / row.series_id
+        world, normal, drow, dcol = _header_world(folder / f"{row.instance_number}.dcm", row.x, row.y)
+        point = truth.loc[(row.study_id, row.condition, row.level), ["world_x", "world_y", "world_z"]].to_numpy(float)
+        offset = point - world
+        out_of_plane = float(offset @ normal)
+        in_plane = np.linalg.norm(offset - out_of_plane * normal)
+        step = float(pydicom.dcmread(folder / f"{row.instance_number}.dcm", stop_before_pixels=True).SpacingBetweenSlices)
+        assert in_plane < 0.5 * min(drow, dcol), (row, in_plane)
+        assert abs(out_of_plane) <= 0.5 * step + 1e-3, (row, out_of_plane, step)
+
+
+def test_dicom_files_are_valid_mr_images(synth_dataset: Path) -> None:
+    files = sorted((synth_dataset / "train_images").rglob("*.dcm"))
+    for path in files[:: max(1, len(files) // 40)]:
+        ds = pydicom.dcmread(path)
+        assert ds.file_meta.MediaStorageSOPClassUID == "1.2.840.10008.5.1.4.1.1.4"  # MR Image Storage
+        assert ds.SOPInstanceUID == ds.file_meta.MediaStorageSOPInstanceUID
+        assert ds.StudyInstanceUID == path.parents[1].name and ds.SeriesInstanceUID == path.parent.name
+        assert ds.InstanceNumber == int(path.stem)
+        iop = np.array(ds.ImageOrientationPatient, float)
+        assert np.allclose([iop[:3] @ iop[:3], iop[3:] @ iop[3:], iop[:3] @ iop[3:]], [1, 1, 0], atol=1e-5)
+        pixels = ds.pixel_array
+        assert pixels.dtype == np.uint16 and pixels.shape == (ds.Rows, ds.Columns)
+        assert float(ds.SliceThickness) < float(ds.SpacingBetweenSlices) + 1e-6
+        assert ds.SeriesDescription in ROLES
+        assert pixels.max() > 0
+
+
+@pytest.mark.skipif(shutil.which("dcm2niix", path=str(Path(sys.executable).parent)) is None
+                    and shutil.which("dcm2niix") is None, reason="dcm2niix not installed")
+def test_every_series_converts_with_dcm2niix(synth_dataset: Path, tmp_path: Path) -> None:
+    binary = shutil.which("dcm2niix", path=str(Path(sys.executable).parent)) or shutil.which("dcm2niix")
+    folders = sorted({p.parent for p in synth_dataset.rglob("*.dcm")})
+    assert len(folders) == 4 * 3
+    for k, folder in enumerate(folders):
+        out = tmp_path / str(k)
+        out.mkdir()
+        done = subprocess.run([binary, "-o", str(out), "-f", "%s", str(folder)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "error" not in (done.stdout + done.stderr).lower(), done.stdout + done.stderr
+        assert list(out.glob("*.nii*")), f"no NIfTI written for {folder}"
+
+
+def test_same_seed_same_files(tmp_path: Path) -> None:
+    a = generate(tmp_path / "a", 1, 11, **TINY)
+    b = generate(tmp_path / "b", 1, 11, **TINY)
+    c = generate(tmp_path / "c", 1, 12, **TINY)
+    assert a.train_study_ids == b.train_study_ids != c.train_study_ids
+    for name in ("train.csv", "train_label_coordinates.csv", "train_series_descriptions.csv", "synth_truth.csv"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    files_a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.dcm"))
+    assert files_a == sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*.dcm"))
+    for rel in files_a[::5]:
+        assert pydicom.dcmread(tmp_path / "a" / rel).PixelData == pydicom.dcmread(tmp_path / "b" / rel).PixelData
+
+
+def test_acquisitions_vary_across_a_batch() -> None:
+    """Rotated planes, non-square pixels, rectangular matrices, reversed instance numbers, slabs and stacks."""
+    options = SynthOptions()
+    seen: dict[str, int] = dict.fromkeys(("oblique", "non_square", "rectangular", "reversed", "slabs", "stack"), 0)
+    for i in range(24):
+        rng = np.random.default_rng([3, i])
+        model = sample_spine(rng, sample_severities(rng))
+        for role in ROLES:
+            plan = plan_series(rng, model, options, role, "1", 1)
+            stack = plan.stacks[0]
+            seen["oblique"] += bool(np.abs(stack.orientation).max() < 0.999)
+            seen["non_square"] += abs(stack.pixel_spacing[0] - stack.pixel_spacing[1]) > 1e-3
+            seen["rectangular"] += stack.rows != stack.cols
+            seen["reversed"] += plan.reverse_instances
+            if role == "Axial T2":
+                seen["slabs" if len(plan.stacks) == 5 else "stack"] += 1
+            assert 0.3 <= min(stack.pixel_spacing) and max(stack.pixel_spacing) <= 1.6
+            if role != "Axial T2":
+                assert 15 <= len(stack.positions) <= 20
+                assert 3.0 <= stack.thickness <= 4.5 and stack.spacing > stack.thickness
+    assert all(count > 0 for count in seen.values()), seen
+
+
+def test_flaws_of_the_real_data(tmp_path: Path) -> None:
+    root = tmp_path / "flawed"
+    generate(root, 3, 5, off_by_one_fraction=1.0, extra_series_fraction=1.0, missing_series_fraction=1.0, **TINY)
+    flaws = pd.read_csv(root / "synth_flaws.csv", dtype={"study_id": str})
+    assert set(flaws["flaw"]) == {"off_by_one", "missing_series", "extra_series"}
+    series = pd.read_csv(root / "train_series_descriptions.csv", dtype={"study_id": str, "series_id": str})
+    labels = pd.read_csv(root / "train_label_coordinates.csv", dtype={"study_id": str, "series_id": str})
+    truth = pd.read_csv(root / "synth_truth.csv", dtype={"study_id": str})
+    for study_id, study_flaws in flaws.groupby("study_id"):
+        kinds = dict(zip(study_flaws["flaw"], study_flaws["detail"], strict=True))
+        descriptions = series[series["study_id"] == study_id]["series_description"].tolist()
+        assert kinds["missing_series"] not in descriptions
+        if "extra_series" in kinds:
+            assert descriptions.count(kinds["extra_series"]) == 2
+        study_labels = labels[labels["study_id"] == study_id]
+        assert not set(study_labels["condition"].map(CONDITION_ROLE)) & {kinds["missing_series"]}
+        assert study_labels["series_id"].isin(series["series_id"]).all()
+        # spinal labels sit one level off: the label of level k maps to the truth point of level k -+ 1
+        shift = int(kinds["off_by_one"].split()[0])
+        spinal = study_labels[study_labels["condition"] == "Spinal Canal Stenosis"]
+        study_truth = truth[(truth["study_id"] == study_id) & (truth["condition"] == "Spinal Canal Stenosis")]
+        for row in spinal.itertuples():
+            world, _, _, _ = _header_world(
+                root / "train_images" / study_id / row.series_id / f"{row.instance_number}.dcm", row.x, row.y)
+            target = LEVELS.index(row.level) - shift
+            if 0 <= target < len(LEVELS):
+                point = study_truth[study_truth["level"] == LEVELS[target]][["world_x", "world_y", "world_z"]]
+                assert np.linalg.norm(point.to_numpy(float)[0] - world) < 5.0  # within half a slice + in plane
+
+
+def test_options_are_validated(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="off_by_one_fraction"):
+        SynthOptions(off_by_one_fraction=1.5)
+    with pytest.raises(ConfigError, match="class_balance"):
+        SynthOptions(class_balance="skewed")
+    with pytest.raises(ConfigError, match="unknown synth option"):
+        generate(tmp_path / "x", 1, 0, matrix_size=3)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("x")
+    with pytest.raises(ConfigError, match="not empty"):
+        generate(tmp_path / "full", 1, 0)
+
+
+def test_level_discs_are_the_lumbar_discs() -> None:
+    assert [LEVEL_DISC[level] for level in LEVELS] == list(range(LEVEL_DISC["L1/L2"], LEVEL_DISC["L1/L2"] + 5))
