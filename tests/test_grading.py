@@ -1,0 +1,190 @@
+"""Stage 2: grading datasets (crops at the labelled points), network, metric-shaped losses, training, classify."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from spinemodels_fakes import make_fake_dataset
+from typer.testing import CliRunner
+
+from spinedata.constants import CONDITIONS, LEVELS, SEVERITY_WEIGHTS, TARGETS, target_name
+from spinedata.crops import crop_around
+from spinedata.metric import score, weighted_log_loss
+from spinemodels.classify import ClassifyError, classify
+from spinemodels.config import config_from_dict
+from spinemodels.data.grading import GRADE_GROUPS, CropSettings, GradeDataset, make_grade_samples
+from spinemodels.grading_loss import any_severe_loss, weighted_cross_entropy
+from spinemodels.networks.grader import SliceSequenceGrader
+from spinemodels.rundir import RunDir
+from spinemodels.training import train
+
+SETTINGS = CropSettings(image_size=24, side_mm=30.0, n_slices=3)
+
+
+def tiny_config(task: str, **train_overrides) -> dict:
+    return {
+        "task": task,
+        "model": {"backbone": "resnet10t", "pretrained": False, "d_model": 16, "n_layers": 1, "n_heads": 2},
+        "data": {"image_size": 24, "side_mm": 30.0, "n_slices": 3, "cache_mb": 64},
+        "optim": {"lr": 1e-3, "schedule": "constant"},
+        "train": {"epochs": 1, "batch_size": 3, "n_folds": 2, "folds": [0], "num_workers": 0, "patience": 0,
+                  **train_overrides},
+    }
+
+
+@pytest.fixture(scope="module")
+def fake():
+    return make_fake_dataset(n_studies=4, seed=3, size=32, n_sag=10)
+
+
+@pytest.fixture(scope="module")
+def runs(fake, tmp_path_factory):
+    root = tmp_path_factory.mktemp("grade_runs")
+    return {task: train(config_from_dict(tiny_config(task)), fake, root / task, progress=False).path
+            for task in ("grade_spinal", "grade_foraminal", "grade_subarticular")}
+
+
+def test_samples_hold_each_level_and_side_with_its_target(fake):
+    group = GRADE_GROUPS["foraminal"]
+    samples = make_grade_samples(fake.labels, fake.targets, fake.study_ids, group, need_points=True)
+    assert [s.study_id for s in samples] == fake.study_ids
+    sample = samples[2]
+    targets = fake.targets.set_index("study_id").loc[sample.study_id]
+    for i, level in enumerate(LEVELS):
+        for k, condition in enumerate(group.conditions):
+            assert sample.targets[i][k] == targets[target_name(condition, level)]
+            label = fake.labels[(fake.labels.study_id == sample.study_id) & (fake.labels.condition == condition)
+                                & (fake.labels.level == level)].iloc[0]
+            assert sample.points[i][k].world == pytest.approx((label.world_x, label.world_y, label.world_z))
+            assert sample.points[i][k].series_id == "2"
+
+
+def test_dataset_crops_are_the_crops_of_the_labelled_points(fake):
+    group = GRADE_GROUPS["subarticular"]
+    samples = make_grade_samples(fake.labels, fake.targets, fake.study_ids[:2], group, need_points=True)
+    item = GradeDataset(fake, samples, group, SETTINGS, train=False)[1]
+    assert item["image"].shape == (5, 2, 3, 24, 24) and item["image"].dtype == torch.float32
+    assert item["present"].all() and item["target"].shape == (5, 2)
+    point = samples[1].points[3][1]  # right subarticular L4/L5: mirrored
+    stack = fake.study(samples[1].study_id).series[point.series_id].stacks[point.stack]
+    volume = stack.read()
+    low, high = np.percentile(volume, [1, 99])
+    expected = crop_around(volume, stack.geometry, point.world, 30.0, 3, 24, intensity_range=(low, high))
+    np.testing.assert_allclose(item["image"][3, 1].numpy(), expected[:, :, ::-1], atol=1e-6)
+
+
+def test_training_items_are_augmented_reproducibly_and_missing_points_masked(fake):
+    group = GRADE_GROUPS["spinal"]
+    labels = fake.labels[~((fake.labels.study_id == "100") & (fake.labels.level == "L2/L3"))]
+    samples = make_grade_samples(labels, fake.targets, ["100"], group, need_points=True)
+    data = GradeDataset(fake, samples, group, SETTINGS, train=True)
+    first, again, other = data[(0, 7, 0)], data[(0, 7, 0)], data[(0, 7, 1)]
+    assert torch.equal(first["image"], again["image"]) and not torch.equal(first["image"], other["image"])
+    assert first["present"][:, 0].tolist() == [True, False, True, True, True]
+    assert first["target"][1, 0] == -1 and not first["image"][1].any()
+    plain = GradeDataset(fake, samples, group, SETTINGS, train=False)[(0, 7, 0)]
+    assert not torch.equal(plain["image"], first["image"])
+
+
+def test_network_shapes_and_gradients():
+    net = SliceSequenceGrader("resnet10t", pretrained=False, d_model=16, n_layers=1, n_heads=2)
+    crops = torch.rand(2, 5, 2, 3, 24, 24, requires_grad=True)
+    logits = net(crops)
+    assert logits.shape == (2, 5, 2, 3) and net.features(crops).shape == (2, 5, 2, 16)
+    logits.sum().backward()
+    assert crops.grad is not None and torch.isfinite(crops.grad).all()
+
+
+def test_losses_equal_the_metric_on_the_same_probabilities():
+    rng = np.random.default_rng(0)
+    logits = torch.tensor(rng.normal(size=(8, 5, 3)), dtype=torch.float32)
+    target = torch.tensor(rng.choice([-1, 0, 1, 2], size=(8, 5), p=[0.1, 0.5, 0.25, 0.15]))
+    probs = logits.softmax(-1).numpy().reshape(-1, 3)
+    codes = target.numpy().reshape(-1)
+    known = codes >= 0
+    want = weighted_log_loss(codes[known], probs[known], np.asarray(SEVERITY_WEIGHTS)[codes[known]])
+    assert float(weighted_cross_entropy(logits, target)) == pytest.approx(want, rel=1e-5)
+    # any_severe_spinal: write the batch as 8 studies' spinal rows and score them with the metric
+    truth = pd.DataFrame({"study_id": [str(i) for i in range(8)], **{t: 0 for t in TARGETS}})
+    sub_rows = []
+    for i in range(8):
+        for j, level in enumerate(LEVELS):
+            truth.loc[i, target_name(CONDITIONS[0], level)] = int(codes[i * 5 + j])
+            p = probs[i * 5 + j]
+            sub_rows.append([f"{i}_{target_name(CONDITIONS[0], level)}", *p])
+        sub_rows += [[f"{i}_{t}", 1.0, 0.0, 0.0] for t in TARGETS if not t.startswith("spinal")]
+    submission = pd.DataFrame(sub_rows, columns=["row_id", "normal_mild", "moderate", "severe"])
+    assert float(any_severe_loss(logits, target)) == pytest.approx(score(submission, truth)["any_severe_spinal"],
+                                                                   rel=1e-4)
+    nothing = torch.full((2, 5), -1)
+    assert float(weighted_cross_entropy(logits[:2], nothing)) == 0.0 == float(any_severe_loss(logits[:2], nothing))
+
+
+@pytest.mark.slow
+def test_training_writes_priors_and_out_of_fold_grades(runs, fake):
+    run = RunDir(runs["grade_subarticular"])
+    assert run.trained_folds() == [0]
+    priors = pd.read_csv(run.fold_dir(0) / "priors.csv", index_col="target")
+    assert list(priors.index) == list(TARGETS)
+    np.testing.assert_allclose(priors.sum(axis=1), 1.0)
+    oof = run.oof()
+    val = set(run.folds().query("fold == 0")["study_id"])
+    assert set(oof["study_id"]) == val and len(oof) == 10 * len(val)
+    assert set(oof["condition"]) == {CONDITIONS[3], CONDITIONS[4]}
+    np.testing.assert_allclose(oof[["normal_mild", "moderate", "severe"]].sum(axis=1), 1.0, rtol=1e-5)
+    assert "wll" in run.metrics(0).columns
+    assert "any_severe" in RunDir(runs["grade_spinal"]).metrics(0).columns
+
+
+@pytest.mark.slow
+def test_classify_gives_25_rows_per_study_and_says_what_fell_back(runs, fake):
+    coords = fake.labels.copy()
+    drop = (coords.study_id == "101") & (coords.condition == CONDITIONS[1])  # no left foraminal point
+    coords.loc[(coords.study_id == "102") & (coords.condition == CONDITIONS[3]), "series_id"] = "1"  # wrong role
+    coords = coords[~drop]
+    submission, warnings = classify(fake, coords, list(runs.values()), progress=False)
+    assert len(submission) == 25 * len(fake.study_ids)
+    assert submission["row_id"].tolist()[:25] == [f"100_{t}" for t in TARGETS]
+    np.testing.assert_allclose(submission[["normal_mild", "moderate", "severe"]].sum(axis=1), 1.0)
+    assert any("study 101: 5 rows" in w for w in warnings)
+    assert any("study 102 Left Subarticular Stenosis" in w and "not Axial T2" in w for w in warnings)
+    priors = pd.read_csv(RunDir(runs["grade_spinal"]).fold_dir(0) / "priors.csv", index_col="target")
+    row = submission.set_index("row_id").loc["101_left_neural_foraminal_narrowing_l3_l4"].to_numpy()
+    np.testing.assert_allclose(row, priors.loc["left_neural_foraminal_narrowing_l3_l4"].to_numpy(), rtol=1e-6)
+    assert np.isfinite(score(submission, fake.targets)["score"])
+
+
+@pytest.mark.slow
+def test_classify_without_a_group_run_uses_priors_and_refuses_other_runs(runs, fake, tmp_path):
+    submission, warnings = classify(fake, fake.labels, [runs["grade_spinal"]], study_ids=["100", "103"],
+                                    progress=False)
+    assert len(submission) == 50
+    assert any("no grading run for foraminal" in w for w in warnings)
+    other = tmp_path / "kp"
+    config = {"task": "keypoints", "model": {"encoder": "resnet18", "pretrained": False, "encoder_depth": 3,
+                                             "decoder_channels": [8, 8, 8]},
+              "data": {"image_size": 32, "channels": 3, "cache_mb": 16}, "train": tiny_config("x")["train"]}
+    train(config_from_dict(config), fake, other, progress=False)
+    with pytest.raises(ClassifyError, match="classify takes"):
+        classify(fake, fake.labels, [other], progress=False)
+
+
+@pytest.mark.slow
+def test_cli_classify_writes_the_submission(runs, fake, tmp_path, monkeypatch):
+    import spinedata
+    from cli.app import app
+
+    monkeypatch.setattr(spinedata, "open_dataset", lambda path: fake)
+    coords = tmp_path / "coords.csv"
+    fake.labels.to_csv(coords, index=False)
+    out = tmp_path / "sub" / "submission.csv"
+    args = ["classify", str(tmp_path / "store.zarr"), "--coords", str(coords), "--out", str(out), "--no-progress",
+            "--model", str(runs["grade_spinal"])]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    written = pd.read_csv(out)
+    assert list(written.columns) == ["row_id", "normal_mild", "moderate", "severe"]
+    assert len(written) == 25 * len(fake.study_ids)
+    assert "no grading run for foraminal" in result.stderr
