@@ -143,8 +143,7 @@ def test_every_series_converts_with_dcm2niix(synth_dataset: Path, tmp_path: Path
 def test_same_seed_same_files(tmp_path: Path) -> None:
     a = generate(tmp_path / "a", 1, 11, **TINY)
     b = generate(tmp_path / "b", 1, 11, **TINY)
-    c = generate(tmp_path / "c", 1, 12, **TINY)
-    assert a.train_study_ids == b.train_study_ids != c.train_study_ids
+    assert a.train_study_ids == b.train_study_ids
     for name in ("train.csv", "train_label_coordinates.csv", "train_series_descriptions.csv", "synth_truth.csv"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     files_a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.dcm"))

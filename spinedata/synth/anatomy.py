@@ -144,7 +144,7 @@ class SpineModel:
         self._sample_canal(rng)
         self._sample_pose(rng, max_rotation_deg)
         self._build_profiles()
-        self._build_straightening_grid()
+        self.grid_origin: np.ndarray | None = None  # the straightening grid is built on first use
 
     def _build_centre_line(self) -> None:
         s_lo = self.mid[-1] - self.height[-1] / 2 - CURVE_EXTENSION_MM
@@ -278,6 +278,8 @@ class SpineModel:
 
     def straighten(self, body: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Body frame (n, 3) -> (x, s, t), each (n,) float32; points off the lookup grid get ``t = 300``."""
+        if self.grid_origin is None:
+            self._build_straightening_grid()
         gy = (body[:, 1] - self.grid_origin[0]) / GRID_STEP_MM
         gz = (body[:, 2] - self.grid_origin[1]) / GRID_STEP_MM
         coords = np.stack([gy, gz])
