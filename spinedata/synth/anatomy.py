@@ -197,6 +197,9 @@ class SpineModel:
         self.outline_half_x = rng.uniform(140.0, 175.0)
         self.outline_half_t = rng.uniform(100.0, 125.0)
         self.fat_thickness = rng.uniform(8.0, 35.0)
+        self.paraspinal_x = rng.uniform(30.0, 38.0)
+        self.paraspinal_half_x = rng.uniform(24.0, 30.0)
+        self.paraspinal_half_t = rng.uniform(22.0, 30.0)
 
     def _sample_pose(self, rng: np.random.Generator, max_rotation_deg: float) -> None:
         angles = rng.uniform(-1.0, 1.0, 3) * max_rotation_deg * np.array([1.0, 0.6, 0.75])
@@ -385,6 +388,8 @@ class SpineModel:
         ax = np.abs(x)
         spine = (s > self.mid[-1] - self.height[-1] / 2) & (s < self.mid[0] + self.height[0] / 2)
         spine &= labels != tis.AIR
+        soft = (labels == tis.MUSCLE) & (ax < 95.0) & (t > -70.0)
+        self._paint(labels, np.flatnonzero(soft), self._muscles, x, s, t)
         vessels = spine & (t < -hd_lo - 2.0) & (t > -hd_hi - 26.0) & (x > -32.0) & (x < 27.0)
         self._paint(labels, np.flatnonzero(vessels), self._vessels, x, s, t)
         lateral = spine & (ax > cw - 1.0) & (ax < cw + FORAMEN_LATERAL_MM) & (t > hd_lo - 3.0) & (t < back_hi + 10.0)
@@ -416,6 +421,25 @@ class SpineModel:
         labels[inner] = tis.MUSCLE
         labels[inner & (t < -45.0)] = tis.VISCERA
         return labels
+
+    def _muscles(self, x, s, t, labels) -> None:
+        """Psoas beside the bodies (growing toward L5) and the paraspinal muscles, outlined by fat planes."""
+        ax = np.abs(x)
+        fat = np.zeros(x.shape, bool)
+        # paraspinal mass behind the laminae: an ellipse per side with a fat plane between its two columns
+        back = self.half_depth[L3] + self.canal_ap
+        u, v = (ax - self.paraspinal_x) / self.paraspinal_half_x, (t - back - self.paraspinal_half_t) / self.paraspinal_half_t
+        ring = u * u + v * v
+        fat |= (ring > 1.0) & (ring < 1.08) & (t > back - 5.0)
+        fat |= (ring < 1.0) & (np.abs(ax - 0.55 * self.paraspinal_x - 6.0) < 0.7)
+        # psoas: from L1 down, lateral to the bodies, a thin fat rim around it
+        lumbar = (s < self.mid[L1]) & (s > self.mid[S1])
+        radius = np.clip(4.0 + 0.14 * (self.mid[L1] - s), 4.0, 24.0)
+        px = (ax - (self.half_width[L3] + 0.8 * radius + 3.0)) / radius
+        pt = (t + 0.2 * self.half_depth[L3] * 2.0) / (0.8 * radius)
+        psoas = px * px + pt * pt
+        fat |= lumbar & (psoas > 1.0) & (psoas < 1.12)
+        labels[fat] = tis.FAT
 
     def _vessels(self, x, s, t, labels) -> None:
         """Aorta left of the midline (down to L4) and vena cava right of it (down to L5)."""

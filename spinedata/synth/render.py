@@ -17,6 +17,9 @@ from spinedata.synth.tissues import signal_table
 SUB_SLICES = 3
 """Planes sampled across each slice's thickness, at the centres of its thirds."""
 PSF_SIGMA_PX = 0.5
+TEXTURE = 0.06
+"""Relative amplitude of the smooth multiplicative texture (tissue inhomogeneity) of every slice."""
+TEXTURE_SIGMA_MM = 3.0
 COIL_FLOOR = 0.45
 """Coil sensitivity far from the posterior coil, relative to the skin."""
 UINT16_MAX = 65535
@@ -57,8 +60,12 @@ def render_stack(model: SpineModel, stack: StackPlan, table: np.ndarray, rng: np
                  noise: float, coil_depth_mm: float) -> np.ndarray:
     """Magnitude image (n, rows, cols) float32 in units of CSF-on-T2 signal."""
     clean = render_intensity(model, stack, table)
+    sigma_px = [TEXTURE_SIGMA_MM / spacing for spacing in stack.pixel_spacing]
     for i in range(len(clean)):
-        clean[i] = gaussian_filter(clean[i], PSF_SIGMA_PX) * coil_sensitivity(model, stack, i, coil_depth_mm)
+        texture = gaussian_filter(rng.standard_normal(clean[i].shape, dtype=np.float32), sigma_px)
+        texture *= TEXTURE / max(float(texture.std()), 1e-6)
+        shading = coil_sensitivity(model, stack, i, coil_depth_mm) * (1.0 + texture)
+        clean[i] = gaussian_filter(clean[i], PSF_SIGMA_PX) * shading
     real = clean + noise * rng.standard_normal(clean.shape, dtype=np.float32)
     imaginary = noise * rng.standard_normal(clean.shape, dtype=np.float32)
     return np.sqrt(real * real + imaginary * imaginary)
