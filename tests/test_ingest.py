@@ -189,6 +189,28 @@ def test_resume_after_kill_9(tmp_path):
         check_study(ds, truth, study_id)
 
 
+def _die_on_1001(store_root, job):
+    """Stands in for ``ingest_study`` in a worker: the process dies on study 1001 (as if killed for memory)."""
+    from spinedata.ingest.worker import ingest_study
+
+    if job.study_id == "1001":
+        os._exit(3)
+    return ingest_study(store_root, job)
+
+
+def test_a_dying_worker_is_reported_and_a_rerun_finishes(dataset, tmp_path, monkeypatch):
+    data, truth = dataset
+    out = tmp_path / "out.zarr"
+    monkeypatch.setattr("spinedata.ingest.run.ingest_study", _die_on_1001)
+    first = ingest(data, out, workers=2)
+    died = [s.study_id for s in first.skipped if s.reason.startswith("worker process died")]
+    assert "1001" in died and "1001" not in sd.open_dataset(out).study_ids
+    monkeypatch.undo()
+    second = ingest(data, out, workers=2)
+    assert second.n_complete == 2 and second.skipped == []
+    check_study(sd.open_dataset(out), truth, "1001")
+
+
 def test_plain_folder_without_csvs(tmp_path):
     folder = tmp_path / "dump"
     folder.mkdir()

@@ -61,3 +61,19 @@ def test_fastwrite_refuses_what_it_cannot_write(tmp_path):
     write_array(tmp_path / "c", np.zeros(3), chunks=(3,), dimension_names=("x",))
     with pytest.raises(FileExistsError):
         write_array(tmp_path / "c", np.zeros(3), chunks=(3,), dimension_names=("x",))
+
+
+@pytest.mark.parametrize("values", [["1001", "L4/L5", "", "Ünïcode"], []])
+def test_fastwrite_strings_read_back_in_zarr_and_xarray(tmp_path, values):
+    data = np.array(values, dtype=object)
+    write_group(tmp_path / "t", {})
+    write_array(tmp_path / "t" / "s", data, chunks=(max(len(values), 1),), dimension_names=("point",))
+    reference = zarr.create_array(tmp_path / "ref", shape=(len(values),), dtype=str, chunks=(max(len(values), 1),),
+                                  compressors=None, dimension_names=("point",))  # fmt: skip
+    if values:
+        reference[...] = data
+        assert (tmp_path / "t" / "s" / "c" / "0").read_bytes() == (tmp_path / "ref" / "c" / "0").read_bytes()
+    fast = zarr.open_array(tmp_path / "t" / "s", mode="r")
+    assert fast.metadata.to_dict() == zarr.open_array(tmp_path / "ref", mode="r").metadata.to_dict()
+    assert fast[...].tolist() == values
+    assert [str(v) for v in xr.open_zarr(tmp_path / "t", consolidated=False)["s"].values] == values

@@ -12,7 +12,8 @@ import multiprocessing
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,12 +116,26 @@ def _run_jobs(
     if pool is None:
         results: Iterable[StudyResult] = (ingest_study(str(store), job) for job in ordered)
     else:
-        futures = [pool.submit(ingest_study, str(store), job) for job in ordered]
-        results = (future.result() for future in as_completed(futures))
+        futures = {pool.submit(ingest_study, str(store), job): job for job in ordered}
+        results = (_result_of(future, futures[future]) for future in as_completed(futures))
     for done, result in enumerate(results, start=1):
         if progress:
             progress("ingest", done, len(ordered))
         yield result
+
+
+def _result_of(future: Future, job: StudyJob) -> StudyResult:
+    """A worker's result; a worker process that died (killed for memory, a crash in a decoder) becomes a
+    report line for each study it left unfinished instead of ending the run."""
+    try:
+        return future.result()
+    except BrokenProcessPool as error:
+        result = StudyResult(job.study_id)
+        result.skipped.append(
+            Skipped("", f"worker process died before finishing this study ({error}); re-run to retry it",
+                    job.study_id)
+        )  # fmt: skip
+        return result
 
 
 def _previous_report_lines(store: Path, study_ids: Iterable[str]) -> list[Skipped]:

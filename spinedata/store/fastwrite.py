@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import struct
 from pathlib import Path
 
 import numcodecs
@@ -51,6 +52,17 @@ def blosc_config(cname: str, clevel: int, shuffle: str, typesize: int) -> dict:
     return {"typesize": typesize, "cname": cname, "clevel": clevel, "shuffle": shuffle, "blocksize": 0}
 
 
+def _vlen_utf8(items: np.ndarray) -> bytes:
+    """The ``vlen-utf8`` chunk encoding: item count, then each item's byte length and UTF-8 bytes
+    (all lengths little-endian uint32)."""
+    encoded = [str(item).encode("utf-8") for item in items.reshape(-1)]
+    parts = [struct.pack("<I", len(encoded))]
+    for item in encoded:
+        parts.append(struct.pack("<I", len(item)))
+        parts.append(item)
+    return b"".join(parts)
+
+
 def write_array(
     folder: str | os.PathLike,
     data: np.ndarray,
@@ -63,11 +75,13 @@ def write_array(
     """Write ``data`` as a new Zarr v3 array at ``folder`` (which must not exist yet).
 
     ``chunks``: chunk shape (same rank as ``data``); ``blosc``: ``(cname, clevel, shuffle)`` or None for
-    uncompressed chunks; the fill value is 0.
+    uncompressed chunks; the fill value is 0. Text (NumPy ``str``/``object`` of ``str``) is stored as Zarr
+    v3 ``string`` with the ``vlen-utf8`` codec (``blosc`` is ignored), fill value ``""``.
     """
     data = np.asarray(data)
-    dtype = data.dtype.newbyteorder("<")
-    if dtype.str not in DATA_TYPES:
+    text = data.dtype.kind in "UOT"
+    dtype = np.dtype(object) if text else data.dtype.newbyteorder("<")
+    if not text and dtype.str not in DATA_TYPES:
         raise StoreError(f"cannot store dtype {data.dtype}; expected one of {sorted(DATA_TYPES.values())}")
     if len(chunks) != data.ndim or len(dimension_names) != data.ndim or min(chunks, default=1) < 1:
         raise StoreError(f"chunks {chunks} and dimension names {dimension_names} must match shape {data.shape}")
@@ -75,16 +89,18 @@ def write_array(
     folder.mkdir(parents=True, exist_ok=False)
     codecs: list[dict] = [{"name": "bytes", "configuration": {"endian": "little"}}]
     compressor = None
-    if blosc is not None:
+    if text:
+        codecs = [{"name": "vlen-utf8", "configuration": {}}]
+    elif blosc is not None:
         config = blosc_config(*blosc, typesize=dtype.itemsize)
         codecs.append({"name": "blosc", "configuration": config})
         compressor = numcodecs.Blosc.from_config({**config, "shuffle": BLOSC_SHUFFLE[config["shuffle"]]})
-    fill = False if dtype.kind == "b" else (0.0 if dtype.kind == "f" else 0)
+    fill = "" if text else False if dtype.kind == "b" else 0.0 if dtype.kind == "f" else 0
     _write_json(
         folder / "zarr.json",
         {
             "shape": list(data.shape),
-            "data_type": DATA_TYPES[dtype.str],
+            "data_type": "string" if text else DATA_TYPES[dtype.str],
             "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(chunks)}},
             "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
             "fill_value": fill,
@@ -97,7 +113,7 @@ def write_array(
         },
     )
     grid = [range(-(-n // c)) for n, c in zip(data.shape, chunks, strict=True)]
-    block = np.zeros(chunks, dtype=dtype)
+    block = np.full(chunks, fill, dtype=dtype)
     made: set[Path] = set()
     for index in itertools.product(*grid):
         region = tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(index, chunks, data.shape, strict=True))
@@ -105,10 +121,15 @@ def write_array(
         if part.shape == tuple(chunks):
             raw = np.ascontiguousarray(part, dtype=dtype)
         else:  # an edge chunk: stored whole, padded with the fill value
-            block[...] = 0
+            block[...] = fill
             block[tuple(slice(0, s) for s in part.shape)] = part
             raw = block
-        payload = compressor.encode(raw.view(np.uint8).reshape(-1)) if compressor else raw.tobytes()
+        if text:
+            payload = _vlen_utf8(raw)
+        elif compressor:
+            payload = compressor.encode(raw.view(np.uint8).reshape(-1))
+        else:
+            payload = raw.tobytes()
         key = folder.joinpath("c", *(str(i) for i in index)) if data.ndim else folder / "c"
         if key.parent not in made:
             key.parent.mkdir(parents=True, exist_ok=True)

@@ -6,10 +6,10 @@ import json
 import os
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 import zarr
 from zarr.storage import LocalStore
 
@@ -19,6 +19,9 @@ from spinedata.labels import LABEL_COLUMNS, TARGET_COLUMNS, empty_labels, empty_
 from spinedata.store import layout as L
 from spinedata.store.tables import read_table
 from spinedata.store.writer import complete_study_ids, read_root_attrs
+
+if TYPE_CHECKING:
+    import xarray
 
 
 def _sort_key(study_id: str) -> tuple:
@@ -49,9 +52,11 @@ class Stack:
         )
 
     @cached_property
-    def image(self) -> xr.DataArray:
+    def image(self) -> xarray.DataArray:
         """The pixels as a lazy ``xarray.DataArray``, dims ``(slice,row,col)``, coord ``instance_number``,
         geometry in ``attrs``; values are read from Zarr on access (``.values``, ``.isel(...)``)."""
+        import xarray as xr  # imported on first use: it costs ~0.5 s and ingest workers never need it
+
         ds = xr.open_zarr(str(self.store_root), group=self.path, consolidated=False, chunks=None)
         return ds[L.IMAGE]
 

@@ -14,35 +14,29 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import zarr
-from zarr.storage import LocalStore
 
 from spinedata.errors import StoreError
+from spinedata.store.fastwrite import write_array, write_group
 from spinedata.store.layout import STAGING
 
 COLUMNS_ATTR = "columns"
 
 
 def _column_array(values: pd.Series) -> np.ndarray:
-    """A column as a NumPy array Zarr can store: object/string columns become ``str``."""
+    """A column as a NumPy array Zarr can store: object/string columns become ``object`` arrays of ``str``."""
     if pd.api.types.is_bool_dtype(values.dtype):
         return values.to_numpy(dtype=bool)
     if pd.api.types.is_numeric_dtype(values.dtype):
         return values.to_numpy()
-    return np.asarray(values.astype(str).to_numpy(), dtype=str)
+    return np.asarray(values.astype(str).to_numpy(), dtype=object)
 
 
-def write_table(group: zarr.Group, frame: pd.DataFrame, dim: str, attrs: dict | None = None) -> None:
-    """Write ``frame``'s columns into ``group`` (an empty group) as 1-D arrays along ``dim``."""
-    n = len(frame)
+def write_table(folder: Path, frame: pd.DataFrame, dim: str, attrs: dict | None = None) -> None:
+    """Write ``frame``'s columns as a new group at ``folder``: one 1-D array per column along ``dim``."""
+    write_group(folder, {COLUMNS_ATTR: [str(c) for c in frame.columns], **(attrs or {})})
     for name in frame.columns:
-        data = _column_array(frame[name])
-        dtype = str if data.dtype.kind in "UO" else data.dtype
-        array = group.create_array(
-            str(name), shape=(n,), chunks=(max(n, 1),), dtype=dtype, dimension_names=(dim,)
-        )
-        if n:
-            array[:] = data
-    group.attrs.update({COLUMNS_ATTR: [str(c) for c in frame.columns], **(attrs or {})})
+        write_array(folder / str(name), _column_array(frame[name]), chunks=(max(len(frame), 1),),
+                    dimension_names=(dim,))  # fmt: skip
 
 
 def replace_table(root_path: str | os.PathLike, name: str, frame: pd.DataFrame, dim: str, attrs=None) -> None:
@@ -53,8 +47,7 @@ def replace_table(root_path: str | os.PathLike, name: str, frame: pd.DataFrame, 
     """
     root = Path(root_path)
     staging = root / STAGING / f"{name}.{uuid.uuid4().hex[:8]}"
-    staging.mkdir(parents=True)
-    write_table(zarr.open_group(LocalStore(staging), mode="w"), frame, dim, attrs)
+    write_table(staging, frame, dim, attrs)
     target = root / name
     trash = root / STAGING / f"{name}.old.{uuid.uuid4().hex[:8]}"
     if target.exists():

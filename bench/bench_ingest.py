@@ -1,0 +1,245 @@
+"""Benchmark `spine ingest` against dcm2niix on the same synthetic dataset, and ingest's peak memory.
+
+    .venv/bin/python bench/bench_ingest.py --studies 20 --small 5 --repeats 3 --docs docs/benchmarks.md
+
+1. Writes (once, reused afterwards) a synthetic competition-layout dataset of ``--studies`` training
+   studies with ``spinedata.synth`` (default options: real matrix sizes), and a ``--small`` subset of it
+   (hard links, CSVs filtered).
+2. Reads every file once (warm page cache), then times, ``--repeats`` times in alternating order,
+   ``dcm2niix -z n -o OUT DATA/train_images`` (one call over the whole tree, uncompressed NIfTI) and
+   ``spine ingest DATA OUT.zarr --no-progress`` (all cores, a fresh store each time). Wall times of whole
+   commands, start-up included.
+3. Peak memory of ``spine ingest`` on the small and the full dataset: the largest sum over the process
+   tree (parent + workers) of proportional set size (PSS, so pages shared after fork count once),
+   sampled every 20 ms, and the largest single process's RSS.
+4. Prints a Markdown section; with ``--docs`` it replaces the section between the markers
+   ``<!-- bench_ingest:start -->`` and ``<!-- bench_ingest:end -->`` (appended when absent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+
+START, END = "<!-- bench_ingest:start -->", "<!-- bench_ingest:end -->"
+SAMPLE_S = 0.02
+
+
+def tool(name: str) -> str:
+    """A console script of this environment (beside the interpreter), else from PATH."""
+    local = Path(sys.executable).parent / name
+    found = str(local) if local.exists() else shutil.which(name)
+    if not found:
+        sys.exit(f"{name} not found (pip install -e '.[dev]')")
+    return found
+
+
+def make_dataset(root: Path, n: int, seed: int) -> Path:
+    """The synthetic dataset of ``n`` training studies at ``root`` (generated once)."""
+    from spinedata.synth import generate
+
+    if (root / "train_series_descriptions.csv").exists():
+        ids = pd.read_csv(root / "train_series_descriptions.csv", dtype=str)["study_id"].nunique()
+        if ids == n:
+            return root
+        shutil.rmtree(root)
+    t = time.perf_counter()
+    generate(root, n, seed)
+    print(f"generated {n} studies in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    return root
+
+
+def subset(full: Path, root: Path, n: int) -> Path:
+    """The first ``n`` studies of ``full`` as a dataset of its own (files hard-linked, CSVs filtered)."""
+    shutil.rmtree(root, ignore_errors=True)
+    series = pd.read_csv(full / "train_series_descriptions.csv", dtype=str)
+    keep = sorted(series["study_id"].unique())[:n]
+    for name in ("train_series_descriptions.csv", "train_label_coordinates.csv", "train.csv"):
+        frame = pd.read_csv(full / name, dtype=str, keep_default_na=False)
+        root.mkdir(parents=True, exist_ok=True)
+        frame[frame["study_id"].isin(keep)].to_csv(root / name, index=False)
+    for study in keep:
+        shutil.copytree(full / "train_images" / study, root / "train_images" / study, copy_function=os.link)
+    return root
+
+
+def files_of(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.is_file()]
+
+
+def size_mb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in files_of(folder)) / 1e6
+
+
+def warm(folder: Path) -> None:
+    for path in files_of(folder):
+        path.read_bytes()
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def memory_kb(pid: int) -> tuple[int, int]:
+    """``(Pss, Rss)`` of one process in kB (0, 0 when it is gone)."""
+    values = {"Pss:": 0, "Rss:": 0}
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as handle:
+            for line in handle:
+                key = line.split()[0]
+                if key in values:
+                    values[key] = int(line.split()[1])
+    except OSError:
+        pass
+    return values["Pss:"], values["Rss:"]
+
+
+def run_timed(command: list[str], sample_memory: bool = False) -> tuple[float, int, int]:
+    """Run a command; return ``(wall seconds, peak tree PSS kB, peak single-process RSS kB)``."""
+    peak = {"pss": 0, "rss": 0}
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            pids = descendants(process.pid)
+            stats = [memory_kb(p) for p in pids]
+            peak["pss"] = max(peak["pss"], sum(s[0] for s in stats))
+            peak["rss"] = max(peak["rss"], max((s[1] for s in stats), default=0))
+            time.sleep(SAMPLE_S)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    if sample_memory:
+        sampler.start()
+    _, err = process.communicate()
+    wall = time.perf_counter() - start
+    done.set()
+    if sample_memory:
+        sampler.join()
+    if process.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed ({process.returncode}): {err.decode()[-2000:]}")
+    return wall, peak["pss"], peak["rss"]
+
+
+def ingest_command(data: Path, out: Path, workers: int | None) -> list[str]:
+    command = [tool("spine"), "ingest", str(data), str(out), "--no-progress"]
+    return command + (["--workers", str(workers)] if workers else [])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--studies", type=int, default=20)
+    parser.add_argument("--small", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=None, help="spine ingest --workers (default: all cores)")
+    parser.add_argument("--workdir", type=Path, default=Path("bench/out/ingest"))
+    parser.add_argument("--docs", type=Path, default=None, help="update this Markdown file's ingest section")
+    args = parser.parse_args()
+
+    work = args.workdir
+    full = make_dataset(work / f"data{args.studies}", args.studies, args.seed)
+    small = subset(full, work / f"data{args.small}", args.small)
+    images = full / "train_images"
+    n_files = len(files_of(images))
+    warm(images)
+
+    rows: dict[str, list[float]] = {"dcm2niix": [], "spine ingest": []}
+    sizes: dict[str, float] = {}
+    nii, store = work / "nii", work / "out.zarr"
+    for repeat in range(args.repeats):
+        order = ["dcm2niix", "spine ingest"] if repeat % 2 == 0 else ["spine ingest", "dcm2niix"]
+        for name in order:
+            shutil.rmtree(nii, ignore_errors=True)
+            shutil.rmtree(store, ignore_errors=True)
+            nii.mkdir(parents=True)
+            if name == "dcm2niix":
+                command = [tool("dcm2niix"), "-z", "n", "-o", str(nii), str(images)]
+            else:
+                command = ingest_command(full, store, args.workers)
+            rows[name].append(run_timed(command)[0])
+            sizes[name] = size_mb(nii if name == "dcm2niix" else store)
+    nii_mb, store_mb, dicom_mb = sizes["dcm2niix"], sizes["spine ingest"], size_mb(images)
+
+    memory = {}
+    for label, data in ((args.small, small), (args.studies, full)):
+        shutil.rmtree(store, ignore_errors=True)
+        _, pss, rss = run_timed(ingest_command(data, store, args.workers), sample_memory=True)
+        memory[label] = (pss, rss)
+
+    median = {name: statistics.median(times) for name, times in rows.items()}
+    ratio = median["spine ingest"] / median["dcm2niix"]
+    load = os.getloadavg()
+    command_line = "    .venv/bin/python bench/bench_ingest.py " + " ".join(
+        f"--{k} {v}" for k, v in (("studies", args.studies), ("small", args.small), ("repeats", args.repeats),
+                                  ("seed", args.seed)) if v is not None
+    ) + (f" --workers {args.workers}" if args.workers else "") + " --docs docs/benchmarks.md"  # fmt: skip
+    lines = [
+        START,
+        "## Ingest (`spine ingest` against dcm2niix)",
+        "",
+        "Command (writes the dataset once under `bench/out/ingest/`, then times both tools on it):",
+        "",
+        command_line,
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores shared with other work (load average "
+        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the end), Python {platform.python_version()}. "
+        f"Dataset: {args.studies} synthetic training studies (`spinedata.synth`, default options, seed "
+        f"{args.seed}): {n_files} DICOM files, {dicom_mb:.0f} MB. Page cache warm; whole commands timed "
+        f"(interpreter start and imports included); median of {args.repeats} runs in alternating order.",
+        "",
+        "| tool | output | wall s (median) | runs (s) | output MB |",
+        "|---|---|---|---|---|",
+        f"| `dcm2niix -z n` (1 process) | uncompressed NIfTI + JSON | {median['dcm2niix']:.2f} | "
+        f"{', '.join(f'{t:.2f}' for t in rows['dcm2niix'])} | {nii_mb:.0f} |",
+        f"| `spine ingest` ({args.workers or os.cpu_count()} workers) | compressed Zarr store, labels, targets, "
+        f"report | {median['spine ingest']:.2f} | {', '.join(f'{t:.2f}' for t in rows['spine ingest'])} | "
+        f"{store_mb:.0f} |",
+        "",
+        f"**Ratio spine ingest / dcm2niix: {ratio:.2f}** (goal: <= 1.0).",
+        "",
+        "| studies | peak memory, process tree (PSS) | largest single process (RSS) |",
+        "|---|---|---|",
+        *(f"| {n} | {pss / 1024:.0f} MiB | {rss / 1024:.0f} MiB |" for n, (pss, rss) in memory.items()),
+        END,
+    ]
+    section = "\n".join(lines)
+    print(section)
+    if args.docs:
+        text = args.docs.read_text() if args.docs.exists() else "# Benchmarks\n"
+        if START in text and END in text:
+            text = text[: text.index(START)] + section + text[text.index(END) + len(END) :]
+        else:
+            text = text.rstrip("\n") + "\n\n" + section + "\n"
+        args.docs.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
