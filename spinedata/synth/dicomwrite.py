@@ -13,6 +13,7 @@ from spinedata.synth.acquisition import SeriesPlan
 UID_ROOT = "1.2.826.0.1.3680043.10.1507"
 """Prefix of the frame-of-reference UIDs written here (the study and series UIDs are their numeric ids)."""
 STUDY_DATE = "20240101"
+WINDOW_PERCENTILE = 99.5
 DECIMALS = 6
 """Decimal places written for positions, orientations and spacings (DS values hold at most 16 chars)."""
 
@@ -26,22 +27,18 @@ def _ds(values) -> list[str]:
     return out
 
 
-def _write_slice(path: Path, plan: SeriesPlan, study_id: str, instance: int, stack_index: int, slice_index: int,
-                 pixels: np.ndarray, frame_of_reference: str) -> None:
-    stack = plan.stacks[stack_index]
-    sop_uid = f"{plan.series_id}.{instance}"
+def _series_dataset(plan: SeriesPlan, study_id: str, window_high: float) -> Dataset:
+    """Everything the slices of one series share (the per-slice elements are set by ``write_series``)."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = MRImageStorage
-    meta.MediaStorageSOPInstanceUID = sop_uid
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     ds = Dataset()
     ds.file_meta = meta
     ds.SOPClassUID = MRImageStorage
-    ds.SOPInstanceUID = sop_uid
     ds.StudyInstanceUID = study_id
     ds.SeriesInstanceUID = plan.series_id
-    ds.FrameOfReferenceUID = frame_of_reference
+    ds.FrameOfReferenceUID = f"{UID_ROOT}.{study_id}"
     ds.PatientID = study_id
     ds.PatientName = f"synth^{study_id}"
     ds.PatientPosition = "HFS"
@@ -56,7 +53,6 @@ def _write_slice(path: Path, plan: SeriesPlan, study_id: str, instance: int, sta
     ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
     ds.SeriesDescription = plan.description
     ds.SeriesNumber = plan.series_number
-    ds.InstanceNumber = instance
     ds.AcquisitionNumber = 1
     ds.ScanningSequence = "IR" if plan.contrast == "STIR" else "SE"
     ds.SequenceVariant = "SK"
@@ -65,13 +61,6 @@ def _write_slice(path: Path, plan: SeriesPlan, study_id: str, instance: int, sta
     ds.EchoTime = _ds(plan.echo_time)[0]
     ds.RepetitionTime = _ds(plan.repetition_time)[0]
     ds.MagneticFieldStrength = "1.5"
-    ds.SliceThickness = _ds(stack.thickness)[0]
-    ds.SpacingBetweenSlices = _ds(stack.spacing)[0]
-    ds.ImagePositionPatient = _ds(stack.positions[slice_index])
-    ds.ImageOrientationPatient = _ds(stack.orientation)
-    ds.SliceLocation = _ds(np.dot(stack.positions[slice_index], stack.normal))[0]
-    ds.PixelSpacing = _ds(stack.pixel_spacing)
-    ds.Rows, ds.Columns = stack.rows, stack.cols
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.BitsAllocated = 16
@@ -81,19 +70,34 @@ def _write_slice(path: Path, plan: SeriesPlan, study_id: str, instance: int, sta
     ds.RescaleSlope = _ds(plan.rescale_slope)[0]
     ds.RescaleIntercept = _ds(plan.rescale_intercept)[0]
     ds.RescaleType = "US"
-    high = float(np.percentile(pixels, 99.5)) * plan.rescale_slope + plan.rescale_intercept
-    ds.WindowCenter = _ds(high / 2)[0]
-    ds.WindowWidth = _ds(max(high, 1.0))[0]
-    ds.PixelData = np.ascontiguousarray(pixels, dtype="<u2").tobytes()
-    ds.save_as(path, enforce_file_format=True)
+    ds.WindowCenter = _ds(window_high / 2)[0]
+    ds.WindowWidth = _ds(max(window_high, 1.0))[0]
+    return ds
 
 
 def write_series(folder: Path, plan: SeriesPlan, study_id: str, pixels: list[np.ndarray]) -> int:
-    """Write every slice of ``plan`` to ``folder/<instance>.dcm``; returns the number of files."""
+    """Write every slice of ``plan`` to ``folder/<instance>.dcm``; returns the number of files.
+
+    ``pixels`` holds the stored values (uint16), one ``(n, rows, cols)`` array per stack of the plan.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    frame_of_reference = f"{UID_ROOT}.{study_id}"
+    high = max(float(np.percentile(p[:, ::4, ::4], WINDOW_PERCENTILE)) for p in pixels)
+    ds = _series_dataset(plan, study_id, high * plan.rescale_slope + plan.rescale_intercept)
     count = 0
     for instance, k, i in plan.slices():
-        _write_slice(folder / f"{instance}.dcm", plan, study_id, instance, k, i, pixels[k][i], frame_of_reference)
+        stack = plan.stacks[k]
+        sop_uid = f"{plan.series_id}.{instance}"
+        ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+        ds.SOPInstanceUID = sop_uid
+        ds.InstanceNumber = instance
+        ds.SliceThickness = _ds(stack.thickness)[0]
+        ds.SpacingBetweenSlices = _ds(stack.spacing)[0]
+        ds.ImagePositionPatient = _ds(stack.positions[i])
+        ds.ImageOrientationPatient = _ds(stack.orientation)
+        ds.SliceLocation = _ds(np.dot(stack.positions[i], stack.normal))[0]
+        ds.PixelSpacing = _ds(stack.pixel_spacing)
+        ds.Rows, ds.Columns = stack.rows, stack.cols
+        ds.PixelData = np.ascontiguousarray(pixels[k][i], dtype="<u2").tobytes()
+        ds.save_as(folder / f"{instance}.dcm", enforce_file_format=True)
         count += 1
     return count
