@@ -430,7 +430,7 @@ class SpineModel:
         back = self.half_depth[L3] + self.canal_ap
         u, v = (ax - self.paraspinal_x) / self.paraspinal_half_x, (t - back - self.paraspinal_half_t) / self.paraspinal_half_t
         ring = u * u + v * v
-        fat |= (ring > 1.0) & (ring < 1.08) & (t > back - 5.0)
+        fat |= (ring > 1.0) & (ring < 1.045) & (t > back - 5.0)
         fat |= (ring < 1.0) & (np.abs(ax - 0.55 * self.paraspinal_x - 6.0) < 0.7)
         # psoas: from L1 down, lateral to the bodies, a thin fat rim around it
         lumbar = (s < self.mid[L1]) & (s > self.mid[S1])
@@ -438,7 +438,7 @@ class SpineModel:
         px = (ax - (self.half_width[L3] + 0.8 * radius + 3.0)) / radius
         pt = (t + 0.2 * self.half_depth[L3] * 2.0) / (0.8 * radius)
         psoas = px * px + pt * pt
-        fat |= lumbar & (psoas > 1.0) & (psoas < 1.12)
+        fat |= lumbar & (psoas > 1.0) & (psoas < 1.06)
         labels[fat] = tis.FAT
 
     def _vessels(self, x, s, t, labels) -> None:
