@@ -139,6 +139,7 @@ def resolve_labels(labels: pd.DataFrame, dataset, source: str | Path = "") -> tu
     world = np.full((len(out), 3), np.nan)
     skipped: list[Skipped] = []
     available = set(dataset.study_ids)
+    studies: dict[str, object] = {}
     for (study_id, series_id), rows in out.groupby(["study_id", "series_id"], sort=False):
         def report(reason: str, indices, study_id=study_id, series_id=series_id) -> None:
             for i in indices:
@@ -154,7 +155,9 @@ def resolve_labels(labels: pd.DataFrame, dataset, source: str | Path = "") -> tu
         if study_id not in available:
             report("study not in the store", rows.index)
             continue
-        series = dataset.study(study_id).series.get(series_id)
+        if study_id not in studies:
+            studies[study_id] = dataset.study(study_id)
+        series = studies[study_id].series.get(series_id)
         if series is None:
             report("series not in the store", rows.index)
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from functools import cached_property
@@ -11,6 +12,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 import zarr
+import zarr.api.asynchronous
+from zarr.core.sync import sync
 from zarr.storage import LocalStore
 
 from spinedata.errors import StoreError
@@ -29,17 +32,63 @@ def _sort_key(study_id: str) -> tuple:
     return (0, int(study_id), "") if study_id.isdigit() else (1, 0, study_id)
 
 
+def _metadata(folder: Path) -> dict:
+    """The ``zarr.json`` of a node (``{}`` when there is none)."""
+    try:
+        return json.loads((folder / "zarr.json").read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as error:
+        raise StoreError(f"cannot read {folder / 'zarr.json'}: {error}") from error
+
+
+def _attributes(folder: Path) -> dict:
+    """A node's attributes, read from its ``zarr.json`` (groups are plain JSON; arrays go through zarr)."""
+    return _metadata(folder).get("attributes", {})
+
+
+def _child_groups(folder: Path) -> list[str]:
+    """Names of the child groups of a group folder."""
+    return [
+        entry.name
+        for entry in os.scandir(folder)
+        if entry.is_dir() and _metadata(Path(entry.path)).get("node_type") == "group"
+    ]
+
+
+def _read_small_arrays(folders: list[Path]) -> list[np.ndarray]:
+    """Read whole (small) arrays in one round trip through zarr's event loop (one hop instead of one per
+    array and operation: this halves the time to load a stack's geometry)."""
+
+    async def read_all():
+        async def read(folder: Path):
+            array = await zarr.api.asynchronous.open_array(store=LocalStore(folder, read_only=True), mode="r")
+            return await array.getitem(...)
+
+        return await asyncio.gather(*(read(folder) for folder in folders))
+
+    return [np.asarray(a) for a in sync(read_all())]
+
+
 class Stack:
     """One stack of a series: a regular ``(slice,row,col)`` grid with its geometry (LPS mm)."""
 
-    def __init__(self, store_root: Path, group: zarr.Group, study_id: str, series_id: str, index: int):
+    def __init__(self, store_root: Path, study_id: str, series_id: str, index: int, attrs: dict):
         self.store_root = store_root
         self.path = f"{L.STUDIES}/{study_id}/{series_id}/{index}"
         """Store-relative path of the stack's group (for plain zarr/xarray)."""
         self.study_id = study_id
         self.series_id = series_id
         self.index = index
-        self._group = group
+        self.attrs = attrs
+        """The stack group's attributes (``StackGeometry.to_attrs()``)."""
+
+    def _array(self, name: str) -> zarr.Array:
+        return zarr.open_array(LocalStore(self.store_root / self.path / name, read_only=True), mode="r")
+
+    @cached_property
+    def _image(self) -> zarr.Array:
+        return self._array(L.IMAGE)
 
     def __repr__(self) -> str:
         return f"Stack({self.path!r}, shape={self.shape}, flags={list(self.flags)})"
@@ -47,9 +96,10 @@ class Stack:
     @cached_property
     def geometry(self) -> StackGeometry:
         """The stack's ``StackGeometry`` (affine, real per-slice positions, instance numbers, flags)."""
-        return StackGeometry.from_attrs(
-            dict(self._group.attrs), self._group[L.POSITION][...], self._group[L.INSTANCE_NUMBER][...]
+        positions, instance_numbers = _read_small_arrays(
+            [self.store_root / self.path / L.POSITION, self.store_root / self.path / L.INSTANCE_NUMBER]
         )
+        return StackGeometry.from_attrs(self.attrs, positions, instance_numbers)
 
     @cached_property
     def image(self) -> xarray.DataArray:
@@ -77,11 +127,11 @@ class Stack:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(self._group[L.IMAGE].shape)
+        return tuple(int(v) for v in self.attrs["shape"])
 
     @property
     def flags(self) -> tuple[str, ...]:
-        return tuple(self._group.attrs.get("flags", ()))
+        return tuple(self.attrs.get("flags", ()))
 
     @property
     def pixel_spacing(self) -> tuple[float, float]:
@@ -118,21 +168,24 @@ class Stack:
         else:
             start, stop = slices
             selection = slice(start, stop)
-        return self._group[L.IMAGE][selection]
+        return self._image[selection]
 
 
 class Series:
     """One DICOM series of a study: description, role and its stacks."""
 
-    def __init__(self, store_root: Path, group: zarr.Group, study_id: str, series_id: str):
-        attrs = dict(group.attrs)
+    def __init__(self, store_root: Path, study_id: str, series_id: str):
+        folder = store_root / L.STUDIES / study_id / series_id
+        attrs = _attributes(folder)
         self.series_id = series_id
         self.study_id = study_id
         self.description: str = attrs.get("description", "")
         self.role: str | None = attrs.get("role")
         self.series_instance_uid: str = attrs.get("SeriesInstanceUID", "")
-        keys = sorted((k for k in group.group_keys() if k.isdigit()), key=int)
-        self.stacks: list[Stack] = [Stack(store_root, group[k], study_id, series_id, int(k)) for k in keys]
+        keys = sorted((k for k in _child_groups(folder) if k.isdigit()), key=int)
+        self.stacks: list[Stack] = [
+            Stack(store_root, study_id, series_id, int(k), _attributes(folder / k)) for k in keys
+        ]
 
     def __repr__(self) -> str:
         return f"Series({self.series_id!r}, {self.description!r}, role={self.role!r}, stacks={len(self.stacks)})"
@@ -149,12 +202,13 @@ class Series:
 class Study:
     """One complete study: its series (``dict`` series id -> Series) and ingest warnings."""
 
-    def __init__(self, store_root: Path, group: zarr.Group, study_id: str):
+    def __init__(self, store_root: Path, study_id: str):
         self.study_id = study_id
         self.path = f"{L.STUDIES}/{study_id}"
-        self.warnings: list[str] = list(group.attrs.get(L.WARNINGS, []))
+        folder = store_root / self.path
+        self.warnings: list[str] = list(_attributes(folder).get(L.WARNINGS, []))
         self.series: dict[str, Series] = {
-            sid: Series(store_root, group[sid], study_id, sid) for sid in sorted(group.group_keys(), key=_sort_key)
+            sid: Series(store_root, study_id, sid) for sid in sorted(_child_groups(folder), key=_sort_key)
         }
 
     def __repr__(self) -> str:
@@ -171,7 +225,6 @@ class Dataset:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.attrs = read_root_attrs(self.path)
-        self._root = zarr.open_group(LocalStore(self.path, read_only=True), mode="r")
 
     def __repr__(self) -> str:
         return f"Dataset({str(self.path)!r}, split={self.split!r}, studies={len(self.study_ids)})"
@@ -208,7 +261,7 @@ class Dataset:
                 f"study {sid!r} is not in {str(self.path)!r} (or was not written whole); "
                 f"it has {len(self.study_ids)} complete studies - see `spine info {self.path}`"
             )
-        return Study(self.path, self._root[f"{L.STUDIES}/{sid}"], sid)
+        return Study(self.path, sid)
 
     def _table(self, name: str, empty: pd.DataFrame) -> pd.DataFrame:
         if not (self.path / name / "zarr.json").is_file():
@@ -218,7 +271,7 @@ class Dataset:
                 f"store {str(self.path)!r} has no {name} table (the ingest was interrupted before writing it); "
                 "re-run `spine ingest` to finish it"
             )
-        return read_table(self._root[name])
+        return read_table(zarr.open_group(LocalStore(self.path / name, read_only=True), mode="r"))
 
     @cached_property
     def _labels(self) -> pd.DataFrame:
