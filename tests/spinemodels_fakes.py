@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from spinedata.constants import CONDITIONS, LEVELS, ROLE_AXIAL_T2, ROLE_SAG_T1, ROLE_SAG_T2, TARGETS
 from spinedata.geometry import StackGeometry
@@ -178,3 +179,14 @@ def make_fake_dataset(n_studies: int = 6, seed: int = 0, size: int = 64, n_sag: 
         truth += points
         targets.append({"study_id": study_id, **{t: int(rng.choice(3, p=[0.6, 0.25, 0.15])) for t in TARGETS}})
     return FakeDataset(studies, pd.DataFrame(labels), pd.DataFrame(targets), pd.DataFrame(truth))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny models run fastest on one thread (and pytest -n 2 already uses both cores)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

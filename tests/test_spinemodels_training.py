@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
-from spinemodels_fakes import make_fake_dataset
+from spinemodels_fakes import make_fake_dataset, one_torch_thread  # noqa: F401
 
 from spinedata.errors import ConfigError
 from spinemodels.config import config_from_dict

@@ -1,0 +1,108 @@
+"""``locate``: 25 rows per study whose world points and pixel coordinates agree through the stack geometry;
+out-of-fold mode; the label audit finds injected off-by-one labels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from spinemodels_fakes import make_fake_dataset, one_torch_thread  # noqa: F401
+from test_spinemodels_training import TINY
+
+from spinedata.constants import CONDITIONS, LEVELS
+from spinemodels.audit import audit_labels, correct_labels
+from spinemodels.config import config_from_dict
+from spinemodels.locate import COORD_COLUMNS, LocateError, locate
+from spinemodels.training import train
+
+BOTH_FOLDS = ["train.folds=[0, 1]", "train.epochs=1"]
+
+
+@pytest.fixture(scope="module")
+def fake():
+    return make_fake_dataset(n_studies=6, seed=2, size=32, n_sag=10)
+
+
+@pytest.fixture(scope="module")
+def runs(fake, tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    finder = train(config_from_dict(TINY["slice_finder"], BOTH_FOLDS), fake, root / "finder", progress=False)
+    keypoints = train(config_from_dict(TINY["keypoints"], BOTH_FOLDS), fake, root / "kp", progress=False)
+    return [finder.path, keypoints.path]
+
+
+@pytest.fixture(scope="module")
+def located(fake, runs):
+    return locate(fake, runs, progress=False, device="cpu")
+
+
+def test_locate_writes_every_condition_and_level_with_consistent_geometry(fake, located):
+    coords, warnings = located
+    assert list(coords.columns) == COORD_COLUMNS
+    assert len(coords) == 25 * len(fake.study_ids)
+    for _, group in coords.groupby("study_id"):
+        assert sorted(zip(group["condition"], group["level"], strict=True)) == sorted(
+            (c, lv) for c in CONDITIONS for lv in LEVELS)
+    for row in coords.itertuples():
+        study = fake.study(row.study_id)
+        stack = study.series[row.series_id].stacks[row.stack]
+        assert stack.instance_numbers[row.slice] == row.instance_number
+        on_plane = stack.voxel_to_world([row.slice, row.y, row.x])
+        world = np.array([row.world_x, row.world_y, row.world_z])
+        # the world point lies plane_distance_mm along the slice normal from its (x, y) on that slice
+        assert np.linalg.norm(world - on_plane) == pytest.approx(abs(row.plane_distance_mm), abs=1e-6)
+        if row.condition == CONDITIONS[0]:
+            assert row.series_id == "1" and row.plane_distance_mm == 0.0
+        else:
+            assert row.series_id == ("2" if "Foraminal" in row.condition else "3")
+        assert 0.0 <= row.confidence <= 1.0
+    assert all("outside" in w for w in warnings)  # untrained models may miss, but say so
+
+
+def test_out_of_fold_uses_only_the_held_out_model(fake, runs, located):
+    oof, _ = locate(fake, runs, oof=True, progress=False, device="cpu")
+    full, _ = located
+    assert len(oof) == len(full) == 25 * len(fake.study_ids)
+    assert not np.allclose(oof[["world_x", "world_y", "world_z"]], full[["world_x", "world_y", "world_z"]])
+
+
+def test_locate_needs_both_stage_one_models(fake, runs):
+    with pytest.raises(LocateError, match="needs a keypoints run"):
+        locate(fake, runs[:1], progress=False, device="cpu")
+
+
+def _shift_levels(labels: pd.DataFrame, study_id: str, condition: str, shift: int) -> pd.DataFrame:
+    """Rename the levels of one study/condition by ``shift`` (the point of L2/L3 called L1/L2 for -1)."""
+    out = labels.copy()
+    mask = (out["study_id"] == study_id) & (out["condition"] == condition)
+    out.loc[mask, "level"] = [LEVELS[LEVELS.index(lv) + shift] if 0 <= LEVELS.index(lv) + shift < 5 else "gone"
+                              for lv in out.loc[mask, "level"]]
+    return out[out["level"] != "gone"]
+
+
+def test_audit_finds_injected_off_by_one_labels_and_corrects_them(fake):
+    truth = fake.labels  # exact points: play the role of perfect out-of-fold predictions
+    coords = truth[["study_id", "condition", "level", "world_x", "world_y", "world_z"]]
+    noisy = _shift_levels(truth, "101", CONDITIONS[0], -1)
+    noisy = _shift_levels(noisy, "103", CONDITIONS[1], +1)
+    findings = audit_labels(noisy, coords)
+    flagged = {(r.study_id, r.condition) for r in findings.itertuples()}
+    assert flagged == {("101", CONDITIONS[0]), ("103", CONDITIONS[1])}
+    spinal = findings[findings["study_id"] == "101"]
+    assert (spinal["kind"] == "shifted").all() and (spinal["shift"] == 1).all()
+    assert len(spinal) == 4  # L2/L3..L5/S1 were called L1/L2..L4/L5
+    fixed, notes = correct_labels(noisy, findings)
+    merged = fixed.merge(truth, on=["study_id", "series_id", "instance_number", "condition", "x", "y"],
+                         suffixes=("", "_true"))
+    assert len(merged) == len(fixed) and (merged["level"] == merged["level_true"]).all()
+    assert len(notes) == 8
+
+
+def test_audit_reports_far_off_points_and_accepts_good_labels(fake):
+    truth = fake.labels
+    coords = truth[["study_id", "condition", "level", "world_x", "world_y", "world_z"]]
+    assert audit_labels(truth, coords).empty
+    moved = truth.copy()
+    moved.loc[0, "world_x"] += 40.0
+    findings = audit_labels(moved, coords)
+    assert len(findings) == 1 and findings.iloc[0]["kind"] == "far"
