@@ -33,18 +33,27 @@ def main() -> None:
     parser.add_argument("--severity-studies", type=int, default=40)
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        result = generate(Path(tmp) / "data", args.studies, args.seed)
-        seconds = time.perf_counter() - start
-        size_mb = sum(p.stat().st_size for p in (Path(tmp) / "data").rglob("*")) / 1e6
     print(f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores; python "
           f"{platform.python_version()}")
-    print(f"generate {args.studies} studies (seed {args.seed}, default options, 1 process): {seconds:.1f} s, "
-          f"{seconds / args.studies:.2f} s/study, {result.n_series} series, {result.n_files} files, {size_mb:.0f} MB")
+    if args.studies > 0:
+        _time_generate(args.studies, args.seed)
+    _severity_table(args.severity_studies, args.seed)
 
-    sizes = grade_sizes(args.severity_studies, seed=args.seed)
-    print(f"\nsizes per grade over {args.severity_studies} studies with balanced grades (mean +- sd [min, max], n)")
+
+def _time_generate(n_studies: int, seed: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        start, cpu_start = time.perf_counter(), time.process_time()
+        result = generate(Path(tmp) / "data", n_studies, seed)
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+        size_mb = sum(p.stat().st_size for p in (Path(tmp) / "data").rglob("*")) / 1e6
+    print(f"generate {n_studies} studies (seed {seed}, default options, 1 process): {seconds:.1f} s, "
+          f"{seconds / n_studies:.2f} s/study wall; CPU {cpu:.1f} s ({cpu / n_studies:.2f} s/study); "
+          f"{result.n_series} series, {result.n_files} files, {size_mb:.0f} MB; load average {os.getloadavg()[0]:.1f}")
+
+
+def _severity_table(n_studies: int, seed: int) -> None:
+    sizes = grade_sizes(n_studies, seed=seed)
+    print(f"\nsizes per grade over {n_studies} studies with balanced grades (mean +- sd [min, max], n)")
     print("| measure | " + " | ".join(SEVERITIES) + " |")
     print("|---|---|---|---|")
     for group, unit in UNITS.items():

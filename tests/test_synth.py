@@ -141,8 +141,9 @@ def test_every_series_converts_with_dcm2niix(synth_dataset: Path, tmp_path: Path
 
 
 def test_same_seed_same_files(tmp_path: Path) -> None:
-    a = generate(tmp_path / "a", 1, 11, **TINY)
-    b = generate(tmp_path / "b", 1, 11, **TINY)
+    """Same seed, same bytes, whatever the number of worker processes."""
+    a = generate(tmp_path / "a", 2, 11, **TINY)
+    b = generate(tmp_path / "b", 2, 11, workers=2, **TINY)
     assert a.train_study_ids == b.train_study_ids
     for name in ("train.csv", "train_label_coordinates.csv", "train_series_descriptions.csv", "synth_truth.csv"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
@@ -220,3 +221,19 @@ def test_options_are_validated(tmp_path: Path) -> None:
 
 def test_level_discs_are_the_lumbar_discs() -> None:
     assert [LEVEL_DISC[level] for level in LEVELS] == list(range(LEVEL_DISC["L1/L2"], LEVEL_DISC["L1/L2"] + 5))
+
+
+def test_command_writes_dataset_and_preview(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cli.app import app
+
+    out, picture = tmp_path / "data", tmp_path / "study.png"
+    result = CliRunner().invoke(app, ["synth", str(out), "--studies", "1", "--seed", "3", "--matrix", "48",
+                                      "--preview", str(picture), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "1 train + 0 test studies" in result.output
+    assert len(pd.read_csv(out / "train.csv")) == 1
+    assert picture.stat().st_size > 10_000 and picture.read_bytes()[:4] == b"\x89PNG"
+    again = CliRunner().invoke(app, ["synth", str(out), "--studies", "1", "--no-progress"])
+    assert again.exit_code != 0

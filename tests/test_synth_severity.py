@@ -35,4 +35,4 @@ def test_neighbouring_grades_overlap(sizes: pd.DataFrame) -> None:
 def test_spinal_width_is_in_mm_range(sizes: pd.DataFrame) -> None:
     spinal = sizes[sizes["group"] == "spinal"].groupby("grade")["size"].mean()
     assert 10.0 < spinal[0] < 17.0
-    assert 3.0 < spinal[2] < 9.0
+    assert 1.5 < spinal[2] < 8.0  # severe: the roots bunch and little CSF is left

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.ndimage import binary_closing, label
 
 from spinedata.constants import CONDITIONS, LEVELS
 from spinedata.synth.acquisition import StackPlan
@@ -19,6 +20,8 @@ from spinedata.synth.render import render_intensity
 from spinedata.synth.tissues import CSF, FORAMEN_FAT, ROOT, signal_table
 
 STEP_MM = 0.25
+ROOT_GAP_PX = 20
+"""Dark gaps up to this many pixels (5 mm: two roots side by side) inside CSF are bridged."""
 CSF_FRACTION = 0.85
 """A pixel counts as CSF on T2 above this share of the CSF signal (fat and annulus stay below)."""
 SPINAL, LEFT_FORAMINAL, _, LEFT_SUBARTICULAR, _ = CONDITIONS
@@ -32,12 +35,21 @@ def _slice(centre: np.ndarray, row_dir: np.ndarray, col_dir: np.ndarray, half_mm
 
 
 def canal_width_mm(model: SpineModel, level: str, t2_table: np.ndarray) -> float:
-    """Front-to-back CSF distance (mm) at the disc, on a rendered 3 mm mid-sagittal T2 slice."""
+    """Front-to-back CSF extent (mm) at the disc, on a rendered 3 mm mid-sagittal T2 slice: the bright run
+    through (or nearest) the labelled point, with the roots inside it bridged."""
     frame = model.disc_frame(LEVEL_DISC[level])
     point = model.truth_points()[(SPINAL, level)]
     image = render_intensity(model, _slice(point, frame.posterior, -frame.normal, 15.0, 3.0), t2_table)[0]
-    bright = np.flatnonzero(image[image.shape[0] // 2] > CSF_FRACTION * t2_table[CSF])
-    return float((bright[-1] - bright[0] + 1) * STEP_MM) if bright.size else 0.0
+    bright = image[image.shape[0] // 2] > CSF_FRACTION * t2_table[CSF]
+    # bridge the dark roots inside the sac, then keep the bright run nearest the point (not a bright nucleus)
+    bright = binary_closing(np.pad(bright, ROOT_GAP_PX), np.ones(ROOT_GAP_PX, bool))[ROOT_GAP_PX:-ROOT_GAP_PX]
+    runs, n_runs = label(bright)
+    if n_runs == 0:
+        return 0.0
+    centre = len(bright) // 2
+    index = np.flatnonzero(bright)
+    nearest = runs[index[np.argmin(np.abs(index - centre))]]
+    return float((runs == nearest).sum() * STEP_MM)
 
 
 def foramen_fat_area_mm2(model: SpineModel, level: str) -> float:
