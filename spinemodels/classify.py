@@ -17,7 +17,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from spinedata.constants import LEVELS, SUBMISSION_COLUMNS, TARGET_INDEX, TARGETS, row_id, target_name
+from spinedata.constants import (
+    CONDITIONS,
+    LEVELS,
+    SUBMISSION_COLUMNS,
+    TARGET_INDEX,
+    TARGETS,
+    row_id,
+    target_name,
+)
 from spinedata.errors import SpineError
 from spinemodels.data.grading import (
     GRADE_GROUPS,
@@ -36,15 +44,23 @@ class ClassifyError(SpineError):
     """The runs or coordinates given to ``classify`` cannot produce a submission."""
 
 
+MASTER = "master"
+"""Key of master runs (``grade_master``) in the dict of :func:`load_grade_runs`."""
+
+
 def load_grade_runs(run_paths: list[str | Path], device: torch.device) -> dict[str, list[FoldModels]]:
-    """Group name -> the grading runs for it (every trained fold loaded, eval mode)."""
-    runs: dict[str, list[FoldModels]] = {name: [] for name in GRADE_GROUPS}
+    """Group name (or ``"master"``) -> its runs (every trained fold loaded, eval mode)."""
+    runs: dict[str, list[FoldModels]] = {name: [] for name in (*GRADE_GROUPS, MASTER)}
+    valid = sorted([*GRADE_TASKS, "grade_master"])
     for path in run_paths:
         run = RunDir(path)
         task = run.config().task
-        if task not in GRADE_TASKS:
-            raise ClassifyError(f"{path} is a {task!r} run; classify takes {', '.join(sorted(GRADE_TASKS))} runs")
-        runs[GRADE_TASKS[task].group.name].append(FoldModels.load(run, device))
+        if task == "grade_master":
+            runs[MASTER].append(FoldModels.load(run, device))
+        elif task in GRADE_TASKS:
+            runs[GRADE_TASKS[task].group.name].append(FoldModels.load(run, device))
+        else:
+            raise ClassifyError(f"{path} is a {task!r} run; classify takes {', '.join(valid)} runs")
     if not any(runs.values()):
         raise ClassifyError("classify needs at least one grading run (--model RUN_DIR, trained with `spine train`)")
     return runs
@@ -110,6 +126,41 @@ def grade_study(dataset: Any, sample: GradeSample, group: GradeGroup, group_runs
     return out
 
 
+@torch.no_grad()
+def grade_master_study(dataset: Any, coords: pd.DataFrame, study_id: str, master_runs: list[FoldModels],
+                       device: torch.device) -> np.ndarray | None:
+    """``(5, 5, 3)`` probabilities (level, condition, class) averaged over the master runs' folds; None when
+    the study has no usable point of any group (the master would only see its "missing" vectors)."""
+    from spinemodels.tasks.master import master_parts
+
+    total, count = np.zeros((len(LEVELS), len(CONDITIONS), 3)), 0
+    study = dataset.study(study_id)
+    for fm in master_runs:
+        runs = fm.task.runs()
+        usable = _usable_coords(study, coords[coords["study_id"].astype(str) == study_id])
+        data = master_parts(dataset, dataset, usable, None, [study_id], runs, train=False, augment=False,
+                            cache_mb=fm.task.config.data.cache_mb)
+        if len(data) == 0:
+            return None
+        item = data[0]
+        batch = {key: value[None].to(device) for key, value in item.items() if isinstance(value, torch.Tensor)}
+        for network in fm.networks.values():
+            total += network(batch).float().softmax(dim=-1)[0].cpu().numpy()
+            count += 1
+    return total / count
+
+
+def _usable_coords(study: Any, rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows whose series exists in the study and has the role of the condition's group."""
+    roles = {c: g.role for g in GRADE_GROUPS.values() for c in g.conditions}
+    keep = []
+    for row in rows.itertuples():
+        series = study.series.get(str(row.series_id))
+        keep.append(series is not None and int(row.stack) < len(series.stacks) and int(row.stack) >= 0
+                    and series.role == roles.get(row.condition))
+    return rows[np.asarray(keep, dtype=bool)] if len(rows) else rows
+
+
 def classify(dataset: Any, coords: pd.DataFrame, run_paths: list[str | Path], *,
              study_ids: list[str] | None = None, device: str | None = None,
              progress: bool = True) -> tuple[pd.DataFrame, list[str]]:
@@ -121,7 +172,7 @@ def classify(dataset: Any, coords: pd.DataFrame, run_paths: list[str | Path], *,
     priors = run_priors(runs)
     ids = [str(s) for s in (study_ids if study_ids is not None else dataset.study_ids)]
     warnings = [f"no grading run for {name}; its rows are the training priors"
-                for name, group_runs in runs.items() if not group_runs]
+                for name, group_runs in runs.items() if name != MASTER and not group_runs and not runs[MASTER]]
     unknown = sorted(set(coords["study_id"].astype(str)) - set(ids))
     if unknown:
         warnings.append(f"coords name {len(unknown)} studies not classified here (e.g. {unknown[0]})")
@@ -130,22 +181,30 @@ def classify(dataset: Any, coords: pd.DataFrame, run_paths: list[str | Path], *,
         task = bar.add_task("classifying", total=len(ids))
         for study_id in ids:
             study = dataset.study(study_id)
-            graded: dict[str, np.ndarray] = {}
+            graded: dict[str, list[np.ndarray]] = {}
             for name, group_runs in runs.items():
-                group = GRADE_GROUPS[name]
-                if not group_runs:
+                if name == MASTER or not group_runs:
                     continue
+                group = GRADE_GROUPS[name]
                 (sample,) = make_grade_samples(coords, None, [study_id], group, need_points=False)
                 sample, notes = _usable_points(study, sample, group)
                 warnings += notes
                 probs = grade_study(dataset, sample, group, group_runs, torch_device)
                 for i, level in enumerate(LEVELS):
                     for k, condition in enumerate(group.conditions):
-                        graded[target_name(condition, level)] = probs[i, k]
+                        graded.setdefault(target_name(condition, level), []).append(probs[i, k])
+            if runs[MASTER]:
+                master = grade_master_study(dataset, coords, study_id, runs[MASTER], torch_device)
+                if master is not None:
+                    for i, level in enumerate(LEVELS):
+                        for j, condition in enumerate(CONDITIONS):
+                            graded.setdefault(target_name(condition, level), []).append(master[i, j])
             fallback = []
             for target in TARGETS:
-                p = graded.get(target)
-                if p is None or not np.isfinite(p).all():
+                usable = [p for p in graded.get(target, []) if np.isfinite(p).all()]
+                if usable:
+                    p = np.mean(usable, axis=0)
+                else:
                     if target in graded:
                         fallback.append(target)
                     p = priors.loc[target].to_numpy(dtype=np.float64)

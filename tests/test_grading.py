@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from spinedata.constants import CONDITIONS, LEVELS, SEVERITY_WEIGHTS, TARGETS, target_name
 from spinedata.crops import crop_around
+from spinedata.errors import ConfigError
 from spinedata.metric import score, weighted_log_loss
 from spinemodels.classify import ClassifyError, classify
 from spinemodels.config import config_from_dict
@@ -188,3 +189,28 @@ def test_cli_classify_writes_the_submission(runs, fake, tmp_path, monkeypatch):
     assert list(written.columns) == ["row_id", "normal_mild", "moderate", "severe"]
     assert len(written) == 25 * len(fake.study_ids)
     assert "no grading run for foraminal" in result.stderr
+
+
+def master_config(runs: dict, **train_overrides) -> dict:
+    return {"task": "grade_master",
+            "model": {"spinal_run": str(runs["grade_spinal"]), "foraminal_run": str(runs["grade_foraminal"]),
+                      "subarticular_run": str(runs["grade_subarticular"]), "hidden": 16},
+            "data": {"cache_mb": 64}, "optim": {"lr": 1e-3, "schedule": "constant"},
+            "train": {**tiny_config("x")["train"], **train_overrides}}
+
+
+@pytest.mark.slow
+def test_master_starts_from_the_graders_and_grades_conditions_without_a_crop(runs, fake, tmp_path):
+    run = train(config_from_dict(master_config(runs)), fake, tmp_path / "master", progress=False)
+    metrics = run.metrics(0)
+    assert metrics["score"].iloc[0] == pytest.approx(metrics["val_loss"].iloc[0], rel=1e-4)  # loss follows metric
+    task, network = run.load_network(0)
+    spinal_best = torch.load(RunDir(runs["grade_spinal"]).fold_dir(0) / "best.pt", weights_only=True)["model"]
+    for name, value in spinal_best.items():  # frozen graders: the master carries fold 0's weights unchanged
+        torch.testing.assert_close(network.graders["spinal"].state_dict()[name], value)
+    coords = fake.labels[~((fake.labels.study_id == "101") & (fake.labels.condition == CONDITIONS[1]))]
+    submission, warnings = classify(fake, coords, [run.path], progress=False)
+    assert len(submission) == 25 * len(fake.study_ids) and not any("priors" in w for w in warnings)
+    np.testing.assert_allclose(submission[["normal_mild", "moderate", "severe"]].sum(axis=1), 1.0)
+    with pytest.raises(ConfigError, match="same train.n_folds and train.seed"):  # another split: refused
+        train(config_from_dict(master_config(runs), ["train.n_folds=3"]), fake, tmp_path / "m3", progress=False)

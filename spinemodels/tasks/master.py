@@ -1,0 +1,208 @@
+"""Task ``grade_master``: all five conditions of a level graded together, with a loss shaped like the metric.
+
+The config names the three grading runs it builds on (``model.spinal_run``, ``foraminal_run``,
+``subarticular_run``). Fold k of the master starts from fold k of each grader, which must have been trained
+on the same split (same store, ``n_folds`` and ``seed``): the fold is found from the training studies and
+a different split is refused, so no validation study was ever seen by a grader. The checkpoint holds the
+graders' weights too; inference reads only the graders' ``config.yaml`` (their architecture and crops).
+
+Loss: the mean of the three groups' class-weighted cross-entropies and the any_severe_spinal term, as the
+metric averages its four parts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from spinedata.constants import CONDITIONS, LEVELS, SEVERITY_WEIGHTS, SUBMISSION_COLUMNS, TARGETS, target_name
+from spinedata.errors import ConfigError
+from spinedata.metric import MetricError, class_priors, score
+from spinemodels.data.grading import GRADE_GROUPS, GradeDataset, make_grade_samples
+from spinemodels.data.sampling import unpack_index
+from spinemodels.grading_loss import any_severe_loss, weighted_cross_entropy
+from spinemodels.networks.master import GROUP_ORDER, MasterGrader
+from spinemodels.registry import Task, register_task
+from spinemodels.rundir import BEST_FILE, RunDir
+from spinemodels.tasks.grading import PRIORS_FILE, crop_settings
+
+CONDITION_SLOTS: dict[str, slice] = {"spinal": slice(0, 1), "foraminal": slice(1, 3), "subarticular": slice(3, 5)}
+"""Which of the five condition slots (CONDITIONS order) each group fills."""
+
+
+@dataclass
+class MasterModelConfig:
+    spinal_run: str = ""  # run directory of a grade_spinal run
+    foraminal_run: str = ""  # run directory of a grade_foraminal run
+    subarticular_run: str = ""  # run directory of a grade_subarticular run
+    hidden: int = 128  # width of the per-level MLP
+    dropout: float = 0.2  # dropout in the MLP
+    freeze_graders: bool = True  # keep the graders' weights fixed (train only the joining MLP)
+    class_weights: list[float] = field(default_factory=lambda: list(SEVERITY_WEIGHTS))  # loss weight per class
+    any_severe_weight: float = 1.0  # weight of the any_severe_spinal term (1: as in the metric)
+
+
+@dataclass
+class MasterDataConfig:
+    augment: bool = True  # training crops augmented as each grader's data config says
+    cache_mb: int = 2048  # per-worker cache of whole stacks (shared by the three groups)
+
+
+class MasterDataset(torch.utils.data.Dataset):
+    """Sample: ``image_<group>``, ``present_<group>`` for the three groups, ``target`` ``(5, 5)`` (level,
+    condition in CONDITIONS order; -1 missing), ``study_id``."""
+
+    def __init__(self, parts: dict[str, GradeDataset]):
+        self.parts = parts
+        ids = [[s.study_id for s in part.samples] for part in parts.values()]
+        if any(i != ids[0] for i in ids):
+            raise ValueError("the three group datasets must hold the same studies in the same order")
+        self.study_ids = ids[0]
+
+    def __len__(self) -> int:
+        return len(self.study_ids)
+
+    def __getitem__(self, index) -> dict:
+        i, _ = unpack_index(index)
+        out: dict = {"study_id": self.study_ids[i]}
+        target = torch.full((len(LEVELS), len(CONDITIONS)), -1, dtype=torch.int64)
+        for k, group in enumerate(GROUP_ORDER):
+            key = (i, index[1] + 7919 * k, index[2]) if isinstance(index, tuple | list) else index
+            item = self.parts[group][key]
+            out[f"image_{group}"], out[f"present_{group}"] = item["image"], item["present"]
+            target[:, CONDITION_SLOTS[group]] = item["target"]
+        out["target"] = target
+        return out
+
+
+def master_parts(dataset, source, points: pd.DataFrame, targets, study_ids, runs: dict[str, RunDir], train: bool,
+                 augment: bool, cache_mb: int) -> MasterDataset:
+    """The three group datasets over the studies that have a point of any group."""
+    samples = {g: make_grade_samples(points, targets, study_ids, GRADE_GROUPS[g], need_points=False)
+               for g in GROUP_ORDER}
+    keep = [j for j in range(len(study_ids))
+            if any(p is not None for g in GROUP_ORDER for row in samples[g][j].points for p in row)]
+    parts = {}
+    for g in GROUP_ORDER:
+        data = runs[g].config().data
+        parts[g] = GradeDataset(source, [samples[g][j] for j in keep], GRADE_GROUPS[g], crop_settings(data),
+                                train=train and augment, cache_mb=cache_mb)
+    return MasterDataset(parts)
+
+
+@register_task
+class GradeMasterTask(Task):
+    name = "grade_master"
+    model_config = MasterModelConfig
+    data_config = MasterDataConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        self._train_ids: list[str] | None = None
+
+    def runs(self) -> dict[str, RunDir]:
+        m = self.config.model
+        paths = {"spinal": m.spinal_run, "foraminal": m.foraminal_run, "subarticular": m.subarticular_run}
+        runs = {}
+        for group, path in paths.items():
+            if not path:
+                raise ConfigError(f"model.{group}_run: name the grade_{group} run directory the master builds on")
+            run = RunDir(path)
+            task = run.config().task
+            if task != f"grade_{group}":
+                raise ConfigError(f"model.{group}_run: {path} is a {task!r} run, expected grade_{group}")
+            runs[group] = run
+        return runs
+
+    def build_dataset(self, dataset, source, study_ids, train):
+        if train:
+            self._train_ids = sorted(str(s) for s in study_ids)
+        return master_parts(dataset, source, dataset.labels, dataset.targets, study_ids, self.runs(), train,
+                            self.config.data.augment, self.config.data.cache_mb)
+
+    def grader_fold(self, run: RunDir) -> int:
+        """The fold of ``run`` trained on exactly this master fold's training studies."""
+        folds = run.folds()
+        for k in run.trained_folds():
+            if sorted(folds.loc[folds["fold"] != k, "study_id"].astype(str)) == self._train_ids:
+                return k
+        raise ConfigError(
+            f"{run.path} has no fold trained on this master fold's training studies; train the graders and the "
+            "master on the same store with the same train.n_folds and train.seed (else validation leaks)"
+        )
+
+    def build_network(self, pretrained=None):
+        m = self.config.model
+        graders = {}
+        for group, run in self.runs().items():
+            task = GradeMasterTask._grader_task(run)
+            network = task.build_network(pretrained=False)
+            if pretrained is not False:  # training: start from the matching fold's weights
+                if self._train_ids is None:
+                    raise ConfigError("grade_master builds its network after its training dataset")
+                state = torch.load(run.fold_dir(self.grader_fold(run)) / BEST_FILE, map_location="cpu",
+                                   weights_only=True)
+                network.load_state_dict(state["model"])
+            graders[group] = network
+        return MasterGrader(graders, hidden=m.hidden, dropout=m.dropout, freeze_graders=m.freeze_graders)
+
+    @staticmethod
+    def _grader_task(run: RunDir):
+        from spinemodels.registry import get_task
+
+        config = run.config()
+        return get_task(config.task)(config)
+
+    def forward(self, network, batch):
+        return network(batch)
+
+    def batch_size_of(self, batch):
+        return len(batch["study_id"])
+
+    def loss(self, outputs, batch):
+        weights, target = self.config.model.class_weights, batch["target"]
+        parts = [weighted_cross_entropy(outputs[:, :, CONDITION_SLOTS[g]], target[:, :, CONDITION_SLOTS[g]], weights)
+                 for g in GROUP_ORDER]
+        w = self.config.model.any_severe_weight
+        total = sum(parts) + w * any_severe_loss(outputs[:, :, 0], target[:, :, 0], weights)
+        return total / (len(parts) + w)
+
+    def predict(self, outputs, batch):
+        prob = outputs.float().softmax(dim=-1).cpu().numpy()  # (B, 5, 5, 3)
+        target = batch["target"].cpu().numpy()
+        rows = []
+        for b, study_id in enumerate(batch["study_id"]):
+            for i, level in enumerate(LEVELS):
+                for j, condition in enumerate(CONDITIONS):
+                    rows.append({"study_id": study_id, "condition": condition, "level": level,
+                                 **dict(zip(SUBMISSION_COLUMNS, prob[b, i, j].tolist(), strict=True)),
+                                 "target": int(target[b, i, j])})
+        return rows
+
+    def evaluate(self, predictions: pd.DataFrame) -> dict[str, float]:
+        """The competition score (and its parts) of the validation studies."""
+        if predictions.empty:
+            return {}
+        table = predictions.assign(target_name=[target_name(c, lv) for c, lv in
+                                                zip(predictions["condition"], predictions["level"], strict=True)])
+        truth = table.pivot(index="study_id", columns="target_name", values="target").reindex(columns=list(TARGETS))
+        submission = table.assign(row_id=table["study_id"].astype(str) + "_" + table["target_name"])
+        try:
+            result = score(submission[["row_id", *SUBMISSION_COLUMNS]], truth.fillna(-1).reset_index())
+        except MetricError:  # e.g. no labelled row of one group in a tiny validation fold
+            return {}
+        return {"score": result["score"], "any_severe": result["any_severe_spinal"]}
+
+    def after_fit(self, dataset, train_ids, fold_dir):
+        targets = dataset.targets
+        train = targets[targets["study_id"].astype(str).isin({str(s) for s in train_ids})]
+        class_priors(train).to_csv(Path(fold_dir) / PRIORS_FILE)
+
+
+def master_probabilities(network: MasterGrader, batch: dict) -> np.ndarray:
+    """``(5, 5, 3)`` probabilities (level, condition, class) of one study's batch of size 1."""
+    return network(batch).float().softmax(dim=-1)[0].cpu().numpy()
