@@ -161,3 +161,37 @@ def test_non_square_pixels_agree_with_dcm2niix(tmp_path, pixel_spacing, rows, co
     np.testing.assert_array_equal(read_stack(piece), volume)
     np.testing.assert_allclose(geometry.affine, affine, atol=1e-5)
     _assert_agree(_ours(folder), _theirs(_convert(folder, tmp_path / "nii")))
+
+
+def _volumes(images: list[nib.Nifti1Image]) -> list[nib.Nifti1Image]:
+    """4D NIfTIs (dcm2niix puts repeated one-slice volumes in one file) as 3D volumes."""
+    out = []
+    for image in images:
+        if image.ndim == 4:
+            out.extend(image.slicer[..., k] for k in range(image.shape[3]))
+        else:
+            out.append(image)
+    return out
+
+
+@pytest.mark.parametrize(
+    "case, slice_column",
+    [
+        ("gantrytilting/001", (0, 0, 5.0)),  # the true table step; dcm2niix: 4.85 mm along z
+        ("sliceincrement/001", (0, 0, 20.0 / 3)),  # first-to-last mean over a missing slice; dcm2niix: 5 mm
+        ("notavolume/001", (0, 0, 1.0)),  # four one-slice stacks, 1 mm like dcm2niix's 4D file
+    ],
+)
+def test_failing_cases_match_dcm2niix_pixels_and_in_plane_geometry(
+    testdata_dir, tmp_path, case, slice_column
+):
+    """Where the slice axis is irregular we keep dcm2niix's pixels, in-plane axes and origin, and our own
+    (documented) slice column; dcm2niix's resampled extras (_Tilt_, _Eq_) are not the acquired grid."""
+    folder = testdata_dir / "dicom" / "dicom2nifti" / "failing" / case
+    ours = _ours(folder)
+    theirs = _theirs(_volumes(_convert(folder, tmp_path)))
+    assert len(ours) == len(theirs)
+    for (data, affine), (their_data, their_affine) in zip(ours, theirs, strict=True):
+        np.testing.assert_array_equal(data, their_data)
+        np.testing.assert_allclose(affine[:3, [0, 1, 3]], their_affine[:3, [0, 1, 3]], atol=AFFINE_ATOL_MM)
+        np.testing.assert_allclose(affine[:3, 2], slice_column, atol=1e-4)  # axial: RAS z = LPS z
