@@ -39,9 +39,10 @@ SPACING_ATOL_MM = 1e-3
 POSITION_REPEAT_MM = 1e-2
 """Two slices whose ``n . IPP`` differ by less than this are at the same position (a repeat)."""
 GAP_JUMP_FACTOR = 1.5
-"""A gap larger than this times the median gap splits a stack (unless it is a few missing slices)."""
+"""A gap larger than this times the base step (``base_gap``) splits a stack (unless it is a few missing
+slices)."""
 MISSING_SLICE_RTOL = 5e-2
-"""A gap within this fraction of a whole multiple (>= 2) of the median step is a run of missing slices."""
+"""A gap within this fraction of a whole multiple (>= 2) of the base step is a run of missing slices."""
 MAX_MISSING_RUN = 3
 """At most this many consecutive missing slices are bridged (flagged); a larger gap splits the stack."""
 INPLANE_JUMP_PIXELS = 0.5
@@ -154,11 +155,12 @@ def base_gap(gaps: np.ndarray) -> float:
     return float(np.median(gaps))
 
 
-def classify_gaps(gaps: np.ndarray, median_gap: float) -> tuple[np.ndarray, np.ndarray]:
-    """For gaps ``(k,)`` along ``n`` (mm) return ``(missing, jump)`` boolean ``(k,)``: gaps that are a
-    short run of missing slices (a whole multiple 2..MAX_MISSING_RUN+1 of the median), and gaps that
-    must split the stack (larger than GAP_JUMP_FACTOR x median and not missing slices)."""
-    ratio = gaps / median_gap
+def classify_gaps(gaps: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
+    """For gaps ``(k,)`` along ``n`` (mm) and the base step (``base_gap``) return ``(missing, jump)``
+    boolean ``(k,)``: gaps that are a short run of missing slices (a whole multiple 2..MAX_MISSING_RUN+1
+    of the step, within MISSING_SLICE_RTOL), and gaps that must split the stack (larger than
+    GAP_JUMP_FACTOR x step and not missing slices)."""
+    ratio = np.asarray(gaps, dtype=np.float64) / step
     whole = np.rint(ratio)
     missing = (
         (whole >= 2) & (whole <= MAX_MISSING_RUN + 1) & (np.abs(ratio - whole) <= MISSING_SLICE_RTOL * whole)
