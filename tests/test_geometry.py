@@ -19,6 +19,8 @@ from spinedata.geometry import (
     StackGeometry,
     affine_from_positions,
     apply_affine,
+    base_gap,
+    classify_gaps,
     lps_to_ras,
     normalise_orientation,
 )
@@ -205,3 +207,21 @@ def test_projection_of_voxel_centre_is_that_voxel(quaternion, drow, dcol, step, 
     # moving along n by a third of a step keeps the slice and reports the signed distance
     moved = geometry.project(geometry.voxel_to_world([k, row, col]) + geometry.normal * step / 3)
     assert moved.slice == k and moved.distance_mm == pytest.approx(step / 3, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "gaps, step, missing, jump",
+    [
+        ([3, 3, 6, 3], 3.0, [0, 0, 1, 0], [0, 0, 0, 0]),  # one slice missing
+        ([1, 2], 1.0, [0, 1], [0, 0]),  # too few gaps for a median: the smallest is the step
+        ([3, 3, 12, 3], 3.0, [0, 0, 1, 0], [0, 0, 0, 0]),  # three missing in a row: still bridged
+        ([3, 3, 15, 3], 3.0, [0, 0, 0, 0], [0, 0, 1, 0]),  # four missing (> MAX_MISSING_RUN): a jump
+        ([3, 3.3, 3, 4], 3.15, [0, 0, 0, 0], [0, 0, 0, 0]),  # irregular but no jump: the median
+        ([3, 3, 47, 3], 3.0, [0, 0, 0, 0], [0, 0, 1, 0]),  # a distant slab
+    ],
+)
+def test_gap_classification(gaps, step, missing, jump):
+    assert base_gap(gaps) == pytest.approx(step)
+    found_missing, found_jump = classify_gaps(np.asarray(gaps, dtype=float), base_gap(gaps))
+    assert found_missing.tolist() == [bool(v) for v in missing]
+    assert found_jump.tolist() == [bool(v) for v in jump]
