@@ -88,6 +88,11 @@ def test_layout_and_csv_columns(synth_dataset: Path) -> None:
     merged = merged[merged["target"] == merged["condition"].str.lower().str.replace(" ", "_") + "_"
                     + merged["level"].str.lower().str.replace("/", "_")]
     assert len(merged) == 75 and (merged["severity"] == merged["grade"]).all()
+    # left is +x in LPS: left points lie to the patient's left of the right ones (poses rotate < 10 degrees)
+    points = truth.set_index(["study_id", "level", "condition"])["world_x"].unstack()
+    for side in ("Neural Foraminal Narrowing", "Subarticular Stenosis"):
+        gap = points[f"Left {side}"] - points[f"Right {side}"]
+        assert (gap > 10.0).all() and (gap < 60.0).all(), gap
 
 
 def test_labels_map_to_truth_points(synth_dataset: Path) -> None:

@@ -14,6 +14,7 @@ condition and level, computed from the same functions, so labels and images agre
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -388,7 +389,8 @@ class SpineModel:
         ax = np.abs(x)
         spine = (s > self.mid[-1] - self.height[-1] / 2) & (s < self.mid[0] + self.height[0] / 2)
         spine &= labels != tis.AIR
-        soft = (labels == tis.MUSCLE) & (ax < 95.0) & (t > -70.0)
+        back = self.half_depth[L3] + self.canal_ap - 5.0
+        soft = (labels == tis.MUSCLE) & (ax < 72.0) & (((t > -30.0) & (t < 16.0)) | (t > back))
         self._paint(labels, np.flatnonzero(soft), self._muscles, x, s, t)
         vessels = spine & (t < -hd_lo - 2.0) & (t > -hd_hi - 26.0) & (x > -32.0) & (x < 27.0)
         self._paint(labels, np.flatnonzero(vessels), self._vessels, x, s, t)
@@ -456,7 +458,8 @@ class SpineModel:
         cw = self.canal_half_width
         ax = np.abs(x)
         lumbar = s > self.mid[S1]
-        pillar = lumbar & (t > canal_back - 6.0) & (t < canal_back + 10.0)
+        px, pt = (ax - (cw + 7.5)) / 8.5, (t - (canal_back + 2.0)) / 8.0
+        pillar = lumbar & (px * px + pt * pt <= 1.0)
         labels[pillar] = tis.POST_MARROW
         joint = np.abs(s - (disc_mid + 2.0 + 0.3 * (t - canal_back))) < 0.9
         labels[pillar & joint] = tis.LIGAMENT
@@ -557,6 +560,7 @@ class SpineModel:
         labels[recess & ((ax - recess_x) ** 2 + (t - centre_r) ** 2 <= root_r * root_r)] = tis.ROOT
 
 
+@functools.lru_cache(maxsize=64)
 def cubic_taps(n: int, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """4-point Lagrange (cubic) interpolation from nodes ``0, step, 2 step, ...`` (pixel units, the last at or
     beyond ``n - 1``) to the ``n`` pixels: ``(nodes (m,), index (n, 4) int, weight (n, 4) float32)``."""
@@ -570,7 +574,10 @@ def cubic_taps(n: int, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         for j in range(4):
             if j != k:
                 weight[:, k] *= (u - (base + j)) / (k - j)
-    return nodes, index, weight.astype(np.float32)
+    weight = weight.astype(np.float32)
+    for array in (nodes, index, weight):
+        array.flags.writeable = False  # cached: shared between callers
+    return nodes, index, weight
 
 
 def cubic_upsample(coarse: np.ndarray, rows: tuple[np.ndarray, np.ndarray], cols: tuple[np.ndarray, np.ndarray]) -> np.ndarray:

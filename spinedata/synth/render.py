@@ -11,7 +11,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from spinedata.synth.acquisition import SeriesPlan, StackPlan
-from spinedata.synth.anatomy import SpineModel
+from spinedata.synth.anatomy import SpineModel, cubic_taps, cubic_upsample
 from spinedata.synth.tissues import signal_table
 
 SUB_SLICES = 3
@@ -31,14 +31,26 @@ def sub_slice_offsets(thickness: float) -> np.ndarray:
 
 
 def coil_sensitivity(model: SpineModel, stack: StackPlan, index: int, depth_mm: float) -> np.ndarray:
-    """Receive sensitivity (rows, cols) in (0, 1] of slice ``index``: falls off with distance from the back."""
+    """Receive sensitivity (rows, cols) in (0, 1] of slice ``index``: ``exp(-d / depth)`` of the distance ``d``
+    in front of the back's skin (at L3), floored at ``COIL_FLOOR``; separable along rows and columns."""
     skin = model.unstraighten(0.0, 0.0, model.skin_t)
     back = model.rotation[:, 1]  # posterior direction of the body frame, in patient space
     drow, dcol = stack.pixel_spacing
-    rows = np.arange(stack.rows)[:, None] * (drow * float(np.dot(stack.col_dir, back)))
-    cols = np.arange(stack.cols)[None, :] * (dcol * float(np.dot(stack.row_dir, back)))
-    distance = np.clip(float(np.dot(skin - stack.positions[index], back)) - rows - cols, 0.0, None)
-    return (COIL_FLOOR + (1.0 - COIL_FLOOR) * np.exp(-distance / depth_mm)).astype(np.float32)
+    start = float(np.dot(skin - stack.positions[index], back))
+    rows = np.exp((np.arange(stack.rows) * (drow * float(np.dot(stack.col_dir, back))) - start) / depth_mm)
+    cols = np.exp(np.arange(stack.cols) * (dcol * float(np.dot(stack.row_dir, back))) / depth_mm)
+    gain = np.minimum(rows[:, None].astype(np.float32) * cols[None, :].astype(np.float32), 1.0)
+    return COIL_FLOOR + (1.0 - COIL_FLOOR) * gain
+
+
+def texture_field(rng: np.random.Generator, rows: int, cols: int, pixel_spacing: tuple[float, float]) -> np.ndarray:
+    """Smooth multiplicative texture (rows, cols) around 1 with sd ``TEXTURE``: filtered noise drawn on a grid
+    of ``TEXTURE_SIGMA_MM`` / 2 and interpolated to the pixels."""
+    steps = [max(1, int(TEXTURE_SIGMA_MM / 2 / spacing)) for spacing in pixel_spacing]
+    (nodes_r, *taps_r), (nodes_c, *taps_c) = cubic_taps(rows, steps[0]), cubic_taps(cols, steps[1])
+    coarse = gaussian_filter(rng.standard_normal((len(nodes_r), len(nodes_c))).astype(np.float32), 2.0)
+    coarse *= TEXTURE / max(float(coarse.std()), 1e-6)
+    return 1.0 + cubic_upsample(coarse, taps_r, taps_c)
 
 
 def render_intensity(model: SpineModel, stack: StackPlan, table: np.ndarray) -> np.ndarray:
@@ -60,11 +72,9 @@ def render_stack(model: SpineModel, stack: StackPlan, table: np.ndarray, rng: np
                  noise: float, coil_depth_mm: float) -> np.ndarray:
     """Magnitude image (n, rows, cols) float32 in units of CSF-on-T2 signal."""
     clean = render_intensity(model, stack, table)
-    sigma_px = [TEXTURE_SIGMA_MM / spacing for spacing in stack.pixel_spacing]
     for i in range(len(clean)):
-        texture = gaussian_filter(rng.standard_normal(clean[i].shape, dtype=np.float32), sigma_px)
-        texture *= TEXTURE / max(float(texture.std()), 1e-6)
-        shading = coil_sensitivity(model, stack, i, coil_depth_mm) * (1.0 + texture)
+        shading = coil_sensitivity(model, stack, i, coil_depth_mm)
+        shading *= texture_field(rng, stack.rows, stack.cols, stack.pixel_spacing)
         clean[i] = gaussian_filter(clean[i], PSF_SIGMA_PX) * shading
     real = clean + noise * rng.standard_normal(clean.shape, dtype=np.float32)
     imaginary = noise * rng.standard_normal(clean.shape, dtype=np.float32)
