@@ -27,7 +27,7 @@ def synth(
     ] = "real",
     matrix: Annotated[
         int | None, typer.Option("--matrix", min=32, max=1024,
-                                 help="One in-plane matrix size for every series (default: 256-384 sagittal, "
+                                 help="One in-plane matrix size for every series (default: 320-384 sagittal, "
                                       "256-320 axial).")] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes.")] = 1,
     preview: Annotated[

@@ -16,6 +16,7 @@ from spinedata.constants import CONDITIONS, LEVELS
 from spinedata.synth.acquisition import StackPlan
 from spinedata.synth.anatomy import LEVEL_DISC, SpineModel, sample_spine
 from spinedata.synth.disease import condition_group, sample_severities
+from spinedata.synth.painting import labels_on_plane
 from spinedata.synth.render import render_intensity
 from spinedata.synth.tissues import CSF, FORAMEN_FAT, ROOT, signal_table
 
@@ -57,7 +58,7 @@ def foramen_fat_area_mm2(model: SpineModel, level: str) -> float:
     frame = model.disc_frame(LEVEL_DISC[level])
     point = model.truth_points()[(LEFT_FORAMINAL, level)]
     n = int(30.0 / STEP_MM) + 1
-    labels = model.labels_on_plane(point - 15.0 * frame.posterior + 15.0 * frame.normal, -STEP_MM * frame.normal,
+    labels = labels_on_plane(model, point - 15.0 * frame.posterior + 15.0 * frame.normal, -STEP_MM * frame.normal,
                                    STEP_MM * frame.posterior, n, n)
     return float((labels == FORAMEN_FAT).sum() * STEP_MM**2)
 
@@ -66,7 +67,7 @@ def recess_depth_mm(model: SpineModel, level: str) -> float:
     """AP extent (mm) of the left lateral recess (CSF and root) on the disc's axial plane."""
     frame = model.disc_frame(LEVEL_DISC[level])
     point = model.truth_points()[(LEFT_SUBARTICULAR, level)]
-    labels = model.labels_on_plane(point - 8.0 * frame.posterior, STEP_MM * frame.posterior, STEP_MM * frame.left,
+    labels = labels_on_plane(model, point - 8.0 * frame.posterior, STEP_MM * frame.posterior, STEP_MM * frame.left,
                                    int(16.0 / STEP_MM) + 1, 1)
     return float(np.isin(labels[:, 0], (CSF, ROOT)).sum() * STEP_MM)
 

@@ -20,8 +20,8 @@ class SynthOptions:
     """Share of studies that lack one of the three series types."""
     extra_series_fraction: float = 0.0
     """Share of studies with a second series of one type (labels are on the first)."""
-    sagittal_matrices: tuple[int, ...] = (256, 320, 384)
-    """In-plane matrix sizes (pixels along the longer side) drawn for sagittal series."""
+    sagittal_matrices: tuple[int, ...] = (320, 384)
+    """In-plane matrix sizes drawn for sagittal series (with the field of view: 0.68-1.0 mm pixels)."""
     axial_matrices: tuple[int, ...] = (256, 320)
     sagittal_fov_mm: tuple[float, float] = (260.0, 320.0)
     axial_fov_mm: tuple[float, float] = (160.0, 200.0)

@@ -11,7 +11,9 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from spinedata.synth.acquisition import SeriesPlan, StackPlan
-from spinedata.synth.anatomy import SpineModel, cubic_taps, cubic_upsample
+from spinedata.synth.anatomy import SpineModel
+from spinedata.synth.interpolation import cubic_taps, cubic_upsample
+from spinedata.synth.painting import labels_on_plane
 from spinedata.synth.tissues import signal_table
 
 SUB_SLICES = 3
@@ -62,7 +64,7 @@ def render_intensity(model: SpineModel, stack: StackPlan, table: np.ndarray) -> 
     for i, position in enumerate(stack.positions):
         total = np.zeros((stack.rows, stack.cols), np.float32)
         for offset in offsets:
-            labels = model.labels_on_plane(position + offset * stack.normal, row_step, col_step, stack.rows, stack.cols)
+            labels = labels_on_plane(model, position + offset * stack.normal, row_step, col_step, stack.rows, stack.cols)
             total += table[labels]
         out[i] = total / len(offsets)
     return out
