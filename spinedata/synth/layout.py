@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -137,10 +137,6 @@ def make_study(root: Path, study_id: str, split: str, seed: int, index: int, opt
     return record
 
 
-def _make_study_task(args: tuple) -> StudyRecord:
-    return make_study(*args)
-
-
 def _write_csvs(root: Path, records: list[StudyRecord], with_test: bool) -> None:
     train = [r for r in records if r.split == "train"]
     test = [r for r in records if r.split == "test"]
@@ -185,18 +181,19 @@ def generate(out_dir: str | Path, n_studies: int, seed: int, *, n_test_studies: 
     root.mkdir(parents=True, exist_ok=True)
     ids = _new_ids(np.random.default_rng([seed, ID_STREAM]), n_studies + n_test_studies, set())
     tasks = [(root, sid, "train" if i < n_studies else "test", seed, i, options) for i, sid in enumerate(ids)]
-    records: list[StudyRecord] = []
+    records: list[StudyRecord | None] = [None] * len(tasks)
     if workers > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            for record in pool.map(_make_study_task, tasks):
-                records.append(record)
+            futures = {pool.submit(make_study, *task): i for i, task in enumerate(tasks)}
+            for done, future in enumerate(as_completed(futures), start=1):
+                records[futures[future]] = future.result()
                 if progress:
-                    progress(len(records), len(tasks))
+                    progress(done, len(tasks))
     else:
-        for task in tasks:
-            records.append(make_study(*task))
+        for i, task in enumerate(tasks):
+            records[i] = make_study(*task)
             if progress:
-                progress(len(records), len(tasks))
+                progress(i + 1, len(tasks))
     _write_csvs(root, records, n_test_studies > 0)
     return SynthResult(out_dir=root, train_study_ids=ids[:n_studies], test_study_ids=ids[n_studies:],
                        n_series=sum(len(r.series) for r in records), n_files=sum(r.n_files for r in records),

@@ -122,8 +122,8 @@ def _muscles(model: SpineModel, x, s, t, labels) -> None:
     back = model.half_depth[L3] + model.canal_ap
     u, v = (ax - model.paraspinal_x) / model.paraspinal_half_x, (t - back - model.paraspinal_half_t) / model.paraspinal_half_t
     ring = u * u + v * v
-    fat |= (ring > 1.0) & (ring < 1.045) & (t > back - 5.0)
-    fat |= (ring < 1.0) & (np.abs(ax - 0.55 * model.paraspinal_x - 6.0) < 0.7)
+    fat |= (ring > 1.0) & (ring < 1.045) & (ax > model.paraspinal_x + 0.3 * model.paraspinal_half_x)
+    fat |= (ring < 1.0) & (np.abs(ax - 0.55 * model.paraspinal_x - 6.0) < 0.7) & (t > back + 8.0)
     # psoas: from L1 down, lateral to the bodies, a thin fat rim around it
     lumbar = (s < model.mid[L1]) & (s > model.mid[S1])
     radius = np.clip(4.0 + 0.14 * (model.mid[L1] - s), 4.0, 24.0)
@@ -155,7 +155,9 @@ def _lateral(model: SpineModel, x, s, t, labels) -> None:
     labels[pillar] = tis.POST_MARROW
     joint = np.abs(s - (disc_mid + 2.0 + 0.3 * (t - canal_back))) < 0.9
     labels[pillar & joint] = tis.LIGAMENT
-    zone = lumbar & (t > half_depth - 3.0) & (t <= canal_back - 6.0)
+    zone_t = (t - 0.5 * (half_depth - 3.0 + canal_back - 6.0)) / (0.5 * (canal_back - half_depth - 3.0) + 1.5)
+    zone_x = (ax - (cw + 7.5)) / 9.5
+    zone = lumbar & (zone_x * zone_x + zone_t * zone_t <= 1.0)
     labels[zone] = tis.LIGAMENT
     scale = np.where(x >= 0, left, right)
     centre_t = half_depth + (0.3 + model.foramen_half_ap)
