@@ -9,10 +9,11 @@
    ``dcm2niix -z n -o OUT DATA/train_images`` (one call over the whole tree, uncompressed NIfTI) and
    ``spine ingest DATA OUT.zarr --no-progress`` (all cores, a fresh store each time). Wall times of whole
    commands, start-up included.
-3. Peak memory of ``spine ingest`` on the small and the full dataset: the largest sum over the process
+3. CPU per file of each stage of a worker (headers, stacks, pixels, compressed write), in one process.
+4. Peak memory of ``spine ingest`` on the small and the full dataset: the largest sum over the process
    tree (parent + workers) of proportional set size (PSS, so pages shared after fork count once),
    sampled every 20 ms, and the largest single process's RSS.
-4. Prints a Markdown section; with ``--docs`` it replaces the section between the markers
+5. Prints a Markdown section; with ``--docs`` it replaces the section between the markers
    ``<!-- bench_ingest:start -->`` and ``<!-- bench_ingest:end -->`` (appended when absent).
 """
 
@@ -148,6 +149,39 @@ def run_timed(command: list[str], sample_memory: bool = False) -> tuple[float, i
     return wall, peak["pss"], peak["rss"]
 
 
+def stage_costs(images: Path) -> dict[str, float]:
+    """CPU milliseconds per DICOM file of each ingest stage, in this process (one core), over ``images``:
+    header read, stack building, pixel read (``read_stack``), writing the compressed image (``fastwrite``)."""
+    import tempfile
+
+    from spinedata.dicomio import read_header, read_stack
+    from spinedata.stacks import build_stacks
+    from spinedata.store.fastwrite import write_array
+    from spinedata.store.layout import IMAGE_BLOSC, IMAGE_DIMS, image_chunks
+
+    totals = {"read headers": 0.0, "build stacks": 0.0, "read pixels": 0.0, "write image": 0.0}
+    n_files = 0
+    with tempfile.TemporaryDirectory() as scratch:
+        for k, series in enumerate(sorted(p for p in images.glob("*/*") if p.is_dir())):
+            files = sorted(p for p in series.iterdir() if p.is_file())
+            n_files += len(files)
+            t = time.process_time()
+            headers = [read_header(p) for p in files]
+            totals["read headers"] += time.process_time() - t
+            t = time.process_time()
+            stacks, _ = build_stacks(headers)
+            totals["build stacks"] += time.process_time() - t
+            for j, (_, members) in enumerate(stacks):
+                t = time.process_time()
+                image = read_stack(members)
+                totals["read pixels"] += time.process_time() - t
+                t = time.process_time()
+                write_array(Path(scratch) / f"{k}_{j}", image, chunks=image_chunks(image.shape),
+                            dimension_names=IMAGE_DIMS, blosc=IMAGE_BLOSC)  # fmt: skip
+                totals["write image"] += time.process_time() - t
+    return {name: seconds / n_files * 1000 for name, seconds in totals.items()}
+
+
 def ingest_command(data: Path, out: Path, workers: int | None) -> list[str]:
     command = [tool("spine"), "ingest", str(data), str(out), "--no-progress"]
     return command + (["--workers", str(workers)] if workers else [])
@@ -194,6 +228,7 @@ def main() -> None:
         _, pss, rss = run_timed(ingest_command(data, store, args.workers), sample_memory=True)
         memory[label] = (pss, rss)
 
+    stages = stage_costs(images)
     median = {name: statistics.median(times) for name, times in rows.items()}
     ratio = median["spine ingest"] / median["dcm2niix"]
     load = os.getloadavg()
@@ -228,6 +263,13 @@ def main() -> None:
         "| studies | peak memory, process tree (PSS) | largest single process (RSS) |",
         "|---|---|---|",
         *(f"| {n} | {pss / 1024:.0f} MiB | {rss / 1024:.0f} MiB |" for n, (pss, rss) in memory.items()),
+        "",
+        "CPU per DICOM file of each worker stage (one process over the same files, `stage_costs`):",
+        "",
+        "| " + " | ".join(stages) + " | total | dcm2niix, whole run / files |",
+        "|" + "---|" * (len(stages) + 2),
+        "| " + " | ".join(f"{v:.2f} ms" for v in stages.values())
+        + f" | {sum(stages.values()):.2f} ms | {median['dcm2niix'] / n_files * 1000:.2f} ms |",
         END,
     ]
     section = "\n".join(lines)

@@ -1,6 +1,6 @@
 """Chunk shape and compressor of stack images: write time, size, and the time to read a crop.
 
-    .venv/bin/python bench/bench_store_chunks.py --store bench/out/ingest/out.zarr --crops 300
+    .venv/bin/python bench/bench_store_chunks.py --store bench/out/ingest/out.zarr --crops 200 --repeats 3
 
 Takes every stack of an existing store (e.g. the one ``bench_ingest.py`` leaves behind: synthetic studies at
 real matrix sizes), rewrites it with each candidate chunk shape and compressor (``fastwrite``, as ingest
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -41,6 +42,7 @@ def main() -> None:
     parser.add_argument("--slices", type=int, default=12)
     parser.add_argument("--side-mm", type=float, default=50.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
     ds = sd.open_dataset(args.store)
@@ -48,12 +50,32 @@ def main() -> None:
     spacings = [st.pixel_spacing for sid in ds.study_ids for s in ds.study(sid).series.values() for st in s.stacks]
     raw = sum(a.nbytes for a in stacks)
     rng = np.random.default_rng(args.seed)
-    picks = rng.integers(0, len(stacks), args.crops)
+    boxes = []  # the same crops for every candidate: (stack, slices, rows, cols)
+    for k in rng.integers(0, len(stacks), args.crops):
+        n, rows, cols = stacks[k].shape
+        half_r, half_c = (int(args.side_mm / spacing / 2) for spacing in spacings[k])
+        s0 = rng.integers(0, max(1, n - args.slices + 1))
+        r0, c0 = rng.integers(0, max(1, rows - 2 * half_r)), rng.integers(0, max(1, cols - 2 * half_c))
+        boxes.append((k, slice(s0, s0 + args.slices), slice(r0, r0 + 2 * half_r), slice(c0, c0 + 2 * half_c)))
     print(f"{len(stacks)} stacks, {raw / 1e6:.0f} MB, dtypes {sorted({str(a.dtype) for a in stacks})}")
+    results: dict[int, list[tuple[float, float, float, float, float]]] = {i: [] for i in range(len(CANDIDATES))}
+    for _ in range(args.repeats):  # round robin, so that a change of machine load hits every candidate
+        for i, (chunks, blosc) in enumerate(CANDIDATES):
+            results[i].append(measure(stacks, boxes, chunks, blosc))
+    print(f"median of {args.repeats} round-robin runs")
     print("| chunks | compressor | write ms/stack | ratio | files/stack | crop ms | whole stack ms |")
     print("|---|---|---|---|---|---|---|")
-    for chunks, blosc in CANDIDATES:
-        folder = Path(tempfile.mkdtemp(prefix="chunks"))
+    for i, (chunks, blosc) in enumerate(CANDIDATES):
+        write_ms, ratio, files, crop_ms, whole_ms = (statistics.median(v) for v in zip(*results[i], strict=True))
+        name = f"{blosc[0]} {blosc[1]} {blosc[2]}" if blosc else "none"
+        print(f"| {chunks} | {name} | {write_ms:.1f} | {ratio:.2f} | {files:.0f} | {crop_ms:.2f} | {whole_ms:.1f} |")
+
+
+def measure(stacks, boxes, chunks, blosc) -> tuple[float, float, float, float, float]:
+    """``(write ms/stack, compression ratio, chunk files/stack, ms/crop, ms/whole stack)`` of one candidate."""
+    raw = sum(a.nbytes for a in stacks)
+    folder = Path(tempfile.mkdtemp(prefix="chunks"))
+    try:
         start = time.perf_counter()
         for k, image in enumerate(stacks):
             clipped = tuple(min(c, s) for c, s in zip(chunks, image.shape, strict=True))
@@ -63,23 +85,16 @@ def main() -> None:
         ratio = raw / sum(p.stat().st_size for p in files)
         arrays = [zarr.open_array(folder / str(k), mode="r") for k in range(len(stacks))]
         start = time.perf_counter()
-        for k in picks:
-            n, rows, cols = stacks[k].shape
-            half_r = int(args.side_mm / spacings[k][0] / 2)
-            half_c = int(args.side_mm / spacings[k][1] / 2)
-            s0 = rng.integers(0, max(1, n - args.slices + 1))
-            r0, c0 = rng.integers(0, max(1, rows - 2 * half_r)), rng.integers(0, max(1, cols - 2 * half_c))
-            arrays[k][s0 : s0 + args.slices, r0 : r0 + 2 * half_r, c0 : c0 + 2 * half_c]
-        crop_ms = (time.perf_counter() - start) / len(picks) * 1000
+        for k, *box in boxes:
+            arrays[k][tuple(box)]
+        crop_ms = (time.perf_counter() - start) / len(boxes) * 1000
         start = time.perf_counter()
         for array in arrays:
             array[...]
         whole_ms = (time.perf_counter() - start) / len(arrays) * 1000
-        name = f"{blosc[0]} {blosc[1]} {blosc[2]}" if blosc else "none"
-        print(f"| {chunks} | {name} | {write_ms:.1f} | {ratio:.2f} | {(len(files) - len(stacks)) / len(stacks):.0f} "
-              f"| {crop_ms:.2f} | {whole_ms:.1f} |")
+    finally:
         shutil.rmtree(folder)
-
+    return write_ms, ratio, (len(files) - len(stacks)) / len(stacks), crop_ms, whole_ms
 
 if __name__ == "__main__":
     main()

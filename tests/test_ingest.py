@@ -174,8 +174,11 @@ def test_resume_after_kill_9(tmp_path):
     command = [sys.executable, "-m", "cli.app", "ingest", str(data), str(out), "--workers", "2", "--no-progress"]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)  # fmt: skip
+    def a_study_written() -> bool:
+        return (out / "studies").is_dir() and any((out / "studies").iterdir())
+
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (out / "studies").is_dir() or not any((out / "studies").iterdir()):
+    while time.monotonic() < deadline and process.poll() is None and not a_study_written():
         time.sleep(0.02)
     os.killpg(process.pid, signal.SIGKILL)  # the parent and its workers
     process.wait()

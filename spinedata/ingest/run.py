@@ -8,6 +8,7 @@ against the store and (re)write them -> write the report.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import sys
@@ -140,13 +141,10 @@ def _result_of(future: Future, job: StudyJob) -> StudyResult:
 
 def _previous_report_lines(store: Path, study_ids: Iterable[str]) -> list[Skipped]:
     """Report lines kept in the attributes of studies written by an earlier run."""
-    import zarr
-    from zarr.storage import LocalStore
-
-    root = zarr.open_group(LocalStore(store, read_only=True), mode="r")
     lines: list[Skipped] = []
     for study_id in sorted(study_ids):
-        lines.extend(from_records(root[f"{L.STUDIES}/{study_id}"].attrs.get(SKIPPED_ATTR, [])))
+        attrs = json.loads((store / L.STUDIES / study_id / "zarr.json").read_text()).get("attributes", {})
+        lines.extend(from_records(attrs.get(SKIPPED_ATTR, [])))
     return lines
 
 

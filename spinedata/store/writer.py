@@ -16,8 +16,6 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-import zarr
-from zarr.storage import LocalStore
 
 from spinedata.errors import StoreError
 from spinedata.geometry import StackGeometry
@@ -63,17 +61,15 @@ def create_or_open_store(path: str | os.PathLike, *, split: str, source: str) ->
                     f"store {str(root)!r} holds split {attrs.get('split')!r}, not {split!r}; "
                     "write each split into its own store"
                 )
-            (root / L.STUDIES).mkdir(exist_ok=True)
             if not (root / L.STUDIES / "zarr.json").is_file():
-                zarr.open_group(LocalStore(root), mode="r+").require_group(L.STUDIES)
+                write_group(root / L.STUDIES, {})
             return root
         if not root.is_dir() or any(root.iterdir()):
             raise StoreError(f"{str(root)!r} exists and is not a spinedata store; choose a new path or remove it")
-    group = zarr.open_group(LocalStore(root), mode="w")
-    group.attrs.update(
-        {L.FORMAT_KEY: L.FORMAT_VERSION, "space": L.SPACE, "unit": L.UNIT, "source": source, "split": split}
+    write_group(
+        root, {L.FORMAT_KEY: L.FORMAT_VERSION, "space": L.SPACE, "unit": L.UNIT, "source": source, "split": split}
     )
-    group.create_group(L.STUDIES)
+    write_group(root / L.STUDIES, {})
     return root
 
 
