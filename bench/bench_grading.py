@@ -19,6 +19,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -26,6 +27,7 @@ import spinedata
 from spinedata.metric import SCORE_KEYS, priors_submission, score
 from spinemodels.classify import classify
 from spinemodels.config import load_config
+from spinemodels.data.grading import WORLD
 from spinemodels.rundir import RunDir
 from spinemodels.training import train
 
@@ -55,6 +57,9 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override key=value")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--point-noise-mm", type=float, default=0.0,
+                        help="add N(0, sigma) mm to every point (x, y, z): stage-1 errors without stage 1")
+    parser.add_argument("--tag", default="", help="suffix of the submission/result files")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -67,10 +72,14 @@ def main() -> None:
         coords, points = pd.read_csv(args.coords, dtype={"study_id": str, "series_id": str}), "located"
     else:
         coords, points = eval_ds.labels, "labelled (not located)"
+    if args.point_noise_mm > 0:
+        noise = np.random.default_rng(0).normal(0.0, args.point_noise_mm, size=(len(coords), 3))
+        coords = coords.assign(**{axis: coords[axis] + noise[:, j] for j, axis in enumerate(WORLD)})
+        points += f" + N(0, {args.point_noise_mm:g} mm) per axis"
     start = time.perf_counter()
     submission, warnings = classify(eval_ds, coords, runs, device="cpu", progress=False)
     seconds = time.perf_counter() - start
-    submission.to_csv(out / "submission.csv", index=False)
+    submission.to_csv(out / f"submission{args.tag}.csv", index=False)
     n_eval = len(eval_ds.study_ids)
     model = score(submission, eval_ds.targets)
     baseline = score(priors_submission(train_ds.targets, eval_ds.study_ids), eval_ds.targets)
@@ -82,7 +91,7 @@ def main() -> None:
     for key in SCORE_KEYS:
         print(f"| {key} | {model[key]:.4f} | {baseline[key]:.4f} | {model[key] / baseline[key]:.2f} |")
     print(f"inference: {seconds / n_eval:.2f} s/study on CPU (3 graders, crops included)")
-    (out / "result.json").write_text(json.dumps({"model": model, "priors": baseline, "points": points,
+    (out / f"result{args.tag}.json").write_text(json.dumps({"model": model, "priors": baseline, "points": points,
                                                  "seconds_per_study": seconds / n_eval, "n_eval": n_eval}, indent=1))
 
 

@@ -43,7 +43,6 @@ ANTIALIAS_TRUNCATE = 3.0
 """Gaussian prefilter truncated at this many sigmas; the read block gets the same margin."""
 
 
-
 def stack_intensity_range(volume: Any, percentiles: tuple[float, float] = PERCENTILES) -> tuple[float, float]:
     """``(low, high)`` intensity percentiles of a whole stack ``(n, rows, cols)``; compute once per stack.
 
