@@ -8,6 +8,7 @@ spacing, and rendering samples the anatomy at exactly those voxel centres.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,8 +38,9 @@ class StackPlan:
     thickness: float  # mm
     spacing: float  # mm between neighbouring slice centres
 
-    @property
+    @functools.cached_property
     def normal(self) -> np.ndarray:
+        """Unit normal (3,) ``row_dir x col_dir``: the direction of increasing slice position."""
         return np.cross(self.row_dir, self.col_dir)
 
     @property

@@ -62,7 +62,9 @@ GRID_STEP_MM = 2.0
 """Step of the lookup grid that straightens points in the sagittal plane (bilinear error < 0.01 mm)."""
 KD_STRIDE = 4
 """Centre-line samples (every ``KD_STRIDE``-th) searched for the nearest one before refinement."""
-GRID_HALF_Y_MM = 240.0
+GRID_HALF_Y_MM = 220.0
+GRID_HALF_Z_MM = 280.0
+"""The lookup grid covers |y| <= 220 mm, |z| <= 280 mm of the body frame (every planned field of view)."""
 OUTSIDE_T = 300.0
 """Straightened distances are clamped to +-300 mm (points off the lookup grid get +300)."""
 
@@ -244,7 +246,8 @@ class SpineModel:
 
     def _build_straightening_grid(self) -> None:
         """(y, z) body-frame grid -> (s, t): nearest centre-line sample, refined along the tangent."""
-        z_lo, z_hi = self.curve[:, 2].min(), self.curve[:, 2].max()
+        z_lo = max(self.curve[:, 2].min(), -GRID_HALF_Z_MM)
+        z_hi = min(self.curve[:, 2].max(), GRID_HALF_Z_MM)
         self.grid_origin = np.array([-GRID_HALF_Y_MM, z_lo])
         ny = int(2 * GRID_HALF_Y_MM / GRID_STEP_MM) + 1
         nz = int((z_hi - z_lo) / GRID_STEP_MM) + 1
