@@ -54,6 +54,7 @@ def test_layout_and_csv_columns(synth_dataset: Path) -> None:
     series = pd.read_csv(root / "train_series_descriptions.csv", dtype={"study_id": str, "series_id": str})
     assert list(series.columns) == ["study_id", "series_id", "series_description"]
     assert sorted(series.groupby("study_id")["series_description"].apply(sorted).iloc[0]) == sorted(ROLES)
+    assert series["series_id"].is_unique and not set(series["series_id"]) & set(train["study_id"])
     for row in series.itertuples():
         folder = root / "train_images" / row.study_id / row.series_id
         files = sorted(folder.glob("*.dcm"))

@@ -31,7 +31,9 @@ LABEL_COLUMNS = ("study_id", "series_id", "instance_number", "condition", "level
 SERIES_COLUMNS = ("study_id", "series_id", "series_description")
 FLAW_COLUMNS = ("study_id", "flaw", "detail")
 ID_STREAM = 7919
-"""Second key of the random stream that draws study ids (study ``i`` uses ``(seed, i)``)."""
+"""Second key of the random stream that draws study and series ids (study ``i`` draws from ``(seed, i)``)."""
+MAX_SERIES = len(ROLES) + 1
+"""Series per study at most: one per role plus one extra."""
 
 
 @dataclass
@@ -89,8 +91,12 @@ def _new_ids(rng: np.random.Generator, n: int, taken: set[str]) -> list[str]:
     return ids
 
 
-def make_study(root: Path, study_id: str, split: str, seed: int, index: int, options: SynthOptions) -> StudyRecord:
-    """Draw, render and write one study under ``root/<split>_images/<study_id>/``."""
+def make_study(root: Path, study_id: str, split: str, seed: int, index: int, options: SynthOptions,
+               series_ids: tuple[str, ...]) -> StudyRecord:
+    """Draw, render and write one study under ``root/<split>_images/<study_id>/``.
+
+    ``series_ids``: ``MAX_SERIES`` ids unique in the dataset, used in order for the study's series.
+    """
     rng = np.random.default_rng([seed, index])
     severities = sample_severities(rng, options.class_balance)
     model = sample_spine(rng, severities, options.max_rotation_deg)
@@ -111,9 +117,8 @@ def make_study(root: Path, study_id: str, split: str, seed: int, index: int, opt
     if off_by_one:
         record.flaws.append((study_id, "off_by_one", f"{shift:+d} level ({'head' if shift > 0 else 'feet'})"))
 
-    series_ids = _new_ids(rng, len(roles), set())
     plans = [plan_series(rng, model, options, role, sid, number + 1)
-             for number, (role, sid) in enumerate(zip(roles, series_ids, strict=True))]
+             for number, (role, sid) in enumerate(zip(roles, series_ids[: len(roles)], strict=True))]
     folder = root / f"{split}_images" / study_id
     for plan in plans:
         pixels = render_series(model, plan, rng)
@@ -179,8 +184,11 @@ def generate(out_dir: str | Path, n_studies: int, seed: int, *, n_test_studies: 
     if root.exists() and any(root.iterdir()):
         raise ConfigError(f"output folder {root} is not empty; choose a new folder or remove it first")
     root.mkdir(parents=True, exist_ok=True)
-    ids = _new_ids(np.random.default_rng([seed, ID_STREAM]), n_studies + n_test_studies, set())
-    tasks = [(root, sid, "train" if i < n_studies else "test", seed, i, options) for i, sid in enumerate(ids)]
+    id_rng, taken = np.random.default_rng([seed, ID_STREAM]), set()
+    ids = _new_ids(id_rng, n_studies + n_test_studies, taken)
+    series_ids = [tuple(_new_ids(id_rng, MAX_SERIES, taken)) for _ in ids]
+    tasks = [(root, sid, "train" if i < n_studies else "test", seed, i, options, series_ids[i])
+             for i, sid in enumerate(ids)]
     records: list[StudyRecord | None] = [None] * len(tasks)
     if workers > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
