@@ -162,7 +162,8 @@ def test_same_seed_same_files(tmp_path: Path) -> None:
 def test_acquisitions_vary_across_a_batch() -> None:
     """Rotated planes, non-square pixels, rectangular matrices, reversed instance numbers, slabs and stacks."""
     options = SynthOptions()
-    seen: dict[str, int] = dict.fromkeys(("oblique", "non_square", "rectangular", "reversed", "slabs", "stack"), 0)
+    seen: dict[str, int] = dict.fromkeys(
+        ("oblique", "non_square", "rectangular", "reversed", "slabs", "stack", "rescaled", "unit_slope", "stir"), 0)
     for i in range(24):
         rng = np.random.default_rng([3, i])
         model = sample_spine(rng, sample_severities(rng))
@@ -173,6 +174,8 @@ def test_acquisitions_vary_across_a_batch() -> None:
             seen["non_square"] += abs(stack.pixel_spacing[0] - stack.pixel_spacing[1]) > 1e-3
             seen["rectangular"] += stack.rows != stack.cols
             seen["reversed"] += plan.reverse_instances
+            seen["rescaled" if plan.rescale_slope != 1.0 else "unit_slope"] += 1
+            seen["stir"] += plan.contrast == "STIR"
             if role == "Axial T2":
                 seen["slabs" if len(plan.stacks) == 5 else "stack"] += 1
             assert 0.3 <= min(stack.pixel_spacing) and max(stack.pixel_spacing) <= 1.6

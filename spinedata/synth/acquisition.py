@@ -21,6 +21,8 @@ PLANNING_ERROR_DEG = 3.0
 """Largest misalignment between a planned slice orientation and the patient's true anatomy."""
 SLAB_ERROR_DEG = 2.0
 FORAMEN_MARGIN_MM = 8.0
+RESCALED_FRACTION = 0.3
+"""Share of series stored with a RescaleSlope other than 1 (most MR series have slope 1, intercept 0)."""
 AXIAL_MARGIN_MM = 12.0
 """A contiguous axial stack reaches this far beyond the L1/L2 and L5/S1 discs."""
 
@@ -173,8 +175,10 @@ def plan_series(rng: np.random.Generator, model: SpineModel, options: SynthOptio
     if role == ROLE_SAG_T2 and rng.random() < options.stir_fraction:
         contrast = "STIR"
     stacks = (plan_sagittal(rng, model, options),) if role != ROLE_AXIAL_T2 else plan_axial(rng, model, options)
-    slope = float(rng.choice([1.0, 1.0, 0.5, 2.0, round(rng.uniform(0.3, 4.0), 4)]))
-    intercept = float(rng.choice([0.0, 0.0, -round(rng.uniform(1.0, 200.0), 2)]))
+    slope = float(rng.choice([0.5, 2.0, round(rng.uniform(0.3, 4.0), 4)]))
+    intercept = float(rng.choice([0.0, -round(rng.uniform(1.0, 200.0), 2)]))
+    if rng.random() >= RESCALED_FRACTION:
+        slope, intercept = 1.0, 0.0
     echo, repetition = ECHO_REPETITION[contrast]
     return SeriesPlan(
         description=role, contrast=contrast, series_id=series_id, series_number=series_number, stacks=stacks,
