@@ -201,6 +201,7 @@ def _die_on_1001(store_root, job):
     return ingest_study(store_root, job)
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the patched worker reaches the pool by fork")
 def test_a_dying_worker_is_reported_and_a_rerun_finishes(dataset, tmp_path, monkeypatch):
     data, truth = dataset
     out = tmp_path / "out.zarr"
