@@ -28,7 +28,7 @@ from spinemodels.data.stackio import SquareResize, normalise, spinal_stack_candi
 from spinemodels.heatmaps import read_points
 from spinemodels.placement import OFFSETS_FILE, average_offsets, place_point
 from spinemodels.rundir import RunDir, RunDirError
-from spinemodels.tasks.slice_finder import slice_probabilities
+from spinemodels.tasks.slice_finder import expected_slices, slice_probabilities
 
 COORD_COLUMNS = ["study_id", "series_id", "instance_number", "condition", "level", "x", "y",
                  "world_x", "world_y", "world_z", "confidence", "stack", "slice", "plane_distance_mm", "warning"]
@@ -167,8 +167,8 @@ def locate_study(study: Any, finders, keypoints, *, oof: bool, device) -> tuple[
     role = study.series[series_id].role
     if role != SPINAL_ROLES[0]:
         warnings.append(f"study {study_id}: no {SPINAL_ROLES[0]} series; spinal points found on {role}")
-    slices = probs.argmax(axis=0)  # (5,)
-    slice_conf = probs.max(axis=0)
+    chosen, chosen_conf = expected_slices(torch.from_numpy(probs)[None])
+    slices, slice_conf = chosen[0].numpy(), chosen_conf[0].numpy()  # (5,)
     centre = int(round(float(np.median(slices))))
     found = keypoint_points(keypoints, stack, centre, study_id, oof, device, cache)
     if found is None:

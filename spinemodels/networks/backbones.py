@@ -26,6 +26,12 @@ def create_backbone(name: str, *, pretrained: bool, in_chans: int) -> torch.nn.M
             from error
 
 
+def feature_size(backbone: torch.nn.Module) -> int:
+    """Width of the pooled features a timm backbone returns (``head_hidden_size`` when it has a head conv)."""
+    size = getattr(backbone, "head_hidden_size", None) or backbone.num_features
+    return int(size)
+
+
 def create_unet(encoder: str, *, pretrained: bool, in_channels: int, classes: int, encoder_depth: int = 5,
                 decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16)) -> torch.nn.Module:
     """A segmentation-models-pytorch Unet: (B, in_channels, H, W) -> (B, classes, H, W) logits.

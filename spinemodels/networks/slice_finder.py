@@ -8,7 +8,7 @@ import math
 import torch
 from torch import nn
 
-from spinemodels.networks.backbones import create_backbone
+from spinemodels.networks.backbones import create_backbone, feature_size
 
 
 def sinusoidal_encoding(length: int, dim: int) -> torch.Tensor:
@@ -31,7 +31,7 @@ class SliceFinder(nn.Module):
                  n_heads: int = 8, dropout: float = 0.1, n_levels: int = 5, max_slices: int = 128):
         super().__init__()
         self.backbone = create_backbone(backbone, pretrained=pretrained, in_chans=1)
-        self.project = nn.Linear(self.backbone.num_features, d_model)
+        self.project = nn.Linear(feature_size(self.backbone), d_model)
         self.register_buffer("position", sinusoidal_encoding(max_slices, d_model), persistent=False)
         layer = nn.TransformerEncoderLayer(d_model, n_heads, dim_feedforward=2 * d_model, dropout=dropout,
                                            batch_first=True, norm_first=True)

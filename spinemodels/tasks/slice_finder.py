@@ -7,7 +7,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from spinedata.constants import LEVELS
 from spinemodels.data.spinal import MISSING, SliceFinderDataset, make_samples
@@ -33,11 +32,36 @@ class SliceFinderDataConfig:
     image_size: int = 512  # every slice padded to square and resized to this many pixels
     n_slices: int = 30  # slices per sample (zero-padded; longer stacks keep a window around the labels)
     cache_mb: int = 1024  # per-worker cache of normalised, resized stacks
+    target_sigma: float = 0.75  # target: a Gaussian over slices of this width (slices) around the label; 0 = one-hot
 
 
 def masked_logits(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """(B, N, L) logits with padded slices pushed to ``PADDING_LOGIT``."""
     return logits.float().masked_fill(~mask.bool()[..., None], PADDING_LOGIT)
+
+
+def soft_targets(target: torch.Tensor, mask: torch.Tensor, sigma: float) -> torch.Tensor:
+    """(B, L) labelled slice (-1 missing) -> (B, N, L) target distribution over the real slices."""
+    n = mask.shape[1]
+    index = torch.arange(n, device=target.device, dtype=torch.float32)[None, :, None]
+    if sigma <= 0:
+        dist = (index == target[:, None, :].float()).float()
+    else:
+        dist = torch.exp(-((index - target[:, None, :].float()) ** 2) / (2 * sigma**2))
+    dist = dist * mask[..., None].float()
+    return dist / dist.sum(1, keepdim=True).clamp_min(1e-12)
+
+
+def expected_slices(prob: torch.Tensor, radius: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, N, L) probabilities -> (B, L) slice (probability-weighted mean within ``radius`` of the most
+    probable slice, rounded) and its probability."""
+    n = prob.shape[1]
+    peak = prob.argmax(1)  # (B, L)
+    index = torch.arange(n, device=prob.device)[None, :, None]
+    near = ((index - peak[:, None, :]).abs() <= radius).float() * prob
+    mean = (near * index).sum(1) / near.sum(1).clamp_min(1e-12)
+    chosen = mean.round().long().clamp(0, n - 1)
+    return chosen, prob.gather(1, chosen[:, None, :])[:, 0]
 
 
 def slice_probabilities(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -67,24 +91,25 @@ class SliceFinderTask(Task):
 
     def loss(self, outputs, batch):
         logits = masked_logits(outputs, batch["mask"])  # (B, N, L)
-        b, n, levels = logits.shape
         target = batch["target"]
-        if not (target >= 0).any():
+        known = target >= 0  # (B, L)
+        if not known.any():
             return logits.sum() * 0.0
-        return F.cross_entropy(logits.permute(0, 2, 1).reshape(b * levels, n), target.reshape(-1),
-                               ignore_index=MISSING)
+        soft = soft_targets(target.clamp_min(0), batch["mask"], self.config.data.target_sigma)
+        nll = -(soft * torch.log_softmax(logits, dim=1)).sum(1)  # (B, L)
+        return nll[known].mean()
 
     def predict(self, outputs, batch):
-        prob = slice_probabilities(outputs, batch["mask"]).cpu().numpy()  # (B, N, L)
+        prob = slice_probabilities(outputs, batch["mask"])
+        chosen, confidence = (t.cpu().numpy() for t in expected_slices(prob))
         first = np.asarray(batch["first"])
         target = batch["target"].cpu().numpy()
         rows = []
         for i, study_id in enumerate(batch["study_id"]):
             for j, level in enumerate(LEVELS):
-                best = int(prob[i, :, j].argmax())
                 true = int(target[i, j])
-                rows.append({"study_id": study_id, "level": level, "slice": best + int(first[i]),
-                             "confidence": float(prob[i, best, j]),
+                rows.append({"study_id": study_id, "level": level, "slice": int(chosen[i, j]) + int(first[i]),
+                             "confidence": float(confidence[i, j]),
                              "slice_true": true + int(first[i]) if true >= 0 else MISSING})
         return rows
 

@@ -1,0 +1,86 @@
+"""``spine train``, ``spine locate`` and ``spine audit`` end to end on the synthetic fixture store."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from spinemodels_fakes import one_torch_thread  # noqa: F401
+from test_spinemodels_training import TINY
+from typer.testing import CliRunner
+
+import spinedata as sd
+from cli.app import app
+from cli.errors import run_app
+from spinedata.ingest import ingest
+from spinemodels.locate import COORD_COLUMNS
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def store(synth_dataset, tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "train.zarr"
+    ingest(synth_dataset, path, workers=1)
+    return path
+
+
+@pytest.fixture(scope="module")
+def configs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("configs")
+    paths = {}
+    for name, raw in TINY.items():
+        paths[name] = root / f"{name}.yaml"
+        paths[name].write_text(yaml.safe_dump(raw))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def runs(store, configs, tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    out = {}
+    for name, path in configs.items():
+        out[name] = root / name
+        result = runner.invoke(app, ["train", str(path), "--data", str(store), "--out", str(out[name]),
+                                     "--set", "train.epochs=1", "--set", "train.folds=[0, 1]", "--no-progress"])
+        assert result.exit_code == 0, result.output
+        assert f"{name}: trained folds [0, 1]" in result.stdout
+    return out
+
+
+def test_locate_and_audit_from_the_command_line(store, runs, tmp_path):
+    coords_path = tmp_path / "coords.csv"
+    result = runner.invoke(app, ["locate", str(store), "--model", str(runs["slice_finder"]), "--model",
+                                 str(runs["keypoints"]), "--out", str(coords_path), "--no-progress", "--oof"])
+    assert result.exit_code == 0, result.output
+    coords = pd.read_csv(coords_path, dtype={"study_id": str, "series_id": str})
+    ds = sd.open_dataset(store)
+    assert list(coords.columns) == COORD_COLUMNS and len(coords) == 25 * len(ds.study_ids)
+    for row in coords.itertuples():
+        stack = ds.study(row.study_id).series[row.series_id].stacks[row.stack]
+        assert stack.instance_numbers[row.slice] == row.instance_number
+        on_plane = stack.voxel_to_world([row.slice, row.y, row.x])
+        offset = np.array([row.world_x, row.world_y, row.world_z]) - on_plane
+        assert np.linalg.norm(offset) == pytest.approx(abs(row.plane_distance_mm), abs=1e-4)
+    findings, fixed = tmp_path / "findings.csv", tmp_path / "fixed.csv"
+    result = runner.invoke(app, ["audit", str(store), "--coords", str(coords_path), "--out", str(findings),
+                                 "--corrected", str(fixed)])
+    assert result.exit_code == 0, result.output
+    assert findings.is_file()
+    corrected = pd.read_csv(fixed, dtype={"study_id": str})
+    assert list(corrected.columns) == ["study_id", "series_id", "instance_number", "condition", "level", "x", "y"]
+    assert len(corrected) <= len(ds.labels)
+
+
+def test_a_wrong_config_key_is_one_line_error(store, configs, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["spine", "train", str(configs["keypoints"]), "--data", str(store),
+                                      "--out", str(tmp_path / "run"), "--set", "optim.learning_rate=1"])
+    monkeypatch.delenv("SPINE_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as info:
+        run_app(app)
+    assert info.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "unknown key optim.learning_rate; valid keys of optim" in err
