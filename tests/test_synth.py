@@ -246,3 +246,46 @@ def test_command_writes_dataset_and_preview(tmp_path: Path) -> None:
     assert picture.stat().st_size > 10_000 and picture.read_bytes()[:4] == b"\x89PNG"
     again = CliRunner().invoke(app, ["synth", str(out), "--studies", "1", "--no-progress"])
     assert again.exit_code != 0
+
+
+def _pixel_ratio(path: Path, x: float, y: float) -> float:
+    """Rescaled value of the pixel nearest (column x, row y), over the median of the slice's body pixels."""
+    ds = pydicom.dcmread(path)
+    image = ds.pixel_array.astype(float) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    body = image[image > 0.05 * image.max()]
+    return float(image[int(round(y)), int(round(x))] / np.median(body))
+
+
+def test_labels_sit_on_the_right_tissue_with_the_right_contrast(synth_dataset: Path) -> None:
+    """Healthy canal centres are bright on Sagittal T2 (CSF; also on STIR) and dark on Sagittal T1; healthy
+    foramen centres are bright on Sagittal T1 (fat)."""
+    root = synth_dataset
+    labels = pd.read_csv(root / "train_label_coordinates.csv", dtype={"study_id": str, "series_id": str})
+    grades = pd.read_csv(root / "train.csv", dtype=str).set_index("study_id")
+    series = pd.read_csv(root / "train_series_descriptions.csv", dtype={"study_id": str, "series_id": str})
+    truth = pd.read_csv(root / "synth_truth.csv", dtype={"study_id": str}).set_index(["study_id", "condition", "level"])
+    checked, t1_ratios = 0, []
+    for row in labels.itertuples():
+        target = row.condition.lower().replace(" ", "_") + "_" + row.level.lower().replace("/", "_")
+        if grades.loc[row.study_id, target] != "Normal/Mild" or "Subarticular" in row.condition:
+            continue
+        folder = root / "train_images" / row.study_id / row.series_id
+        assert _pixel_ratio(folder / f"{row.instance_number}.dcm", row.x, row.y) > 1.3, row
+        checked += 1
+        if row.condition != "Spinal Canal Stenosis":
+            continue
+        # the same canal point seen on Sagittal T1: CSF is dark there
+        t1_id = series[(series["study_id"] == row.study_id) & (series["series_description"] == "Sagittal T1")]
+        t1_folder = root / "train_images" / row.study_id / t1_id["series_id"].iloc[0]
+        point = truth.loc[(row.study_id, row.condition, row.level), ["world_x", "world_y", "world_z"]].to_numpy(float)
+        nearest = min(t1_folder.glob("*.dcm"), key=lambda p: abs(
+            (point - np.array(pydicom.dcmread(p, stop_before_pixels=True).ImagePositionPatient, float))
+            @ _header_world(p, 0, 0)[1]))
+        ds = pydicom.dcmread(nearest, stop_before_pixels=True)
+        ipp, iop = np.array(ds.ImagePositionPatient, float), np.array(ds.ImageOrientationPatient, float)
+        drow, dcol = (float(v) for v in ds.PixelSpacing)
+        x, y = (point - ipp) @ iop[:3] / dcol, (point - ipp) @ iop[3:] / drow
+        t1_ratios.append(_pixel_ratio(nearest, x, y))
+    assert checked >= 30
+    # partial volume with roots and epidural fat lifts single pixels; CSF stays darker than the body overall
+    assert len(t1_ratios) >= 10 and max(t1_ratios) < 1.0 and np.median(t1_ratios) < 0.7, t1_ratios
