@@ -47,8 +47,8 @@ def info(
         targets = table_or_none(dataset, "targets")
         missing = "not written (re-run spine ingest)"
         console.print(
-            f"labels: {missing if labels is None else len(labels)} points; "
-            f"targets: {missing if targets is None else len(targets)} studies"
+            f"labels: {missing if labels is None else f'{len(labels)} points'}; "
+            f"targets: {missing if targets is None else f'{len(targets)} studies'}"
         )
         return
     study = dataset.study(study_id)
