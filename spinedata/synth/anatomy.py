@@ -188,6 +188,7 @@ class SpineModel:
         self.outline_half_x = rng.uniform(140.0, 175.0)
         self.outline_half_t = rng.uniform(100.0, 125.0)
         self.fat_thickness = rng.uniform(8.0, 35.0)
+        self.endplate_concavity = rng.uniform(1.0, 2.5)
         self.paraspinal_x = rng.uniform(30.0, 38.0)
         self.paraspinal_half_x = rng.uniform(24.0, 30.0)
         self.paraspinal_half_t = rng.uniform(22.0, 30.0)

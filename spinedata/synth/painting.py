@@ -184,7 +184,8 @@ def _canal_fat(model: SpineModel, x, s, t, labels) -> None:
 
 
 def _column(model: SpineModel, x, s, t, labels) -> None:
-    """Vertebral bodies and discs: rounded boxes in (x, t); discs bulge backward; nucleus inside."""
+    """Vertebral bodies and discs: rounded boxes in (x, t) with concave endplates; discs bulge backward;
+    the nucleus fills the disc's middle and the endplate concavities."""
     half_depth, half_width, kind, edge, bulge, disc = model.gather(
         ("half_depth", "half_width", "kind", "edge", "bulge", "disc"), s)
     is_disc = kind == 1
@@ -195,14 +196,20 @@ def _column(model: SpineModel, x, s, t, labels) -> None:
     r = t / depth
     r *= r
     r = q + r * r
-    in_body = (kind == 0) & (r <= 1.0)
+    # endplates are concave: the disc dents each body by up to the concavity depth at the centre
+    rx, rt = x / half_width, t / half_depth
+    dent = model.endplate_concavity * np.clip(1.0 - (rx * rx + rt * rt), 0.0, 1.0)
+    in_column = r <= 1.0
+    dented = (kind == 0) & (edge <= dent)
+    in_body = (kind == 0) & in_column & ~dented
     labels[in_body] = tis.MARROW
-    labels[in_body & ((r > 0.72) | (edge < 1.0))] = tis.CORTEX
-    in_disc = is_disc & (r <= 1.0)
+    labels[in_body & ((r > 0.72) | (edge - dent < 1.0))] = tis.CORTEX
+    in_disc = (is_disc | dented) & in_column
     labels[in_disc] = tis.ANNULUS
     nx, nt = x / (0.62 * half_width), t / (0.55 * half_depth)
     disc_index = disc.astype(np.intp)
-    nucleus = in_disc & (nx * nx + nt * nt <= 1.0) & (edge > 1.2)
+    inside = np.where(dented, dent - edge, edge + dent)  # distance to the (dented) endplate, mm
+    nucleus = in_disc & (nx * nx + nt * nt <= 1.0) & (inside > 1.2)
     labels[nucleus] = (tis.NUCLEUS_BASE + disc_index[nucleus]).astype(np.uint8)
     labels[in_disc & (disc_index >= FIRST_FUSED_DISC)] = tis.CORTEX
 
