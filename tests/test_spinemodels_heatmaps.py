@@ -39,3 +39,17 @@ def test_square_resize_maps_pixel_centres_both_ways():
     rows, cols = np.mgrid[:50, :50]
     centre = np.array([(out * rows).sum(), (out * cols).sum()]) / out.sum()
     assert np.allclose(centre, resize.to_resized(np.array([101.5, 41.5])), atol=0.05)
+
+
+def test_slice_targets_cover_real_slices_only_and_the_expected_slice_is_read_back():
+    from spinemodels.tasks.slice_finder import expected_slices, soft_targets
+
+    mask = torch.tensor([[True] * 6 + [False] * 2])
+    target = torch.tensor([[0, 3, 5, 2, 2]])
+    soft = soft_targets(target, mask, sigma=0.75)  # (1, 8, 5)
+    assert torch.allclose(soft.sum(1), torch.ones(1, 5))
+    assert (soft[0, 6:] == 0).all() and (soft.argmax(1) == target).all()
+    chosen, confidence = expected_slices(soft)
+    assert (chosen == target).all() and (confidence > 0.4).all()
+    onehot = soft_targets(target, mask, sigma=0)
+    assert (onehot.max(1).values == 1).all()
