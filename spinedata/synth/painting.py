@@ -28,8 +28,8 @@ PLANE_STEP_PX = 8
 RECESS_HALF_WIDTH_MM = 3.2
 ROOT_RADIUS_MM = 2.3
 CAUDA_RADIUS_MM = 1.1
-# cauda equina roots at these (x, t) fractions of the dural sac's half axes
-CAUDA_ROOTS = ((-0.55, 0.30), (-0.28, 0.55), (0.0, 0.62), (0.28, 0.55), (0.55, 0.30), (-0.15, 0.15), (0.15, 0.15))
+# cauda equina roots at these (x, t) fractions of the dural sac's half axes: dorsal, as in a supine patient
+CAUDA_ROOTS = ((-0.55, 0.30), (-0.28, 0.55), (0.0, 0.62), (0.28, 0.55), (0.55, 0.30), (-0.12, 0.36), (0.12, 0.36))
 
 
 def labels_at(model: SpineModel, points: np.ndarray) -> np.ndarray:
