@@ -443,6 +443,19 @@ def common_dtype(arrays: list[np.ndarray], stored_dtypes: list[np.dtype]) -> np.
     return np.dtype(np.float32)
 
 
+def _stored_of(header: SliceHeader) -> np.ndarray:
+    """Stored values ``(rows, cols)`` of one slice (native byte order, MONOCHROME1 inverted), not rescaled."""
+    if header.pixel_offset >= 0 and header.pixel_dtype:
+        stored = _read_native(header)
+    else:
+        stored = _decode(header.path)[0]
+    if stored.shape != (header.rows, header.cols):
+        raise DicomReadError(
+            f"pixel array of shape {stored.shape} does not match Rows x Columns {(header.rows, header.cols)}"
+        )
+    return stored
+
+
 def _pixels_of(item) -> tuple[np.ndarray, np.dtype, int, int]:
     """``(rescaled, stored dtype, rows, cols)`` of a path or SliceHeader."""
     if isinstance(item, SliceHeader):
@@ -483,3 +496,29 @@ def read_stack(headers: list[SliceHeader]) -> np.ndarray:
     for k, array in enumerate(values):
         out[k] = array
     return out
+
+
+def read_stack_stored(headers: list[SliceHeader]) -> tuple[np.ndarray, float, float]:
+    """Stored values of a stack with one rescale: ``(stored (n, rows, cols), slope, intercept)`` such that
+    ``stored * slope + intercept`` are the values ``read_stack`` returns (like NIfTI's ``scl_slope``/
+    ``scl_inter`` or CF ``scale_factor``/``add_offset``). ``stored`` keeps one integer dtype (the smallest
+    of the stored types that holds every slice). When the slices do not share one RescaleSlope/Intercept,
+    or the pixels are not integers, this is ``(read_stack(headers), 1.0, 0.0)``."""
+    if not headers:
+        raise DicomReadError("read_stack_stored needs at least one header")
+    rescales = {(h.rescale_slope, h.rescale_intercept) for h in headers}
+    if len(rescales) != 1:
+        return read_stack(headers), 1.0, 0.0
+    ((slope, intercept),) = rescales
+    arrays = [_stored_of(h) for h in headers]
+    if len({a.shape for a in arrays}) != 1:
+        raise DicomReadError(
+            f"slices of one stack must share Rows x Columns, got {sorted({a.shape for a in arrays})}"
+        )
+    if any(a.dtype.kind not in "iu" for a in arrays):
+        return read_stack(headers), 1.0, 0.0
+    dtype = common_dtype(arrays, [a.dtype for a in arrays])
+    out = np.empty((len(arrays), *arrays[0].shape), dtype=dtype)
+    for k, array in enumerate(arrays):
+        out[k] = array
+    return out, float(slope), float(intercept)

@@ -9,7 +9,14 @@ from dicom_writer import write_series, write_slice
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 
-from spinedata.dicomio import SliceHeader, common_dtype, read_header, read_pixels, read_stack
+from spinedata.dicomio import (
+    SliceHeader,
+    common_dtype,
+    read_header,
+    read_pixels,
+    read_stack,
+    read_stack_stored,
+)
 from spinedata.errors import DicomReadError
 
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
@@ -299,3 +306,26 @@ def test_damaged_files_give_reasons_never_tracebacks(tmp_path, testdata_dir):
             assert str(error)
             outcomes["reason"] += 1
     assert outcomes["read"] > 0 and outcomes["reason"] > 0
+
+
+def test_read_stack_stored_keeps_integers_with_one_rescale(tmp_path):
+    _, _, paths = write_series(tmp_path / "a", 3, rows=5, cols=6, rescale=(0.5, 1.25))
+    headers = [read_header(p) for p in paths]
+    stored, slope, intercept = read_stack_stored(headers)
+    assert stored.dtype == np.uint16 and (slope, intercept) == (0.5, 1.25)
+    rescaled = read_stack(headers)
+    assert rescaled.dtype == np.float32
+    np.testing.assert_array_equal((stored * slope + intercept).astype(np.float32), rescaled)
+
+
+def test_read_stack_stored_identity_and_mixed_rescale(tmp_path):
+    volume, _, paths = write_series(tmp_path / "a", 2, rows=5, cols=6)
+    headers = [read_header(p) for p in paths]
+    stored, slope, intercept = read_stack_stored(headers)
+    np.testing.assert_array_equal(stored, volume)
+    assert stored.dtype == np.uint16 and (slope, intercept) == (1.0, 0.0)
+    odd = read_header(_write(tmp_path / "odd.dcm", np.ones((5, 6), np.uint16), rescale=(2, 0)))
+    mixed, slope, intercept = read_stack_stored([*headers, odd])  # no single rescale: rescaled values
+    assert (slope, intercept) == (1.0, 0.0)
+    np.testing.assert_array_equal(mixed, read_stack([*headers, odd]))
+    assert mixed[-1].max() == 2
