@@ -133,6 +133,7 @@ class SpineModel:
         self.sacral_slope_deg = rng.uniform(33.0, 45.0)
         self._build_centre_line()
         self._sample_canal(rng)
+        self._sample_soft_tissue(rng)
         self._sample_pose(rng, max_rotation_deg)
         self._build_profiles()
         self.grid_origin: np.ndarray | None = None  # the straightening grid is built on first use
@@ -158,6 +159,7 @@ class SpineModel:
         self.e_post = np.stack([np.zeros_like(theta), self.e_up[:, 2], -self.e_up[:, 1]], axis=1)
 
     def _sample_canal(self, rng: np.random.Generator) -> None:
+        """Canal, dural sac, foramina and recesses, with each level's grades turned into sizes."""
         sev = self.severities
         self.canal_ap = rng.normal(20.0, 1.4)  # osseous: posterior body wall to the laminae
         self.dorsal_fat = rng.normal(2.5, 0.4)
@@ -183,7 +185,9 @@ class SpineModel:
         self.foramen_half_height = rng.normal(9.5, 0.7)
         self.foramen_half_ap = rng.normal(4.6, 0.35)
         self.foramen_s = self.disc_mid + self.disc_height / 2 + 0.15 * self.height[:-1]
-        # body outline (mm, in straightened x and t) and subcutaneous fat
+
+    def _sample_soft_tissue(self, rng: np.random.Generator) -> None:
+        """Trunk outline and subcutaneous fat (mm, in straightened x and t), endplates, paraspinal muscles."""
         self.skin_t = self.half_depth[L3] + self.canal_ap + rng.uniform(55.0, 85.0)
         self.outline_half_x = rng.uniform(140.0, 175.0)
         self.outline_half_t = rng.uniform(100.0, 125.0)
