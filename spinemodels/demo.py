@@ -1,0 +1,309 @@
+"""The whole job in one call (``spine demo``): synth -> ingest -> train -> locate -> classify -> score -> pictures.
+
+Every step calls the library directly and announces the equivalent ``spine ...`` command line first, so the
+same job can be repeated by hand, step by step, on real data. Training uses the small CPU configs
+(``configs/cpu/*.yaml``); evaluation is on the synthetic *test* studies, which no model saw, against the
+generator's exact truth (``synth_truth.csv``): the competition metric next to the class-prior baseline, and
+the 3D errors (mm) of the located points.
+
+Layout of the work directory::
+
+    DIR/data/            competition layout written by `spine synth` (+ synth_truth.csv)
+    DIR/train.zarr       DIR/test.zarr       stores written by `spine ingest`
+    DIR/runs/<name>/     one run directory per model (accepted by `spine locate` / `spine classify`)
+    DIR/coords.csv       DIR/submission.csv  DIR/test_truth.csv
+    DIR/pictures/        `spine show` of test studies
+    DIR/summary.json     scores, localisation errors, timings, settings
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import shlex
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from spinedata.constants import CONDITIONS, SEVERITY_CODE, TARGETS, target_name
+from spinedata.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "cpu"
+"""The small CPU configs the demo trains (shipped with the source checkout)."""
+
+STAGE_ONE = ("slice_finder", "keypoints")
+GRADERS = ("grade_spinal", "grade_foraminal", "grade_subarticular")
+MASTER = "grade_master"
+
+DEMO_EPOCHS: dict[str, int] = {
+    "slice_finder": 10,
+    "keypoints": 12,
+    "grade_spinal": 6,
+    "grade_foraminal": 6,
+    "grade_subarticular": 6,
+    "grade_master": 4,
+}
+"""Epochs per model in the default demo (the configs' own are for benchmarks; these fit 15 minutes on 2 cores)."""
+
+QUICK_EPOCHS = 1
+QUICK_STUDIES, QUICK_TEST_STUDIES, QUICK_MATRIX = 6, 2, 128
+"""``quick``: the smallest job that runs every step (tests, a smoke check): finishes in about a minute."""
+
+DEFAULT_MATRIX = 192
+"""In-plane matrix of every synthetic series in the demo: the small models resize to 64-128 px anyway, and
+smaller DICOM files make synth, ingest and loading several times faster than the generator's 256-384."""
+
+LOCATION_GROUPS = {"spinal": CONDITIONS[:1], "foraminal": CONDITIONS[1:3], "subarticular": CONDITIONS[3:]}
+
+WORK_ITEMS = ("data", "train.zarr", "test.zarr", "runs", "pictures", "coords.csv", "submission.csv",
+              "test_truth.csv", "summary.json")
+"""What a demo writes in its work directory (and clears before running again there)."""
+
+N_PICTURES = 2
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """What the demo does. ``epochs`` overrides every model's epochs (None: :data:`DEMO_EPOCHS`)."""
+
+    workdir: Path
+    studies: int = 32
+    test_studies: int = 8
+    seed: int = 0
+    matrix: int = DEFAULT_MATRIX
+    epochs: int | None = None
+    master: bool = True
+    workers: int | None = None
+    device: str | None = None
+    progress: bool = False
+
+    @classmethod
+    def quick(cls, workdir: Path, **changes) -> DemoSettings:
+        base = {"studies": QUICK_STUDIES, "test_studies": QUICK_TEST_STUDIES, "matrix": QUICK_MATRIX,
+                "epochs": QUICK_EPOCHS}
+        return cls(workdir=workdir, **{**base, **changes})
+
+    def __post_init__(self) -> None:
+        if self.studies < 5:
+            raise ConfigError(f"the demo needs at least 5 training studies (5 folds), got --studies {self.studies}")
+        if self.test_studies < 1:
+            raise ConfigError(f"the demo needs at least 1 test study, got --test-studies {self.test_studies}")
+        if self.epochs is not None and self.epochs < 1:
+            raise ConfigError(f"--epochs must be >= 1, got {self.epochs}")
+
+    def epochs_of(self, name: str) -> int:
+        return self.epochs if self.epochs is not None else DEMO_EPOCHS[name]
+
+
+@dataclass
+class StepRecord:
+    name: str
+    command: str
+    seconds: float = 0.0
+
+
+@dataclass
+class DemoResult:
+    workdir: Path
+    summary: dict
+    steps: list[StepRecord] = field(default_factory=list)
+
+
+def _command(*parts: object) -> str:
+    return " ".join(shlex.quote(str(p)) for p in parts)
+
+
+def prepare_workdir(workdir: Path) -> None:
+    """Create ``workdir``, or clear what an earlier demo wrote there; refuse a folder holding anything else."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    foreign = sorted(p.name for p in workdir.iterdir() if p.name not in WORK_ITEMS)
+    if foreign:
+        raise ConfigError(f"{workdir} holds files the demo did not write ({', '.join(foreign[:5])}); "
+                          "give an empty or new --workdir")
+    for name in WORK_ITEMS:
+        path = workdir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def truth_table(synth_truth: pd.DataFrame, split: str) -> pd.DataFrame:
+    """``synth_truth.csv`` rows of one split -> train.csv form (study_id + 25 targets, severity names)."""
+    rows = synth_truth[synth_truth["split"] == split]
+    if rows.empty:
+        raise ConfigError(f"synth_truth.csv has no rows of split {split!r}")
+    wide = rows.assign(target=[target_name(c, lv) for c, lv in zip(rows["condition"], rows["level"], strict=True)])
+    table = wide.pivot(index="study_id", columns="target", values="severity").reindex(columns=list(TARGETS))
+    table = table.reset_index()
+    table["study_id"] = table["study_id"].astype(str)
+    return table
+
+
+def localisation_errors(coords: pd.DataFrame, synth_truth: pd.DataFrame) -> dict:
+    """3D distance (mm) of every located point to its true position; median and 95th percentile per group."""
+    truth = synth_truth.assign(study_id=synth_truth["study_id"].astype(str))
+    merged = coords.assign(study_id=coords["study_id"].astype(str)).merge(
+        truth, on=["study_id", "condition", "level"], suffixes=("", "_true"))
+    pred = merged[["world_x", "world_y", "world_z"]].to_numpy(float)
+    true = merged[["world_x_true", "world_y_true", "world_z_true"]].to_numpy(float)
+    errors = np.linalg.norm(pred - true, axis=1)
+    out: dict = {"points": int(len(merged)), "points_without_truth": int(len(coords) - len(merged))}
+    for group, conditions in LOCATION_GROUPS.items():
+        values = errors[merged["condition"].isin(conditions).to_numpy()]
+        out[f"{group}_median_mm"] = float(np.median(values)) if len(values) else math.nan
+        out[f"{group}_p95_mm"] = float(np.quantile(values, 0.95)) if len(values) else math.nan
+        out[f"{group}_within_5mm"] = float(np.mean(values <= 5.0)) if len(values) else math.nan
+    return out
+
+
+def _severity_accuracy(submission: pd.DataFrame, truth: pd.DataFrame) -> float:
+    """Share of scored rows whose most probable class is the true one."""
+    long = truth.melt(id_vars="study_id", var_name="target", value_name="severity").dropna()
+    long["row_id"] = long["study_id"].astype(str) + "_" + long["target"]
+    merged = long.merge(submission, on="row_id")
+    predicted = merged[["normal_mild", "moderate", "severe"]].to_numpy(float).argmax(axis=1)
+    true = merged["severity"].map(SEVERITY_CODE).to_numpy()
+    return float(np.mean(predicted == true)) if len(merged) else math.nan
+
+
+def run_demo(settings: DemoSettings, announce: Callable[[str, str], None] | None = None,
+             finished: Callable[[StepRecord], None] | None = None) -> DemoResult:
+    """Run every step; ``announce(name, command)`` before each, ``finished(record)`` after. Returns the summary.
+
+    Raises ``ConfigError`` for unusable settings or a work directory holding foreign files.
+    """
+    import torch
+
+    import spinedata
+    from spinedata.ingest import ingest
+    from spinedata.metric import SCORE_KEYS, priors_submission, score
+    from spinedata.pictures import render_study
+    from spinedata.synth import generate
+    from spinemodels.classify import classify
+    from spinemodels.config import load_config
+    from spinemodels.locate import locate
+    from spinemodels.training import train
+
+    if not CONFIG_DIR.is_dir():
+        raise ConfigError(f"the small configs are not at {CONFIG_DIR}; run the demo from a source checkout")
+    work = Path(settings.workdir)
+    prepare_workdir(work)
+    data, train_store, test_store = work / "data", work / "train.zarr", work / "test.zarr"
+    runs_dir, pictures = work / "runs", work / "pictures"
+    coords_csv, submission_csv, truth_csv = work / "coords.csv", work / "submission.csv", work / "test_truth.csv"
+    result = DemoResult(work, {})
+    device = settings.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    started = time.perf_counter()
+
+    def step(name: str, command: str, action: Callable[[], object]):
+        if announce:
+            announce(name, command)
+        start = time.perf_counter()
+        value = action()
+        record = StepRecord(name, command, time.perf_counter() - start)
+        result.steps.append(record)
+        if finished:
+            finished(record)
+        return value
+
+    synth_workers = settings.workers or _cpu_count()
+    synth = step("synth", _command("spine", "synth", data, "--studies", settings.studies, "--test-studies",
+                                   settings.test_studies, "--seed", settings.seed, "--matrix", settings.matrix,
+                                   "--workers", synth_workers),
+                 lambda: generate(data, settings.studies, settings.seed, n_test_studies=settings.test_studies,
+                                  workers=synth_workers, sagittal_matrices=(settings.matrix,),
+                                  axial_matrices=(settings.matrix,)))
+    for split, store in (("train", train_store), ("test", test_store)):
+        ingested = step(f"ingest {split}", _command("spine", "ingest", data, store, "--split", split),
+                        lambda split=split, store=store: ingest(data, store, split=split, workers=settings.workers))
+        if ingested.n_complete == 0:
+            raise ConfigError(f"ingest of the {split} split wrote no study; see {store}/ingest_report.csv")
+
+    trained: dict[str, Path] = {}
+    names = [*STAGE_ONE, *GRADERS] + ([MASTER] if settings.master else [])
+    for name in names:
+        config_path = CONFIG_DIR / f"{name}.yaml"
+        overrides = [f"train.epochs={settings.epochs_of(name)}"]
+        if name == MASTER:
+            overrides += [f"model.{g.removeprefix('grade_')}_run={trained[g]}" for g in GRADERS]
+        out = runs_dir / name
+        shown = [str(config_path.relative_to(CONFIG_DIR.parents[1])), "--data", train_store, "--out", out]
+        for item in overrides:
+            shown += ["--set", item]
+        step(f"train {name}", _command("spine", "train", *shown),
+             lambda config_path=config_path, overrides=overrides, out=out: train(
+                 load_config(config_path, overrides), str(train_store), out, progress=settings.progress,
+                 device=device))
+        trained[name] = out
+
+    test_ds = spinedata.open_dataset(str(test_store))
+    stage_one = [trained[n] for n in STAGE_ONE]
+    coords, locate_warnings = step(
+        "locate", _command("spine", "locate", test_store, *[a for r in stage_one for a in ("--model", r)],
+                           "--out", coords_csv),
+        lambda: locate(test_ds, stage_one, device=device, progress=settings.progress))
+    coords.to_csv(coords_csv, index=False)
+    graders = [trained[n] for n in GRADERS] + ([trained[MASTER]] if settings.master else [])
+    submission, classify_warnings = step(
+        "classify", _command("spine", "classify", test_store, "--coords", coords_csv,
+                             *[a for r in graders for a in ("--model", r)], "--out", submission_csv),
+        lambda: classify(test_ds, coords, graders, device=device, progress=settings.progress))
+    submission.to_csv(submission_csv, index=False)
+
+    synth_truth = pd.read_csv(data / "synth_truth.csv", dtype={"study_id": str})
+    truth = truth_table(synth_truth, "test")
+    truth.to_csv(truth_csv, index=False)
+
+    def scores() -> dict:
+        train_targets = spinedata.open_dataset(str(train_store)).targets
+        model = score(submission, truth)
+        baseline = score(priors_submission(train_targets, test_ds.study_ids), truth)
+        return {"model": {k: model[k] for k in SCORE_KEYS}, "class_priors": {k: baseline[k] for k in SCORE_KEYS},
+                "argmax_accuracy": _severity_accuracy(submission, truth)}
+
+    scored = step("score", _command("spine", "score", submission_csv, "--truth", truth_csv), scores)
+    errors = localisation_errors(coords, synth_truth[synth_truth["split"] == "test"])
+
+    shown_ids = [str(s) for s in test_ds.study_ids[:N_PICTURES]]
+    written = []
+    for study_id in shown_ids:
+        png = pictures / f"study_{study_id}.png"
+        step(f"show {study_id}", _command("spine", "show", test_store, study_id, "--coords", coords_csv,
+                                          "--submission", submission_csv, "--labels", data / "synth_truth.csv",
+                                          "--truth", truth_csv, "--out", png),
+             lambda study_id=study_id, png=png: written.append(render_study(
+                 test_ds, study_id, png, coords=coords, labels=synth_truth, submission=submission, truth=truth)))
+
+    result.summary = {
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()},
+        "epochs": {name: settings.epochs_of(name) for name in names},
+        "device": device,
+        "torch_threads": torch.get_num_threads(),
+        "machine": f"{platform.machine()}, {_cpu_count()} cores, Python {platform.python_version()}",
+        "train_studies": len(synth.train_study_ids),
+        "test_studies": len(test_ds.study_ids),
+        "scores": scored,
+        "localisation": errors,
+        "warnings": {"locate": len(locate_warnings), "classify": len(classify_warnings)},
+        "runs": {name: str(path) for name, path in trained.items()},
+        "files": {"coords": str(coords_csv), "submission": str(submission_csv), "truth": str(truth_csv),
+                  "pictures": [str(p) for p in written]},
+        "timings_s": {r.name: round(r.seconds, 2) for r in result.steps},
+        "commands": [r.command for r in result.steps],
+        "total_s": round(time.perf_counter() - started, 2),
+    }
+    (work / "summary.json").write_text(json.dumps(result.summary, indent=1))
+    return result
+
+
+def _cpu_count() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
