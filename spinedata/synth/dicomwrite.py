@@ -75,16 +75,22 @@ def _series_dataset(plan: SeriesPlan, study_id: str, window_high: float) -> Data
     return ds
 
 
-def write_series(folder: Path, plan: SeriesPlan, study_id: str, pixels: list[np.ndarray]) -> int:
+def write_series(folder: Path, plan: SeriesPlan, study_id: str, pixels: list[np.ndarray],
+                 rng: np.random.Generator | None = None) -> int:
     """Write every slice of ``plan`` to ``folder/<instance>.dcm``; returns the number of files.
 
-    ``pixels`` holds the stored values (uint16), one ``(n, rows, cols)`` array per stack of the plan.
+    ``pixels`` holds the stored values (uint16), one ``(n, rows, cols)`` array per stack of the plan. With
+    ``rng`` the files are written in a random order (so that neither file times nor directory order follow
+    the slices).
     """
     folder.mkdir(parents=True, exist_ok=True)
     high = max(float(np.percentile(p[:, ::4, ::4], WINDOW_PERCENTILE)) for p in pixels)
     ds = _series_dataset(plan, study_id, high * plan.rescale_slope + plan.rescale_intercept)
     count = 0
-    for instance, k, i in plan.slices():
+    slices = plan.slices()
+    order = rng.permutation(len(slices)) if rng is not None else range(len(slices))
+    for index in order:
+        instance, k, i = slices[index]
         stack = plan.stacks[k]
         sop_uid = f"{plan.series_id}.{instance}"
         ds.file_meta.MediaStorageSOPInstanceUID = sop_uid

@@ -122,7 +122,7 @@ def make_study(root: Path, study_id: str, split: str, seed: int, index: int, opt
     folder = root / f"{split}_images" / study_id
     for plan in plans:
         pixels = render_series(model, plan, rng)
-        record.n_files += write_series(folder / plan.series_id, plan, study_id, pixels)
+        record.n_files += write_series(folder / plan.series_id, plan, study_id, pixels, rng)
         record.series.append((plan.series_id, plan.description))
 
     truth = model.truth_points()
