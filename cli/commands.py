@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterator
 COMMANDS: tuple[str, ...] = (
     "version",
     "score",
+    "ingest",
+    "info",
 )
 
 
