@@ -185,8 +185,10 @@ def generate(out_dir: str | Path, n_studies: int, seed: int, *, n_test_studies: 
         raise ConfigError(f"output folder {root} is not empty; choose a new folder or remove it first")
     root.mkdir(parents=True, exist_ok=True)
     id_rng, taken = np.random.default_rng([seed, ID_STREAM]), set()
-    ids = _new_ids(id_rng, n_studies + n_test_studies, taken)
-    series_ids = [tuple(_new_ids(id_rng, MAX_SERIES, taken)) for _ in ids]
+    ids, series_ids = [], []
+    for _ in range(n_studies + n_test_studies):  # study by study, so that more studies keep the earlier ids
+        ids.extend(_new_ids(id_rng, 1, taken))
+        series_ids.append(tuple(_new_ids(id_rng, MAX_SERIES, taken)))
     tasks = [(root, sid, "train" if i < n_studies else "test", seed, i, options, series_ids[i])
              for i, sid in enumerate(ids)]
     records: list[StudyRecord | None] = [None] * len(tasks)
