@@ -67,8 +67,9 @@ def labels_on_plane(model: SpineModel, origin: np.ndarray, row_step: np.ndarray,
 def _classify(model: SpineModel, x: np.ndarray, y: np.ndarray, s: np.ndarray, t: np.ndarray) -> np.ndarray:
     """Labels of flat float32 arrays of straightened coordinates (and body ``y`` for the outline).
 
-    Structures are painted block by block, each block on the few points that can hold it; the order
-    of the blocks is the order of precedence where they overlap.
+    Structures are painted block by block, each block on the few points that can hold it (the bounds
+    below are conservative boxes, in mm, around each painter's structures); the order of the blocks is the
+    order of precedence where they overlap.
     """
     labels = _outline(model, x, y, t)
     hd_lo, hd_hi = model.limits["half_depth"]
@@ -93,6 +94,7 @@ def _classify(model: SpineModel, x: np.ndarray, y: np.ndarray, s: np.ndarray, t:
 
 
 def _paint(model: SpineModel, labels, index, painter, x, s, t) -> None:
+    """Run ``painter`` on the points ``index`` only, writing their labels back."""
     if index.size:
         sub = labels[index]
         painter(model, x[index], s[index], t[index], sub)
