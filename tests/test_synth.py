@@ -82,6 +82,10 @@ def test_layout_and_csv_columns(synth_dataset: Path) -> None:
     assert list(truth.columns) == ["study_id", "split", "condition", "level", "world_x", "world_y", "world_z",
                                    "severity"]
     assert len(truth) == 4 * 25
+    studies = pd.read_csv(root / "synth_studies.csv", dtype={"study_id": str})
+    assert list(studies["study_id"]) == [*train["study_id"], test_id]
+    assert studies["lordosis_deg"].between(40, 60).all() and set(studies["sagittal_t2_contrast"]) <= {"T2", "STIR"}
+    assert set(studies["axial_stacks"]) <= {1, 5}
     assert set(truth["split"]) == {"train", "test"}
     assert set(truth["condition"]) == set(CONDITIONS) and set(truth["level"]) == set(LEVELS)
     merged = truth[truth["split"] == "train"].merge(

@@ -199,6 +199,7 @@ class SpineModel:
 
     def _sample_pose(self, rng: np.random.Generator, max_rotation_deg: float) -> None:
         angles = rng.uniform(-1.0, 1.0, 3) * max_rotation_deg * np.array([1.0, 0.6, 0.75])
+        self.rotation_deg = angles
         self.rotation = rotation_matrix(angles)
         self.shift = rng.uniform(-1.0, 1.0, 3) * np.array([10.0, 15.0, 25.0])
 

@@ -15,7 +15,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from spinedata.constants import CONDITION_ROLE, CONDITIONS, LEVELS, ROLES, SUBMISSION_COLUMNS, TARGETS, row_id
+from spinedata.constants import (
+    CONDITION_ROLE,
+    CONDITIONS,
+    LEVELS,
+    ROLE_AXIAL_T2,
+    ROLE_SAG_T2,
+    ROLES,
+    SUBMISSION_COLUMNS,
+    TARGETS,
+    row_id,
+)
 from spinedata.errors import ConfigError
 from spinedata.synth.acquisition import SeriesPlan, plan_series
 from spinedata.synth.anatomy import LEVEL_DISC, sample_spine
@@ -30,6 +40,9 @@ TRUTH_COLUMNS = ("study_id", "split", "condition", "level", "world_x", "world_y"
 LABEL_COLUMNS = ("study_id", "series_id", "instance_number", "condition", "level", "x", "y")
 SERIES_COLUMNS = ("study_id", "series_id", "series_description")
 FLAW_COLUMNS = ("study_id", "flaw", "detail")
+STUDIES_FILE = "synth_studies.csv"
+STUDY_COLUMNS = ("study_id", "split", "lordosis_deg", "sacral_slope_deg", "rotation_x_deg", "rotation_y_deg",
+                 "rotation_z_deg", "shift_x", "shift_y", "shift_z", "sagittal_t2_contrast", "axial_stacks")
 ID_STREAM = 7919
 """Second key of the random stream that draws study and series ids (study ``i`` draws from ``(seed, i)``)."""
 MAX_SERIES = len(ROLES) + 1
@@ -47,6 +60,7 @@ class StudyRecord:
     truth: list[tuple] = field(default_factory=list)  # rows of TRUTH_COLUMNS
     targets: dict[str, str] = field(default_factory=dict)
     flaws: list[tuple] = field(default_factory=list)
+    study: tuple = ()  # a row of STUDY_COLUMNS
     n_files: int = 0
 
 
@@ -125,6 +139,10 @@ def make_study(root: Path, study_id: str, split: str, seed: int, index: int, opt
         record.n_files += write_series(folder / plan.series_id, plan, study_id, pixels, rng)
         record.series.append((plan.series_id, plan.description))
 
+    sag_t2 = next((p.contrast for p in plans if p.description == ROLE_SAG_T2), "")
+    axial = next((len(p.stacks) for p in plans if p.description == ROLE_AXIAL_T2), 0)
+    record.study = (study_id, split, model.lordosis_deg, model.sacral_slope_deg, *model.rotation_deg, *model.shift,
+                    sag_t2, axial)
     truth = model.truth_points()
     discs = {lv: LEVEL_DISC[lv] - shift for lv in LEVELS} if off_by_one else None  # disc index grows footward
     labelled = model.truth_points(discs) if off_by_one else truth
@@ -157,6 +175,7 @@ def _write_csvs(root: Path, records: list[StudyRecord], with_test: bool) -> None
         root / TRUTH_FILE, index=False)
     pd.DataFrame([row for r in records for row in r.flaws], columns=list(FLAW_COLUMNS)).to_csv(
         root / FLAWS_FILE, index=False)
+    pd.DataFrame([r.study for r in records], columns=list(STUDY_COLUMNS)).to_csv(root / STUDIES_FILE, index=False)
     if with_test:
         pd.DataFrame([(r.study_id, *s) for r in test for s in r.series], columns=list(SERIES_COLUMNS)).to_csv(
             root / "test_series_descriptions.csv", index=False)
