@@ -34,8 +34,8 @@ def synth_dataset(tmp_path_factory) -> Path:
     """A tiny synthetic dataset in the competition layout: 3 train + 1 test studies, small matrices.
 
     Holds train.csv, train_label_coordinates.csv, train_series_descriptions.csv, test_series_descriptions.csv,
-    sample_submission.csv, synth_truth.csv, synth_flaws.csv and {train,test}_images/. Read-only: copy it
-    before changing anything.
+    sample_submission.csv, synth_truth.csv, synth_flaws.csv, synth_studies.csv and {train,test}_images/.
+    Read-only: copy it before changing anything.
     """
     from spinedata.synth import generate
     from spinedata.synth.options import SMALL
