@@ -38,6 +38,7 @@ def write_competition_series(
     origin=(10.0, -20.0, 30.0),
     description: str = "synthetic",
     seed: int = 0,
+    rescale: tuple[float, float] | None = None,
 ) -> SeriesTruth:
     """One series as ``<folder>/<instance_number>.dcm``, instance numbers descending along ``n``."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -62,6 +63,7 @@ def write_competition_series(
             study_uid=study_uid,
             slice_thickness=slice_step,
             extra={"SeriesDescription": description},
+            rescale=rescale,
         )
         paths.append(path)
     affine = np.eye(4)

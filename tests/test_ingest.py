@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+import zarr
 from ingest_data import write_competition_dataset, write_competition_series
 from pydicom.uid import generate_uid
 from typer.testing import CliRunner
@@ -20,6 +21,7 @@ from typer.testing import CliRunner
 import spinedata as sd
 from cli.app import app
 from spinedata.constants import TARGETS
+from spinedata.dicomio import read_header, read_stack
 from spinedata.errors import DataLayoutError
 from spinedata.ingest import ingest
 from spinedata.report import read_report
@@ -75,6 +77,25 @@ def test_competition_layout_round_trip(dataset, tmp_path):
     assert list(targets.columns) == list(TARGETS)
     assert targets.loc["1001", "spinal_canal_stenosis_l1_l2"] == 1
     assert targets.loc["1001", TARGETS[1]] == 0 and targets.loc["1002", TARGETS[-1]] == -1
+
+
+def test_rescaled_series_are_stored_as_integers_and_read_back_bit_for_bit(tmp_path):
+    data = tmp_path / "data"
+    write_competition_dataset(data, study_ids=("7",))
+    folder = data / "train_images" / "7" / "73"
+    write_competition_series(folder, study_uid=generate_uid(), n_slices=5, rescale=(3.6668, -0.21))
+    with open(data / "train_series_descriptions.csv", "a") as handle:
+        handle.write("7,73,Sagittal T1\n")
+    assert ingest(data, tmp_path / "out.zarr", workers=1).skipped == []
+    (stack,) = sd.open_dataset(tmp_path / "out.zarr").study("7").series["73"].stacks
+    raw = zarr.open_array(tmp_path / "out.zarr" / stack.path / "image", mode="r")
+    assert raw.dtype == np.uint16
+    assert (raw.attrs["scale_factor"], raw.attrs["add_offset"]) == (3.6668, -0.21)
+    headers = sorted((read_header(p) for p in folder.iterdir()), key=lambda h: -h.instance_number)
+    expected = read_stack(headers)  # what dicomio reads: float32 rescaled values
+    assert expected.dtype == np.float32
+    assert stack.read().dtype == np.float32 and np.array_equal(stack.read(), expected)
+    np.testing.assert_allclose(stack.image.values, expected, rtol=1e-6)  # xarray applies the CF attributes
 
 
 def _truncate(path: Path, keep: int) -> None:

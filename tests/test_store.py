@@ -15,6 +15,7 @@ from spinedata.errors import StoreError
 from spinedata.geometry import StackGeometry
 from spinedata.store import StudyWriter, create_or_open_store, open_dataset
 from spinedata.store.layout import IMAGE_CHUNKS, STAGING
+from spinedata.store.scaling import decode_scaled, pack_rescaled
 from spinedata.store.tables import read_table, replace_table
 from spinedata.store.writer import IngestLock, clean_stale, complete_study_ids
 
@@ -180,3 +181,17 @@ def test_ingest_lock_is_exclusive_and_taken_over_when_stale(store):
     with IngestLock(store):
         assert lock.read_text().split()[1] != "999999999"
     assert not lock.exists()
+
+
+def test_pack_rescaled_round_trips_exactly_or_refuses():
+    rng = np.random.default_rng(3)
+    stored = rng.integers(0, 4000, (3, 5, 7)).astype(np.uint16)
+    values = decode_scaled(stored, 3.6668, -0.21)  # what dicomio reads for such a series
+    packed = pack_rescaled(values, 3.6668, -0.21)
+    assert packed.dtype == np.uint16 and np.array_equal(packed, stored)
+    assert np.array_equal(decode_scaled(packed, 3.6668, -0.21), values)
+    negative = pack_rescaled(decode_scaled(stored.astype(np.int32) - 2000, 0.5, 0.25), 0.5, 0.25)
+    assert negative.dtype == np.int16
+    assert pack_rescaled(values + np.float32(0.37), 3.6668, -0.21) is None  # not of that form
+    assert pack_rescaled(values, 0.0, 0.0) is None
+    assert pack_rescaled(stored.astype(np.float64), 1.5, 0.0) is None  # only float32 stacks are packed

@@ -49,11 +49,18 @@ def _headers(series: SeriesJob, study_id: str, skipped: list[Skipped]) -> list[S
     return headers
 
 
+def _shared_rescale(members: list[SliceHeader]) -> tuple[float, float] | None:
+    """The ``(slope, intercept)`` of a stack when all its slices share one, else None."""
+    pairs = {(h.rescale_slope, h.rescale_intercept) for h in members}
+    return pairs.pop() if len(pairs) == 1 else None
+
+
 def _decoded_stacks(
     headers: list[SliceHeader], study_id: str, series_id: str, skipped: list[Skipped]
-) -> list[tuple[StackGeometry, np.ndarray]]:
-    """Stacks of one series with their pixels. A file whose pixels cannot be decoded is reported and the
-    stacks are rebuilt without it (so geometry never includes a slice that has no image)."""
+) -> list[tuple[StackGeometry, np.ndarray, tuple[float, float] | None]]:
+    """Stacks of one series with their pixels and shared rescale. A file whose pixels cannot be decoded
+    is reported and the stacks are rebuilt without it (so geometry never includes a slice that has no
+    image)."""
     bad: set[str] = set()
     while True:
         usable = [h for h in headers if h.path not in bad]
@@ -62,7 +69,7 @@ def _decoded_stacks(
         failed = None
         for geometry, members in stacks:
             try:
-                decoded.append((geometry, read_stack(members)))
+                decoded.append((geometry, read_stack(members), _shared_rescale(members)))
             except DicomReadError as error:
                 failed = (members, error)
                 break
@@ -99,7 +106,7 @@ def _write_series(writer: StudyWriter, series: SeriesJob, study_id: str, result:
         result.skipped.append(Skipped(str(headers[0].path), "series without a usable stack", study_id, sid))
         warnings.append(f"series {sid}: no usable stack, left out")
         return warnings
-    matrices = sorted({(g.shape[1], g.shape[2]) for g, _ in stacks})
+    matrices = sorted({(g.shape[1], g.shape[2]) for g, _, _ in stacks})
     if len(matrices) > 1:
         text = ", ".join(f"{r}x{c}" for r, c in matrices)
         result.skipped.append(
@@ -108,7 +115,7 @@ def _write_series(writer: StudyWriter, series: SeriesJob, study_id: str, result:
         )
         warnings.append(f"series {sid}: mixed matrices ({text}), {len(stacks)} stacks")
     n_files = len(series.headers) or len(series.files)
-    n_used = sum(g.shape[0] for g, _ in stacks)
+    n_used = sum(g.shape[0] for g, _, _ in stacks)
     if n_used < n_files:
         warnings.append(f"series {sid}: {n_files - n_used} of {n_files} files left out (see the ingest report)")
     description = series.description
@@ -116,8 +123,8 @@ def _write_series(writer: StudyWriter, series: SeriesJob, study_id: str, result:
         description = headers[0].series_description
     writer.add_series(sid, description=description, role=role_from_description(description),
                       series_uid=headers[0].series_uid)
-    for geometry, image in stacks:
-        writer.add_stack(sid, geometry, image)
+    for geometry, image, rescale in stacks:
+        writer.add_stack(sid, geometry, image, rescale)
         result.n_slices += geometry.shape[0]
     result.n_series += 1
     result.n_stacks += len(stacks)

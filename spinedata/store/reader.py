@@ -20,6 +20,7 @@ from spinedata.errors import StoreError
 from spinedata.geometry import Projection, StackGeometry
 from spinedata.labels import LABEL_COLUMNS, TARGET_COLUMNS, empty_labels, empty_targets
 from spinedata.store import layout as L
+from spinedata.store.scaling import ADD_OFFSET, SCALE_FACTOR, decode_scaled
 from spinedata.store.tables import read_table
 from spinedata.store.writer import complete_study_ids, read_root_attrs
 
@@ -104,7 +105,9 @@ class Stack:
     @cached_property
     def image(self) -> xarray.DataArray:
         """The pixels as a lazy ``xarray.DataArray``, dims ``(slice,row,col)``, coord ``instance_number``,
-        geometry in ``attrs``; values are read from Zarr on access (``.values``, ``.isel(...)``)."""
+        geometry in ``attrs``; values are read from Zarr on access (``.values``, ``.isel(...)``). A stack
+        stored with CF ``scale_factor``/``add_offset`` is decoded by xarray to float64 (``read`` gives the
+        float32 values ingest read)."""
         import xarray as xr  # imported on first use: it costs ~0.5 s and ingest workers never need it
 
         ds = xr.open_zarr(str(self.store_root), group=self.path, consolidated=False, chunks=None)
@@ -160,7 +163,10 @@ class Stack:
         return int(hits[0]) if len(hits) else None
 
     def read(self, slices: slice | tuple[int, int] | None = None) -> np.ndarray:
-        """Read the pixels ``(n, rows, cols)``: all slices, or a range (``slice(a, b)`` or ``(a, b)``)."""
+        """Read the pixels ``(n, rows, cols)``: all slices, or a range (``slice(a, b)`` or ``(a, b)``).
+
+        The values ingest read (RescaleSlope/Intercept applied): a stack stored as integers with CF
+        ``scale_factor``/``add_offset`` comes back as the same float32 values, bit for bit."""
         if slices is None:
             selection = slice(None)
         elif isinstance(slices, slice):
@@ -168,7 +174,11 @@ class Stack:
         else:
             start, stop = slices
             selection = slice(start, stop)
-        return self._image[selection]
+        values = self._image[selection]
+        attrs = self._image.attrs
+        if SCALE_FACTOR in attrs or ADD_OFFSET in attrs:
+            return decode_scaled(values, float(attrs.get(SCALE_FACTOR, 1.0)), float(attrs.get(ADD_OFFSET, 0.0)))
+        return values
 
 
 class Series:

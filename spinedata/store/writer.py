@@ -21,6 +21,7 @@ from spinedata.errors import StoreError
 from spinedata.geometry import StackGeometry
 from spinedata.store import layout as L
 from spinedata.store.fastwrite import write_array, write_group
+from spinedata.store.scaling import ADD_OFFSET, SCALE_FACTOR, pack_rescaled
 
 
 def read_root_attrs(path: str | os.PathLike) -> dict:
@@ -192,8 +193,13 @@ class StudyWriter:
         )
         self._stacks[series_id] = 0
 
-    def add_stack(self, series_id: str, geometry: StackGeometry, image: np.ndarray) -> int:
-        """Write one stack (image ``(slice,row,col)``, its geometry) as the next ``k`` of the series."""
+    def add_stack(
+        self, series_id: str, geometry: StackGeometry, image: np.ndarray, rescale: tuple[float, float] | None = None
+    ) -> int:
+        """Write one stack (image ``(slice,row,col)``, its geometry) as the next ``k`` of the series.
+
+        ``rescale``: the ``(slope, intercept)`` shared by every slice of a float32 image; the image is then
+        stored as its integers with CF ``scale_factor``/``add_offset`` when that round trip is exact."""
         if image.shape != tuple(geometry.shape):
             raise StoreError(f"stack image of shape {image.shape} does not match its geometry {geometry.shape}")
         if series_id not in self._stacks:
@@ -201,12 +207,17 @@ class StudyWriter:
         k = self._stacks[series_id]
         attrs = geometry.to_attrs()
         folder = write_group(self.staging / series_id / str(k), attrs)
+        image_attrs = {**attrs, "coordinates": L.INSTANCE_NUMBER}
+        packed = pack_rescaled(image, *rescale) if rescale is not None else None
+        if packed is not None:
+            image = packed
+            image_attrs.update({SCALE_FACTOR: float(rescale[0]), ADD_OFFSET: float(rescale[1])})
         write_array(
             folder / L.IMAGE,
             image,
             chunks=L.image_chunks(image.shape),
             dimension_names=L.IMAGE_DIMS,
-            attributes={**attrs, "coordinates": L.INSTANCE_NUMBER},
+            attributes=image_attrs,
             blosc=L.IMAGE_BLOSC,
         )
         n = image.shape[0]
