@@ -11,6 +11,13 @@ COMMANDS: tuple[str, ...] = (
     "score",
     "ingest",
     "info",
+    "train",
+    "locate",
+    "audit",
+    "classify",
+    "synth",
+    "demo",
+    "show",
 )
 
 
