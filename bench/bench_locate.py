@@ -10,7 +10,8 @@ unseen studies (another synth seed) and compare them with the generator's exact 
 
 Reports: training wall time, exact-slice rate of the spinal levels (the slice of the chosen stack nearest
 to the true point), 3D point errors (mm) per condition group, as a markdown table. ``--skip-train`` reuses
-the run directories under ``--out``.
+the run directories under ``--out``. The label audit is measured by shifting every label of ``--inject``
+eval studies by one level and auditing them against the located points.
 """
 
 from __future__ import annotations
@@ -56,6 +57,29 @@ def evaluate(dataset, coords: pd.DataFrame, truth: pd.DataFrame) -> dict:
     return out
 
 
+def audit_injected(labels: pd.DataFrame, coords: pd.DataFrame, n_studies: int, seed: int) -> dict:
+    """Shift every label of ``n_studies`` random studies by one level (up or down), audit the labels against
+    the located points and count how many shifted studies are found, and how many clean ones are flagged."""
+    from spinedata.constants import LEVELS
+    from spinemodels.audit import audit_labels
+
+    rng = np.random.default_rng(seed)
+    labels = labels.assign(study_id=labels["study_id"].astype(str))
+    chosen = set(rng.choice(sorted(labels["study_id"].unique()), n_studies, replace=False).tolist())
+    shifted = labels.copy()
+    for study_id in chosen:
+        shift = int(rng.choice([-1, 1]))
+        mask = shifted["study_id"] == study_id
+        index = shifted.loc[mask, "level"].map(LEVELS.index) + shift
+        shifted.loc[mask, "level"] = [LEVELS[i] if 0 <= i < len(LEVELS) else "" for i in index]
+    shifted = shifted[shifted["level"] != ""]
+    findings = audit_labels(shifted, coords)
+    flagged = set(findings.loc[findings["kind"] == "shifted", "study_id"])
+    clean_flags = set(audit_labels(labels, coords)["study_id"])
+    return {"injected": len(chosen), "found": len(chosen & flagged), "false_studies": len(flagged - chosen),
+            "clean_flagged": len(clean_flags)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train", required=True)
@@ -64,6 +88,7 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--set", action="append", default=[], help="override for both configs, key=value")
     parser.add_argument("--skip-train", action="store_true")
+    parser.add_argument("--inject", type=int, default=5, help="eval studies whose labels are shifted for the audit")
     args = parser.parse_args()
     out = Path(args.out)
     runs, seconds = [], {}
@@ -97,6 +122,10 @@ def main() -> None:
             key = f"{group}_{stat}_mm"
             print(f"| {group} point error, {stat} (mm) | {result[key]:.2f} | {goals.get(key, '')} |")
     print(f"| rows with a placement warning | {result['warnings']} | |")
+    audit = audit_injected(dataset.labels, coords, args.inject, seed=0)
+    print(f"\naudit: {audit['found']} of {audit['injected']} studies with every label shifted by one level found; "
+          f"{audit['false_studies']} other studies flagged as shifted; "
+          f"{audit['clean_flagged']} studies flagged when no label is shifted")
 
 
 if __name__ == "__main__":

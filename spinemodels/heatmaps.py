@@ -57,10 +57,22 @@ def read_points(logits: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch
     return torch.from_numpy(points).float(), torch.from_numpy(mass).float()
 
 
-def _fit_peak(log_p: np.ndarray, radius: int) -> tuple[np.ndarray, float]:
-    """(row, col) of the maximum of a weighted quadratic fit of ``log_p`` (H, W) around its peak; mass."""
+def peak_candidates(log_p: np.ndarray, sigma: float, k: int) -> list[tuple[np.ndarray, float]]:
+    """Up to ``k`` local maxima of one map's log-probability (H, W), strongest first: sub-pixel (row, col)
+    and the probability mass around each (see ``read_points``)."""
+    radius = max(1, math.ceil(WINDOW_SIGMAS * sigma))
+    tensor = torch.from_numpy(log_p)[None, None]
+    pooled = F.max_pool2d(tensor, 2 * radius + 1, stride=1, padding=radius)[0, 0].numpy()
+    rows, cols = np.nonzero(log_p >= pooled)
+    order = np.argsort(-log_p[rows, cols], kind="stable")[:k]
+    return [_fit_peak(log_p, radius, (int(rows[i]), int(cols[i]))) for i in order]
+
+
+def _fit_peak(log_p: np.ndarray, radius: int, peak: tuple[int, int] | None = None) -> tuple[np.ndarray, float]:
+    """(row, col) of the maximum of a weighted quadratic fit of ``log_p`` (H, W) around its peak (or
+    ``peak``); the probability mass in the window."""
     h, w = log_p.shape
-    r0, c0 = np.unravel_index(int(np.argmax(log_p)), log_p.shape)
+    r0, c0 = peak if peak is not None else np.unravel_index(int(np.argmax(log_p)), log_p.shape)
     rows = np.arange(max(r0 - radius, 0), min(r0 + radius, h - 1) + 1)
     cols = np.arange(max(c0 - radius, 0), min(c0 + radius, w - 1) + 1)
     dr, dc = np.meshgrid(rows - r0, cols - c0, indexing="ij")

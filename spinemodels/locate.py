@@ -13,6 +13,7 @@ that did not train on it (out-of-fold coordinates for ``spine audit``).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from spinedata.constants import CONDITIONS, LEVELS
 from spinedata.errors import SpineError
 from spinemodels.data.spinal import SPINAL_ROLES, slice_window
 from spinemodels.data.stackio import SquareResize, normalise, spinal_stack_candidates
-from spinemodels.heatmaps import read_points
+from spinemodels.heatmaps import peak_candidates
 from spinemodels.placement import OFFSETS_FILE, average_offsets, place_point
 from spinemodels.rundir import RunDir, RunDirError
 from spinemodels.tasks.slice_finder import expected_slices, slice_probabilities
@@ -36,6 +37,11 @@ COORD_COLUMNS = ["study_id", "series_id", "instance_number", "condition", "level
 
 MAX_CANDIDATE_STACKS = 4
 """Sagittal stacks tried per study by the slice finder (largest first)."""
+
+LEVEL_CANDIDATES = 3
+"""Peaks considered per level heatmap when the levels are decoded together."""
+MIN_LEVEL_GAP_MM = 12.0
+"""Consecutive levels must lie at least this far apart along the head-foot axis (LPS z), head first."""
 
 FALLBACK_CONFIDENCE = 0.5
 """Factor on the confidence of a point placed outside its own series' stacks or in another series."""
@@ -130,9 +136,31 @@ def keypoint_points(runs: list[FoldModels], stack: Any, centre: int, study_id: s
             count += 1
     if count == 0:
         return None
-    points, confidence = read_points(torch.log((total / count).clamp_min(1e-20)), sigma)
+    log_p = torch.log((total / count).clamp_min(1e-20))[0].double().cpu().numpy()  # (5, S, S)
     _, rows, cols = stack.shape
-    return SquareResize(rows, cols, size).to_original(points[0].cpu().numpy()), confidence[0].cpu().numpy()
+    resize = SquareResize(rows, cols, size)
+    candidates = [peak_candidates(log_p[j], sigma, LEVEL_CANDIDATES) for j in range(len(LEVELS))]
+    chosen = ordered_levels(candidates, lambda rc: stack.voxel_to_world(
+        np.array([centre, *resize.to_original(rc)], dtype=np.float64))[2])
+    points = np.array([candidates[j][i][0] for j, i in enumerate(chosen)])
+    confidence = np.array([candidates[j][i][1] for j, i in enumerate(chosen)])
+    return resize.to_original(points), confidence
+
+
+def ordered_levels(candidates: list[list[tuple[np.ndarray, float]]], height) -> tuple[int, ...]:
+    """Pick one peak per level so that the levels run head to foot, each at least ``MIN_LEVEL_GAP_MM``
+    below the one above (``height(rc)``: LPS z of a point), with the largest product of peak masses.
+    Without any such choice, the strongest peak of every level."""
+    z = [[height(rc) for rc, _ in level] for level in candidates]
+    best, best_score = tuple(0 for _ in candidates), -np.inf
+    for choice in itertools.product(*(range(len(level)) for level in candidates)):
+        heights = [z[j][i] for j, i in enumerate(choice)]
+        if any(a - b < MIN_LEVEL_GAP_MM for a, b in itertools.pairwise(heights)):
+            continue
+        score = sum(np.log(max(candidates[j][i][1], 1e-12)) for j, i in enumerate(choice))
+        if score > best_score:
+            best, best_score = choice, score
+    return best
 
 
 def offsets_for(runs: list[FoldModels], study_id: str, oof: bool) -> pd.DataFrame:

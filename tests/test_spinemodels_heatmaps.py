@@ -53,3 +53,20 @@ def test_slice_targets_cover_real_slices_only_and_the_expected_slice_is_read_bac
     assert (chosen == target).all() and (confidence > 0.4).all()
     onehot = soft_targets(target, mask, sigma=0)
     assert (onehot.max(1).values == 1).all()
+
+
+def test_levels_are_decoded_head_to_foot():
+    from spinemodels.heatmaps import peak_candidates
+    from spinemodels.locate import ordered_levels
+
+    # two peaks per map; level 2's strongest peak sits on level 3's spot (a level mix-up)
+    rows = [[10.0, 70.0], [30.0, 90.0], [70.0, 50.0], [70.0, 10.0], [90.0, 50.0]]
+    candidates = []
+    for strong, weak in rows:
+        maps = gaussian_heatmaps(torch.tensor([[strong, 20.0], [weak, 20.0]]), (100, 40), sigma=2.0)
+        prob = 0.9 * maps[0] + 0.1 * maps[1]
+        candidates.append(peak_candidates(torch.log(prob).double().numpy(), sigma=2.0, k=2))
+    assert np.allclose([level[0][0][0] for level in candidates], [r[0] for r in rows], atol=0.05)
+    height = lambda rc: -rc[0]  # noqa: E731  rows run toward the feet, 1 mm per row
+    chosen = ordered_levels(candidates, height)
+    assert chosen == (0, 0, 1, 0, 0)  # level 2 takes its weaker peak at row 50
