@@ -12,9 +12,9 @@ def demo(
     workdir: Annotated[Path, typer.Option("--workdir", help="Folder for everything the demo writes.")] = Path(
         "demo_work"),
     studies: Annotated[int | None, typer.Option("--studies", min=5, help="Synthetic training studies "
-                                                "(default 32; --quick: 6).")] = None,
+                                                "(default 24; --quick: 6).")] = None,
     test_studies: Annotated[int | None, typer.Option("--test-studies", min=1, help="Unseen studies to evaluate "
-                                                     "on (default 8; --quick: 2).")] = None,
+                                                     "on (default 6; --quick: 2).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic studies.")] = 0,
     epochs: Annotated[int | None, typer.Option(
         "--epochs", min=1, help="Epochs of every model (default: per model, sized for 15 minutes on 2 cores).")] = None,
@@ -74,9 +74,10 @@ def demo(
     console.print(located)
     timings = Table(title=f"timings (total {summary['total_s'] / 60:.1f} min)")
     timings.add_column("step")
-    timings.add_column("seconds", justify="right")
+    timings.add_column("wall s", justify="right")
+    timings.add_column("CPU s", justify="right")
     for name, seconds in summary["timings_s"].items():
-        timings.add_row(name, f"{seconds:.1f}")
+        timings.add_row(name, f"{seconds:.1f}", f"{summary['cpu_s'][name]:.1f}")
     console.print(timings)
     console.print(f"summary: {result.workdir / 'summary.json'}; runs: {result.workdir / 'runs'}; "
                   f"pictures: {', '.join(summary['files']['pictures'])}", highlight=False)

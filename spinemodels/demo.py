@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import shlex
 import shutil
@@ -42,12 +43,12 @@ GRADERS = ("grade_spinal", "grade_foraminal", "grade_subarticular")
 MASTER = "grade_master"
 
 DEMO_EPOCHS: dict[str, int] = {
-    "slice_finder": 10,
-    "keypoints": 12,
+    "slice_finder": 8,
+    "keypoints": 10,
     "grade_spinal": 6,
     "grade_foraminal": 6,
     "grade_subarticular": 6,
-    "grade_master": 4,
+    "grade_master": 3,
 }
 """Epochs per model in the default demo (the configs' own are for benchmarks; these fit 15 minutes on 2 cores)."""
 
@@ -73,8 +74,8 @@ class DemoSettings:
     """What the demo does. ``epochs`` overrides every model's epochs (None: :data:`DEMO_EPOCHS`)."""
 
     workdir: Path
-    studies: int = 32
-    test_studies: int = 8
+    studies: int = 24
+    test_studies: int = 6
     seed: int = 0
     matrix: int = DEFAULT_MATRIX
     epochs: int | None = None
@@ -106,6 +107,9 @@ class StepRecord:
     name: str
     command: str
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    """CPU time of this process and its finished children (loader and synth/ingest workers) in the step:
+    unlike wall time, it hardly depends on what else runs on the machine."""
 
 
 @dataclass
@@ -205,9 +209,9 @@ def run_demo(settings: DemoSettings, announce: Callable[[str, str], None] | None
     def step(name: str, command: str, action: Callable[[], object]):
         if announce:
             announce(name, command)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), _cpu_seconds()
         value = action()
-        record = StepRecord(name, command, time.perf_counter() - start)
+        record = StepRecord(name, command, time.perf_counter() - start, _cpu_seconds() - cpu)
         result.steps.append(record)
         if finished:
             finished(record)
@@ -296,14 +300,23 @@ def run_demo(settings: DemoSettings, announce: Callable[[str, str], None] | None
         "files": {"coords": str(coords_csv), "submission": str(submission_csv), "truth": str(truth_csv),
                   "pictures": [str(p) for p in written]},
         "timings_s": {r.name: round(r.seconds, 2) for r in result.steps},
+        "cpu_s": {r.name: round(r.cpu_seconds, 2) for r in result.steps},
         "commands": [r.command for r in result.steps],
         "total_s": round(time.perf_counter() - started, 2),
+        "total_cpu_s": round(sum(r.cpu_seconds for r in result.steps), 2),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
     (work / "summary.json").write_text(json.dumps(result.summary, indent=1))
     return result
 
 
-def _cpu_count() -> int:
-    import os
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process and of its children that have ended."""
+    import resource
 
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
