@@ -24,16 +24,27 @@ def decode_scaled(stored: np.ndarray, scale_factor: float, add_offset: float) ->
 
 def pack_rescaled(values: np.ndarray, slope: float, intercept: float) -> np.ndarray | None:
     """The smallest-integer array ``q`` with ``decode_scaled(q, slope, intercept) == values`` exactly, or
-    None when there is none (values not of that form, or out of int32 range)."""
+    None when there is none (values not of that form, or out of int32 range). Works slice by slice
+    (first axis), so its temporaries stay the size of one slice."""
     if values.dtype != np.float32 or not np.isfinite(slope) or slope == 0 or not np.isfinite(intercept):
         return None
-    q = np.rint((values.astype(np.float64) - intercept) / slope)
-    if not np.all(np.isfinite(q)):
-        return None
-    lo, hi = (float(q.min()), float(q.max())) if q.size else (0.0, 0.0)
+    if values.size == 0:
+        return values.astype(np.uint16)
+    slices = values.reshape(-1, *values.shape[-2:]) if values.ndim >= 2 else values.reshape(1, -1)
+    packed = np.empty(slices.shape, dtype=np.int32)
+    for k, plane in enumerate(slices):
+        q = np.rint((plane.astype(np.float64) - intercept) / slope)
+        if not np.all(np.isfinite(q)) or np.abs(q).max() > np.iinfo(np.int32).max:
+            return None
+        packed[k] = q
+    lo, hi = int(packed.min()), int(packed.max())
     for dtype in INTEGER_TYPES:
         info = np.iinfo(dtype)
         if info.min <= lo and hi <= info.max:
-            packed = q.astype(dtype)
-            return packed if np.array_equal(decode_scaled(packed, slope, intercept), values) else None
+            out = packed.astype(dtype).reshape(values.shape)
+            exact = all(
+                np.array_equal(decode_scaled(out_plane, slope, intercept), plane)
+                for out_plane, plane in zip(out.reshape(slices.shape), slices, strict=True)
+            )
+            return out if exact else None
     return None
