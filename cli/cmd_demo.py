@@ -12,9 +12,9 @@ def demo(
     workdir: Annotated[Path, typer.Option("--workdir", help="Folder for everything the demo writes.")] = Path(
         "demo_work"),
     studies: Annotated[int | None, typer.Option("--studies", min=5, help="Synthetic training studies "
-                                                "(default 24; --quick: 6).")] = None,
+                                                "(default 40; --quick: 6).")] = None,
     test_studies: Annotated[int | None, typer.Option("--test-studies", min=1, help="Unseen studies to evaluate "
-                                                     "on (default 6; --quick: 2).")] = None,
+                                                     "on (default 8; --quick: 2).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic studies.")] = 0,
     epochs: Annotated[int | None, typer.Option(
         "--epochs", min=1, help="Epochs of every model (default: per model, sized for 15 minutes on 2 cores).")] = None,
@@ -50,7 +50,8 @@ def demo(
         console.print(f"[bold cyan]{name}[/bold cyan]  [dim]$[/dim] {command}", soft_wrap=True, highlight=False)
 
     def finished(record) -> None:
-        console.print(f"  [green]done[/green] in {record.seconds:.1f} s", highlight=False)
+        console.print(f"  [green]done[/green] in {record.seconds:.1f} s ({record.cpu_seconds:.1f} s CPU)",
+                      highlight=False)
 
     result = run_demo(settings, announce, finished)
     summary = result.summary
