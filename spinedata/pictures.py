@@ -90,7 +90,7 @@ def mid_sagittal(study: Any, points: StudyPoints) -> tuple[str, int, Any, int]:
     """``(series_id, stack index, stack, slice)`` of the mid-sagittal T2 view.
 
     The Sagittal T2/STIR stack (Sagittal T1 when there is none) that ``spine locate`` chose when its rows
-    are given, else the largest; the slice nearest to the spinal points (their median), else the middle one.
+    are given, else the one of the spinal labels, else the largest; the slice nearest to the spinal points (their median), else the middle one.
     Raises ``ConfigError`` for a study without a sagittal series.
     """
     candidates = _sagittal_stacks(study, ROLE_SAG_T2) or _sagittal_stacks(study, ROLE_SAG_T1)
@@ -98,12 +98,12 @@ def mid_sagittal(study: Any, points: StudyPoints) -> tuple[str, int, Any, int]:
         raise ConfigError(f"study {study.study_id} has no Sagittal T2/STIR or Sagittal T1 series to show")
     series_id, k, stack = candidates[0]
     spinal = points.predicted[points.predicted["condition"] == CONDITIONS[0]]
-    if "series_id" in spinal.columns and len(spinal):
+    if not len(spinal):
+        spinal = points.labels[points.labels["condition"] == CONDITIONS[0]]
+    if {"series_id", "stack"} <= set(spinal.columns) and len(spinal) and spinal["stack"].notna().all():
         chosen = [c for c in candidates if c[0] == str(spinal["series_id"].iloc[0])
                   and c[1] == int(spinal["stack"].iloc[0])]
         series_id, k, stack = chosen[0] if chosen else candidates[0]
-    if not len(spinal):
-        spinal = points.labels[points.labels["condition"] == CONDITIONS[0]]
     if len(spinal):
         slices = [stack.project(xyz).slice for xyz in spinal[list(WORLD)].to_numpy(float)]
         slice_ = int(np.median(slices))

@@ -118,3 +118,16 @@ def test_show_an_unknown_study_is_a_clear_error(store, tmp_path):
     result = runner.invoke(app, ["show", str(store), "nope", "--out", str(tmp_path / "x.png")])
     assert result.exit_code != 0
     assert not (tmp_path / "x.png").exists()
+
+
+def test_mid_sagittal_is_the_labelled_slice_of_the_spinal_points(store):
+    import spinedata as sd
+    from spinedata.constants import CONDITIONS
+    from spinedata.pictures import mid_sagittal, study_points
+
+    ds = sd.open_dataset(store)
+    for study_id in ds.study_ids:
+        spinal = ds.labels[(ds.labels["study_id"] == study_id) & (ds.labels["condition"] == CONDITIONS[0])]
+        series_id, k, stack, slice_ = mid_sagittal(ds.study(study_id), study_points(ds, study_id))
+        assert series_id == spinal["series_id"].iloc[0] and k == spinal["stack"].iloc[0]
+        assert slice_ == int(np.median(spinal["slice"]))
