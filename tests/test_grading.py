@@ -159,10 +159,18 @@ def test_classify_gives_25_rows_per_study_and_says_what_fell_back(runs, fake):
 
 @pytest.mark.slow
 def test_classify_without_a_group_run_uses_priors_and_refuses_other_runs(runs, fake, tmp_path):
-    submission, warnings = classify(fake, fake.labels, [runs["grade_spinal"]], study_ids=["100", "103"],
-                                    progress=False)
-    assert len(submission) == 50
+    oof = RunDir(runs["grade_spinal"]).oof()
+    val_ids = sorted(oof["study_id"].unique())
+    submission, warnings = classify(fake, fake.labels, [runs["grade_spinal"]], study_ids=val_ids, progress=False)
+    assert len(submission) == 25 * len(val_ids)
     assert any("no grading run for foraminal" in w for w in warnings)
+    # inference crops and predictions are exactly those of validation (same points, same fold model)
+    oof["row_id"] = oof["study_id"] + "_" + [target_name(c, lv) for c, lv in zip(oof["condition"], oof["level"],
+                                                                                 strict=True)]
+    merged = oof.merge(submission, on="row_id", suffixes=("_oof", ""))
+    assert len(merged) == 5 * len(val_ids)
+    np.testing.assert_allclose(merged[["normal_mild", "moderate", "severe"]].to_numpy(),
+                               merged[["normal_mild_oof", "moderate_oof", "severe_oof"]].to_numpy(), atol=1e-5)
     other = tmp_path / "kp"
     config = {"task": "keypoints", "model": {"encoder": "resnet18", "pretrained": False, "encoder_depth": 3,
                                              "decoder_channels": [8, 8, 8]},
