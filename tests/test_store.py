@@ -15,7 +15,6 @@ from spinedata.errors import StoreError
 from spinedata.geometry import StackGeometry
 from spinedata.store import StudyWriter, create_or_open_store, open_dataset
 from spinedata.store.layout import IMAGE_CHUNKS, STAGING
-from spinedata.store.scaling import decode_scaled, pack_rescaled
 from spinedata.store.tables import read_table, replace_table
 from spinedata.store.writer import IngestLock, clean_stale, complete_study_ids
 
@@ -183,15 +182,18 @@ def test_ingest_lock_is_exclusive_and_taken_over_when_stale(store):
     assert not lock.exists()
 
 
-def test_pack_rescaled_round_trips_exactly_or_refuses():
-    rng = np.random.default_rng(3)
-    stored = rng.integers(0, 4000, (3, 5, 7)).astype(np.uint16)
-    values = decode_scaled(stored, 3.6668, -0.21)  # what dicomio reads for such a series
-    packed = pack_rescaled(values, 3.6668, -0.21)
-    assert packed.dtype == np.uint16 and np.array_equal(packed, stored)
-    assert np.array_equal(decode_scaled(packed, 3.6668, -0.21), values)
-    negative = pack_rescaled(decode_scaled(stored.astype(np.int32) - 2000, 0.5, 0.25), 0.5, 0.25)
-    assert negative.dtype == np.int16
-    assert pack_rescaled(values + np.float32(0.37), 3.6668, -0.21) is None  # not of that form
-    assert pack_rescaled(values, 0.0, 0.0) is None
-    assert pack_rescaled(stored.astype(np.float64), 1.5, 0.0) is None  # only float32 stacks are packed
+
+def test_rescaled_stack_keeps_integers_and_reads_back_the_float32_values(store):
+    geometry = make_geometry()
+    stored = np.random.default_rng(2).integers(0, 4000, geometry.shape).astype(np.uint16)
+    writer = StudyWriter(store, "5")
+    writer.add_series("1", description="x", role=None, series_uid="1")
+    writer.add_stack("1", geometry, stored, rescale=(3.6668, -0.21))
+    with pytest.raises(StoreError, match="stored integers"):
+        writer.add_stack("1", geometry, stored.astype(np.float32), rescale=(3.6668, -0.21))
+    writer.commit()
+    (stack,) = open_dataset(store).study("5").series["1"].stacks
+    expected = (stored.astype(np.float64) * 3.6668 - 0.21).astype(np.float32)  # as dicomio.read_stack
+    assert stack.read().dtype == np.float32 and np.array_equal(stack.read(), expected)
+    np.testing.assert_array_equal(stack.read((2, 4)), expected[2:4])
+    assert zarr.open_array(store / stack.path / "image", mode="r").dtype == np.uint16

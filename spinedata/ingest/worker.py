@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spinedata.dicomio import Skipped, SliceHeader, read_header, read_pixels, read_stack
+from spinedata.dicomio import Skipped, SliceHeader, read_header, read_pixels, read_stack, read_stack_stored
 from spinedata.errors import DicomReadError, SpineError
 from spinedata.geometry import StackGeometry
 from spinedata.ingest.discover import SeriesJob, StudyJob
@@ -49,10 +49,19 @@ def _headers(series: SeriesJob, study_id: str, skipped: list[Skipped]) -> list[S
     return headers
 
 
-def _shared_rescale(members: list[SliceHeader]) -> tuple[float, float] | None:
-    """The ``(slope, intercept)`` of a stack when all its slices share one, else None."""
-    pairs = {(h.rescale_slope, h.rescale_intercept) for h in members}
-    return pairs.pop() if len(pairs) == 1 else None
+def _read_for_store(members: list[SliceHeader]) -> tuple[np.ndarray, tuple[float, float] | None]:
+    """A stack's pixels as the store keeps them: ``(image, None)`` with the values ``read_stack`` gives, or,
+    when the slices share one non-integer RescaleSlope/Intercept (values that would be float32),
+    ``(stored integers, (slope, intercept))`` with ``stored * slope + intercept`` those values."""
+    rescales = {(h.rescale_slope, h.rescale_intercept) for h in members}
+    if len(rescales) == 1:
+        ((slope, intercept),) = rescales
+        if slope != int(slope) or intercept != int(intercept):
+            stored, slope, intercept = read_stack_stored(members)
+            if stored.dtype.kind in "iu":
+                return stored, (slope, intercept)
+            return stored, None
+    return read_stack(members), None
 
 
 def _decoded_stacks(
@@ -69,7 +78,7 @@ def _decoded_stacks(
         failed = None
         for geometry, members in stacks:
             try:
-                decoded.append((geometry, read_stack(members), _shared_rescale(members)))
+                decoded.append((geometry, *_read_for_store(members)))
             except DicomReadError as error:
                 failed = (members, error)
                 break

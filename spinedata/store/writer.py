@@ -21,7 +21,7 @@ from spinedata.errors import StoreError
 from spinedata.geometry import StackGeometry
 from spinedata.store import layout as L
 from spinedata.store.fastwrite import write_array, write_group
-from spinedata.store.scaling import ADD_OFFSET, SCALE_FACTOR, pack_rescaled
+from spinedata.store.scaling import ADD_OFFSET, SCALE_FACTOR
 
 
 def read_root_attrs(path: str | os.PathLike) -> dict:
@@ -198,19 +198,19 @@ class StudyWriter:
     ) -> int:
         """Write one stack (image ``(slice,row,col)``, its geometry) as the next ``k`` of the series.
 
-        ``rescale``: the ``(slope, intercept)`` shared by every slice of a float32 image; the image is then
-        stored as its integers with CF ``scale_factor``/``add_offset`` when that round trip is exact."""
+        ``rescale``: ``(slope, intercept)`` when ``image`` holds stored integers whose values are
+        ``image * slope + intercept``; they are kept as CF ``scale_factor``/``add_offset``."""
         if image.shape != tuple(geometry.shape):
             raise StoreError(f"stack image of shape {image.shape} does not match its geometry {geometry.shape}")
         if series_id not in self._stacks:
             raise StoreError(f"add_series({series_id!r}) must come before its stacks")
+        if rescale is not None and image.dtype.kind not in "iu":
+            raise StoreError(f"a rescaled stack must hold stored integers, got {image.dtype}")
         k = self._stacks[series_id]
         attrs = geometry.to_attrs()
         folder = write_group(self.staging / series_id / str(k), attrs)
         image_attrs = {**attrs, "coordinates": L.INSTANCE_NUMBER}
-        packed = pack_rescaled(image, *rescale) if rescale is not None else None
-        if packed is not None:
-            image = packed
+        if rescale is not None:
             image_attrs.update({SCALE_FACTOR: float(rescale[0]), ADD_OFFSET: float(rescale[1])})
         write_array(
             folder / L.IMAGE,
