@@ -1,0 +1,33 @@
+"""The dependency direction of DESIGN.md: spinedata (and the CLI's start-up) never import torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.parametrize(
+    "modules",
+    [
+        "spinedata, spinedata.synth, spinedata.ingest, spinedata.store, spinedata.metric, spinedata.crops",
+        "cli.app",
+    ],
+)
+def test_import_does_not_load_torch(modules):
+    code = f"import sys\nimport {modules}\nprint(sorted(m for m in sys.modules if m.split('.')[0] == 'torch')[:3])"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", f"importing {modules} loaded torch: {result.stdout}"
+
+
+def test_spinedata_sources_never_mention_torch_imports():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "spinedata"
+    offenders = [
+        str(path.relative_to(root.parent))
+        for path in root.rglob("*.py")
+        if any(line.lstrip().startswith(("import torch", "from torch")) for line in path.read_text().splitlines())
+    ]
+    assert offenders == []
