@@ -258,8 +258,10 @@ def render_study(dataset: Any, study_id: str, out: str | Path, *, coords: pd.Dat
                 code = SEVERITIES.index(truth_grade)
                 cell.text(0.02, 0.98, f"true: {'NMS'[code]}", transform=cell.transAxes, fontsize=7, va="top",
                           color="white", bbox={"facecolor": SEVERITY_COLOURS[code], "pad": 1, "linewidth": 0})
-    figure.suptitle(f"study {study_id}: crops around the {'predicted' if len(points.predicted) else 'labelled'} "
-                    "points; below each, predicted N(ormal/mild) M(oderate) S(evere)", fontsize=11)
+    title = f"study {study_id}: crops around the {'predicted' if len(points.predicted) else 'labelled'} points"
+    if len(points.submission):
+        title += "; below each, the predicted probability of N(ormal/mild), M(oderate), S(evere)"
+    figure.suptitle(title, fontsize=11)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=FIGURE_DPI)
