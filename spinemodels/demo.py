@@ -45,9 +45,9 @@ MASTER = "grade_master"
 DEMO_EPOCHS: dict[str, int] = {
     "slice_finder": 10,
     "keypoints": 16,
-    "grade_spinal": 5,
-    "grade_foraminal": 5,
-    "grade_subarticular": 5,
+    "grade_spinal": 10,
+    "grade_foraminal": 10,
+    "grade_subarticular": 10,
     "grade_master": 3,
 }
 """Epochs per model in the default demo (the configs' own are for benchmarks; these aim at 15 minutes on 2 cores).
