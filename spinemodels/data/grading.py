@@ -36,6 +36,7 @@ from spinedata.constants import (
 from spinedata.crops import crop_around, stack_intensity_range
 from spinedata.errors import ConfigError
 from spinemodels.data.sampling import unpack_index
+from spinemodels.data.stackio import LazyStoreDataset
 
 WORLD = ["world_x", "world_y", "world_z"]
 POINT_COLUMNS = ["study_id", "series_id", "stack", "condition", "level", *WORLD]
@@ -186,7 +187,7 @@ def augment_intensity(crop: np.ndarray, rng: np.random.Generator, settings: Crop
     return out.astype(np.float32)
 
 
-class GradeDataset(torch.utils.data.Dataset):
+class GradeDataset(LazyStoreDataset):
     """Sample: ``image`` ``(5, K, N, S, S)`` float32 (zeros where a point is unknown), ``present`` ``(5, K)``
     bool, ``target`` ``(5, K)`` int64 (-1 missing or no crop), ``study_id``.
 
@@ -195,23 +196,9 @@ class GradeDataset(torch.utils.data.Dataset):
 
     def __init__(self, source: Any, samples: list[GradeSample], group: GradeGroup, settings: CropSettings,
                  train: bool, cache_mb: int = 1024):
-        self.source, self.samples, self.group, self.settings, self.train = source, samples, group, settings, train
+        super().__init__(source)
+        self.samples, self.group, self.settings, self.train = samples, group, settings, train
         self.cache = PixelCache(cache_mb * 2**20)
-        self._dataset = None if isinstance(source, str) else source
-
-    @property
-    def dataset(self):
-        if self._dataset is None:
-            import spinedata
-
-            self._dataset = spinedata.open_dataset(self.source)
-        return self._dataset
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        if isinstance(self.source, str):
-            state["_dataset"] = None
-        return state
 
     def __len__(self) -> int:
         return len(self.samples)

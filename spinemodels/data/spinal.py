@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from spinedata.constants import LEVELS, ROLE_SAG_T1, ROLE_SAG_T2
 from spinemodels.data.sampling import unpack_index
-from spinemodels.data.stackio import SquareResize, StackCache, spinal_stack_candidates
+from spinemodels.data.stackio import LazyStoreDataset, SquareResize, StackCache, spinal_stack_candidates
 
 SPINAL = "Spinal Canal Stenosis"
 SPINAL_ROLES = (ROLE_SAG_T2, ROLE_SAG_T1)
@@ -83,27 +83,12 @@ def make_samples(dataset: Any, study_ids: list[str], need_labels: bool) -> list[
     return samples
 
 
-class StoreDataset(torch.utils.data.Dataset):
+class StoreDataset(LazyStoreDataset):
     """Base: holds a store path (opened lazily in each worker) or an opened dataset, and a stack cache."""
 
     def __init__(self, source: Any, cache_mb: int):
-        self.source = source
+        super().__init__(source)
         self.cache = StackCache(cache_mb * 2**20)
-        self._dataset = None if isinstance(source, str) else source
-
-    @property
-    def dataset(self):
-        if self._dataset is None:
-            import spinedata
-
-            self._dataset = spinedata.open_dataset(self.source)
-        return self._dataset
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        if isinstance(self.source, str):
-            state["_dataset"] = None
-        return state
 
     def volume(self, sample: SpinalSample, size: int) -> np.ndarray:
         """(n, size, size) float32, normalised, padded to square and resized."""

@@ -107,3 +107,27 @@ class StackCache:
                 _, dropped = self._items.popitem(last=False)
                 self._bytes -= dropped.nbytes
         return array
+
+
+class LazyStoreDataset(torch.utils.data.Dataset):
+    """Base of the datasets over a store: ``source`` is a store path (opened lazily, once per worker
+    process, and never pickled) or an already opened ``spinedata.Dataset``."""
+
+    def __init__(self, source: Any):
+        self.source = source
+        self._dataset = None if isinstance(source, str) else source
+
+    @property
+    def dataset(self):
+        """The opened store (opened on first use in this process)."""
+        if self._dataset is None:
+            import spinedata
+
+            self._dataset = spinedata.open_dataset(self.source)
+        return self._dataset
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        if isinstance(self.source, str):
+            state["_dataset"] = None
+        return state
