@@ -121,9 +121,14 @@ def write_series(
             **kwargs,
         )
         paths.append(path)
+    return volume, expected_affine(r, c, n, slice_step, pixel_spacing, origin), paths
+
+
+def expected_affine(r, c, n, slice_step, pixel_spacing, origin) -> np.ndarray:
+    """The DESIGN.md affine written out by hand (the tests' reference): columns step*n, drow*c, dcol*r, origin."""
     affine = np.eye(4)
-    affine[:3, 0] = slice_step * n
-    affine[:3, 1] = pixel_spacing[0] * c
-    affine[:3, 2] = pixel_spacing[1] * r
+    affine[:3, 0] = slice_step * np.asarray(n)
+    affine[:3, 1] = pixel_spacing[0] * np.asarray(c)
+    affine[:3, 2] = pixel_spacing[1] * np.asarray(r)
     affine[:3, 3] = origin
-    return volume, affine, paths
+    return affine

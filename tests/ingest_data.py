@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from dicom_writer import rotation, write_slice
+from dicom_writer import expected_affine, rotation, write_slice
 from pydicom.uid import generate_uid
 
 from spinedata.constants import TARGETS
@@ -66,12 +66,7 @@ def write_competition_series(
             rescale=rescale,
         )
         paths.append(path)
-    affine = np.eye(4)
-    affine[:3, 0] = slice_step * n
-    affine[:3, 1] = pixel_spacing[0] * c
-    affine[:3, 2] = pixel_spacing[1] * r
-    affine[:3, 3] = origin
-    return SeriesTruth(volume, affine, instances, paths)
+    return SeriesTruth(volume, expected_affine(r, c, n, slice_step, pixel_spacing, origin), instances, paths)
 
 
 def write_competition_dataset(
