@@ -19,6 +19,7 @@ follow every slice's own position (piecewise linear between slices), so a labell
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,26 +76,32 @@ def normalise_orientation(orientation) -> np.ndarray:
     iop = np.asarray(orientation, dtype=np.float64).reshape(-1)
     if iop.shape != (6,) or not np.all(np.isfinite(iop)):
         raise GeometryError(f"ImageOrientationPatient must be 6 finite numbers, got {list(iop)}")
+    return np.array(unit_orientation(iop.tolist()))
+
+
+def unit_orientation(iop: list[float]) -> tuple[float, ...]:
+    """``normalise_orientation`` on 6 finite floats, in plain Python (it runs once per DICOM file)."""
     r, c = iop[:3], iop[3:]
-    nr, nc = np.linalg.norm(r), np.linalg.norm(c)
+    nr, nc = math.sqrt(sum(v * v for v in r)), math.sqrt(sum(v * v for v in c))
     if abs(nr - 1) > UNIT_NORM_RTOL or abs(nc - 1) > UNIT_NORM_RTOL:
         raise GeometryError(
             f"ImageOrientationPatient vectors must have unit length, got norms {nr:.4f} and {nc:.4f}"
         )
-    r, c = r / nr, c / nc
-    dot = float(r @ c)
+    r, c = [v / nr for v in r], [v / nc for v in c]
+    dot = sum(a * b for a, b in zip(r, c, strict=True))
     if abs(dot) > ORTHOGONALITY_ATOL:
         raise GeometryError(
             f"ImageOrientationPatient row and column directions are not orthogonal (r.c = {dot:.2e}, "
             f"tolerance {ORTHOGONALITY_ATOL:g})"
         )
-    return np.concatenate([r, c])
+    return (*r, *c)
 
 
 def slice_normal(orientation) -> np.ndarray:
     """``n = r x c`` ``(3,)`` for a normalised IOP ``(6,)``."""
     iop = np.asarray(orientation, dtype=np.float64)
-    n = np.cross(iop[:3], iop[3:])
+    r, c = iop[:3], iop[3:]
+    n = np.array([r[1] * c[2] - r[2] * c[1], r[2] * c[0] - r[0] * c[2], r[0] * c[1] - r[1] * c[0]])  # r x c
     return n / np.linalg.norm(n)
 
 
