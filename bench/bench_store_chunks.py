@@ -3,8 +3,9 @@
     .venv/bin/python bench/bench_store_chunks.py --store bench/out/ingest/out.zarr --crops 200 --repeats 3
 
 Takes every stack of an existing store (e.g. the one ``bench_ingest.py`` leaves behind: synthetic studies at
-real matrix sizes), rewrites it with each candidate chunk shape and compressor (``fastwrite``, as ingest
-does), and reads ``--crops`` random crops the way graders do: a dozen slices by 50 mm square around a random
+real matrix sizes), rewrites it with each candidate chunk shape, compressor and file layout (a file per
+chunk, or one Zarr v3 shard per stack; edge chunks clipped, or chunks made equal) with ``fastwrite``, as
+ingest does, and reads ``--crops`` random crops the way graders do: a dozen slices by 50 mm square around a random
 point (``--slices``, ``--side-mm``), through zarr-python. Prints a Markdown table (ms per stack written,
 compression ratio, files per stack, ms per crop read, ms per whole-stack read).
 """
@@ -25,14 +26,26 @@ import spinedata as sd
 from spinedata.store.fastwrite import write_array
 
 CANDIDATES = [
-    ((12, 128, 128), ("lz4", 5, "bitshuffle")),
-    ((12, 128, 128), ("zstd", 1, "bitshuffle")),
-    ((12, 64, 64), ("lz4", 5, "bitshuffle")),
-    ((8, 128, 128), ("lz4", 5, "bitshuffle")),
-    ((16, 256, 256), ("lz4", 5, "bitshuffle")),
-    ((1, 512, 512), ("lz4", 5, "bitshuffle")),
-    ((12, 128, 128), None),
+    # (chunk shape, blosc (cname, clevel, shuffle) or None, one shard per stack, equal chunks)
+    ((12, 128, 128), ("lz4", 5, "bitshuffle"), True, True),
+    ((12, 128, 128), ("lz4", 5, "bitshuffle"), False, True),
+    ((12, 128, 128), ("lz4", 5, "bitshuffle"), False, False),
+    ((12, 128, 128), ("zstd", 1, "bitshuffle"), False, False),
+    ((12, 128, 128), ("zstd", 1, "bitshuffle"), True, True),
+    ((12, 128, 128), ("lz4", 5, "shuffle"), True, True),
+    ((12, 64, 64), ("lz4", 5, "bitshuffle"), True, True),
+    ((16, 256, 256), ("lz4", 5, "bitshuffle"), True, True),
+    ((1, 512, 512), ("lz4", 5, "bitshuffle"), False, False),
+    ((12, 128, 128), None, False, False),
 ]
+"""The first is the store's layout (``spinedata.store.layout``)."""
+
+
+def chunks_for(shape: tuple[int, ...], chunks: tuple[int, ...], equal: bool) -> tuple[int, ...]:
+    """``chunks`` clipped to ``shape``; ``equal``: as many chunks per axis, made equal (``image_chunks``)."""
+    if equal:
+        return tuple(max(1, -(-s // -(-s // c))) for c, s in zip(chunks, shape, strict=True))
+    return tuple(min(c, s) for c, s in zip(chunks, shape, strict=True))
 
 
 def main() -> None:
@@ -60,26 +73,28 @@ def main() -> None:
     print(f"{len(stacks)} stacks, {raw / 1e6:.0f} MB, dtypes {sorted({str(a.dtype) for a in stacks})}")
     results: dict[int, list[tuple[float, float, float, float, float]]] = {i: [] for i in range(len(CANDIDATES))}
     for _ in range(args.repeats):  # round robin, so that a change of machine load hits every candidate
-        for i, (chunks, blosc) in enumerate(CANDIDATES):
-            results[i].append(measure(stacks, boxes, chunks, blosc))
+        for i, candidate in enumerate(CANDIDATES):
+            results[i].append(measure(stacks, boxes, *candidate))
     print(f"median of {args.repeats} round-robin runs")
-    print("| chunks | compressor | write ms/stack | ratio | files/stack | crop ms | whole stack ms |")
-    print("|---|---|---|---|---|---|---|")
-    for i, (chunks, blosc) in enumerate(CANDIDATES):
+    print("| chunks | compressor | files | write ms/stack | ratio | files/stack | crop ms | whole stack ms |")
+    print("|---|---|---|---|---|---|---|---|")
+    for i, (chunks, blosc, shard, equal) in enumerate(CANDIDATES):
         write_ms, ratio, files, crop_ms, whole_ms = (statistics.median(v) for v in zip(*results[i], strict=True))
         name = f"{blosc[0]} {blosc[1]} {blosc[2]}" if blosc else "none"
-        print(f"| {chunks} | {name} | {write_ms:.1f} | {ratio:.2f} | {files:.0f} | {crop_ms:.2f} | {whole_ms:.1f} |")
+        layout = ("one shard" if shard else "a file per chunk") + (", equal chunks" if equal else "")
+        print(f"| {chunks} | {name} | {layout} | {write_ms:.1f} | {ratio:.2f} | {files:.0f} | {crop_ms:.2f} "
+              f"| {whole_ms:.1f} |")
 
 
-def measure(stacks, boxes, chunks, blosc) -> tuple[float, float, float, float, float]:
+def measure(stacks, boxes, chunks, blosc, shard, equal) -> tuple[float, float, float, float, float]:
     """``(write ms/stack, compression ratio, chunk files/stack, ms/crop, ms/whole stack)`` of one candidate."""
     raw = sum(a.nbytes for a in stacks)
     folder = Path(tempfile.mkdtemp(prefix="chunks"))
     try:
         start = time.perf_counter()
         for k, image in enumerate(stacks):
-            clipped = tuple(min(c, s) for c, s in zip(chunks, image.shape, strict=True))
-            write_array(folder / str(k), image, chunks=clipped, dimension_names=("slice", "row", "col"), blosc=blosc)
+            write_array(folder / str(k), image, chunks=chunks_for(image.shape, chunks, equal),
+                        dimension_names=("slice", "row", "col"), blosc=blosc, shard=shard)
         write_ms = (time.perf_counter() - start) / len(stacks) * 1000
         files = [p for p in folder.rglob("*") if p.is_file()]
         ratio = raw / sum(p.stat().st_size for p in files)

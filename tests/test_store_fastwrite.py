@@ -11,6 +11,9 @@ from zarr.codecs import BloscCodec
 from spinedata.errors import StoreError
 from spinedata.store.fastwrite import write_array, write_group
 
+DOT_KEYS = {"name": "default", "separator": "."}
+"""The chunk key encoding fastwrite uses (``c.0.0.0``)."""
+
 
 @pytest.mark.parametrize(
     ("dtype", "shape", "chunks", "blosc"),
@@ -33,15 +36,38 @@ def test_fastwrite_matches_zarr_python(tmp_path, dtype, shape, chunks, blosc):
     reference = zarr.create_array(
         tmp_path / "ref", shape=shape, dtype=data.dtype.newbyteorder("<"), chunks=chunks, fill_value=0,
         compressors=BloscCodec(cname=blosc[0], clevel=blosc[1], shuffle=blosc[2]) if blosc else None,
-        dimension_names=dims, attributes=attrs, write_data=True,
+        dimension_names=dims, attributes=attrs, write_data=True, chunk_key_encoding=DOT_KEYS,
     )  # fmt: skip
     reference[...] = data
     fast = zarr.open_array(tmp_path / "fast", mode="r")
     assert fast.metadata.to_dict() == zarr.open_array(tmp_path / "ref", mode="r").metadata.to_dict()
     np.testing.assert_array_equal(fast[...], data)
     assert fast[...].dtype == data.dtype.newbyteorder("=")
-    first = "c/" + "/".join("0" * len(shape))
+    first = "c." + ".".join("0" * len(shape))
     assert (tmp_path / "fast" / first).read_bytes() == (tmp_path / "ref" / first).read_bytes()
+
+
+@pytest.mark.parametrize(("shape", "chunks"), [((13, 40, 33), (12, 16, 16)), ((3, 8, 8), (12, 128, 128))])
+def test_fastwrite_shards_match_zarr_python(tmp_path, shape, chunks):
+    data = np.random.default_rng(2).normal(100, 50, shape).astype("<u2")
+    dims = ("slice", "row", "col")
+    write_array(tmp_path / "fast", data, chunks=chunks, dimension_names=dims, blosc=("lz4", 5, "bitshuffle"),
+                shard=True)  # fmt: skip
+    shards = tuple(-(-n // c) * c for n, c in zip(shape, chunks, strict=True))
+    reference = zarr.create_array(
+        tmp_path / "ref", shape=shape, dtype="<u2", chunks=chunks, shards=shards, fill_value=0,
+        compressors=BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle"), dimension_names=dims,
+        chunk_key_encoding=DOT_KEYS,
+    )  # fmt: skip
+    reference[...] = data
+    fast = zarr.open_array(tmp_path / "fast", mode="r")
+    assert fast.metadata.to_dict() == zarr.open_array(tmp_path / "ref", mode="r").metadata.to_dict()
+    assert sorted(p.name for p in (tmp_path / "fast").iterdir()) == ["c.0.0.0", "zarr.json"]  # one file
+    np.testing.assert_array_equal(fast[...], data)
+    np.testing.assert_array_equal(fast[1:3, 5:30, 2:7], data[1:3, 5:30, 2:7])  # a crop across chunks
+    write_group(tmp_path / "g", {})
+    write_array(tmp_path / "g" / "image", data, chunks=chunks, dimension_names=dims, shard=True)
+    np.testing.assert_array_equal(xr.open_zarr(tmp_path / "g", consolidated=False)["image"].values, data)
 
 
 def test_fastwrite_groups_open_in_xarray(tmp_path):
@@ -69,10 +95,11 @@ def test_fastwrite_strings_read_back_in_zarr_and_xarray(tmp_path, values):
     write_group(tmp_path / "t", {})
     write_array(tmp_path / "t" / "s", data, chunks=(max(len(values), 1),), dimension_names=("point",))
     reference = zarr.create_array(tmp_path / "ref", shape=(len(values),), dtype=str, chunks=(max(len(values), 1),),
-                                  compressors=None, dimension_names=("point",))  # fmt: skip
+                                  compressors=None, dimension_names=("point",),
+                                  chunk_key_encoding=DOT_KEYS)  # fmt: skip
     if values:
         reference[...] = data
-        assert (tmp_path / "t" / "s" / "c" / "0").read_bytes() == (tmp_path / "ref" / "c" / "0").read_bytes()
+        assert (tmp_path / "t" / "s" / "c.0").read_bytes() == (tmp_path / "ref" / "c.0").read_bytes()
     fast = zarr.open_array(tmp_path / "t" / "s", mode="r")
     assert fast.metadata.to_dict() == zarr.open_array(tmp_path / "ref", mode="r").metadata.to_dict()
     assert fast[...].tolist() == values

@@ -17,10 +17,12 @@
 from __future__ import annotations
 
 import re
-
-from zarr.codecs import BloscCodec
+from typing import TYPE_CHECKING
 
 from spinedata.errors import StoreError
+
+if TYPE_CHECKING:
+    from zarr.codecs import BloscCodec
 
 FORMAT_KEY = "spinedata_format"
 FORMAT_VERSION = 1
@@ -52,21 +54,31 @@ IMAGE_CHUNKS = (12, 128, 128)
 (64-pixel chunks read crops 2x slower and write 2x slower; whole slices read crops 2x slower)."""
 
 
-IMAGE_BLOSC = ("zstd", 1, "bitshuffle")
-"""Compressor of stack images, ``(cname, clevel, shuffle)`` of Blosc: zstd level 1 with bit shuffle, lossless.
-Against LZ4 + bit shuffle on synthetic studies: 13 % smaller, crops read as fast or faster, writing ~15 %
-slower (``bench/bench_store_chunks.py``, figures in ``docs/benchmarks.md``)."""
+IMAGE_BLOSC = ("lz4", 5, "bitshuffle")
+"""Compressor of stack images, ``(cname, clevel, shuffle)`` of Blosc: LZ4 with bit shuffle, lossless.
+Against zstd level 1 + bit shuffle on synthetic studies: about 7 % bigger, compressing about 3x faster
+(compression was a fifth of ingest's time with zstd); crops read as fast (``bench/bench_store_chunks.py``,
+figures in ``docs/benchmarks.md``)."""
+
+IMAGE_SHARDED = True
+"""Stack images keep all their chunks in one file (Zarr v3 ``sharding_indexed``, one shard per stack):
+chunks stay the unit of reading, and ingest writes one file per stack instead of one per chunk (creating
+files was the largest system cost of ingest)."""
 
 
 def image_compressor() -> BloscCodec:
     """``IMAGE_BLOSC`` as a zarr-python codec, for writing arrays like the store's with zarr itself."""
+    from zarr.codecs import BloscCodec
+
     cname, clevel, shuffle = IMAGE_BLOSC
     return BloscCodec(cname=cname, clevel=clevel, shuffle=shuffle)
 
 
 def image_chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
-    """``IMAGE_CHUNKS`` clipped to a stack's shape."""
-    return tuple(max(1, min(c, s)) for c, s in zip(IMAGE_CHUNKS, shape, strict=True))
+    """The chunk shape of a stack: along each axis as many chunks as ``IMAGE_CHUNKS`` needs, made equal so
+    that the edge chunk is (nearly) full, e.g. 17 slices -> 2 chunks of 9 rather than 12 + 5 (edge chunks
+    are stored padded to a whole chunk: equal chunks leave almost nothing to pad, compress and write)."""
+    return tuple(max(1, -(-s // -(-s // c))) if s > 0 else 1 for c, s in zip(IMAGE_CHUNKS, shape, strict=True))
 
 
 _BAD_NAME = re.compile(r"[/\\\x00-\x1f]")

@@ -219,6 +219,7 @@ class StudyWriter:
             dimension_names=L.IMAGE_DIMS,
             attributes=image_attrs,
             blosc=L.IMAGE_BLOSC,
+            shard=L.IMAGE_SHARDED,
         )
         n = image.shape[0]
         write_array(folder / L.INSTANCE_NUMBER, np.asarray(geometry.instance_numbers, np.int64), chunks=(n,),
