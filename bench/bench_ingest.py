@@ -157,7 +157,7 @@ def stage_costs(images: Path) -> dict[str, float]:
     from spinedata.dicomio import read_header, read_stack
     from spinedata.stacks import build_stacks
     from spinedata.store.fastwrite import write_array
-    from spinedata.store.layout import IMAGE_BLOSC, IMAGE_DIMS, image_chunks
+    from spinedata.store.layout import IMAGE_BLOSC, IMAGE_DIMS, IMAGE_SHARDED, image_chunks
 
     totals = {"read headers": 0.0, "build stacks": 0.0, "read pixels": 0.0, "write image": 0.0}
     n_files = 0
@@ -177,7 +177,7 @@ def stage_costs(images: Path) -> dict[str, float]:
                 totals["read pixels"] += time.process_time() - t
                 t = time.process_time()
                 write_array(Path(scratch) / f"{k}_{j}", image, chunks=image_chunks(image.shape),
-                            dimension_names=IMAGE_DIMS, blosc=IMAGE_BLOSC)  # fmt: skip
+                            dimension_names=IMAGE_DIMS, blosc=IMAGE_BLOSC, shard=IMAGE_SHARDED)  # fmt: skip
                 totals["write image"] += time.process_time() - t
     return {name: seconds / n_files * 1000 for name, seconds in totals.items()}
 

@@ -4,19 +4,31 @@
 with ``x`` the column and ``y`` the row of that instance's image. A label is resolved through the stack
 that holds the instance: ``world = IPP_instance + x * dcol * r + y * drow * c`` (LPS mm), i.e. the
 instance's own position and the stack's in-plane axes ``A[:3,2] = dcol*r``, ``A[:3,1] = drow*c``.
+
+Ingest reads the CSVs with the ``csv`` module into column tables (``dict`` of column name -> NumPy array,
+in column order) and writes them into the store; pandas (a third of a second to import) is used only by
+readers (``Dataset.labels``, ``empty_labels``).
 """
 
 from __future__ import annotations
 
+import csv
+import math
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from spinedata.constants import CONDITIONS, LEVELS, MISSING, SEVERITY_CODE, TARGETS
 from spinedata.dicomio import Skipped
 from spinedata.errors import DataLayoutError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+Columns = dict[str, np.ndarray]
+"""A table as column name -> 1-D array (strings as ``object`` arrays of ``str``), in column order."""
 
 LABEL_CSV_COLUMNS = ("study_id", "series_id", "instance_number", "condition", "level", "x", "y")
 LABEL_COLUMNS = (*LABEL_CSV_COLUMNS, "stack", "slice", "world_x", "world_y", "world_z")
@@ -33,142 +45,186 @@ TARGET_DTYPE = np.int8
 
 def empty_labels() -> pd.DataFrame:
     """A labels table with no rows and the right columns and dtypes."""
+    import pandas as pd
+
     return pd.DataFrame({c: pd.Series(dtype=LABEL_DTYPES[c]) for c in LABEL_COLUMNS})
 
 
 def empty_targets() -> pd.DataFrame:
     """A targets table with no rows and the right columns and dtypes."""
+    import pandas as pd
+
     return pd.DataFrame({c: pd.Series(dtype="str" if c == "study_id" else TARGET_DTYPE) for c in TARGET_COLUMNS})
 
 
-def _read_csv(path: str | os.PathLike, required: tuple[str, ...]) -> pd.DataFrame:
-    """A competition CSV with every column as text; ``DataLayoutError`` when columns are missing."""
+def empty_label_columns() -> Columns:
+    """``empty_labels`` as a column table."""
+    return {c: np.empty(0, dtype=object if LABEL_DTYPES[c] == "str" else LABEL_DTYPES[c]) for c in LABEL_COLUMNS}
+
+
+def empty_target_columns() -> Columns:
+    """``empty_targets`` as a column table."""
+    return {c: np.empty(0, dtype=object if c == "study_id" else TARGET_DTYPE) for c in TARGET_COLUMNS}
+
+
+def _strings(values) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = list(values)
+    return out
+
+
+def _read_csv(path: str | os.PathLike, required: tuple[str, ...]) -> dict[str, list[str]]:
+    """A competition CSV as text columns (cells and names stripped, blank lines skipped, short rows padded
+    with ''); ``DataLayoutError`` when it cannot be read or columns are missing."""
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            rows = [row for row in csv.reader(handle) if row and any(cell.strip() for cell in row)]
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise DataLayoutError(f"cannot read {path}: {error}") from error
-    frame.columns = [c.strip() for c in frame.columns]
-    missing = [c for c in required if c not in frame.columns]
+    if not rows:
+        raise DataLayoutError(f"cannot read {path}: the file is empty (no header row)")
+    names = [name.strip() for name in rows[0]]
+    missing = [c for c in required if c not in names]
     if missing:
         raise DataLayoutError(
             f"{path} lacks the column(s) {missing}; expected {list(required)} as in the competition's files"
         )
-    for column in frame.columns:
-        frame[column] = frame[column].str.strip()
-    return frame
+    columns: dict[str, list[str]] = {name: [] for name in names}
+    for number, row in enumerate(rows[1:], start=2):
+        if len(row) > len(names):
+            raise DataLayoutError(f"cannot read {path}: row {number} has {len(row)} fields, the header {len(names)}")
+        cells = [cell.strip() for cell in row] + [""] * (len(names) - len(row))
+        for name, cell in zip(names, cells, strict=True):
+            columns[name].append(cell)
+    return columns
 
 
-def read_series_descriptions(path: str | os.PathLike) -> pd.DataFrame:
-    """``*_series_descriptions.csv`` -> DataFrame ``study_id, series_id, series_description`` (strings)."""
-    return _read_csv(path, ("study_id", "series_id", "series_description"))[
-        ["study_id", "series_id", "series_description"]
-    ]
+def read_series_descriptions(path: str | os.PathLike) -> list[tuple[str, str, str]]:
+    """``*_series_descriptions.csv`` -> ``(study_id, series_id, series_description)`` rows (strings)."""
+    table = _read_csv(path, ("study_id", "series_id", "series_description"))
+    return list(zip(table["study_id"], table["series_id"], table["series_description"], strict=True))
 
 
-def read_label_coordinates(path: str | os.PathLike) -> tuple[pd.DataFrame, list[Skipped]]:
-    """``train_label_coordinates.csv`` -> (labels with typed columns, report lines for rows left out).
+def _number(text: str) -> float:
+    """A CSV number (NaN when it is not one), as ``pandas.to_numeric(errors='coerce')`` reads it."""
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
+def read_label_coordinates(path: str | os.PathLike) -> tuple[Columns, list[Skipped]]:
+    """``train_label_coordinates.csv`` -> (label columns ``LABEL_CSV_COLUMNS``, typed; report lines).
 
     A row is left out (and reported) when its instance number, x or y is not a number, or its condition
     or level is not one of the competition's.
     """
-    frame = _read_csv(path, LABEL_CSV_COLUMNS)[list(LABEL_CSV_COLUMNS)].copy()
-    instance = pd.to_numeric(frame["instance_number"], errors="coerce")
-    x = pd.to_numeric(frame["x"], errors="coerce")
-    y = pd.to_numeric(frame["y"], errors="coerce")
-    reasons = pd.Series("", index=frame.index)
-    reasons[~frame["level"].isin(LEVELS)] = "label row left out: unknown level"
-    reasons[~frame["condition"].isin(CONDITIONS)] = "label row left out: unknown condition"
-    reasons[~np.isfinite(x) | ~np.isfinite(y)] = "label row left out: x/y not a number"
-    reasons[instance.isna() | (instance != instance.round())] = "label row left out: instance_number not an integer"
-    bad = reasons != ""
-    skipped = [
-        Skipped(
+    table = _read_csv(path, LABEL_CSV_COLUMNS)
+    kept: dict[str, list] = {c: [] for c in LABEL_CSV_COLUMNS}
+    skipped = []
+    conditions, levels = set(CONDITIONS), set(LEVELS)
+    for i, row in enumerate(zip(*(table[c] for c in LABEL_CSV_COLUMNS), strict=True)):
+        study_id, series_id, instance_text, condition, level, x_text, y_text = row
+        instance, x, y = _number(instance_text), _number(x_text), _number(y_text)
+        if not math.isfinite(instance) or instance != int(instance):
+            reason = "label row left out: instance_number not an integer"
+        elif not (math.isfinite(x) and math.isfinite(y)):
+            reason = "label row left out: x/y not a number"
+        elif condition not in conditions:
+            reason = "label row left out: unknown condition"
+        elif level not in levels:
+            reason = "label row left out: unknown level"
+        else:
+            for column, value in zip(LABEL_CSV_COLUMNS, (study_id, series_id, int(instance), condition, level, x, y),
+                                     strict=True):
+                kept[column].append(value)
+            continue
+        skipped.append(Skipped(
             path=str(path),
-            reason=f"{reasons[i]} (row {i + 2}: {row.condition!r} {row.level!r} "
-            f"instance {row.instance_number!r} x {row.x!r} y {row.y!r})",
-            study_id=row.study_id,
-            series_id=row.series_id,
-        )
-        for i, row in frame[bad].iterrows()
-    ]
-    good = frame[~bad].copy()
-    good["instance_number"] = instance[~bad].astype(np.int64)
-    good["x"] = x[~bad].astype(np.float64)
-    good["y"] = y[~bad].astype(np.float64)
-    return good.reset_index(drop=True), skipped
+            reason=f"{reason} (row {i + 2}: {condition!r} {level!r} instance {instance_text!r} x {x_text!r} "
+                   f"y {y_text!r})",
+            study_id=study_id, series_id=series_id,
+        ))  # fmt: skip
+    out = {c: _strings(kept[c]) for c in ("study_id", "series_id", "condition", "level")}
+    out["instance_number"] = np.asarray(kept["instance_number"], dtype=np.int64)
+    out["x"] = np.asarray(kept["x"], dtype=np.float64)
+    out["y"] = np.asarray(kept["y"], dtype=np.float64)
+    return {c: out[c] for c in LABEL_CSV_COLUMNS}, skipped
 
 
-def read_targets(path: str | os.PathLike) -> tuple[pd.DataFrame, list[Skipped]]:
+def read_targets(path: str | os.PathLike) -> tuple[Columns, list[Skipped]]:
     """``train.csv`` -> (targets: study_id + 25 int8 columns 0/1/2, -1 missing; report lines).
 
     An empty cell is missing (-1). A value that is not a severity name becomes -1 with a report line; a
     target column missing from the file is all -1 with one report line.
     """
-    frame = _read_csv(path, ("study_id",))
-    out = pd.DataFrame({"study_id": frame["study_id"].astype("str")})
+    table = _read_csv(path, ("study_id",))
+    study_ids = table["study_id"]
+    out: Columns = {"study_id": _strings(study_ids)}
     skipped = []
     for column in TARGETS:
-        if column not in frame.columns:
+        codes = np.full(len(study_ids), MISSING, dtype=TARGET_DTYPE)
+        if column not in table:
             skipped.append(Skipped(path=str(path), reason=f"target column missing: {column} set to -1 for every study"))
-            out[column] = np.full(len(frame), MISSING, dtype=TARGET_DTYPE)
+            out[column] = codes
             continue
-        values = frame[column]
-        codes = values.map(SEVERITY_CODE)
-        unknown = values.ne("") & codes.isna()
-        for i in np.flatnonzero(unknown.to_numpy()):
-            skipped.append(
-                Skipped(
-                    path=str(path),
-                    reason=f"unknown severity: {values.iloc[i]!r} in {column}, set to -1",
-                    study_id=str(frame["study_id"].iloc[i]),
-                )
-            )
-        out[column] = codes.fillna(MISSING).astype(TARGET_DTYPE)
-    return out.reset_index(drop=True), skipped
+        for i, value in enumerate(table[column]):
+            if value == "":
+                continue
+            code = SEVERITY_CODE.get(value)
+            if code is None:
+                skipped.append(Skipped(path=str(path), reason=f"unknown severity: {value!r} in {column}, set to -1",
+                                       study_id=study_ids[i]))  # fmt: skip
+            else:
+                codes[i] = code
+        out[column] = codes
+    return out, skipped
 
 
-def resolve_labels(labels: pd.DataFrame, dataset, source: str | Path = "") -> tuple[pd.DataFrame, list[Skipped]]:
-    """Add ``stack, slice, world_x, world_y, world_z`` to labels (columns of ``LABEL_CSV_COLUMNS``).
+def resolve_labels(labels: Columns, dataset, source: str | Path = "") -> tuple[Columns, list[Skipped]]:
+    """Add ``stack, slice, world_x, world_y, world_z`` to label columns (``LABEL_CSV_COLUMNS``).
 
     ``dataset`` is an open ``spinedata`` Dataset. A label whose study, series or instance is not in the
     store keeps its row with ``stack = slice = -1`` and NaN world coordinates, plus one report line.
     """
-    out = labels[list(LABEL_CSV_COLUMNS)].copy().reset_index(drop=True)
-    stack_index = np.full(len(out), -1, dtype=np.int64)
-    slice_index = np.full(len(out), -1, dtype=np.int64)
-    world = np.full((len(out), 3), np.nan)
+    out = {c: np.asarray(labels[c]) for c in LABEL_CSV_COLUMNS}
+    n = len(out["study_id"])
+    stack_index = np.full(n, -1, dtype=np.int64)
+    slice_index = np.full(n, -1, dtype=np.int64)
+    world = np.full((n, 3), np.nan)
     skipped: list[Skipped] = []
     available = set(dataset.study_ids)
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, key in enumerate(zip(out["study_id"], out["series_id"], strict=True)):
+        groups.setdefault((str(key[0]), str(key[1])), []).append(i)
     studies: dict[str, object] = {}
-    for (study_id, series_id), rows in out.groupby(["study_id", "series_id"], sort=False):
+    for (study_id, series_id), rows in groups.items():
         def report(reason: str, indices, study_id=study_id, series_id=series_id) -> None:
             for i in indices:
-                skipped.append(
-                    Skipped(
-                        path=str(source),
-                        reason=f"label not resolvable: {reason} ({out.at[i, 'condition']} {out.at[i, 'level']})",
-                        study_id=study_id,
-                        series_id=series_id,
-                    )
-                )
+                skipped.append(Skipped(
+                    path=str(source),
+                    reason=f"label not resolvable: {reason} ({out['condition'][i]} {out['level'][i]})",
+                    study_id=study_id, series_id=series_id,
+                ))  # fmt: skip
 
         if study_id not in available:
-            report("study not in the store", rows.index)
+            report("study not in the store", rows)
             continue
         if study_id not in studies:
             studies[study_id] = dataset.study(study_id)
         series = studies[study_id].series.get(series_id)
         if series is None:
-            report("series not in the store", rows.index)
+            report("series not in the store", rows)
             continue
-        for i, row in rows.iterrows():
-            found = series.locate_instance(int(row.instance_number))
+        for i in rows:
+            instance = int(out["instance_number"][i])
+            found = series.locate_instance(instance)
             if found is None:
-                report(f"instance {row.instance_number} not in any stack of the series", [i])
+                report(f"instance {instance} not in any stack of the series", [i])
                 continue
             stack, k = found
             affine = stack.affine
-            world[i] = stack.positions[k] + row.x * affine[:3, 2] + row.y * affine[:3, 1]
+            world[i] = stack.positions[k] + out["x"][i] * affine[:3, 2] + out["y"][i] * affine[:3, 1]
             stack_index[i] = stack.index
             slice_index[i] = k
     out["stack"] = stack_index

@@ -33,6 +33,7 @@ from spinedata.geometry import (
     classify_gaps,
     normalise_orientation,
     slice_normal,
+    unit_orientation,
 )
 
 SHEAR_MIN_FRACTION = 0.8
@@ -63,7 +64,7 @@ def _usable(header: SliceHeader) -> tuple[str | None, tuple[float, ...]]:
     if min(header.pixel_spacing) <= 0:
         return f"PixelSpacing must be positive, got {header.pixel_spacing}", ()
     try:
-        return None, tuple(float(v) for v in normalise_orientation(header.orientation))
+        return None, unit_orientation([float(v) for v in header.orientation])
     except GeometryError as error:
         return str(error), ()
 
@@ -165,16 +166,18 @@ def _shear_per_mm(positions: np.ndarray, normal: np.ndarray, tolerance_mm: float
 def _split_jumps(headers: list[SliceHeader], normal: np.ndarray, pixel_spacing) -> list[list[SliceHeader]]:
     """Cut one volume into pieces on one line along ``n`` (same in-plane offset once any shear is taken
     out), each sorted along ``n`` and cut again where the gap jumps."""
-    headers = sorted(headers, key=lambda h: (float(np.dot(h.position, normal)), _sort_key(h)))
+    nx, ny, nz = (float(v) for v in normal)
+    headers = sorted(headers, key=lambda h: (h.position[0] * nx + h.position[1] * ny + h.position[2] * nz,
+                                             _sort_key(h)))  # fmt: skip
     positions = np.array([h.position for h in headers], dtype=np.float64)
     depth = positions @ normal
     tolerance = INPLANE_JUMP_PIXELS * min(pixel_spacing)
     drift = _shear_per_mm(positions, normal, tolerance)
-    offsets = positions - depth[:, None] * normal - depth[:, None] * drift
+    offsets = (positions - depth[:, None] * normal - depth[:, None] * drift).tolist()
     lines: list[list[int]] = []
     for index in range(len(headers)):
         for line in lines:
-            if np.linalg.norm(offsets[index] - offsets[line[-1]]) <= tolerance:
+            if math.dist(offsets[index], offsets[line[-1]]) <= tolerance:
                 line.append(index)
                 break
         else:

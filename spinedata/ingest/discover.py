@@ -87,8 +87,8 @@ def discover_competition(data_dir: Path, split: str) -> Discovery:
     skipped: list[Skipped] = []
     descriptions: dict[tuple[str, str], str] = {}
     if csv_path.is_file():
-        for row in read_series_descriptions(csv_path).itertuples(index=False):
-            descriptions[(row.study_id, row.series_id)] = row.series_description
+        for study_id, series_id, description in read_series_descriptions(csv_path):
+            descriptions[(study_id, series_id)] = description
     else:
         skipped.append(
             Skipped(path=str(csv_path), reason="no series descriptions CSV: roles taken from DICOM SeriesDescription")

@@ -29,7 +29,13 @@ from spinedata.ingest.discover import (
     read_header_or_reason,
 )
 from spinedata.ingest.worker import SKIPPED_ATTR, StudyResult, ingest_study
-from spinedata.labels import empty_labels, empty_targets, read_label_coordinates, read_targets, resolve_labels
+from spinedata.labels import (
+    empty_label_columns,
+    empty_target_columns,
+    read_label_coordinates,
+    read_targets,
+    resolve_labels,
+)
 from spinedata.report import from_records, write_report
 from spinedata.store import layout as L
 from spinedata.store.reader import open_dataset
@@ -151,7 +157,7 @@ def _previous_report_lines(store: Path, study_ids: Iterable[str]) -> list[Skippe
 def _write_tables(store: Path, discovery: Discovery, job_ids: set[str]) -> tuple[int, int, list[Skipped]]:
     """Resolve labels and read targets; (re)write both tables. Returns (labels, unresolved, report lines)."""
     skipped: list[Skipped] = []
-    labels, targets = empty_labels(), empty_targets()
+    labels, targets = empty_label_columns(), empty_target_columns()
     if discovery.label_csv is not None:
         raw, bad = read_label_coordinates(discovery.label_csv)
         skipped.extend(bad)
@@ -167,8 +173,7 @@ def _write_tables(store: Path, discovery: Discovery, job_ids: set[str]) -> tuple
         )
     replace_table(store, L.LABELS, labels, L.POINT_DIM)
     replace_table(store, L.TARGETS, targets, L.STUDY_DIM)
-    n_unresolved = int((labels["stack"] < 0).sum()) if len(labels) else 0
-    return len(labels), n_unresolved, skipped
+    return len(labels["stack"]), int((labels["stack"] < 0).sum()), skipped
 
 
 def ingest(

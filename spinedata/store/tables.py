@@ -1,7 +1,9 @@
-"""Tables (pandas DataFrames) stored as a Zarr group of 1-D column arrays sharing one dimension.
+"""Tables stored as a Zarr group of 1-D column arrays sharing one dimension.
 
 Strings are Zarr v3 variable-length strings, numbers keep their dtype; the group's ``columns`` attribute
 keeps the column order. Plain xarray opens such a group as a Dataset (``xr.open_zarr(store, group=...)``).
+Tables are written from a mapping of column name -> values (a ``dict`` of arrays or a pandas DataFrame)
+and read back as a DataFrame.
 """
 
 from __future__ import annotations
@@ -9,37 +11,45 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-import zarr
 
 from spinedata.errors import StoreError
 from spinedata.store.fastwrite import write_array, write_group
 from spinedata.store.layout import STAGING
 
+if TYPE_CHECKING:
+    import pandas as pd
+    import zarr
+
 COLUMNS_ATTR = "columns"
 
 
-def _column_array(values: pd.Series) -> np.ndarray:
-    """A column as a NumPy array Zarr can store: object/string columns become ``object`` arrays of ``str``."""
-    if pd.api.types.is_bool_dtype(values.dtype):
-        return values.to_numpy(dtype=bool)
-    if pd.api.types.is_numeric_dtype(values.dtype):
-        return values.to_numpy()
-    return np.asarray(values.astype(str).to_numpy(), dtype=object)
+def _column_array(values) -> np.ndarray:
+    """A column as a NumPy array Zarr can store: booleans and numbers as they are, anything else as an
+    ``object`` array of ``str``."""
+    array = np.asarray(values)
+    if array.dtype.kind in "biuf":
+        return array
+    out = np.empty(len(array), dtype=object)
+    out[:] = [str(v) for v in array]
+    return out
 
 
-def write_table(folder: Path, frame: pd.DataFrame, dim: str, attrs: dict | None = None) -> None:
+def write_table(folder: Path, frame: Mapping, dim: str, attrs: dict | None = None) -> None:
     """Write ``frame``'s columns as a new group at ``folder``: one 1-D array per column along ``dim``."""
-    write_group(folder, {COLUMNS_ATTR: [str(c) for c in frame.columns], **(attrs or {})})
-    for name in frame.columns:
-        write_array(folder / str(name), _column_array(frame[name]), chunks=(max(len(frame), 1),),
+    columns = [str(c) for c in frame.keys()]
+    write_group(folder, {COLUMNS_ATTR: columns, **(attrs or {})})
+    n = len(frame[next(iter(frame.keys()))]) if columns else 0
+    for name in frame.keys():
+        write_array(folder / str(name), _column_array(frame[name]), chunks=(max(n, 1),),
                     dimension_names=(dim,))  # fmt: skip
 
 
-def replace_table(root_path: str | os.PathLike, name: str, frame: pd.DataFrame, dim: str, attrs=None) -> None:
+def replace_table(root_path: str | os.PathLike, name: str, frame: Mapping, dim: str, attrs=None) -> None:
     """Write ``frame`` as group ``name`` of the store at ``root_path``, replacing any previous one.
 
     The new table is written under the store's staging folder and renamed into place, so a reader sees
@@ -58,6 +68,8 @@ def replace_table(root_path: str | os.PathLike, name: str, frame: pd.DataFrame, 
 
 def read_table(group: zarr.Group) -> pd.DataFrame:
     """Read a table written by ``write_table``; columns in their written order."""
+    import pandas as pd
+
     columns = group.attrs.get(COLUMNS_ATTR)
     if columns is None:
         raise StoreError(f"group {group.path!r} is not a spinedata table (no {COLUMNS_ATTR!r} attribute)")
