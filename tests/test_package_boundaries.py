@@ -31,3 +31,16 @@ def test_spinedata_sources_never_mention_torch_imports():
         if any(line.lstrip().startswith(("import torch", "from torch")) for line in path.read_text().splitlines())
     ]
     assert offenders == []
+
+
+HEAVY_FOR_INGEST = ("pandas", "zarr", "xarray", "pydicom", "torch")
+"""Imports that `spine ingest` and its workers must not pay for (about a second of start-up together)."""
+
+
+def test_ingest_path_starts_without_heavy_imports():
+    code = (
+        "import sys\nimport cli.app, cli.cmd_ingest, spinedata.ingest.run, spinedata.ingest.worker\n"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY_FOR_INGEST)!r}))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", f"the ingest path imported {result.stdout.strip()}"
