@@ -2,8 +2,10 @@
 
 1. Slice finder on each candidate sagittal stack (Sagittal T2/STIR; Sagittal T1 when there is none, with a
    warning); the stack where the models are most confident is used.
-2. The keypoint UNet on the slices around the chosen slices: the in-plane spinal point of each level,
-   mapped to LPS mm through the stack's geometry.
+2. The keypoint UNet on the slices around the chosen slices: the in-plane spinal point of each level.
+   On a Sagittal T2/STIR stack each level's slice is then refined to a fractional slice from the CSF across
+   the slices around the point (``spinemodels.slice_refine``; the slice finder's slice where the evidence
+   is weak); the point goes to LPS mm through the stack's geometry.
 3. Foraminal and subarticular points: spinal point + learned mean offset, placed in the nearest stack of
    their own series (``spinemodels.placement``).
 
@@ -29,7 +31,8 @@ from spinemodels.data.stackio import SquareResize, normalise, spinal_stack_candi
 from spinemodels.heatmaps import peak_candidates
 from spinemodels.placement import OFFSETS_FILE, average_offsets, place_point
 from spinemodels.rundir import RunDir, RunDirError
-from spinemodels.tasks.slice_finder import expected_slices, slice_probabilities
+from spinemodels.slice_refine import Refinement, SliceRefineOptions, refine_levels
+from spinemodels.tasks.slice_finder import expected_slices, slice_probabilities, soft_slices
 
 COORD_COLUMNS = ["study_id", "series_id", "instance_number", "condition", "level", "x", "y",
                  "world_x", "world_y", "world_z", "confidence", "stack", "slice", "plane_distance_mm", "warning"]
@@ -97,10 +100,17 @@ def load_stage_one(run_paths: list[str | Path], device: torch.device) -> tuple[l
     return finders, keypoints
 
 
+def _volume(stack: Any, cache: dict) -> np.ndarray:
+    key = (id(stack), "raw")
+    if key not in cache:
+        cache[key] = np.asarray(stack.read())
+    return cache[key]
+
+
 def _resized(stack: Any, size: int, cache: dict) -> np.ndarray:
     key = (id(stack), size)
     if key not in cache:
-        volume = np.asarray(stack.read())
+        volume = _volume(stack, cache)
         cache[key] = SquareResize(volume.shape[1], volume.shape[2], size).apply(normalise(volume))
     return cache[key]
 
@@ -175,7 +185,25 @@ def offsets_for(runs: list[FoldModels], study_id: str, oof: bool) -> pd.DataFram
     return average_offsets(tables).set_index(["condition", "level"])
 
 
-def locate_study(study: Any, finders, keypoints, *, oof: bool, device) -> tuple[list[dict], list[str]]:
+def spinal_slices(stack: Any, role: str, probs: np.ndarray, points: np.ndarray,
+                  slice_refine: SliceRefineOptions | None, cache: dict) -> list[Refinement]:
+    """Each level's fractional slice: refined (``spinemodels.slice_refine``) on a Sagittal T2/STIR stack
+    when ``slice_refine`` is given, else (and where the refinement is not used) the slice finder's slice."""
+    chosen, _ = expected_slices(torch.from_numpy(probs)[None])
+    finder = chosen[0].numpy().astype(np.float64)
+    if slice_refine is None:
+        return [Refinement(float(s), False, np.nan, 0.0, "refinement off") for s in finder]
+    if role != SPINAL_ROLES[0]:
+        return [Refinement(float(s), False, np.nan, 0.0, f"CSF is not bright on {role}") for s in finder]
+    soft = soft_slices(torch.from_numpy(probs)[None])[0].numpy().astype(np.float64)
+    found = refine_levels(_volume(stack, cache), soft, points, stack.geometry.pixel_spacing,
+                          stack.geometry.slice_spacing, slice_refine)
+    return [r if r.used else Refinement(float(s), False, r.spread, r.share, r.reason)
+            for r, s in zip(found, finder, strict=True)]
+
+
+def locate_study(study: Any, finders, keypoints, *, oof: bool, device,
+                 slice_refine: SliceRefineOptions | None = None) -> tuple[list[dict], list[str]]:
     """Rows of coords.csv for one study (25, or fewer with warnings when no model or stack applies)."""
     study_id = str(study.study_id)
     warnings: list[str] = []
@@ -202,15 +230,20 @@ def locate_study(study: Any, finders, keypoints, *, oof: bool, device) -> tuple[
     if found is None:
         return [], [f"study {study_id}: no keypoints fold held it out; skipped (out-of-fold mode)"]
     points, heat_conf = found
+    refined = spinal_slices(stack, role, probs, points, slice_refine, cache)
     offsets = offsets_for(keypoints, study_id, oof)
     rows = []
     spinal_world = {}
     for j, level in enumerate(LEVELS):
-        s, (r, c) = int(slices[j]), points[j]
-        world = stack.voxel_to_world(np.array([s, r, c], dtype=np.float64))
+        (r, c), position = points[j], refined[j].position
+        world = stack.voxel_to_world(np.array([position, r, c], dtype=np.float64))
+        s, distance = int(slices[j]), 0.0
+        if refined[j].used:
+            projection = stack.project(world)
+            s, distance = projection.slice, projection.distance_mm
         spinal_world[level] = world
         rows.append(_row(study_id, series_id, k, s, int(stack.instance_numbers[s]), CONDITIONS[0], level, r, c,
-                         world, float(slice_conf[j] * heat_conf[j]), 0.0, ""))
+                         world, float(slice_conf[j] * heat_conf[j]), distance, ""))
     for condition in CONDITIONS[1:]:
         for j, level in enumerate(LEVELS):
             d = offsets.loc[(condition, level)]
@@ -238,10 +271,13 @@ def _row(study_id, series_id, stack, slice_, instance, condition, level, row, co
 
 
 def locate(dataset: Any, run_paths: list[str | Path], *, study_ids: list[str] | None = None, oof: bool = False,
-           device: str | None = None, progress: bool = True) -> tuple[pd.DataFrame, list[str]]:
+           device: str | None = None, progress: bool = True,
+           slice_refine: SliceRefineOptions | None = SliceRefineOptions()) -> tuple[pd.DataFrame, list[str]]:
     """Locate every condition and level of every (or the given) study of an opened dataset.
 
-    Returns coords (``COORD_COLUMNS``) and the warnings (also in the rows' ``warning`` column).
+    ``slice_refine``: settings of the sub-slice refinement of the spinal points (None: the slice finder's
+    slices as they are). Returns coords (``COORD_COLUMNS``) and the warnings (also in the rows' ``warning``
+    column).
     """
     from rich.progress import Progress
 
@@ -252,7 +288,8 @@ def locate(dataset: Any, run_paths: list[str | Path], *, study_ids: list[str] | 
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("locating", total=len(ids))
         for study_id in ids:
-            found, notes = locate_study(dataset.study(study_id), finders, keypoints, oof=oof, device=torch_device)
+            found, notes = locate_study(dataset.study(study_id), finders, keypoints, oof=oof, device=torch_device,
+                                        slice_refine=slice_refine)
             rows += found
             warnings += notes
             bar.advance(task)

@@ -51,12 +51,18 @@ def test_locate_writes_every_condition_and_level_with_consistent_geometry(fake, 
         world = np.array([row.world_x, row.world_y, row.world_z])
         # the world point lies plane_distance_mm along the slice normal from its (x, y) on that slice
         assert np.linalg.norm(world - on_plane) == pytest.approx(abs(row.plane_distance_mm), abs=1e-6)
-        if row.condition == CONDITIONS[0]:
-            assert row.series_id == "1" and row.plane_distance_mm == 0.0
+        if row.condition == CONDITIONS[0]:  # on its nearest slice (off the plane when the slice was refined)
+            assert row.series_id == "1" and abs(row.plane_distance_mm) <= 0.5 * stack.geometry.slice_spacing + 1e-6
         else:
             assert row.series_id == ("2" if "Foraminal" in row.condition else "3")
         assert 0.0 <= row.confidence <= 1.0
     assert all("outside" in w for w in warnings)  # untrained models may miss, but say so
+
+
+def test_without_refinement_the_spinal_points_lie_on_the_slice_finders_slices(fake, runs, located):
+    plain, _ = locate(fake, runs, progress=False, device="cpu", slice_refine=None)
+    spinal = plain[plain["condition"] == CONDITIONS[0]]
+    assert len(spinal) == 5 * len(fake.study_ids) and (spinal["plane_distance_mm"] == 0.0).all()
 
 
 def test_out_of_fold_uses_only_the_held_out_model(fake, runs, located):

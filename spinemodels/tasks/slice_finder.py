@@ -52,15 +52,20 @@ def soft_targets(target: torch.Tensor, mask: torch.Tensor, sigma: float) -> torc
     return dist / dist.sum(1, keepdim=True).clamp_min(1e-12)
 
 
-def expected_slices(prob: torch.Tensor, radius: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, N, L) probabilities -> (B, L) slice (probability-weighted mean within ``radius`` of the most
-    probable slice, rounded) and its probability."""
+def soft_slices(prob: torch.Tensor, radius: int = 2) -> torch.Tensor:
+    """(B, N, L) probabilities -> (B, L) fractional slice: the probability-weighted mean within ``radius``
+    of the most probable slice."""
     n = prob.shape[1]
     peak = prob.argmax(1)  # (B, L)
     index = torch.arange(n, device=prob.device)[None, :, None]
     near = ((index - peak[:, None, :]).abs() <= radius).float() * prob
-    mean = (near * index).sum(1) / near.sum(1).clamp_min(1e-12)
-    chosen = mean.round().long().clamp(0, n - 1)
+    return (near * index).sum(1) / near.sum(1).clamp_min(1e-12)
+
+
+def expected_slices(prob: torch.Tensor, radius: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, N, L) probabilities -> (B, L) slice (``soft_slices``, rounded) and its probability."""
+    n = prob.shape[1]
+    chosen = soft_slices(prob, radius).round().long().clamp(0, n - 1)
     return chosen, prob.gather(1, chosen[:, None, :])[:, 0]
 
 

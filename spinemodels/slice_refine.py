@@ -1,0 +1,197 @@
+"""Sub-slice refinement of the spinal points: where, across the sagittal slices, is the middle of the canal?
+
+The slice finder and the keypoint UNet give each level a slice and an in-plane point (the middle of the dural
+sac at the disc). On a T2 (or STIR) sagittal stack the sac is bright CSF about 15-20 mm wide from left to
+right, so it shows on several neighbouring slices, and the slices at its edges hold part of it (partial
+volume). Across the slices around the point, every pixel of a short stretch of canal along the spine
+(``half_length_mm`` above and below the point, ``half_width_mm`` front and back) has an intensity profile;
+each profile is fitted with a bright band ``[x0 - w, x0 + w]`` seen through slices of one slice step's
+thickness (``background + amplitude * share of the slice inside the band``); the refined position is the
+amplitude-weighted median of the fitted centres ``x0``, in fractional slice units.
+
+The refinement is kept only when the evidence is clear: enough profiles with a bright band
+(``min_contrast`` of the stack's 1st-99th percentile range and ``min_snr`` times the fit's residual), their
+centres in agreement (``max_spread`` slices), and the result within ``max_shift`` slices of the slice
+finder's estimate. Otherwise the slice finder's slice is kept (e.g. severe stenosis with little CSF left, a point
+off the canal, CSF that is dark as on T1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import map_coordinates
+
+from spinedata.errors import SpineError
+
+
+class SliceRefineError(SpineError):
+    """Bad input to the slice refinement."""
+
+
+@dataclass(frozen=True)
+class SliceRefineOptions:
+    """Settings of the sub-slice refinement (``spinemodels.locate.locate(slice_refine=...)``)."""
+
+    half_length_mm: float = 12.0  # canal stretch sampled above and below the point, along the spine
+    half_width_mm: float = 2.0  # and in front of and behind it
+    step_mm: float = 1.0  # sampling step in the plane
+    window: int = 4  # slices on each side of the starting slice
+    min_half_width_mm: float = 3.0  # half width of the bright band (the sac), searched in this range
+    max_half_width_mm: float = 14.0
+    grid_step: float = 0.02  # slices between the band centres tried
+    min_contrast: float = 0.15  # band amplitude, as a share of the stack's 1st-99th percentile range
+    min_snr: float = 3.0  # and as a multiple of the fit's residual RMS
+    min_share: float = 0.3  # share of the sampled profiles that must show a band
+    max_spread: float = 0.35  # slices: the weighted median absolute deviation of their centres
+    max_shift: float = 1.5  # slices: largest move from the slice finder's estimate
+
+    def __post_init__(self) -> None:
+        positive = ("half_length_mm", "step_mm", "grid_step", "max_spread", "max_shift", "min_half_width_mm")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise SliceRefineError(f"slice refinement: {name} must be > 0, got {getattr(self, name)}")
+        if self.half_width_mm < 0 or self.window < 2:
+            raise SliceRefineError("slice refinement: half_width_mm must be >= 0 and window >= 2")
+        if self.max_half_width_mm <= self.min_half_width_mm:
+            raise SliceRefineError("slice refinement: max_half_width_mm must exceed min_half_width_mm")
+        if not 0 < self.min_share <= 1:
+            raise SliceRefineError(f"slice refinement: min_share must be in (0, 1], got {self.min_share}")
+
+
+@dataclass(frozen=True)
+class Refinement:
+    """The outcome for one point: the fractional slice, and whether it was used (else why not)."""
+
+    position: float  # fractional slice index (the starting estimate when not used)
+    used: bool
+    spread: float  # slices (NaN without any band)
+    share: float  # share of profiles with a band
+    reason: str = ""  # why the refinement was not used
+
+
+def percentile_scaled(volume: np.ndarray, low: float = 1.0, high: float = 99.0) -> np.ndarray:
+    """(n, r, c) -> float32 with the stack's ``low`` and ``high`` percentiles at 0 and 1 (not clipped)."""
+    volume = np.asarray(volume, dtype=np.float32)
+    lo, hi = np.percentile(volume, [low, high])
+    if not np.isfinite(hi - lo) or hi - lo <= 0:
+        return np.zeros_like(volume)
+    return (volume - lo) / (hi - lo)
+
+
+def band_design(ks: np.ndarray, centres: np.ndarray, half_widths: np.ndarray) -> np.ndarray:
+    """(C, W, K) share of each slice ``ks`` (one slice step thick, centred on ``k``) inside the band
+    ``[c - w, c + w]`` for every centre ``c`` and half width ``w`` (all in slice units)."""
+    low = np.maximum(ks[None, None, :] - 0.5, (centres[:, None] - half_widths[None, :])[..., None])
+    high = np.minimum(ks[None, None, :] + 0.5, (centres[:, None] + half_widths[None, :])[..., None])
+    return np.clip(high - low, 0.0, 1.0)
+
+
+def fit_band_centres(profiles: np.ndarray, ks: np.ndarray, half_widths: np.ndarray,
+                     grid_step: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Least-squares bright band for each profile.
+
+    ``profiles``: (P, K) intensities at slices ``ks`` (K consecutive integers). Returns, per profile, the
+    band centre (slices; kept one slice inside the window), its amplitude (>= 0) and the residual RMS.
+    """
+    profiles = np.asarray(profiles, dtype=np.float64)
+    ks = np.asarray(ks, dtype=np.float64)
+    if profiles.ndim != 2 or profiles.shape[1] != len(ks) or len(ks) < 4:
+        raise SliceRefineError(f"profiles must be (P, K) with K = len(ks) >= 4, got {profiles.shape}, K={len(ks)}")
+    centres = np.arange(ks[0] + 1.0, ks[-1] - 1.0 + 1e-9, grid_step)
+    design = band_design(ks, centres, np.asarray(half_widths, dtype=np.float64)).reshape(-1, len(ks))
+    design = design - design.mean(1, keepdims=True)
+    centred = profiles - profiles.mean(1, keepdims=True)
+    variance = np.maximum((design * design).sum(1), 1e-9)  # (G,)
+    cross = design @ centred.T  # (G, P)
+    amplitude = np.maximum(cross / variance[:, None], 0.0)  # a bright band only
+    residual = (centred * centred).sum(1)[None, :] - 2 * amplitude * cross + amplitude**2 * variance[:, None]
+    best = residual.argmin(0)  # (P,)
+    n_widths = len(half_widths)
+    columns = np.arange(profiles.shape[0])
+    rms = np.sqrt(np.maximum(residual[best, columns], 0.0) / len(ks))
+    return centres[best // n_widths], amplitude[best, columns], rms
+
+
+def weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    """The median of ``values`` with non-negative ``weights`` (the lower one at a tie)."""
+    order = np.argsort(values)
+    cumulative = np.cumsum(weights[order])
+    return float(values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
+
+
+def canal_direction(points_mm: np.ndarray, j: int) -> np.ndarray:
+    """Unit in-plane direction (mm, (row, col)) of the canal at level ``j`` from its neighbouring levels'
+    points ``points_mm`` (L, 2): the chord between the levels on either side (one-sided at the ends)."""
+    if len(points_mm) < 2:
+        raise SliceRefineError("the canal's direction needs at least two levels")
+    a, b = points_mm[max(j - 1, 0)], points_mm[min(j + 1, len(points_mm) - 1)]
+    chord = b - a
+    norm = float(np.linalg.norm(chord))
+    return chord / norm if norm > 0 else np.array([1.0, 0.0])
+
+
+def sample_canal(volume: np.ndarray, ks: np.ndarray, centre_rc: np.ndarray, direction_mm: np.ndarray,
+                 pixel_spacing: tuple[float, float], options: SliceRefineOptions) -> np.ndarray:
+    """(P, K) bilinear samples of slices ``ks`` on a grid around ``centre_rc`` (pixels): along the canal
+    (``direction_mm``, unit in mm) and across it, ``options.step_mm`` apart."""
+    spacing = np.asarray(pixel_spacing, dtype=np.float64)
+    along = np.arange(-options.half_length_mm, options.half_length_mm + 1e-9, options.step_mm)
+    across = np.arange(-options.half_width_mm, options.half_width_mm + 1e-9, options.step_mm)
+    normal = np.array([-direction_mm[1], direction_mm[0]])
+    offsets_mm = along[:, None, None] * direction_mm + across[None, :, None] * normal  # (A, B, 2)
+    rc = np.asarray(centre_rc, dtype=np.float64) + offsets_mm.reshape(-1, 2) / spacing
+    samples = [map_coordinates(volume[int(k)], rc.T, order=1, mode="nearest") for k in ks]
+    return np.stack(samples, axis=1)
+
+
+def refine_slice(volume: np.ndarray, start: float, centre_rc: np.ndarray, direction_mm: np.ndarray,
+                 pixel_spacing: tuple[float, float], slice_spacing: float,
+                 options: SliceRefineOptions | None = None) -> Refinement:
+    """Refine one spinal point's slice (see the module's docstring).
+
+    ``volume``: the stack (n, rows, cols), scaled so that 0-1 is its 1st-99th percentile range;
+    ``start``: the slice finder's (fractional) slice; ``centre_rc``: the point (row, col) in pixels;
+    ``direction_mm``: the canal's in-plane direction; ``slice_spacing``: mm between slices.
+    """
+    options = options or SliceRefineOptions()
+    if volume.ndim != 3:
+        raise SliceRefineError(f"volume must be (slices, rows, cols), got shape {volume.shape}")
+    if not slice_spacing > 0:
+        raise SliceRefineError(f"slice_spacing must be > 0, got {slice_spacing}")
+    n = volume.shape[0]
+    k0 = int(np.clip(round(start), 0, n - 1))
+    ks = np.arange(max(0, k0 - options.window), min(n, k0 + options.window + 1))
+    if len(ks) < 5:
+        return Refinement(float(start), False, np.nan, 0.0, f"only {len(ks)} slices around the point")
+    profiles = sample_canal(volume, ks, centre_rc, direction_mm, pixel_spacing, options)
+    half_widths = np.arange(options.min_half_width_mm, options.max_half_width_mm + 1e-9, 0.5) / slice_spacing
+    centres, amplitude, rms = fit_band_centres(profiles, ks, half_widths, options.grid_step)
+    band = (amplitude >= options.min_contrast) & (amplitude >= options.min_snr * rms)
+    share = float(band.mean())
+    if share < options.min_share:
+        return Refinement(float(start), False, np.nan, share, f"a bright band in only {share:.0%} of the profiles")
+    weights = amplitude[band] / (rms[band] + 0.02)
+    position = weighted_median(centres[band], weights)
+    spread = weighted_median(np.abs(centres[band] - position), weights)
+    if spread > options.max_spread:
+        return Refinement(float(start), False, spread, share, f"band centres disagree ({spread:.2f} slices)")
+    if abs(position - start) > options.max_shift:
+        return Refinement(float(start), False, spread, share,
+                          f"band centre {position - start:+.2f} slices from the slice finder's")
+    return Refinement(position, True, spread, share)
+
+
+def refine_levels(volume: np.ndarray, starts: np.ndarray, points_rc: np.ndarray, pixel_spacing: tuple[float, float],
+                  slice_spacing: float, options: SliceRefineOptions | None = None) -> list[Refinement]:
+    """``refine_slice`` for every level of a stack: ``starts`` (L,) fractional slices, ``points_rc`` (L, 2)
+    in pixels; ``volume`` as read (scaled here); the canal's direction comes from the neighbouring levels."""
+    starts = np.asarray(starts, dtype=np.float64).reshape(-1)
+    points_rc = np.asarray(points_rc, dtype=np.float64)
+    if points_rc.shape != (len(starts), 2):
+        raise SliceRefineError(f"points_rc must be ({len(starts)}, 2), got {points_rc.shape}")
+    scaled = percentile_scaled(volume)
+    points_mm = points_rc * np.asarray(pixel_spacing, dtype=np.float64)
+    return [refine_slice(scaled, float(start), points_rc[j], canal_direction(points_mm, j), pixel_spacing,
+                         slice_spacing, options) for j, start in enumerate(starts)]

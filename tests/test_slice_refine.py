@@ -1,0 +1,146 @@
+"""Sub-slice refinement of the spinal points (``spinemodels.slice_refine``): a bright band whose centre is
+known is recovered to well under a slice; weak or contradicting evidence falls back to the starting slice."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spinemodels.slice_refine import (
+    SliceRefineError,
+    SliceRefineOptions,
+    band_design,
+    canal_direction,
+    fit_band_centres,
+    percentile_scaled,
+    refine_levels,
+    refine_slice,
+    weighted_median,
+)
+
+SPACING_MM = 4.0
+
+
+def canal_volume(centre: float | np.ndarray, half_width_mm: float = 9.0, n: int = 15, size: int = 48,
+                 noise: float = 0.05, seed: int = 0, tilt: float = 0.0) -> np.ndarray:
+    """(n, size, size) sagittal-like stack: a bright canal (columns 20-27, every row) that fills the band
+    ``centre +- half_width_mm`` across slices (one centre, or one per row), each slice averaging 9 planes
+    over its thickness (partial volume), on a darker background with bright fat behind it (columns 40-47)
+    and Gaussian noise. ``tilt``: slices the centre moves per 100 rows."""
+    rng = np.random.default_rng(seed)
+    volume = np.full((n, size, size), 0.2)
+    volume[:, :, 40:] = 1.0
+    half = half_width_mm / SPACING_MM
+    planes = (np.arange(9) - 4) / 9.0
+    rows = np.arange(size)
+    centres = np.broadcast_to(np.asarray(centre, dtype=float), (size,)) + tilt * (rows - size / 2) / 100.0
+    for k in range(n):
+        for row in rows:
+            inside = np.mean(np.abs(k + planes - centres[row]) <= half)
+            volume[k, row, 20:28] += 0.8 * inside
+    return volume + noise * rng.standard_normal(volume.shape)
+
+
+@pytest.mark.parametrize("centre", [7.0, 7.23, 7.5, 6.81, 8.4])
+def test_a_band_with_a_known_centre_is_recovered_to_a_fifth_of_a_slice(centre):
+    volume = percentile_scaled(canal_volume(centre, seed=int(centre * 100)))
+    found = refine_slice(volume, start=round(centre) + 0.3, centre_rc=np.array([24.0, 23.5]),
+                         direction_mm=np.array([1.0, 0.0]), pixel_spacing=(1.0, 1.0), slice_spacing=SPACING_MM)
+    assert found.used, found.reason
+    assert abs(found.position - centre) < 0.2
+    assert found.spread < 0.2 and found.share > 0.9
+
+
+def test_a_canal_tilted_across_the_slices_gives_the_centre_at_the_point():
+    volume = percentile_scaled(canal_volume(7.3, tilt=1.0))
+    found = refine_slice(volume, 7.0, np.array([24.0, 23.5]), np.array([1.0, 0.0]), (1.0, 1.0), SPACING_MM)
+    assert found.used and abs(found.position - 7.3) < 0.2
+
+
+def test_the_noiseless_fit_is_exact_on_the_grid():
+    ks = np.arange(3.0, 12.0)
+    truth = band_design(ks, np.array([7.36]), np.array([2.1]))[0, 0]
+    profiles = np.stack([0.1 + 0.9 * truth, 0.3 + 0.2 * truth])
+    centres, amplitude, rms = fit_band_centres(profiles, ks, np.arange(1.0, 3.01, 0.05), grid_step=0.02)
+    np.testing.assert_allclose(centres, 7.36, atol=0.011)
+    np.testing.assert_allclose(amplitude, [0.9, 0.2], atol=0.02)
+    assert rms.max() < 0.01
+
+
+def test_no_bright_band_keeps_the_starting_slice():
+    rng = np.random.default_rng(1)
+    volume = percentile_scaled(0.5 + 0.05 * rng.standard_normal((15, 48, 48)))
+    found = refine_slice(volume, 6.6, np.array([24.0, 23.5]), np.array([1.0, 0.0]), (1.0, 1.0), SPACING_MM)
+    assert not found.used and found.position == 6.6
+    assert "bright band" in found.reason
+
+
+def test_a_faint_band_falls_back():
+    volume = canal_volume(7.3)
+    volume[:, :, 20:28] = 0.2 + 0.05 * (volume[:, :, 20:28] - 0.2)  # CSF almost gone (severe stenosis)
+    found = refine_slice(percentile_scaled(volume), 7.0, np.array([24.0, 23.5]), np.array([1.0, 0.0]),
+                         (1.0, 1.0), SPACING_MM)
+    assert not found.used and found.position == 7.0
+
+
+def test_a_band_far_from_the_slice_finders_estimate_falls_back():
+    volume = percentile_scaled(canal_volume(8.3))
+    found = refine_slice(volume, 7.0, np.array([24.0, 23.5]), np.array([1.0, 0.0]), (1.0, 1.0), SPACING_MM,
+                         SliceRefineOptions(max_shift=1.0))
+    assert not found.used and found.position == 7.0
+    assert "from the slice finder's" in found.reason
+    default = refine_slice(volume, 7.0, np.array([24.0, 23.5]), np.array([1.0, 0.0]), (1.0, 1.0), SPACING_MM)
+    assert default.used and abs(default.position - 8.3) < 0.2
+
+
+def test_scattered_band_centres_fall_back():
+    centres = np.random.default_rng(3).uniform(5.5, 9.5, 48)  # every row of the canal somewhere else
+    found = refine_slice(percentile_scaled(canal_volume(centres)), 7.5, np.array([24.0, 23.5]),
+                         np.array([1.0, 0.0]), (1.0, 1.0), SPACING_MM, SliceRefineOptions(max_shift=3.0))
+    assert not found.used and "disagree" in found.reason
+
+
+def test_refine_levels_follows_the_canal_between_levels():
+    volume = canal_volume(7.3, n=15)
+    points = np.array([[8.0, 23.5], [16.0, 23.5], [24.0, 23.5], [32.0, 23.5], [40.0, 23.5]])
+    found = refine_levels(volume * 1000, np.full(5, 7.0), points, (1.0, 1.0), SPACING_MM)
+    assert all(f.used for f in found)
+    np.testing.assert_allclose([f.position for f in found], 7.3, atol=0.2)
+    np.testing.assert_allclose(canal_direction(points, 0), [1.0, 0.0])
+
+
+def test_helpers_and_bad_input():
+    assert weighted_median(np.array([1.0, 2.0, 10.0]), np.array([1.0, 1.0, 5.0])) == 10.0
+    assert weighted_median(np.array([3.0, 1.0, 2.0]), np.ones(3)) == 2.0
+    with pytest.raises(SliceRefineError, match="max_spread"):
+        SliceRefineOptions(max_spread=0.0)
+    with pytest.raises(SliceRefineError, match="volume must be"):
+        refine_slice(np.zeros((4, 4)), 1.0, np.zeros(2), np.array([1.0, 0.0]), (1.0, 1.0), 4.0)
+    with pytest.raises(SliceRefineError, match="points_rc"):
+        refine_levels(np.zeros((9, 8, 8)), np.zeros(5), np.zeros((4, 2)), (1.0, 1.0), 4.0)
+    few = refine_slice(np.zeros((3, 8, 8)), 1.0, np.array([4.0, 4.0]), np.array([1.0, 0.0]), (1.0, 1.0), 4.0)
+    assert not few.used and "slices around" in few.reason
+
+
+def test_locate_refines_only_bright_csf_and_only_when_asked():
+    from spinemodels_fakes import SAG_IOP, FakeStack
+
+    from spinedata.constants import ROLE_SAG_T1, ROLE_SAG_T2
+    from spinedata.geometry import StackGeometry
+    from spinemodels.locate import spinal_slices
+
+    volume = canal_volume(7.3) * 1000
+    n, size = volume.shape[0], volume.shape[1]
+    positions = [(-i * SPACING_MM, 0.0, 0.0) for i in range(n)]
+    stack = FakeStack(StackGeometry.from_positions(SAG_IOP, (1.0, 1.0), positions, np.arange(1, n + 1),
+                                                   (size, size)), volume)
+    probs = np.full((n, 5), 0.01)
+    probs[7] = 0.6
+    probs[8] = 0.3
+    probs /= probs.sum(0)
+    points = np.array([[8.0, 23.5], [16.0, 23.5], [24.0, 23.5], [32.0, 23.5], [40.0, 23.5]])
+    refined = spinal_slices(stack, ROLE_SAG_T2, probs, points, SliceRefineOptions(), {})
+    assert all(r.used and abs(r.position - 7.3) < 0.2 for r in refined)
+    for role, options, reason in ((ROLE_SAG_T1, SliceRefineOptions(), "not bright"), (ROLE_SAG_T2, None, "off")):
+        kept = spinal_slices(stack, role, probs, points, options, {})
+        assert all(not r.used and r.position == 7.0 and reason in r.reason for r in kept)
