@@ -24,6 +24,7 @@ import zarr
 
 import spinedata as sd
 from spinedata.store.fastwrite import write_array
+from spinedata.store.layout import image_chunks
 
 CANDIDATES = [
     # (chunk shape, blosc (cname, clevel, shuffle) or None, one shard per stack, equal chunks)
@@ -42,9 +43,10 @@ CANDIDATES = [
 
 
 def chunks_for(shape: tuple[int, ...], chunks: tuple[int, ...], equal: bool) -> tuple[int, ...]:
-    """``chunks`` clipped to ``shape``; ``equal``: as many chunks per axis, made equal (``image_chunks``)."""
+    """``chunks`` clipped to ``shape``; ``equal``: as many chunks per axis, made equal and aligned as the
+    store does (``spinedata.store.layout.image_chunks``)."""
     if equal:
-        return tuple(max(1, -(-s // -(-s // c))) for c, s in zip(chunks, shape, strict=True))
+        return image_chunks(shape, chunks)
     return tuple(min(c, s) for c, s in zip(chunks, shape, strict=True))
 
 

@@ -74,11 +74,22 @@ def image_compressor() -> BloscCodec:
     return BloscCodec(cname=cname, clevel=clevel, shuffle=shuffle)
 
 
-def image_chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
-    """The chunk shape of a stack: along each axis as many chunks as ``IMAGE_CHUNKS`` needs, made equal so
-    that the edge chunk is (nearly) full, e.g. 17 slices -> 2 chunks of 9 rather than 12 + 5 (edge chunks
-    are stored padded to a whole chunk: equal chunks leave almost nothing to pad, compress and write)."""
-    return tuple(max(1, -(-s // -(-s // c))) if s > 0 else 1 for c, s in zip(IMAGE_CHUNKS, shape, strict=True))
+def image_chunks(shape: tuple[int, ...], nominal: tuple[int, ...] = IMAGE_CHUNKS) -> tuple[int, ...]:
+    """The chunk shape of a stack: along each axis as many chunks as ``nominal`` needs, made (nearly)
+    equal, e.g. 17 slices -> 2 chunks of 9 rather than 12 + 5; rows and columns rounded up to a multiple of
+    8 (Blosc's bit shuffle works on groups of 8 values: chunks of other sizes were left uncompressed).
+    Edge chunks are stored padded to a whole chunk; equal chunks leave little to pad, compress and write."""
+    out = []
+    for axis, (c, s) in enumerate(zip(nominal, shape, strict=True)):
+        size = max(1, -(-s // -(-s // c))) if s > 0 else 1
+        if axis > 0 and size > CHUNK_ALIGN:
+            size = min(-(-size // CHUNK_ALIGN) * CHUNK_ALIGN, c)
+        out.append(size)
+    return tuple(out)
+
+
+CHUNK_ALIGN = 8
+"""Rows and columns of a chunk are a multiple of this (see ``image_chunks``)."""
 
 
 _BAD_NAME = re.compile(r"[/\\\x00-\x1f]")
