@@ -14,7 +14,7 @@ import spinedata as sd
 from spinedata.errors import StoreError
 from spinedata.geometry import StackGeometry
 from spinedata.store import StudyWriter, create_or_open_store, open_dataset
-from spinedata.store.layout import IMAGE_CHUNKS, STAGING
+from spinedata.store.layout import STAGING
 from spinedata.store.tables import read_table, replace_table
 from spinedata.store.writer import IngestLock, clean_stale, complete_study_ids
 
@@ -92,7 +92,9 @@ def test_plain_zarr_and_xarray_open_a_stack(store):
     array = zarr.open_array(store / group / "image", mode="r")
     np.testing.assert_allclose(np.array(array.attrs["affine"]), geometry.affine)
     assert array.metadata.dimension_names == ("slice", "row", "col")
-    assert array.chunks == tuple(min(c, s) for c, s in zip(IMAGE_CHUNKS, image.shape, strict=True))
+    assert array.chunks == (5, 32, 40)  # image_chunks: equal chunks, rows and columns a multiple of 8
+    assert array.shards == (5, 32, 40)  # one shard (one file) holding every chunk
+    assert sorted(p.name for p in (store / group / "image").iterdir()) == ["c.0.0.0", "zarr.json"]
     root = zarr.open_group(store, mode="r")
     assert root.attrs["space"] == "LPS" and root.attrs["unit"] == "mm" and root.attrs["split"] == "train"
 
