@@ -15,8 +15,9 @@ from __future__ import annotations
 import csv
 import math
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -181,23 +182,46 @@ def read_targets(path: str | os.PathLike) -> tuple[Columns, list[Skipped]]:
     return out, skipped
 
 
-def resolve_labels(labels: Columns, dataset, source: str | Path = "") -> tuple[Columns, list[Skipped]]:
+StackLookup = Callable[[str, str], "Sequence[tuple[int, Any]] | str"]
+"""``lookup(study_id, series_id)``: the series' stacks as ``(stack index, geometry)`` pairs (anything with
+``affine``, ``positions`` and ``instance_numbers``, e.g. a ``StackGeometry`` or a store ``Stack``), or the
+reason it has none."""
+
+
+def store_lookup(dataset) -> StackLookup:
+    """A ``StackLookup`` over an open spinedata Dataset."""
+    available = set(dataset.study_ids)
+    studies: dict[str, Any] = {}
+
+    def lookup(study_id: str, series_id: str):
+        if study_id not in available:
+            return "study not in the store"
+        if study_id not in studies:
+            studies[study_id] = dataset.study(study_id)
+        series = studies[study_id].series.get(series_id)
+        if series is None:
+            return "series not in the store"
+        return [(stack.index, stack) for stack in series.stacks]
+
+    return lookup
+
+
+def resolve_labels(labels: Columns, stacks: StackLookup | Any, source: str | Path = "") -> tuple[Columns, list[Skipped]]:
     """Add ``stack, slice, world_x, world_y, world_z`` to label columns (``LABEL_CSV_COLUMNS``).
 
-    ``dataset`` is an open ``spinedata`` Dataset. A label whose study, series or instance is not in the
-    store keeps its row with ``stack = slice = -1`` and NaN world coordinates, plus one report line.
+    ``stacks``: a ``StackLookup``, or an open spinedata Dataset. A label whose study, series or instance
+    has no stack keeps its row with ``stack = slice = -1`` and NaN world coordinates, plus one report line.
     """
+    lookup = stacks if callable(stacks) else store_lookup(stacks)
     out = {c: np.asarray(labels[c]) for c in LABEL_CSV_COLUMNS}
     n = len(out["study_id"])
     stack_index = np.full(n, -1, dtype=np.int64)
     slice_index = np.full(n, -1, dtype=np.int64)
     world = np.full((n, 3), np.nan)
     skipped: list[Skipped] = []
-    available = set(dataset.study_ids)
     groups: dict[tuple[str, str], list[int]] = {}
     for i, key in enumerate(zip(out["study_id"], out["series_id"], strict=True)):
         groups.setdefault((str(key[0]), str(key[1])), []).append(i)
-    studies: dict[str, object] = {}
     for (study_id, series_id), rows in groups.items():
         def report(reason: str, indices, study_id=study_id, series_id=series_id) -> None:
             for i in indices:
@@ -207,27 +231,31 @@ def resolve_labels(labels: Columns, dataset, source: str | Path = "") -> tuple[C
                     study_id=study_id, series_id=series_id,
                 ))  # fmt: skip
 
-        if study_id not in available:
-            report("study not in the store", rows)
-            continue
-        if study_id not in studies:
-            studies[study_id] = dataset.study(study_id)
-        series = studies[study_id].series.get(series_id)
-        if series is None:
-            report("series not in the store", rows)
+        found = lookup(study_id, series_id)
+        if isinstance(found, str):
+            report(found, rows)
             continue
         for i in rows:
             instance = int(out["instance_number"][i])
-            found = series.locate_instance(instance)
-            if found is None:
+            hit = _find_instance(found, instance)
+            if hit is None:
                 report(f"instance {instance} not in any stack of the series", [i])
                 continue
-            stack, k = found
-            affine = stack.affine
-            world[i] = stack.positions[k] + out["x"][i] * affine[:3, 2] + out["y"][i] * affine[:3, 1]
-            stack_index[i] = stack.index
+            index, geometry, k = hit
+            affine = geometry.affine
+            world[i] = geometry.positions[k] + out["x"][i] * affine[:3, 2] + out["y"][i] * affine[:3, 1]
+            stack_index[i] = index
             slice_index[i] = k
     out["stack"] = stack_index
     out["slice"] = slice_index
     out["world_x"], out["world_y"], out["world_z"] = world[:, 0], world[:, 1], world[:, 2]
     return out, skipped
+
+
+def _find_instance(stacks: Sequence[tuple[int, Any]], instance: int):
+    """``(stack index, geometry, slice)`` of the first stack holding ``instance``, or None."""
+    for index, geometry in stacks:
+        hits = np.flatnonzero(np.asarray(geometry.instance_numbers) == instance)
+        if len(hits):
+            return index, geometry, int(hits[0])
+    return None

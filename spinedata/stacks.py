@@ -172,8 +172,12 @@ def _split_jumps(headers: list[SliceHeader], normal: np.ndarray, pixel_spacing) 
     positions = np.array([h.position for h in headers], dtype=np.float64)
     depth = positions @ normal
     tolerance = INPLANE_JUMP_PIXELS * min(pixel_spacing)
-    drift = _shear_per_mm(positions, normal, tolerance)
-    offsets = (positions - depth[:, None] * normal - depth[:, None] * drift).tolist()
+    in_plane = positions - depth[:, None] * normal
+    if np.ptp(in_plane, axis=0).max() * math.sqrt(3) <= tolerance:
+        drift = np.zeros(3)  # every pair of slices within tolerance in plane: one line (the usual MR stack)
+    else:
+        drift = _shear_per_mm(positions, normal, tolerance)
+    offsets = (in_plane - depth[:, None] * drift).tolist()
     lines: list[list[int]] = []
     for index in range(len(headers)):
         for line in lines:

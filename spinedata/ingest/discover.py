@@ -62,12 +62,12 @@ class Discovery:
     targets_csv: Path | None = None
 
 
-def _files_under(folder: Path) -> list[Path]:
-    """Every regular file below ``folder``, in a deterministic order."""
+def _files_under(folder: Path) -> list[str]:
+    """Every regular file below ``folder`` (paths as strings), in a deterministic order."""
     found = []
     for directory, dirs, files in os.walk(folder):
         dirs.sort()
-        found.extend(Path(directory) / name for name in sorted(files))
+        found.extend(os.path.join(directory, name) for name in sorted(files))
     return found
 
 
@@ -110,7 +110,7 @@ def discover_competition(data_dir: Path, split: str) -> Discovery:
                 )
                 continue
             reason = _valid_id("series id", series_dir.name)
-            files = [str(p) for p in _files_under(series_dir)]
+            files = _files_under(series_dir)
             if reason:
                 skipped.append(Skipped(str(series_dir), reason, study_dir.name, series_dir.name))
             elif not files:
@@ -200,7 +200,7 @@ def discover_plain(
 ) -> Discovery:
     """Jobs from a plain folder of DICOM files; ``read_all`` maps ``read_header_or_reason`` over paths
     (in worker processes; sequential when None)."""
-    paths = [str(p) for p in _files_under(data_dir)]
+    paths = _files_under(data_dir)
     reader = read_all or (lambda items: map(read_header_or_reason, items))
     jobs, skipped = group_headers(reader(paths))
     return Discovery(layout=LAYOUT_PLAIN, jobs=jobs, skipped=skipped)

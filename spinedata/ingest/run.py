@@ -35,6 +35,7 @@ from spinedata.labels import (
     read_label_coordinates,
     read_targets,
     resolve_labels,
+    store_lookup,
 )
 from spinedata.report import from_records, write_report
 from spinedata.store import layout as L
@@ -82,6 +83,13 @@ def default_workers() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:
         return max(1, os.cpu_count() or 1)
+
+
+def _init_worker() -> None:
+    """Worker processes compress on one thread each: the pool already uses every core."""
+    from numcodecs import blosc
+
+    blosc.set_nthreads(1)
 
 
 def _context():
@@ -154,14 +162,31 @@ def _previous_report_lines(store: Path, study_ids: Iterable[str]) -> list[Skippe
     return lines
 
 
-def _write_tables(store: Path, discovery: Discovery, job_ids: set[str]) -> tuple[int, int, list[Skipped]]:
+def _stack_lookup(store: Path, results: list[StudyResult]):
+    """Stacks of the studies written by this run (the geometry their workers sent back), else the
+    store's (studies complete from an earlier run)."""
+    written = {r.study_id: r.stacks for r in results if r.written}
+    from_store = store_lookup(open_dataset(store))
+
+    def lookup(study_id: str, series_id: str):
+        if study_id not in written:
+            return from_store(study_id, series_id)
+        stacks = written[study_id].get(series_id)
+        return "series not in the store" if stacks is None else list(enumerate(stacks))
+
+    return lookup
+
+
+def _write_tables(
+    store: Path, discovery: Discovery, job_ids: set[str], results: list[StudyResult]
+) -> tuple[int, int, list[Skipped]]:
     """Resolve labels and read targets; (re)write both tables. Returns (labels, unresolved, report lines)."""
     skipped: list[Skipped] = []
     labels, targets = empty_label_columns(), empty_target_columns()
     if discovery.label_csv is not None:
         raw, bad = read_label_coordinates(discovery.label_csv)
         skipped.extend(bad)
-        labels, unresolved = resolve_labels(raw, open_dataset(store), discovery.label_csv)
+        labels, unresolved = resolve_labels(raw, _stack_lookup(store, results), discovery.label_csv)
         skipped.extend(unresolved)
     if discovery.targets_csv is not None:
         targets, bad = read_targets(discovery.targets_csv)
@@ -200,7 +225,10 @@ def ingest(
     create_or_open_store(store, split=split, source=str(data_dir.resolve()))
     with IngestLock(store):
         removed = clean_stale(store)
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=_context()) if workers > 1 else None
+        pool = (
+            ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_init_worker)
+            if workers > 1 else None
+        )  # fmt: skip
         try:
             if layout == LAYOUT_COMPETITION:
                 discovery = discover_competition(data_dir, split)
@@ -217,7 +245,7 @@ def ingest(
         skipped.extend(_previous_report_lines(store, already & job_ids))
         for result in sorted(results, key=lambda r: r.study_id):
             skipped.extend(result.skipped)
-        n_labels, n_unresolved, table_lines = _write_tables(store, discovery, job_ids)
+        n_labels, n_unresolved, table_lines = _write_tables(store, discovery, job_ids, results)
         skipped.extend(table_lines)
     report_path = write_report(report if report is not None else store / REPORT_NAME, skipped)
     return IngestResult(

@@ -34,6 +34,8 @@ class StudyResult:
     n_stacks: int = 0
     n_slices: int = 0
     skipped: list[Skipped] = field(default_factory=list)
+    stacks: dict[str, list[StackGeometry]] = field(default_factory=dict)
+    """The geometry of each written stack, per series id, in stack order (labels are resolved with it)."""
 
 
 def _headers(series: SeriesJob, study_id: str, skipped: list[Skipped]) -> list[SliceHeader]:
@@ -135,6 +137,7 @@ def _write_series(writer: StudyWriter, series: SeriesJob, study_id: str, result:
     for geometry, image, rescale in stacks:
         writer.add_stack(sid, geometry, image, rescale)
         result.n_slices += geometry.shape[0]
+        result.stacks.setdefault(sid, []).append(geometry)
     result.n_series += 1
     result.n_stacks += len(stacks)
     return warnings
@@ -172,3 +175,4 @@ def ingest_study(store_root: str, job: StudyJob) -> StudyResult:
 def _nothing_written(result: StudyResult) -> None:
     result.written = False
     result.n_series = result.n_stacks = result.n_slices = 0
+    result.stacks = {}

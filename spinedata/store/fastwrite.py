@@ -141,8 +141,11 @@ def write_array(
     for index in itertools.product(*grid):
         region = tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(index, chunks, data.shape, strict=True))
         part = data[region]
-        if part.shape == tuple(chunks):
-            raw = np.ascontiguousarray(part, dtype=dtype)
+        if part.shape == tuple(chunks) and (text or part.dtype == dtype and part.flags.c_contiguous):
+            raw = part
+        elif part.shape == tuple(chunks):
+            block[...] = part  # reuses one buffer for every chunk
+            raw = block
         else:  # an edge chunk: stored whole, padded with the fill value
             block[...] = fill
             block[tuple(slice(0, s) for s in part.shape)] = part
@@ -156,21 +159,29 @@ def write_array(
         if shard:
             parts.append(payload)
             continue
-        with open(os.path.join(folder, chunk_key(index)), "wb") as handle:
-            handle.write(payload)
+        with open(os.path.join(folder, chunk_key(index)), "wb", buffering=0) as handle:
+            _write_all(handle, payload)
     if shard:
-        with open(os.path.join(folder, chunk_key((0,) * data.ndim)), "wb") as handle:
-            handle.write(_shard(parts, tuple(len(r) for r in grid)))
+        with open(os.path.join(folder, chunk_key((0,) * data.ndim)), "wb", buffering=0) as handle:
+            for piece in (*parts, _shard_index(parts, tuple(len(r) for r in grid))):
+                _write_all(handle, piece)
     return folder
+
+
+def _write_all(handle, data: bytes) -> None:
+    """Write every byte through an unbuffered file (a raw write may take fewer bytes than given)."""
+    view = memoryview(data)
+    while view:
+        view = view[handle.write(view):]
 
 
 SHARD_INDEX_CODECS = [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "crc32c"}]
 """Codecs of a shard's index (zarr-python's default): little-endian uint64 pairs, then their CRC32C."""
 
 
-def _shard(parts: list[bytes], counts: tuple[int, ...]) -> bytes:
-    """One shard: the encoded chunks (C order), then the index of ``(offset, nbytes)`` per chunk as
-    little-endian uint64, then the index's CRC32C (uint32, little-endian)."""
+def _shard_index(parts: list[bytes], counts: tuple[int, ...]) -> bytes:
+    """The end of a shard whose encoded chunks (C order) are ``parts``: the index of ``(offset, nbytes)``
+    per chunk as little-endian uint64, then the index's CRC32C (uint32, little-endian)."""
     import google_crc32c
 
     index = np.empty((len(parts), 2), dtype="<u8")
@@ -179,5 +190,4 @@ def _shard(parts: list[bytes], counts: tuple[int, ...]) -> bytes:
         index[k] = (offset, len(part))
         offset += len(part)
     raw_index = index.reshape(*counts, 2).tobytes()
-    checksum = struct.pack("<I", google_crc32c.value(raw_index))
-    return b"".join(parts) + raw_index + checksum
+    return raw_index + struct.pack("<I", google_crc32c.value(raw_index))
