@@ -238,9 +238,9 @@ def locate_study(study: Any, finders, keypoints, *, oof: bool, device,
         (r, c), position = points[j], refined[j].position
         world = stack.voxel_to_world(np.array([position, r, c], dtype=np.float64))
         s, distance = int(slices[j]), 0.0
-        if refined[j].used:
+        if refined[j].used:  # the nearest slice, and the point's row/col on it (stacks may be sheared)
             projection = stack.project(world)
-            s, distance = projection.slice, projection.distance_mm
+            s, r, c, distance = projection.slice, projection.row, projection.col, projection.distance_mm
         spinal_world[level] = world
         rows.append(_row(study_id, series_id, k, s, int(stack.instance_numbers[s]), CONDITIONS[0], level, r, c,
                          world, float(slice_conf[j] * heat_conf[j]), distance, ""))

@@ -45,7 +45,7 @@ class SliceRefineOptions:
     min_snr: float = 3.0  # and as a multiple of the fit's residual RMS
     min_share: float = 0.3  # share of the sampled profiles that must show a band
     max_spread: float = 0.35  # slices: the weighted median absolute deviation of their centres
-    max_shift: float = 1.5  # slices: largest move from the slice finder's estimate
+    max_shift: float = 2.0  # slices: largest move from the slice finder's estimate
 
     def __post_init__(self) -> None:
         positive = ("half_length_mm", "step_mm", "grid_step", "max_spread", "max_shift", "min_half_width_mm")
