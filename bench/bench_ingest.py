@@ -5,7 +5,8 @@
 1. Writes (once, reused afterwards) a synthetic competition-layout dataset of ``--studies`` training
    studies with ``spinedata.synth`` (default options: real matrix sizes), and a ``--small`` subset of it
    (hard links, CSVs filtered).
-2. Reads every file once (warm page cache), then times, ``--repeats`` times in alternating order,
+2. Reads every file once (warm page cache), byte-compiles the project (as an installed package is), then
+   times, ``--repeats`` times in alternating order,
    ``dcm2niix -z n -o OUT DATA/train_images`` (one call over the whole tree, uncompressed NIfTI) and
    ``spine ingest DATA OUT.zarr --no-progress`` (all cores, a fresh store each time). Wall times of whole
    commands, start-up included.
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -87,6 +89,17 @@ def warm(folder: Path) -> None:
         path.read_bytes()
 
 
+def precompile() -> None:
+    """Byte-compile the project's packages (``__pycache__``), as an installed package is: where
+    PYTHONDONTWRITEBYTECODE is set (as on this project's machines), every ``spine`` run would otherwise
+    compile them from source (~0.1 s)."""
+    import compileall
+
+    root = Path(__file__).resolve().parents[1]
+    for package in ("spinedata", "spinemodels", "cli"):
+        compileall.compile_dir(str(root / package), quiet=1)
+
+
 def descendants(pid: int) -> list[int]:
     """``pid`` and every process below it (from /proc)."""
     children: dict[int, list[int]] = {}
@@ -119,6 +132,12 @@ def memory_kb(pid: int) -> tuple[int, int]:
     except OSError:
         pass
     return values["Pss:"], values["Rss:"]
+
+
+def children_cpu() -> float:
+    """User + system CPU seconds of every finished child process so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def run_timed(command: list[str], sample_memory: bool = False) -> tuple[float, int, int]:
@@ -204,9 +223,12 @@ def main() -> None:
     images = full / "train_images"
     n_files = len(files_of(images))
     warm(images)
+    precompile()
 
     rows: dict[str, list[float]] = {"dcm2niix": [], "spine ingest": []}
+    cpu: dict[str, list[float]] = {"dcm2niix": [], "spine ingest": []}
     sizes: dict[str, float] = {}
+    created: dict[str, int] = {}
     nii, store = work / "nii", work / "out.zarr"
     for repeat in range(args.repeats):
         order = ["dcm2niix", "spine ingest"] if repeat % 2 == 0 else ["spine ingest", "dcm2niix"]
@@ -218,8 +240,12 @@ def main() -> None:
                 command = [tool("dcm2niix"), "-z", "n", "-o", str(nii), str(images)]
             else:
                 command = ingest_command(full, store, args.workers)
+            before = children_cpu()
             rows[name].append(run_timed(command)[0])
-            sizes[name] = size_mb(nii if name == "dcm2niix" else store)
+            cpu[name].append(children_cpu() - before)
+            output = nii if name == "dcm2niix" else store
+            sizes[name] = size_mb(output)
+            created[name] = sum(1 for _ in output.rglob("*"))
     nii_mb, store_mb, dicom_mb = sizes["dcm2niix"], sizes["spine ingest"], size_mb(images)
 
     memory = {}
@@ -250,13 +276,15 @@ def main() -> None:
         f"{args.seed}): {n_files} DICOM files, {dicom_mb:.0f} MB. Page cache warm; whole commands timed "
         f"(interpreter start and imports included); median of {args.repeats} runs in alternating order.",
         "",
-        "| tool | output | wall s (median) | runs (s) | output MB |",
-        "|---|---|---|---|---|",
+        "| tool | output | wall s (median) | runs (s) | CPU s, user + system (median) | output MB | files and "
+        "folders created |",
+        "|---|---|---|---|---|---|---|",
         f"| `dcm2niix -z n` (1 process) | uncompressed NIfTI + JSON | {median['dcm2niix']:.2f} | "
-        f"{', '.join(f'{t:.2f}' for t in rows['dcm2niix'])} | {nii_mb:.0f} |",
+        f"{', '.join(f'{t:.2f}' for t in rows['dcm2niix'])} | {statistics.median(cpu['dcm2niix']):.2f} | "
+        f"{nii_mb:.0f} | {created['dcm2niix']} |",
         f"| `spine ingest` ({args.workers or os.cpu_count()} workers) | compressed Zarr store, labels, targets, "
         f"report | {median['spine ingest']:.2f} | {', '.join(f'{t:.2f}' for t in rows['spine ingest'])} | "
-        f"{store_mb:.0f} |",
+        f"{statistics.median(cpu['spine ingest']):.2f} | {store_mb:.0f} | {created['spine ingest']} |",
         "",
         f"**Ratio spine ingest / dcm2niix: {ratio:.2f}** (goal: <= 1.0).",
         "",
