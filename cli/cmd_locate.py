@@ -19,13 +19,19 @@ def locate(
         "--oof", help="Out of fold: each study only by the fold model that did not train on it.")] = False,
     device: Annotated[str | None, typer.Option("--device", help="cpu or cuda (default: cuda if available).")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+    refine: Annotated[bool, typer.Option(
+        "--refine/--no-refine",
+        help="Refine each spinal point's slice from the CSF band across the sagittal slices (falls back to "
+             "the slice finder where the evidence is weak); --no-refine keeps the slice finder's slice.")] = True,
 ) -> None:
     """Stage 1: the point of every condition at every level (x, y on an instance, and LPS mm)."""
     import spinedata
     from spinemodels.locate import locate as run_locate
+    from spinemodels.slice_refine import SliceRefineOptions
 
     dataset = spinedata.open_dataset(str(data))
-    coords, warnings = run_locate(dataset, model, oof=oof, device=device, progress=progress)
+    coords, warnings = run_locate(dataset, model, oof=oof, device=device, progress=progress,
+                                  slice_refine=SliceRefineOptions() if refine else None)
     out.parent.mkdir(parents=True, exist_ok=True)
     coords.to_csv(out, index=False)
     studies = coords["study_id"].nunique()

@@ -65,6 +65,14 @@ def test_locate_and_audit_from_the_command_line(store, runs, tmp_path):
         on_plane = stack.voxel_to_world([row.slice, row.y, row.x])
         offset = np.array([row.world_x, row.world_y, row.world_z]) - on_plane
         assert np.linalg.norm(offset) == pytest.approx(abs(row.plane_distance_mm), abs=1e-4)
+    plain_path = tmp_path / "plain.csv"
+    result = runner.invoke(app, ["locate", str(store), "--model", str(runs["slice_finder"]), "--model",
+                                 str(runs["keypoints"]), "--out", str(plain_path), "--no-progress", "--oof",
+                                 "--no-refine"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    plain = pd.read_csv(plain_path, dtype={"study_id": str, "series_id": str})
+    spinal = plain[plain["condition"] == "Spinal Canal Stenosis"]
+    assert len(spinal) == 5 * len(ds.study_ids) and (spinal["plane_distance_mm"] == 0).all()  # on a slice
     findings, fixed = tmp_path / "findings.csv", tmp_path / "fixed.csv"
     result = runner.invoke(app, ["audit", str(store), "--coords", str(coords_path), "--out", str(findings),
                                  "--corrected", str(fixed)])
