@@ -304,7 +304,6 @@ def read_header(path) -> SliceHeader:
         raise DicomReadError(f"corrupt header ({type(error).__name__}: {error})") from error
 
 
-SCAN_TAG_OF = HEADER_TAGS
 SCAN_TAGS = dict(HEADER_ELEMENTS.values())
 """The header elements and their VRs, for ``dicomscan.scan``."""
 SCAN_CHARSETS = {"": "ascii", "ISO_IR 6": "ascii", "ISO_IR 100": "latin-1", "ISO_IR 192": "utf-8"}
@@ -317,7 +316,7 @@ def _header_from_scan(path: str, scanned: ScannedHeader) -> SliceHeader | None:
     raw = scanned.values
 
     def values(keyword: str) -> list | None:
-        item = raw.get(SCAN_TAG_OF[keyword])
+        item = raw.get(HEADER_TAGS[keyword])
         if item is None:
             return None
         found = _raw_values(item[0], item[1])
@@ -328,8 +327,8 @@ def _header_from_scan(path: str, scanned: ScannedHeader) -> SliceHeader | None:
     try:
         charset = "\\".join(values("SpecificCharacterSet") or [])
         description = b""
-        if SCAN_TAG_OF["SeriesDescription"] in raw:
-            description = raw[SCAN_TAG_OF["SeriesDescription"]][1]
+        if HEADER_TAGS["SeriesDescription"] in raw:
+            description = raw[HEADER_TAGS["SeriesDescription"]][1]
         text = ""
         if description.strip(b" \x00"):
             if charset not in SCAN_CHARSETS or b"\\" in description:
