@@ -56,7 +56,7 @@ IMAGE_CHUNKS = (12, 128, 128)
 
 IMAGE_BLOSC = ("lz4", 5, "bitshuffle")
 """Compressor of stack images, ``(cname, clevel, shuffle)`` of Blosc: LZ4 with bit shuffle, lossless.
-Against zstd level 1 + bit shuffle on synthetic studies: about 7 % bigger, compressing about 3x faster
+Against zstd level 1 + bit shuffle on synthetic studies: about 10 % bigger, compressing about 2.5x faster
 (compression was a fifth of ingest's time with zstd); crops read as fast (``bench/bench_store_chunks.py``,
 figures in ``docs/benchmarks.md``)."""
 
