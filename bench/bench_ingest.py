@@ -9,7 +9,10 @@
    times, ``--repeats`` times in alternating order,
    ``dcm2niix -z n -o OUT DATA/train_images`` (one call over the whole tree, uncompressed NIfTI) and
    ``spine ingest DATA OUT.zarr --no-progress`` (all cores, a fresh store each time). Wall times of whole
-   commands, start-up included.
+   commands, start-up included. Every run writes into a folder of its own and nothing is deleted until
+   all runs are timed: on this machine's ext4 (no journal) creating files within minutes of deleting many
+   others costs up to 3x the system time (the kernel skips each recently deleted inode,
+   ``recently_deleted`` in ``perf``), which deleting the previous run's output would add to the next.
 3. CPU per file of each stage of a worker (headers, stacks, pixels, compressed write), in one process.
 4. Peak memory of ``spine ingest`` on the small and the full dataset: the largest sum over the process
    tree (parent + workers) of proportional set size (PSS, so pages shared after fork count once),
@@ -28,6 +31,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -63,7 +67,12 @@ def make_dataset(root: Path, n: int, seed: int) -> Path:
 
 
 def subset(full: Path, root: Path, n: int) -> Path:
-    """The first ``n`` studies of ``full`` as a dataset of its own (files hard-linked, CSVs filtered)."""
+    """The first ``n`` studies of ``full`` as a dataset of its own (files hard-linked, CSVs filtered);
+    kept from an earlier run when it has those studies (no deletion before the timings)."""
+    series = pd.read_csv(full / "train_series_descriptions.csv", dtype=str)
+    keep = sorted(series["study_id"].unique())[:n]
+    if (root / "train.csv").exists() and sorted(p.name for p in (root / "train_images").iterdir()) == keep:
+        return root
     shutil.rmtree(root, ignore_errors=True)
     series = pd.read_csv(full / "train_series_descriptions.csv", dtype=str)
     keep = sorted(series["study_id"].unique())[:n]
@@ -170,10 +179,9 @@ def run_timed(command: list[str], sample_memory: bool = False) -> tuple[float, i
 
 def stage_costs(images: Path) -> dict[str, float]:
     """CPU milliseconds per DICOM file of each ingest stage, in this process (one core), over ``images``:
-    header read, stack building, pixel read (``read_stack``), writing the compressed image (``fastwrite``)."""
-    import tempfile
-
-    from spinedata.dicomio import read_header, read_stack
+    header read, stack building, pixel read (as the ingest worker reads them), writing the compressed image (``fastwrite``)."""
+    from spinedata.dicomio import read_header
+    from spinedata.ingest.worker import read_stack_for_store
     from spinedata.stacks import build_stacks
     from spinedata.store.fastwrite import write_array
     from spinedata.store.layout import IMAGE_BLOSC, IMAGE_DIMS, IMAGE_SHARDED, image_chunks
@@ -192,7 +200,7 @@ def stage_costs(images: Path) -> dict[str, float]:
             totals["build stacks"] += time.process_time() - t
             for j, (_, members) in enumerate(stacks):
                 t = time.process_time()
-                image = read_stack(members)
+                image, _ = read_stack_for_store(members)  # as ingest reads it (stored integers + rescale)
                 totals["read pixels"] += time.process_time() - t
                 t = time.process_time()
                 write_array(Path(scratch) / f"{k}_{j}", image, chunks=image_chunks(image.shape),
@@ -229,13 +237,12 @@ def main() -> None:
     cpu: dict[str, list[float]] = {"dcm2niix": [], "spine ingest": []}
     sizes: dict[str, float] = {}
     created: dict[str, int] = {}
-    nii, store = work / "nii", work / "out.zarr"
+    runs = Path(tempfile.mkdtemp(dir=work, prefix="runs_"))  # deleted only once everything is timed
     for repeat in range(args.repeats):
         order = ["dcm2niix", "spine ingest"] if repeat % 2 == 0 else ["spine ingest", "dcm2niix"]
         for name in order:
-            shutil.rmtree(nii, ignore_errors=True)
-            shutil.rmtree(store, ignore_errors=True)
-            nii.mkdir(parents=True)
+            nii, store = runs / f"{repeat}_nii", runs / f"{repeat}_out.zarr"
+            nii.mkdir(parents=True, exist_ok=True)
             if name == "dcm2niix":
                 command = [tool("dcm2niix"), "-z", "n", "-o", str(nii), str(images)]
             else:
@@ -250,9 +257,9 @@ def main() -> None:
 
     memory = {}
     for label, data in ((args.small, small), (args.studies, full)):
-        shutil.rmtree(store, ignore_errors=True)
-        _, pss, rss = run_timed(ingest_command(data, store, args.workers), sample_memory=True)
+        _, pss, rss = run_timed(ingest_command(data, runs / f"memory{label}.zarr", args.workers), sample_memory=True)
         memory[label] = (pss, rss)
+    shutil.rmtree(runs)
 
     stages = stage_costs(images)
     median = {name: statistics.median(times) for name, times in rows.items()}

@@ -51,7 +51,7 @@ def _headers(series: SeriesJob, study_id: str, skipped: list[Skipped]) -> list[S
     return headers
 
 
-def _read_for_store(members: list[SliceHeader]) -> tuple[np.ndarray, tuple[float, float] | None]:
+def read_stack_for_store(members: list[SliceHeader]) -> tuple[np.ndarray, tuple[float, float] | None]:
     """A stack's pixels as the store keeps them: ``(image, None)`` with the values ``read_stack`` gives, or,
     when the slices share one non-integer RescaleSlope/Intercept (values that would be float32),
     ``(stored integers, (slope, intercept))`` with ``stored * slope + intercept`` those values."""
@@ -80,7 +80,7 @@ def _decoded_stacks(
         failed = None
         for geometry, members in stacks:
             try:
-                decoded.append((geometry, *_read_for_store(members)))
+                decoded.append((geometry, *read_stack_for_store(members)))
             except DicomReadError as error:
                 failed = (members, error)
                 break

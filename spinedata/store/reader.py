@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from functools import cached_property
@@ -99,6 +98,8 @@ def _read_small_arrays(folders: list[Path]) -> list[np.ndarray]:
 
 
 def _read_with_zarr(folders: list[Path]) -> list[np.ndarray]:
+    import asyncio  # here, not at the top: 50 ms that ingest does not need
+
     import zarr.api.asynchronous
     from zarr.core.sync import sync
     from zarr.storage import LocalStore
