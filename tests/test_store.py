@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -97,6 +98,22 @@ def test_plain_zarr_and_xarray_open_a_stack(store):
     assert sorted(p.name for p in (store / group / "image").iterdir()) == ["c.0.0.0", "zarr.json"]
     root = zarr.open_group(store, mode="r")
     assert root.attrs["space"] == "LPS" and root.attrs["unit"] == "mm" and root.attrs["split"] == "train"
+
+
+def test_small_arrays_rewritten_by_zarr_read_the_same(store):
+    """A stack whose positions and instance numbers another tool rewrote (compressed, several chunks) is read
+    through zarr instead of straight from the file, with the same values."""
+    write_study(store)
+    geometry = make_geometry()
+    group = store / "studies/7/42/0"
+    for name, values, dims in (("position", geometry.positions, ("slice", "xyz")),
+                               ("instance_number", geometry.instance_numbers, ("slice",))):  # fmt: skip
+        shutil.rmtree(group / name)
+        zarr.create_array(group / name, data=np.asarray(values), chunks=(2,) + values.shape[1:],
+                          dimension_names=dims, compressors=zarr.codecs.BloscCodec(cname="zstd"))  # fmt: skip
+    stack = sd.open_dataset(store).study("7").series["42"].stacks[0]
+    np.testing.assert_array_equal(stack.positions, geometry.positions)
+    np.testing.assert_array_equal(stack.instance_numbers, geometry.instance_numbers)
 
 
 def test_study_is_invisible_until_committed(store):

@@ -87,31 +87,17 @@ def _read_plain_array(folder: Path) -> np.ndarray | None:
 
 
 def _read_small_arrays(folders: list[Path]) -> list[np.ndarray]:
-    """Read whole (small) arrays: single uncompressed chunks straight from their files, any other array in
-    one round trip through zarr's event loop (one hop instead of one per array and operation)."""
+    """Read whole (small) arrays: single uncompressed chunks straight from their files (as ingest writes
+    them), any other array (a store rewritten by other tools) through zarr's public API."""
     plain = [_read_plain_array(folder) for folder in folders]
-    if all(array is not None for array in plain):
-        return plain
-    others = [folder for folder, array in zip(folders, plain, strict=True) if array is None]
-    found = iter(_read_with_zarr(others))
-    return [array if array is not None else next(found) for array in plain]
+    return [array if array is not None else _read_with_zarr(folder) for folder, array in zip(folders, plain, strict=True)]
 
 
-def _read_with_zarr(folders: list[Path]) -> list[np.ndarray]:
-    import asyncio  # here, not at the top: 50 ms that ingest does not need
-
-    import zarr.api.asynchronous
-    from zarr.core.sync import sync
+def _read_with_zarr(folder: Path) -> np.ndarray:
+    import zarr
     from zarr.storage import LocalStore
 
-    async def read_all():
-        async def read(folder: Path):
-            array = await zarr.api.asynchronous.open_array(store=LocalStore(folder, read_only=True), mode="r")
-            return await array.getitem(...)
-
-        return await asyncio.gather(*(read(folder) for folder in folders))
-
-    return [np.asarray(a) for a in sync(read_all())]
+    return np.asarray(zarr.open_array(store=LocalStore(folder, read_only=True), mode="r")[...])
 
 
 class Stack:
