@@ -10,7 +10,10 @@ and of the levels above and below (same study and condition, from coords.csv). A
 
 A study/condition whose shifted points all move the same way is reported with that shift for all its
 points; ``correct_labels`` renames the levels of shifted points (points pushed past L1/L2 or L5/S1 are
-dropped, and said so).
+dropped, and said so). A study/condition whose renaming would put two points at one level (only some of
+its levels look shifted, and one of them onto a level that already has its point) is left as it is, with a
+note: which of the two points is right needs a look at the images. Severities (``train.csv``) are not
+changed: the audit checks where the points are, not what grade each level has.
 """
 
 from __future__ import annotations
@@ -108,22 +111,34 @@ def correct_labels(labels: pd.DataFrame, findings: pd.DataFrame) -> tuple[pd.Dat
     """Labels in the competition's ``train_label_coordinates.csv`` columns with shifted levels renamed.
 
     Returns the corrected table and one note per change (points whose level would leave L1/L2..L5/S1 are
-    dropped, with a note).
+    dropped, with a note). A study/condition whose corrected levels would not be unique keeps its labels
+    unchanged, with a note naming the level.
     """
     table = labels[LABEL_COLUMNS].copy()
     table["study_id"] = table["study_id"].astype(str)
-    notes, drop = [], []
     shifted = findings[findings["kind"] == "shifted"]
     keys = {(str(r.study_id), r.condition, r.level): r.suggested_level for r in shifted.itertuples(index=False)}
+    changes: dict[tuple[str, str], list[tuple[int, str, str]]] = {}
     for index, row in table.iterrows():
         key = (row["study_id"], row["condition"], row["level"])
-        if key not in keys:
+        if key in keys:
+            changes.setdefault(key[:2], []).append((index, key[2], keys[key]))
+    notes, drop = [], []
+    for (study_id, condition), moves in changes.items():
+        group = table[(table["study_id"] == study_id) & (table["condition"] == condition)]
+        levels = dict(zip(group.index, group["level"], strict=True))
+        levels.update({index: new for index, _, new in moves})
+        kept = [level for level in levels.values() if level]
+        doubled = sorted({level for level in kept if kept.count(level) > 1 and level in {n for _, _, n in moves}})
+        if doubled:
+            notes.append(f"study {study_id} {condition}: not corrected: the shift would put two points at "
+                         f"{', '.join(doubled)} (only some levels look shifted); check the images")
             continue
-        new = keys[key]
-        if new:
-            table.at[index, "level"] = new
-            notes.append(f"study {key[0]} {key[1]}: {key[2]} -> {new}")
-        else:
-            drop.append(index)
-            notes.append(f"study {key[0]} {key[1]}: {key[2]} lies beyond L1/L2..L5/S1 after the shift; dropped")
+        for index, old, new in moves:
+            if new:
+                table.at[index, "level"] = new
+                notes.append(f"study {study_id} {condition}: {old} -> {new}")
+            else:
+                drop.append(index)
+                notes.append(f"study {study_id} {condition}: {old} lies beyond L1/L2..L5/S1 after the shift; dropped")
     return table.drop(index=drop).reset_index(drop=True), notes

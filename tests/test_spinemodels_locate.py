@@ -104,6 +104,28 @@ def test_audit_finds_injected_off_by_one_labels_and_corrects_them(fake):
     assert len(notes) == 8
 
 
+def test_audit_correction_never_puts_two_points_at_one_level(fake):
+    """One study's L3/L4 spinal point sits on L4/L5, whose own point is right: renaming it would give two
+    L4/L5 points, so that study/condition is left as it is and said so; another study is still corrected."""
+    truth = fake.labels
+    coords = truth[["study_id", "condition", "level", "world_x", "world_y", "world_z"]]
+    noisy = _shift_levels(truth, "101", CONDITIONS[0], -1)
+    spinal = (noisy["study_id"] == "102") & (noisy["condition"] == CONDITIONS[0])
+    l34, l45 = noisy.index[spinal & (noisy["level"] == "L3/L4")][0], noisy.index[spinal & (noisy["level"] == "L4/L5")][0]
+    noisy.loc[l34, ["world_x", "world_y", "world_z", "x", "y"]] = noisy.loc[l45, ["world_x", "world_y", "world_z", "x", "y"]].to_numpy()
+    findings = audit_labels(noisy, coords)
+    clash = findings[findings["study_id"] == "102"]
+    assert list(clash["level"]) == ["L3/L4"] and list(clash["suggested_level"]) == ["L4/L5"]
+    fixed, notes = correct_labels(noisy, findings)
+    ours = fixed[(fixed["study_id"] == "102") & (fixed["condition"] == CONDITIONS[0])]
+    assert sorted(ours["level"]) == sorted(noisy.loc[spinal, "level"])  # unchanged
+    assert not fixed.duplicated(["study_id", "condition", "level"]).any()
+    assert [n for n in notes if "102" in n] == [
+        f"study 102 {CONDITIONS[0]}: not corrected: the shift would put two points at L4/L5 (only some levels "
+        "look shifted); check the images"]
+    assert sum("101" in n for n in notes) == 4  # the other study is corrected as before
+
+
 def test_audit_reports_far_off_points_and_accepts_good_labels(fake):
     truth = fake.labels
     coords = truth[["study_id", "condition", "level", "world_x", "world_y", "world_z"]]
