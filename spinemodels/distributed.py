@@ -60,6 +60,16 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 
+def gather_evaluation(total: float, count: int, rows: list, info: DistInfo) -> tuple[float, int, list]:
+    """Put together the evaluation of every process: the summed loss and sample count, and the prediction
+    rows of ranks 0, 1, ... in that order (each process evaluated one contiguous block of the data)."""
+    sums = torch.tensor([total, float(count)], dtype=torch.float64, device=info.device)
+    dist.all_reduce(sums)
+    gathered: list[list | None] = [None] * info.world_size
+    dist.all_gather_object(gathered, rows)
+    return float(sums[0]), int(sums[1]), [row for part in gathered for row in part or []]
+
+
 def barrier(info: DistInfo) -> None:
     """Wait for every process (no-op in a single process)."""
     if info.enabled:

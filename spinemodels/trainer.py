@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from spinemodels.distributed import unwrap
+from spinemodels.distributed import DistInfo, gather_evaluation, unwrap
 
 
 @dataclass
@@ -91,8 +91,13 @@ def autocast(device: torch.device, amp: bool):
 
 
 @torch.no_grad()
-def validate(task, model, loader, device, amp: bool, channels_last: bool) -> tuple[float, pd.DataFrame]:
-    """Mean validation loss (per sample) and the task's predictions, with the unwrapped model in eval mode."""
+def validate(task, model, loader, device, amp: bool, channels_last: bool,
+             info: DistInfo | None = None) -> tuple[float, pd.DataFrame]:
+    """Mean validation loss (per sample) and the task's predictions, with the unwrapped model in eval mode.
+
+    Under DDP (``info.enabled``) each process evaluates its share of the loader (``ShardSampler``); the
+    loss sums and the predictions are gathered, so every process returns the loss and the predictions
+    of the whole validation set, in the single-process order."""
     net = unwrap(model)
     net.eval()
     total, count, rows = 0.0, 0, []
@@ -105,12 +110,14 @@ def validate(task, model, loader, device, amp: bool, channels_last: bool) -> tup
         total += float(loss) * n
         count += n
         rows.extend(task.predict(outputs, batch))
+    if info is not None and info.enabled:
+        total, count, rows = gather_evaluation(total, count, rows, info)
     return total / max(count, 1), pd.DataFrame(rows)
 
 
 def fit(task, state: LoopState, train_loader, val_loader, *, epochs: int, device: torch.device,
         amp: bool = False, channels_last: bool = False, grad_clip: float = 0.0,
-        callbacks: tuple[Callback, ...] = ()) -> LoopState:
+        callbacks: tuple[Callback, ...] = (), info: DistInfo | None = None) -> LoopState:
     """Train ``state.model`` from ``state.epoch`` up to ``epochs`` (or until a callback sets ``stop``)."""
     for cb in callbacks:
         cb.on_fit_start(state, len(train_loader))
@@ -137,7 +144,7 @@ def fit(task, state: LoopState, train_loader, val_loader, *, epochs: int, device
         seconds = time.perf_counter() - start
         lr = state.optimizer.param_groups[0]["lr"]
         state.scheduler.step()
-        val_loss, predictions = validate(task, state.model, val_loader, device, amp, channels_last)
+        val_loss, predictions = validate(task, state.model, val_loader, device, amp, channels_last, info)
         state.epoch += 1
         row = {"epoch": state.epoch, "train_loss": total / max(count, 1), "val_loss": val_loss, "lr": lr,
                "seconds": round(seconds, 3), "samples_per_s": round(count / max(seconds, 1e-9), 3),

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from spinedata.errors import ConfigError
 from spinemodels import distributed
 from spinemodels.config import OptimConfig, TrainConfig
-from spinemodels.data.sampling import EpochSampler
+from spinemodels.data.sampling import EpochSampler, ShardSampler
 from spinemodels.folds import assign_folds
 from spinemodels.registry import Task, get_task
 from spinemodels.rundir import BEST_FILE, LAST_FILE, METRICS_FILE, OOF_FILE, RunDir, RunDirError
@@ -49,9 +49,13 @@ def seed_everything(seed: int) -> None:
 def make_loader(dataset, batch_size: int, *, shuffle: bool, num_workers: int, seed: int,
                 info: distributed.DistInfo) -> DataLoader:
     """A DataLoader whose samples are keyed by (index, seed, epoch): the same batches and augmentation
-    whatever the number of workers; training batches are sharded over the DDP processes."""
-    sampler = EpochSampler(len(dataset), seed=seed, shuffle=shuffle, rank=info.rank if shuffle else 0,
-                           world_size=info.world_size if shuffle else 1)
+    whatever the number of workers. Over DDP processes, training batches (``shuffle``) are sharded with
+    padding (every process steps as often); evaluation (no ``shuffle``) takes one contiguous block per
+    process, each sample once (``validate`` puts the blocks back together)."""
+    if shuffle:
+        sampler = EpochSampler(len(dataset), seed=seed, shuffle=True, rank=info.rank, world_size=info.world_size)
+    else:
+        sampler = ShardSampler(len(dataset), seed=seed, rank=info.rank, world_size=info.world_size)
     return DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
         persistent_workers=num_workers > 0, pin_memory=info.device.type == "cuda", drop_last=False,
@@ -156,12 +160,12 @@ def _train_fold(task: Task, dataset, source, run: RunDir, folds, k: int, info: d
         RichProgress(f"{config.task} fold {k}", enabled=progress and write, log_every=config.train.log_every),
     )
     fit(task, state, train_loader, val_loader, epochs=config.train.epochs, device=info.device, amp=amp,
-        channels_last=channels_last, grad_clip=config.optim.grad_clip, callbacks=callbacks)
-    distributed.barrier(info)
-    if not write:
-        return
+        channels_last=channels_last, grad_clip=config.optim.grad_clip, callbacks=callbacks, info=info)
+    distributed.barrier(info)  # best.pt is written
     best = torch.load(fold_dir / BEST_FILE, map_location=info.device, weights_only=True)
     network.load_state_dict(best["model"])
-    _, predictions = validate(task, network, val_loader, info.device, amp, channels_last)
+    _, predictions = validate(task, network, val_loader, info.device, amp, channels_last, info)
+    if not write:
+        return
     predictions.to_csv(fold_dir / OOF_FILE, index=False)
     task.after_fit(dataset, train_ids, fold_dir)

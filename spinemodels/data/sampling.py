@@ -33,6 +33,28 @@ class EpochSampler(torch.utils.data.Sampler):
             yield int(i), self.seed, self.epoch
 
 
+class ShardSampler(torch.utils.data.Sampler):
+    """Evaluation keys ``(index, seed, 0)`` of one process's share: the ``rank``-th of ``world_size``
+    contiguous blocks, in order, nothing repeated; the blocks of ranks 0, 1, ... put together are
+    ``0..n-1`` in order (so gathered predictions come in the single-process order)."""
+
+    def __init__(self, n: int, *, seed: int, rank: int = 0, world_size: int = 1):
+        self.seed = seed
+        self.start, self.stop = shard_bounds(n, rank, world_size)
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __iter__(self) -> Iterator[tuple[int, int, int]]:
+        for i in range(self.start, self.stop):
+            yield i, self.seed, 0
+
+
+def shard_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
+    """``(start, stop)`` of the ``rank``-th of ``world_size`` contiguous, nearly equal blocks of ``0..n-1``."""
+    return rank * n // world_size, (rank + 1) * n // world_size
+
+
 def unpack_index(index) -> tuple[int, np.random.Generator]:
     """``index`` from a DataLoader (an int, or a key of ``EpochSampler``) -> (sample index, its own RNG)."""
     if isinstance(index, tuple | list):
