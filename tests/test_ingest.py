@@ -298,3 +298,22 @@ def test_cli_exit_codes_and_info(dataset, tmp_path):
     assert detail.exit_code == 0
     assert "6x20x24" in detail.output and "0.6 x 0.9 x 4" in detail.output and "sagittal" in detail.output
     assert "4x16x16" in detail.output and "axial" in detail.output
+
+
+def test_cli_shows_a_progress_bar_on_a_terminal(dataset, tmp_path, monkeypatch, capsys):
+    """On a terminal the command draws rich's bar (stages named); elsewhere (the tests above) it prints none."""
+    import io
+
+    from cli.cmd_ingest import ingest as ingest_command
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    data, _ = dataset
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    ingest_command(data, tmp_path / "bar.zarr", workers=1)
+    assert "ingesting studies" in terminal.getvalue() and "2/2" in terminal.getvalue()
+    assert "2 studies written" in capsys.readouterr().out
+    assert sd.open_dataset(tmp_path / "bar.zarr").study_ids == ["1001", "1002"]
