@@ -18,6 +18,8 @@ changed: the audit checks where the points are, not what grade each level has.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pandas as pd
 
@@ -128,8 +130,8 @@ def correct_labels(labels: pd.DataFrame, findings: pd.DataFrame) -> tuple[pd.Dat
         group = table[(table["study_id"] == study_id) & (table["condition"] == condition)]
         levels = dict(zip(group.index, group["level"], strict=True))
         levels.update({index: new for index, _, new in moves})
-        kept = [level for level in levels.values() if level]
-        doubled = sorted({level for level in kept if kept.count(level) > 1 and level in {n for _, _, n in moves}})
+        counts = Counter(level for level in levels.values() if level)
+        doubled = sorted({new for _, _, new in moves if new and counts[new] > 1})
         if doubled:
             notes.append(f"study {study_id} {condition}: not corrected: the shift would put two points at "
                          f"{', '.join(doubled)} (only some levels look shifted); check the images")

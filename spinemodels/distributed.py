@@ -70,6 +70,16 @@ def gather_evaluation(total: float, count: int, rows: list, info: DistInfo) -> t
     return float(sums[0]), int(sums[1]), [row for part in gathered for row in part or []]
 
 
+def from_main(value, info: DistInfo):
+    """``value`` of rank 0, on every process (pickled through the process group; no shared file system
+    needed); ``value`` itself in a single process."""
+    if not info.enabled:
+        return value
+    box = [value if info.is_main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def barrier(info: DistInfo) -> None:
     """Wait for every process (no-op in a single process)."""
     if info.enabled:

@@ -161,9 +161,8 @@ def _train_fold(task: Task, dataset, source, run: RunDir, folds, k: int, info: d
     )
     fit(task, state, train_loader, val_loader, epochs=config.train.epochs, device=info.device, amp=amp,
         channels_last=channels_last, grad_clip=config.optim.grad_clip, callbacks=callbacks, info=info)
-    distributed.barrier(info)  # best.pt is written
-    best = torch.load(fold_dir / BEST_FILE, map_location=info.device, weights_only=True)
-    network.load_state_dict(best["model"])
+    best = torch.load(fold_dir / BEST_FILE, map_location="cpu", weights_only=True) if write else None
+    network.load_state_dict(distributed.from_main(best, info)["model"])  # other nodes may not see rank 0's files
     _, predictions = validate(task, network, val_loader, info.device, amp, channels_last, info)
     if not write:
         return
