@@ -9,7 +9,9 @@ training store. Also reports inference seconds per study.
     .venv/bin/python bench/bench_grading.py --train-store bench/out/train.zarr \\
         --eval-store bench/out/eval.zarr --coords bench/out/eval_coords.csv --out bench/out/grading
 
-Runs already trained in ``--out`` are reused (delete them to retrain).
+Runs already trained in ``--out`` are reused (delete them to retrain). ``--ensemble DIR`` (repeatable)
+adds the graders trained in another such folder (e.g. with another ``--set train.seed=N``): their
+probabilities are averaged with these (``spine classify`` with several runs of one grader).
 """
 
 from __future__ import annotations
@@ -60,12 +62,20 @@ def main() -> None:
     parser.add_argument("--point-noise-mm", type=float, default=0.0,
                         help="add N(0, sigma) mm to every point (x, y, z): stage-1 errors without stage 1")
     parser.add_argument("--tag", default="", help="suffix of the submission/result files")
+    parser.add_argument("--ensemble", action="append", default=[], type=Path,
+                        help="another folder of trained graders whose predictions are averaged in")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     runs = train_runs(args.train_store, out, args.overrides)
+    for folder in args.ensemble:
+        found = [folder / config.stem for config in CONFIGS]
+        missing = [str(run) for run in found if not RunDir(run).trained_folds()]
+        if missing:
+            raise SystemExit(f"--ensemble {folder}: no trained run in {', '.join(missing)}")
+        runs += found
 
     train_ds, eval_ds = spinedata.open_dataset(args.train_store), spinedata.open_dataset(args.eval_store)
     if args.coords:
@@ -92,7 +102,8 @@ def main() -> None:
         print(f"| {key} | {model[key]:.4f} | {baseline[key]:.4f} | {model[key] / baseline[key]:.2f} |")
     print(f"inference: {seconds / n_eval:.2f} s/study on CPU (3 graders, crops included)")
     (out / f"result{args.tag}.json").write_text(json.dumps({"model": model, "priors": baseline, "points": points,
-                                                 "seconds_per_study": seconds / n_eval, "n_eval": n_eval}, indent=1))
+                                                 "seconds_per_study": seconds / n_eval, "n_eval": n_eval,
+                                                 "runs": [str(run) for run in runs]}, indent=1))
 
 
 if __name__ == "__main__":
