@@ -71,7 +71,8 @@ def subset(full: Path, root: Path, n: int) -> Path:
     kept from an earlier run when it has those studies (no deletion before the timings)."""
     series = pd.read_csv(full / "train_series_descriptions.csv", dtype=str)
     keep = sorted(series["study_id"].unique())[:n]
-    if (root / "train.csv").exists() and sorted(p.name for p in (root / "train_images").iterdir()) == keep:
+    images = root / "train_images"
+    if (root / "train.csv").exists() and images.is_dir() and sorted(p.name for p in images.iterdir()) == keep:
         return root
     shutil.rmtree(root, ignore_errors=True)
     series = pd.read_csv(full / "train_series_descriptions.csv", dtype=str)
