@@ -8,7 +8,9 @@
 2. Reads every file once (warm page cache), byte-compiles the project (as an installed package is), then
    times, ``--repeats`` times in alternating order,
    ``dcm2niix -z n -o OUT DATA/train_images`` (one call over the whole tree, uncompressed NIfTI) and
-   ``spine ingest DATA OUT.zarr --no-progress`` (all cores, a fresh store each time). Wall times of whole
+   ``spine ingest DATA OUT.zarr --no-progress`` (all cores, a fresh store each time); in the first
+   ``--gzip-repeats`` rounds also ``dcm2niix -z y`` (gzipped NIfTI, a compressed output like the store,
+   for comparison: the goal is against ``-z n``). Wall times of whole
    commands, start-up included. Every run writes into a folder of its own and nothing is deleted until
    all runs are timed: on this machine's ext4 (no journal) creating files within minutes of deleting many
    others costs up to 3x the system time (the kernel skips each recently deleted inode,
@@ -39,6 +41,9 @@ from pathlib import Path
 import pandas as pd
 
 START, END = "<!-- bench_ingest:start -->", "<!-- bench_ingest:end -->"
+GZIP = "dcm2niix -z y"
+"""dcm2niix writing gzipped NIfTI (its own zlib unless pigz is on the PATH): a compressed output like
+ingest's, timed for comparison (the goal is against ``-z n``)."""
 SAMPLE_S = 0.02
 
 
@@ -222,6 +227,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, default=None, help="spine ingest --workers (default: all cores)")
+    parser.add_argument("--gzip-repeats", type=int, default=2, help="runs of dcm2niix -z y (slow; 0: none)")
     parser.add_argument("--workdir", type=Path, default=Path("bench/out/ingest"))
     parser.add_argument("--docs", type=Path, default=None, help="update this Markdown file's ingest section")
     args = parser.parse_args()
@@ -234,24 +240,26 @@ def main() -> None:
     warm(images)
     precompile()
 
-    rows: dict[str, list[float]] = {"dcm2niix": [], "spine ingest": []}
-    cpu: dict[str, list[float]] = {"dcm2niix": [], "spine ingest": []}
+    tools = ["dcm2niix", "spine ingest", GZIP]
+    rows: dict[str, list[float]] = {name: [] for name in tools}
+    cpu: dict[str, list[float]] = {name: [] for name in tools}
     sizes: dict[str, float] = {}
     created: dict[str, int] = {}
     runs = Path(tempfile.mkdtemp(dir=work, prefix="runs_"))  # deleted only once everything is timed
     for repeat in range(args.repeats):
-        order = ["dcm2niix", "spine ingest"] if repeat % 2 == 0 else ["spine ingest", "dcm2niix"]
+        order = tools if repeat % 2 == 0 else tools[::-1]
         for name in order:
-            nii, store = runs / f"{repeat}_nii", runs / f"{repeat}_out.zarr"
-            nii.mkdir(parents=True, exist_ok=True)
-            if name == "dcm2niix":
-                command = [tool("dcm2niix"), "-z", "n", "-o", str(nii), str(images)]
+            if name == GZIP and repeat >= args.gzip_repeats:
+                continue
+            output = runs / f"{repeat}_{tools.index(name)}"
+            if name == "spine ingest":
+                command = ingest_command(full, output, args.workers)
             else:
-                command = ingest_command(full, store, args.workers)
+                output.mkdir(parents=True)
+                command = [tool("dcm2niix"), "-z", "y" if name == GZIP else "n", "-o", str(output), str(images)]
             before = children_cpu()
             rows[name].append(run_timed(command)[0])
             cpu[name].append(children_cpu() - before)
-            output = nii if name == "dcm2niix" else store
             sizes[name] = size_mb(output)
             created[name] = sum(1 for _ in output.rglob("*"))
     nii_mb, store_mb, dicom_mb = sizes["dcm2niix"], sizes["spine ingest"], size_mb(images)
@@ -263,13 +271,14 @@ def main() -> None:
     shutil.rmtree(runs)
 
     stages = stage_costs(images)
-    median = {name: statistics.median(times) for name, times in rows.items()}
+    median = {name: statistics.median(times) for name, times in rows.items() if times}
     ratio = median["spine ingest"] / median["dcm2niix"]
     load = os.getloadavg()
     command_line = "    .venv/bin/python bench/bench_ingest.py " + " ".join(
         f"--{k} {v}" for k, v in (("studies", args.studies), ("small", args.small), ("repeats", args.repeats),
                                   ("seed", args.seed)) if v is not None
-    ) + (f" --workers {args.workers}" if args.workers else "") + " --docs docs/benchmarks.md"  # fmt: skip
+    ) + (f" --workers {args.workers}" if args.workers else "") + (
+        f" --gzip-repeats {args.gzip_repeats}" if args.gzip_repeats != 2 else "") + " --docs docs/benchmarks.md"  # fmt: skip
     lines = [
         START,
         "## Ingest (`spine ingest` against dcm2niix)",
@@ -293,8 +302,13 @@ def main() -> None:
         f"| `spine ingest` ({args.workers or os.cpu_count()} workers) | compressed Zarr store, labels, targets, "
         f"report | {median['spine ingest']:.2f} | {', '.join(f'{t:.2f}' for t in rows['spine ingest'])} | "
         f"{statistics.median(cpu['spine ingest']):.2f} | {store_mb:.0f} | {created['spine ingest']} |",
+        *([f"| `dcm2niix -z y` (1 process, {'pigz' if shutil.which('pigz') else 'its own zlib'}) | gzipped NIfTI "
+           f"+ JSON | {median[GZIP]:.2f} | {', '.join(f'{t:.2f}' for t in rows[GZIP])} | "
+           f"{statistics.median(cpu[GZIP]):.2f} | {sizes[GZIP]:.0f} | {created[GZIP]} |"] if rows[GZIP] else []),
         "",
-        f"**Ratio spine ingest / dcm2niix: {ratio:.2f}** (goal: <= 1.0).",
+        f"**Ratio spine ingest / dcm2niix: {ratio:.2f}** (goal: <= 1.0)."
+        + (f" Against dcm2niix writing compressed output (`-z y`): {median['spine ingest'] / median[GZIP]:.2f}."
+           if rows[GZIP] else ""),
         "",
         "| studies | peak memory, process tree (PSS) | largest single process (RSS) |",
         "|---|---|---|",
