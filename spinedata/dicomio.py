@@ -26,13 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from spinedata.dicomscan import ScannedHeader, scan
+from spinedata.dicomscan import LONG_VRS, PIXEL_DATA, UNDEFINED, ScannedHeader, scan
 from spinedata.errors import DicomReadError, GeometryError
 from spinedata.geometry import unit_orientation
 
-PIXEL_DATA_TAG = (0x7FE0, 0x0010)
-LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UC", b"UR", b"UT", b"UN"}
-UNDEFINED_LENGTH = 0xFFFFFFFF
 RAW_DATASET_GROUPS = {0x0002, 0x0008}
 """A file without the 128-byte preamble is read with ``force=True`` only if it starts with one of these."""
 
@@ -147,7 +144,7 @@ def _open_dataset(path: str, fp):
 
 def _check_pixel_element(fp, dataset, size: int) -> tuple[int, int]:
     """After ``stop_before_pixels`` the file points at the pixel data element: check it is there and whole.
-    Returns ``(offset of the value, its length)`` (length UNDEFINED_LENGTH when encapsulated)."""
+    Returns ``(offset of the value, its length)`` (length UNDEFINED when encapsulated)."""
     start = fp.tell()
     head = fp.read(12)
     if len(head) < 8:
@@ -155,7 +152,7 @@ def _check_pixel_element(fp, dataset, size: int) -> tuple[int, int]:
     implicit, little = dataset.original_encoding
     endian = "<" if little in (True, None) else ">"
     group, element = struct.unpack(endian + "HH", head[:4])
-    if (group, element) != PIXEL_DATA_TAG:
+    if group << 16 | element != PIXEL_DATA:
         raise DicomReadError(f"no pixel data (found tag ({group:04X},{element:04X}) instead of PixelData)")
     if implicit:
         length, header_len = struct.unpack(endian + "I", head[4:8])[0], 8
@@ -166,7 +163,7 @@ def _check_pixel_element(fp, dataset, size: int) -> tuple[int, int]:
     else:
         length, header_len = struct.unpack(endian + "H", head[6:8])[0], 8
     available = size - start - header_len
-    if length != UNDEFINED_LENGTH and length > available:
+    if length != UNDEFINED and length > available:
         raise DicomReadError(f"truncated pixel data (expected {length} bytes, the file holds {available})")
     return start + header_len, length
 
@@ -177,7 +174,7 @@ NATIVE_SYNTAXES = {IMPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_LITTLE_ENDIAN, EXPLICI
 
 def _native_dtype(values, little: bool, transfer_syntax: str, length: int, n_pixels: int) -> str:
     """The dtype of native single-sample pixels that fill the element, or '' (decode with pydicom)."""
-    if transfer_syntax not in NATIVE_SYNTAXES or length == UNDEFINED_LENGTH:
+    if transfer_syntax not in NATIVE_SYNTAXES or length == UNDEFINED:
         return ""
     bits = _number(values, "BitsAllocated", int, 0)
     samples = _number(values, "SamplesPerPixel", int, 1)
@@ -365,7 +362,7 @@ def _read_header(path: str) -> SliceHeader:
 
         def pixel_element() -> tuple[int, int]:
             if transfer_syntax == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:  # a deflated file's offsets are not in the file
-                return -1, UNDEFINED_LENGTH
+                return -1, UNDEFINED
             return _check_pixel_element(fp, dataset, size)
 
         return _build_header(path, _dataset_values(dataset), str(dataset.get("SeriesDescription", "")),
@@ -491,16 +488,23 @@ def _read_native(header: SliceHeader) -> np.ndarray:
     if stored.size != count:
         raise DicomReadError(f"truncated pixel data in {header.path}: {stored.size} of {count} values")
     stored = stored.astype(dtype.newbyteorder("="), copy=False).reshape(header.rows, header.cols)
-    bits = dtype.itemsize * 8
-    if 0 < header.bits_stored < bits:
-        unused = bits - header.bits_stored
-        if dtype.kind == "i":
-            stored = (stored << unused) >> unused
-        else:
-            stored = stored & ((1 << header.bits_stored) - 1)
+    _clear_unused_bits(stored, header.bits_stored)
     if header.photometric == MONOCHROME1:
-        stored = _invert(stored, header.bits_stored or bits)
+        stored = _invert(stored, header.bits_stored or dtype.itemsize * 8)
     return stored
+
+
+def _clear_unused_bits(stored: np.ndarray, bits_stored: int) -> None:
+    """In place, as pydicom does: the bits above BitsStored cleared (unsigned) or filled with the sign
+    bit (signed); nothing when every bit is used."""
+    bits = stored.dtype.itemsize * 8
+    if 0 < bits_stored < bits:
+        unused = bits - bits_stored
+        if stored.dtype.kind == "i":
+            np.left_shift(stored, unused, out=stored)
+            np.right_shift(stored, unused, out=stored)
+        else:
+            np.bitwise_and(stored, (1 << bits_stored) - 1, out=stored)
 
 
 def _invert(stored: np.ndarray, bits_stored: int) -> np.ndarray:
@@ -607,14 +611,7 @@ def _read_native_stack(headers: list[SliceHeader]) -> np.ndarray | None:
             raise DicomReadError(
                 f"truncated pixel data in {header.path}: {got // dtype.itemsize} of {first.rows * first.cols} values"
             )
-        bits = dtype.itemsize * 8
-        if 0 < header.bits_stored < bits:
-            unused = bits - header.bits_stored
-            if dtype.kind == "i":
-                np.left_shift(out[k], unused, out=out[k])
-                np.right_shift(out[k], unused, out=out[k])
-            else:
-                np.bitwise_and(out[k], (1 << header.bits_stored) - 1, out=out[k])
+        _clear_unused_bits(out[k], header.bits_stored)
     return out
 
 
