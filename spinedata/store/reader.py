@@ -14,6 +14,7 @@ from spinedata.errors import StoreError
 from spinedata.geometry import Projection, StackGeometry
 from spinedata.labels import LABEL_COLUMNS, TARGET_COLUMNS, empty_labels, empty_targets
 from spinedata.store import layout as L
+from spinedata.store.fastwrite import DATA_TYPES
 from spinedata.store.scaling import ADD_OFFSET, SCALE_FACTOR, decode_scaled
 from spinedata.store.tables import read_table
 from spinedata.store.writer import complete_study_ids, read_root_attrs
@@ -56,9 +57,8 @@ def _child_groups(folder: Path) -> list[str]:
     ]
 
 
-PLAIN_DTYPES = {"int64": "<i8", "int32": "<i4", "int16": "<i2", "uint16": "<u2", "uint8": "|u1",
-                "float64": "<f8", "float32": "<f4"}
-"""Zarr v3 data types that ``_read_plain_array`` reads itself."""
+PLAIN_DTYPES = {name: code for code, name in DATA_TYPES.items()}
+"""Zarr v3 data type -> little-endian NumPy dtype, for ``_read_plain_array`` (the types ``fastwrite`` writes)."""
 
 
 def _read_plain_array(folder: Path) -> np.ndarray | None:
