@@ -15,6 +15,8 @@
    all runs are timed: on this machine's ext4 (no journal) creating files within minutes of deleting many
    others costs up to 3x the system time (the kernel skips each recently deleted inode,
    ``recently_deleted`` in ``perf``), which deleting the previous run's output would add to the next.
+   After the memory runs (4.) they are deleted and one more ``spine ingest`` is timed at once, to show
+   that cost.
 3. CPU per file of each stage of a worker (headers, stacks, pixels, compressed write), in one process.
 4. Peak memory of ``spine ingest`` on the small and the full dataset: the largest sum over the process
    tree (parent + workers) of proportional set size (PSS, so pages shared after fork count once),
@@ -263,12 +265,18 @@ def main() -> None:
             sizes[name] = size_mb(output)
             created[name] = sum(1 for _ in output.rglob("*"))
     nii_mb, store_mb, dicom_mb = sizes["dcm2niix"], sizes["spine ingest"], size_mb(images)
+    n_created = sum(1 for _ in runs.rglob("*"))
 
     memory = {}
     for label, data in ((args.small, small), (args.studies, full)):
         _, pss, rss = run_timed(ingest_command(data, runs / f"memory{label}.zarr", args.workers), sample_memory=True)
         memory[label] = (pss, rss)
     shutil.rmtree(runs)
+    after_delete = Path(tempfile.mkdtemp(dir=work, prefix="after_delete_"))
+    before = children_cpu()
+    deleted_wall = run_timed(ingest_command(full, after_delete / "out.zarr", args.workers))[0]
+    deleted_cpu = children_cpu() - before
+    shutil.rmtree(after_delete)
 
     stages = stage_costs(images)
     median = {name: statistics.median(times) for name, times in rows.items() if times}
@@ -305,6 +313,9 @@ def main() -> None:
         *([f"| `dcm2niix -z y` (1 process, {'pigz' if shutil.which('pigz') else 'its own zlib'}) | gzipped NIfTI "
            f"+ JSON | {median[GZIP]:.2f} | {', '.join(f'{t:.2f}' for t in rows[GZIP])} | "
            f"{statistics.median(cpu[GZIP]):.2f} | {sizes[GZIP]:.0f} | {created[GZIP]} |"] if rows[GZIP] else []),
+        "",
+        f"| `spine ingest` right after the outputs above ({n_created} files and folders) were deleted | "
+        f"the same | {deleted_wall:.2f} | one run | {deleted_cpu:.2f} | | |",
         "",
         f"**Ratio spine ingest / dcm2niix: {ratio:.2f}** (goal: <= 1.0)."
         + (f" Against dcm2niix writing compressed output (`-z y`): {median['spine ingest'] / median[GZIP]:.2f}."

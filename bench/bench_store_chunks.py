@@ -33,6 +33,8 @@ CANDIDATES = [
     ((12, 128, 128), ("lz4", 5, "bitshuffle"), False, False),
     ((12, 128, 128), ("zstd", 1, "bitshuffle"), False, False),
     ((12, 128, 128), ("zstd", 1, "bitshuffle"), True, True),
+    ((12, 128, 128), ("lz4", 1, "bitshuffle"), True, True),
+    ((12, 128, 128), ("lz4", 9, "bitshuffle"), True, True),
     ((12, 128, 128), ("lz4", 5, "shuffle"), True, True),
     ((12, 64, 64), ("lz4", 5, "bitshuffle"), True, True),
     ((16, 256, 256), ("lz4", 5, "bitshuffle"), True, True),

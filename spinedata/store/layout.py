@@ -56,9 +56,9 @@ IMAGE_CHUNKS = (12, 128, 128)
 
 IMAGE_BLOSC = ("lz4", 5, "bitshuffle")
 """Compressor of stack images, ``(cname, clevel, shuffle)`` of Blosc: LZ4 with bit shuffle, lossless.
-Against zstd level 1 + bit shuffle on synthetic studies: about 10 % bigger, compressing about 2.5x faster
-(compression was a fifth of ingest's time with zstd); crops read as fast (``bench/bench_store_chunks.py``,
-figures in ``docs/benchmarks.md``)."""
+Against zstd level 1 + bit shuffle on synthetic studies: about 10 % bigger, writing a stack 1.3-1.7x faster
+(compression was a fifth of ingest's time with zstd); crops read as fast; LZ4's level (1, 5, 9) hardly
+matters (``bench/bench_store_chunks.py``, figures in ``docs/benchmarks.md``)."""
 
 IMAGE_SHARDED = True
 """Stack images keep all their chunks in one file (Zarr v3 ``sharding_indexed``, one shard per stack):

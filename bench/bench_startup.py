@@ -1,0 +1,90 @@
+"""Start-up cost of the ``spine`` command line: how long before any work is done.
+
+    .venv/bin/python bench/bench_startup.py --repeats 7
+
+1. ``spine --help`` and ``spine ingest /nonexistent OUT --no-progress`` (which imports everything ingest
+   needs, then stops at the missing folder), whole commands, fastest and median of ``--repeats`` runs;
+2. the parent's serial phase of a real ingest: seconds from the interpreter's start to the first study
+   handed to a worker (``ProcessPoolExecutor.submit``), and to the end, on ``--data`` (the ingest
+   benchmark's 20 studies by default), fastest and median.
+The project is byte-compiled first (as an installed package is). Prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import compileall
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+PROBE = """
+import time, sys
+start = time.perf_counter()
+import concurrent.futures.process as cfp
+submit = cfp.ProcessPoolExecutor.submit
+first = []
+def timed_submit(self, *args, **kwargs):
+    if not first:
+        first.append(time.perf_counter() - start)
+    return submit(self, *args, **kwargs)
+cfp.ProcessPoolExecutor.submit = timed_submit
+from cli.app import app
+try:
+    app(["ingest", sys.argv[1], sys.argv[2], "--no-progress"])
+except SystemExit:
+    pass
+print(first[0], time.perf_counter() - start)
+"""
+"""Runs ``spine ingest`` in-process with the first ``submit`` timed (the import of ``concurrent.futures``
+that the probe needs is counted, as ingest imports it anyway)."""
+
+
+def wall(command: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--data", type=Path, default=Path("bench/out/ingest/data20"))
+    args = parser.parse_args()
+    for package in ("spinedata", "spinemodels", "cli"):
+        compileall.compile_dir(str(REPO / package), quiet=1)
+    spine = str(Path(sys.executable).parent / "spine")
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for label, command in (
+            ("`spine --help`", [spine, "--help"]),
+            ("`spine ingest /nonexistent OUT --no-progress`", [spine, "ingest", "/nonexistent", f"{scratch}/x.zarr",
+                                                              "--no-progress"]),
+        ):
+            times = [wall(command) for _ in range(args.repeats)]
+            rows.append((label, min(times), statistics.median(times)))
+        if args.data.is_dir():
+            firsts, ends = [], []
+            for k in range(args.repeats):
+                out = subprocess.run([sys.executable, "-c", PROBE, str(args.data), f"{scratch}/{k}.zarr"],
+                                     capture_output=True, text=True, check=True, cwd=REPO).stdout.split()
+                firsts.append(float(out[-2]))
+                ends.append(float(out[-1]))
+            rows.append((f"ingest of `{args.data}`: first study handed to a worker", min(firsts),
+                         statistics.median(firsts)))
+            rows.append((f"ingest of `{args.data}`: whole run (in-process clock)", min(ends), statistics.median(ends)))
+    print(f"typer {version('typer')}, Python {sys.version.split()[0]}, {args.repeats} runs each")
+    print("| what | fastest s | median s |")
+    print("|---|---|---|")
+    for label, fastest, median in rows:
+        print(f"| {label} | {fastest:.3f} | {median:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
