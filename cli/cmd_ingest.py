@@ -45,7 +45,7 @@ def ingest(
                 bar.update(tasks[stage], completed=done, total=total)
 
             result = run_ingest(data_dir, out, split=split, workers=workers, report=report, progress=progress)
-    else:  # no bar: rich is not even imported (a batch job starts ~40 ms sooner)
+    else:  # no bar: rich is not even imported (a batch job starts sooner)
         result = run_ingest(data_dir, out, split=split, workers=workers, report=report)
 
     summary = (
