@@ -10,9 +10,12 @@ Decisions (see ``docs/geometry.md``):
 
 * MONOCHROME1 images are inverted in the stored-value domain (``max_stored + min_stored - v``) before the
   rescale, so brighter is always higher, as in MONOCHROME2.
-* Multi-frame files (NumberOfFrames > 1, e.g. enhanced MR) are rejected: their per-frame geometry lives in
-  functional groups that this reader does not interpret. Siemens mosaics (ImageType MOSAIC) are rejected
-  too (``read_pixels`` still decodes the tiled image as it is stored).
+* Multi-frame files (NumberOfFrames > 1, e.g. enhanced MR) give one header per frame (``read_headers``):
+  each frame's position, orientation, pixel spacing and rescale come from its functional groups
+  (per-frame first, then shared), its ``instance_number`` is its frame number (1-based) and ``frame`` its
+  index. ``read_header`` reads single-frame files only and raises ``MultiFrameFile`` for the others.
+  A multi-frame file without per-frame positions, and Siemens mosaics (ImageType MOSAIC), are rejected
+  (``read_pixels`` still decodes a mosaic's tiled image as it is stored).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from spinedata.dicomscan import LONG_VRS, PIXEL_DATA, UNDEFINED, ScannedHeader, scan
-from spinedata.errors import DicomReadError, GeometryError
+from spinedata.errors import DicomReadError, GeometryError, MultiFrameFile
 from spinedata.geometry import unit_orientation
 
 RAW_DATASET_GROUPS = {0x0002, 0x0008}
@@ -92,6 +95,13 @@ class SliceHeader:
     """Byte offset of native (uncompressed) pixel values in the file, -1 when encapsulated or unknown."""
     pixel_dtype: str = ""
     """NumPy dtype of the native pixel values (e.g. ``'<u2'``), ``''`` when they must be decoded."""
+    frame: int = -1
+    """Index (0-based) of this frame in a multi-frame file; -1 for a single-frame file."""
+
+    @property
+    def where(self) -> str:
+        """The file, and the frame for a frame of a multi-frame file (for messages)."""
+        return self.path if self.frame < 0 else f"{self.path} (frame {self.frame + 1})"
 
 
 @dataclass(frozen=True)
@@ -120,14 +130,15 @@ def corrupt_file_errors() -> tuple[type[Exception], ...]:
             IndexError, AttributeError, EOFError, OverflowError, struct.error)  # fmt: skip
 
 
-def _open_dataset(path: str, fp):
-    """Parse up to the pixel data; ``force=True`` only for preamble-less files that start like a dataset."""
+def _open_dataset(path: str, fp, specific_tags: list[str] | None = HEADER_KEYWORDS):
+    """Parse up to the pixel data (only ``specific_tags``; None: every element); ``force=True`` only for
+    preamble-less files that start like a dataset."""
     pydicom = _pydicom()
     from pydicom.errors import InvalidDicomError
 
     CORRUPT_FILE_ERRORS = corrupt_file_errors()  # noqa: N806 - the tuple, as an except clause wants it
     try:
-        return pydicom.dcmread(fp, stop_before_pixels=True, specific_tags=HEADER_KEYWORDS)
+        return pydicom.dcmread(fp, stop_before_pixels=True, specific_tags=specific_tags)
     except InvalidDicomError:
         fp.seek(0)
         start = fp.read(4)
@@ -135,7 +146,7 @@ def _open_dataset(path: str, fp):
             raise DicomReadError("not a DICOM file (no 'DICM' marker and no dataset at the start)") from None
         fp.seek(0)
         try:
-            return pydicom.dcmread(fp, stop_before_pixels=True, force=True, specific_tags=HEADER_KEYWORDS)
+            return pydicom.dcmread(fp, stop_before_pixels=True, force=True, specific_tags=specific_tags)
         except CORRUPT_FILE_ERRORS as error:
             raise DicomReadError(f"not a DICOM file ({type(error).__name__}: {error})") from error
     except (EOFError, struct.error, OSError, ValueError, KeyError, TypeError) as error:
@@ -369,18 +380,125 @@ def _read_header(path: str) -> SliceHeader:
                              transfer_syntax, little in (True, None), pixel_element)
 
 
+def read_headers(path) -> list[SliceHeader]:
+    """Headers of every image in one file: ``[read_header(path)]`` for a single-frame file, one header per
+    frame for a multi-frame file (enhanced MR and other files with per-frame functional groups; see the
+    module notes). Raises ``DicomReadError`` with the reason when the file gives no usable image."""
+    try:
+        return [read_header(path)]
+    except MultiFrameFile:
+        return _read_frame_headers(os.fspath(path))
+
+
+FRAME_ELEMENTS = {
+    "ImagePositionPatient": ("PlanePositionSequence", "ImagePositionPatient"),
+    "ImageOrientationPatient": ("PlaneOrientationSequence", "ImageOrientationPatient"),
+    "PixelSpacing": ("PixelMeasuresSequence", "PixelSpacing"),
+    "SliceThickness": ("PixelMeasuresSequence", "SliceThickness"),
+    "SpacingBetweenSlices": ("PixelMeasuresSequence", "SpacingBetweenSlices"),
+    "RescaleSlope": ("PixelValueTransformationSequence", "RescaleSlope"),
+    "RescaleIntercept": ("PixelValueTransformationSequence", "RescaleIntercept"),
+    "TemporalPositionIdentifier": ("FrameContentSequence", "TemporalPositionIndex"),
+    "AcquisitionNumber": ("FrameContentSequence", "FrameAcquisitionNumber"),
+}
+"""Header values a multi-frame file keeps per frame: keyword -> (functional group macro, element in it).
+Looked up in the frame's item of PerFrameFunctionalGroupsSequence, then in SharedFunctionalGroupsSequence,
+then (except the position) at the top level."""
+
+
+def _functional_group_value(groups: list, macro: str, keyword: str):
+    """The first value of ``macro[0].keyword`` found in ``groups`` (functional group items, in order)."""
+    for group in groups:
+        sequence = group.get(macro) if group is not None else None
+        if sequence and keyword in sequence[0]:
+            value = sequence[0][keyword].value
+            if value is not None and value != "":
+                return value
+    return None
+
+
+def _read_frame_headers(path: str) -> list[SliceHeader]:
+    """One header per frame of a multi-frame file (read with pydicom, functional groups included)."""
+    try:
+        return _frame_headers(path)
+    except corrupt_file_errors() as error:  # a damaged value deep in the functional groups
+        raise DicomReadError(f"corrupt multi-frame header ({type(error).__name__}: {error})") from error
+
+
+def _frame_headers(path: str) -> list[SliceHeader]:
+    from pydicom.multival import MultiValue
+
+    try:
+        size = os.path.getsize(path)
+        fp = open(path, "rb")  # noqa: SIM115 - closed below, also on errors
+    except OSError as error:
+        raise DicomReadError(f"cannot open file ({error.strerror})") from error
+    with fp:
+        try:
+            dataset = _open_dataset(path, fp, specific_tags=None)
+        except corrupt_file_errors() as error:
+            raise DicomReadError(f"corrupt header ({type(error).__name__}: {error})") from error
+        meta = getattr(dataset, "file_meta", None)
+        transfer_syntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+        _, little = dataset.original_encoding
+        little = little in (True, None)
+        if transfer_syntax == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
+            offset, length = -1, UNDEFINED
+        else:
+            offset, length = _check_pixel_element(fp, dataset, size)
+    top = _dataset_values(dataset)
+    frames = _number(top, "NumberOfFrames", int, 1)
+    shared = list(dataset.get("SharedFunctionalGroupsSequence") or [None])[:1]
+    per_frame = list(dataset.get("PerFrameFunctionalGroupsSequence") or [])
+    if per_frame and len(per_frame) != frames:
+        raise DicomReadError(
+            f"multi-frame file with {frames} frames but {len(per_frame)} items of PerFrameFunctionalGroupsSequence"
+        )
+    rows, cols = _number(top, "Rows", int, 0), _number(top, "Columns", int, 0)
+    bits = _number(top, "BitsAllocated", int, 0)
+    frame_bytes = rows * cols * bits // 8
+    if length != UNDEFINED and offset >= 0 and bits % 8 == 0 and length < frames * frame_bytes:
+        raise DicomReadError(
+            f"truncated pixel data: {length} bytes hold {length // max(frame_bytes, 1)} of {frames} frames"
+        )
+    description = str(dataset.get("SeriesDescription", ""))
+    headers = []
+    for frame in range(frames):
+        groups = [per_frame[frame] if per_frame else None, *shared]
+
+        def values(keyword: str, groups=groups, frame=frame) -> list | None:
+            if keyword == "InstanceNumber":
+                return [str(frame + 1)]
+            if keyword in FRAME_ELEMENTS:
+                value = _functional_group_value(groups, *FRAME_ELEMENTS[keyword])
+                if value is not None:
+                    return [str(v) for v in (value if isinstance(value, MultiValue | list | tuple) else [value])]
+                if keyword == "ImagePositionPatient":
+                    raise DicomReadError(
+                        f"multi-frame file ({frames} frames) without PlanePositionSequence in its functional "
+                        "groups: the frames' positions are unknown"
+                    )
+            return top(keyword)
+
+        if offset < 0 or length == UNDEFINED:
+            element = (-1, UNDEFINED)
+        else:
+            element = (offset + frame * frame_bytes, frame_bytes)
+        headers.append(_build_header(path, values, description, transfer_syntax, little,
+                                     lambda element=element: element, frame=frame))  # fmt: skip
+    return headers
+
+
 def _build_header(path: str, values: Values, description: str, transfer_syntax: str, little: bool,
-                  pixel_element: Callable[[], tuple[int, int]]) -> SliceHeader:
-    """Check and convert the header values of one file (shared by the scan and pydicom);
-    ``pixel_element()`` -> (offset, length) of the PixelData value, called last."""
+                  pixel_element: Callable[[], tuple[int, int]], frame: int = -1) -> SliceHeader:
+    """Check and convert the header values of one file or frame (shared by the scan and pydicom);
+    ``pixel_element()`` -> (offset, length) of the PixelData value (of this frame), called last."""
     rows, cols = _number(values, "Rows", int), _number(values, "Columns", int)
     if not rows or not cols:
         raise DicomReadError("not an image (no Rows/Columns)")
     frames = _number(values, "NumberOfFrames", int, 1)
-    if frames > 1:
-        raise DicomReadError(
-            f"multi-frame file ({frames} frames) is not supported; export it as single-frame images"
-        )
+    if frames > 1 and frame < 0:
+        raise MultiFrameFile(f"multi-frame file ({frames} frames): read its frames with read_headers")
     image_type = [str(v).upper() for v in (values("ImageType") or [])]
     if "MOSAIC" in image_type:
         raise DicomReadError(
@@ -425,6 +543,7 @@ def _build_header(path: str, values: Values, description: str, transfer_syntax: 
         bits_stored=_number(values, "BitsStored", int, 0),
         pixel_offset=offset if pixel_dtype else -1,
         pixel_dtype=pixel_dtype,
+        frame=frame,
     )
 
 
@@ -442,8 +561,9 @@ def _ensure_transfer_syntax(dataset) -> None:
         dataset.file_meta = meta
 
 
-def _decode(path: str) -> tuple[np.ndarray, object]:
-    """Stored values ``(rows, cols)`` and the pydicom data set (native byte order, MONOCHROME1 inverted)."""
+def _decode_all(path: str) -> tuple[np.ndarray, object]:
+    """Stored values of every frame (``(rows, cols)``, or ``(frames, rows, cols)``) and the pydicom data set
+    (native byte order, MONOCHROME1 inverted)."""
     pydicom = _pydicom()
     dataset = None
     try:
@@ -464,12 +584,18 @@ def _decode(path: str) -> tuple[np.ndarray, object]:
     stored = np.asarray(stored)
     if stored.dtype.byteorder == ">" or (stored.dtype.byteorder == "=" and not np.little_endian):
         stored = stored.astype(stored.dtype.newbyteorder("="))
+    if str(dataset.get("PhotometricInterpretation", "")).strip().upper() == MONOCHROME1:
+        stored = _invert(stored, int(dataset.get("BitsStored", stored.dtype.itemsize * 8)))
+    return stored, dataset
+
+
+def _decode(path: str) -> tuple[np.ndarray, object]:
+    """``_decode_all`` of a file holding one 2-D grey-scale frame."""
+    stored, dataset = _decode_all(path)
     if stored.ndim != 2:
         raise DicomReadError(
             f"expected one 2-D grey-scale frame in {path}, got an array of shape {stored.shape}"
         )
-    if str(dataset.get("PhotometricInterpretation", "")).strip().upper() == MONOCHROME1:
-        stored = _invert(stored, int(dataset.get("BitsStored", stored.dtype.itemsize * 8)))
     return stored, dataset
 
 
@@ -547,10 +673,26 @@ def common_dtype(arrays: list[np.ndarray], stored_dtypes: list[np.dtype]) -> np.
     return np.dtype(np.float32)
 
 
-def _stored_of(header: SliceHeader) -> np.ndarray:
+Decoded = dict[str, np.ndarray]
+"""Every frame of the encapsulated multi-frame files decoded so far while reading one stack, by path (each
+file is decoded once, not once per frame)."""
+
+
+def _decoded_frame(header: SliceHeader, decoded: Decoded) -> np.ndarray:
+    if header.path not in decoded:
+        decoded[header.path] = _decode_all(header.path)[0]
+    frames = decoded[header.path]
+    if frames.ndim != 3 or header.frame >= len(frames):
+        raise DicomReadError(f"pixel data of {header.path} of shape {frames.shape} has no frame {header.frame + 1}")
+    return frames[header.frame]
+
+
+def _stored_of(header: SliceHeader, decoded: Decoded | None = None) -> np.ndarray:
     """Stored values ``(rows, cols)`` of one slice (native byte order, MONOCHROME1 inverted), not rescaled."""
     if header.pixel_offset >= 0 and header.pixel_dtype:
         stored = _read_native(header)
+    elif header.frame >= 0:
+        stored = _decoded_frame(header, {} if decoded is None else decoded)
     else:
         stored = _decode(header.path)[0]
     if stored.shape != (header.rows, header.cols):
@@ -560,10 +702,10 @@ def _stored_of(header: SliceHeader) -> np.ndarray:
     return stored
 
 
-def _pixels_of(item) -> tuple[np.ndarray, np.dtype, int, int]:
+def _pixels_of(item, decoded: Decoded | None = None) -> tuple[np.ndarray, np.dtype, int, int]:
     """``(rescaled, stored dtype, rows, cols)`` of a path or SliceHeader."""
     if isinstance(item, SliceHeader):
-        stored = _read_native(item) if item.pixel_offset >= 0 and item.pixel_dtype else _decode(item.path)[0]
+        stored = _stored_of(item, decoded)
         slope, intercept, rows, cols = item.rescale_slope, item.rescale_intercept, item.rows, item.cols
     else:
         stored, dataset = _decode(os.fspath(item))
@@ -624,8 +766,9 @@ def read_stack(headers: list[SliceHeader]) -> np.ndarray:
         if native is not None:  # the stored dtype holds the (unrescaled) values: what common_dtype picks
             return native
     values, stored = [], []
+    decoded: Decoded = {}
     for header in headers:
-        array, stored_dtype, _, _ = _pixels_of(header)
+        array, stored_dtype, _, _ = _pixels_of(header, decoded)
         values.append(array)
         stored.append(stored_dtype)
     shapes = {a.shape for a in values}
@@ -653,7 +796,8 @@ def read_stack_stored(headers: list[SliceHeader]) -> tuple[np.ndarray, float, fl
     native = _read_native_stack(headers)
     if native is not None:
         return native, float(slope), float(intercept)
-    arrays = [_stored_of(h) for h in headers]
+    decoded: Decoded = {}
+    arrays = [_stored_of(h, decoded) for h in headers]
     if len({a.shape for a in arrays}) != 1:
         raise DicomReadError(
             f"slices of one stack must share Rows x Columns, got {sorted({a.shape for a in arrays})}"

@@ -25,3 +25,7 @@ class ConfigError(SpineError):
 
 class DataLayoutError(SpineError):
     """An input folder or its CSVs do not follow the expected layout (missing columns, unreadable CSV)."""
+
+
+class MultiFrameFile(DicomReadError):
+    """A multi-frame file was given where one slice is expected: ``read_headers`` reads its frames."""

@@ -46,7 +46,14 @@ VOLUME_KEYS = ("echo_number", "temporal_position", "acquisition_number")
 def _sort_key(header: SliceHeader) -> tuple:
     """Deterministic order of files independent of how they were listed."""
     inst = header.instance_number if header.instance_number is not None else -1
-    return inst, header.sop_uid, header.path
+    return inst, header.sop_uid, header.path, header.frame
+
+
+def _skipped(header: SliceHeader, reason: str) -> Skipped:
+    """The report line of a header left out (naming the frame of a multi-frame file)."""
+    if header.frame >= 0:
+        reason = f"frame {header.frame + 1}: {reason}"
+    return Skipped(path=header.path, reason=reason, series_id=header.series_uid)
 
 
 def _usable(header: SliceHeader) -> tuple[str | None, tuple[float, ...]]:
@@ -226,19 +233,20 @@ def build_stacks(
     skipped: list[Skipped] = []
     usable: list[SliceHeader] = []
     iops: list[tuple[float, ...]] = []
-    first_of: dict[str, str] = {}
+    first_of: dict[tuple[str, int], str] = {}
     for header in sorted(headers, key=lambda h: (h.series_uid, *_sort_key(h))):
         reason, iop = _usable(header)
         if reason is None and header.sop_uid:
-            if header.sop_uid in first_of:
-                reason = f"duplicate of {first_of[header.sop_uid]} (same SOPInstanceUID)"
+            key = (header.sop_uid, header.frame)  # the frames of a multi-frame file share its SOPInstanceUID
+            if key in first_of:
+                reason = f"duplicate of {first_of[key]} (same SOPInstanceUID)"
             else:
-                first_of[header.sop_uid] = header.path
+                first_of[key] = header.where
         if reason is None:
             usable.append(header)
             iops.append(iop)
         else:
-            skipped.append(Skipped(path=header.path, reason=reason, series_id=header.series_uid))
+            skipped.append(_skipped(header, reason))
     stacks: list[tuple[StackGeometry, list[SliceHeader]]] = []
     for group in _group(usable, iops):
         reference = group[0]
@@ -248,12 +256,7 @@ def build_stacks(
                 try:
                     stacks.append((_geometry(piece, reference), piece))
                 except GeometryError as error:
-                    skipped.extend(
-                        Skipped(
-                            path=h.path, reason=f"no valid stack geometry: {error}", series_id=h.series_uid
-                        )
-                        for h in piece
-                    )
+                    skipped.extend(_skipped(h, f"no valid stack geometry: {error}") for h in piece)
 
     def order(item: tuple[StackGeometry, list[SliceHeader]]) -> tuple:
         geometry, piece = item

@@ -6,8 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-from pydicom.dataset import FileMetaDataset
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+ENHANCED_MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4.1"
 
 
 def write_slice(
@@ -132,3 +135,82 @@ def expected_affine(r, c, n, slice_step, pixel_spacing, origin) -> np.ndarray:
     affine[:3, 2] = pixel_spacing[1] * np.asarray(r)
     affine[:3, 3] = origin
     return affine
+
+
+def _item(**elements) -> Dataset:
+    item = Dataset()
+    for keyword, value in elements.items():
+        setattr(item, keyword, value)
+    return item
+
+
+COPIED_TO_ENHANCED = (
+    "StudyInstanceUID", "SeriesInstanceUID", "SeriesNumber", "SeriesDescription", "Modality", "PatientID",
+    "PatientName", "PatientPosition", "Manufacturer", "StudyDate", "StudyTime", "SeriesDate", "SeriesTime",
+    "SamplesPerPixel", "PhotometricInterpretation", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation",
+)  # fmt: skip
+
+
+def write_enhanced(
+    files: list[Path], path: Path, *, frame_order=None, transfer_syntax: str | None = None,
+    shared_geometry: bool = True,
+) -> Path:
+    """One Enhanced MR multi-frame file holding the slices of a classic single-frame series (``files``):
+    frame ``k`` is ``files[frame_order[k]]`` (default: the files' order), its position in the per-frame
+    PlanePositionSequence; orientation, pixel spacing and rescale in the shared functional groups (per
+    frame when ``shared_geometry`` is False). ``transfer_syntax``: e.g. RLE Lossless (default: explicit VR
+    little endian)."""
+    slices = [pydicom.dcmread(f) for f in files]
+    first = slices[0]
+    order = list(range(len(slices))) if frame_order is None else list(frame_order)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ENHANCED_MR_IMAGE_STORAGE
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    for keyword in COPIED_TO_ENHANCED:
+        if keyword in first:
+            setattr(ds, keyword, first.data_element(keyword).value)
+    ds.SOPClassUID = ENHANCED_MR_IMAGE_STORAGE
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.InstanceNumber = 1
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
+    ds.NumberOfFrames = len(order)
+    ds.Rows, ds.Columns = first.Rows, first.Columns
+
+    def geometry(s) -> dict:
+        return {
+            "PixelMeasuresSequence": Sequence([_item(PixelSpacing=s.PixelSpacing,
+                                                     SliceThickness=s.get("SliceThickness", 1))]),
+            "PlaneOrientationSequence": Sequence([_item(ImageOrientationPatient=s.ImageOrientationPatient)]),
+            "PixelValueTransformationSequence": Sequence([_item(RescaleSlope=s.get("RescaleSlope", 1),
+                                                                RescaleIntercept=s.get("RescaleIntercept", 0),
+                                                                RescaleType="US")]),
+        }  # fmt: skip
+
+    rank = {k: r for r, k in enumerate(spatial_order(slices))}  # InStackPositionNumber: order along n
+    ds.SharedFunctionalGroupsSequence = Sequence([_item(**geometry(first)) if shared_geometry else _item()])
+    ds.PerFrameFunctionalGroupsSequence = Sequence([
+        _item(
+            PlanePositionSequence=Sequence([_item(ImagePositionPatient=slices[k].ImagePositionPatient)]),
+            FrameContentSequence=Sequence([_item(InStackPositionNumber=rank[k] + 1, StackID="1",
+                                                 DimensionIndexValues=[1, rank[k] + 1])]),
+            **({} if shared_geometry else geometry(slices[k])),
+        )
+        for k in order
+    ])  # fmt: skip
+    pixels = np.stack([slices[k].pixel_array for k in order])
+    ds.PixelData = pixels.tobytes()
+    if transfer_syntax is not None:
+        ds.compress(transfer_syntax, pixels)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def spatial_order(slices: list) -> np.ndarray:
+    """Indices of ``slices`` (pydicom data sets or paths) sorted along the normal ``r x c`` of the first."""
+    slices = [s if isinstance(s, Dataset) else pydicom.dcmread(s, stop_before_pixels=True) for s in slices]
+    iop = np.array(slices[0].ImageOrientationPatient, dtype=float)
+    normal = np.cross(iop[:3], iop[3:])
+    return np.argsort([float(normal @ np.array(s.ImagePositionPatient, dtype=float)) for s in slices], kind="stable")

@@ -5,19 +5,22 @@ from __future__ import annotations
 import numpy as np
 import pydicom
 import pytest
-from dicom_writer import write_series, write_slice
+from dicom_writer import write_enhanced, write_series, write_slice
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
+from pydicom.uid import RLELossless
 
 from spinedata.dicomio import (
     SliceHeader,
     common_dtype,
     read_header,
+    read_headers,
     read_pixels,
     read_stack,
     read_stack_stored,
 )
-from spinedata.errors import DicomReadError
+from spinedata.errors import DicomReadError, MultiFrameFile
+from spinedata.stacks import build_stacks
 
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 
@@ -329,3 +332,89 @@ def test_read_stack_stored_identity_and_mixed_rescale(tmp_path):
     assert (slope, intercept) == (1.0, 0.0)
     np.testing.assert_array_equal(mixed, read_stack([*headers, odd]))
     assert mixed[-1].max() == 2
+
+
+def _enhanced(tmp_path, n_slices=5, **kwargs):
+    """A classic series and the same slices as one Enhanced MR file (frames in a shuffled order)."""
+    volume, affine, paths = write_series(tmp_path / "classic", n_slices, rows=6, cols=7)
+    order = [3, 0, 4, 1, 2][:n_slices]
+    path = write_enhanced(paths, tmp_path / "enhanced.dcm", frame_order=order, **kwargs)
+    return volume, affine, paths, order, path
+
+
+@pytest.mark.parametrize("transfer_syntax", [None, RLELossless], ids=["native", "rle"])
+@pytest.mark.parametrize("shared_geometry", [True, False], ids=["shared", "per_frame"])
+def test_multiframe_file_gives_one_header_per_frame(tmp_path, transfer_syntax, shared_geometry):
+    volume, affine, paths, order, path = _enhanced(tmp_path, transfer_syntax=transfer_syntax,
+                                                   shared_geometry=shared_geometry)  # fmt: skip
+    with pytest.raises(MultiFrameFile, match="multi-frame file \\(5 frames\\): read its frames with read_headers"):
+        read_header(path)
+    headers = read_headers(path)
+    assert [h.frame for h in headers] == list(range(5))
+    assert [h.instance_number for h in headers] == [1, 2, 3, 4, 5]  # frame numbers
+    assert len({h.sop_uid for h in headers}) == 1
+    for header, k in zip(headers, order, strict=True):
+        classic = read_header(paths[k])
+        assert header.position == classic.position
+        assert header.orientation == classic.orientation and header.pixel_spacing == classic.pixel_spacing
+        assert (header.pixel_offset >= 0) == (transfer_syntax is None)
+        np.testing.assert_array_equal(read_pixels(header), volume[k])
+    (geometry, members), *rest = build_stacks(headers)[0]
+    assert rest == [] and build_stacks(headers)[1] == []
+    np.testing.assert_allclose(geometry.affine, affine, atol=1e-6)
+    np.testing.assert_array_equal(read_stack(members), volume)
+    np.testing.assert_array_equal(geometry.instance_numbers, [order.index(k) + 1 for k in range(5)])
+
+
+def test_multiframe_file_with_two_orientations_gives_two_stacks(tmp_path):
+    """A localizer-like file: frames of two orientations (per-frame geometry) -> one stack each."""
+    sagittal, sag_affine, sag_paths = write_series(tmp_path / "sag", 3, rows=6, cols=7, angles_deg=(0, 90, 0))
+    axial, ax_affine, ax_paths = write_series(tmp_path / "ax", 4, rows=6, cols=7, angles_deg=(0, 0, 0), seed=1)
+    path = write_enhanced([*ax_paths, *sag_paths], tmp_path / "localizer.dcm", shared_geometry=False)
+    stacks, skipped = build_stacks(read_headers(path))
+    assert skipped == [] and len(stacks) == 2
+    found = {g.shape[0]: (g, read_stack(m)) for g, m in stacks}
+    for volume, affine in ((sagittal, sag_affine), (axial, ax_affine)):
+        geometry, pixels = found[len(volume)]
+        np.testing.assert_allclose(geometry.affine, affine, atol=1e-6)
+        np.testing.assert_array_equal(pixels, volume)
+
+
+def test_bad_multiframe_files_give_precise_reasons(tmp_path):
+    _, _, _, _, path = _enhanced(tmp_path)
+    ds = pydicom.dcmread(path)
+    del ds.PerFrameFunctionalGroupsSequence[0].PlanePositionSequence
+    ds.save_as(tmp_path / "no_position.dcm")
+    with pytest.raises(DicomReadError, match="without PlanePositionSequence"):
+        read_headers(tmp_path / "no_position.dcm")
+    ds = pydicom.dcmread(path)
+    ds.NumberOfFrames = 4
+    ds.save_as(tmp_path / "count.dcm")
+    with pytest.raises(DicomReadError, match="4 frames but 5 items of PerFrameFunctionalGroupsSequence"):
+        read_headers(tmp_path / "count.dcm")
+    raw = path.read_bytes()
+    (tmp_path / "cut.dcm").write_bytes(raw[: len(raw) - 6 * 7 * 2 - 10])
+    with pytest.raises(DicomReadError, match="truncated pixel data"):
+        read_headers(tmp_path / "cut.dcm")
+    (tmp_path / "cases").mkdir()
+    with pytest.raises(DicomReadError, match="truncated pixel data: 24 bytes hold 1 of 3 frames"):
+        read_headers(_cases(tmp_path / "cases") / "frames.dcm")  # NumberOfFrames 3 on a one-frame file
+
+
+@pytest.mark.filterwarnings("ignore")  # pydicom warns about the damaged values it meets
+def test_damaged_multiframe_files_give_reasons_never_tracebacks(tmp_path):
+    sources = [_enhanced(tmp_path / name, transfer_syntax=syntax)[-1].read_bytes()
+               for name, syntax in (("native", None), ("rle", RLELossless))]  # fmt: skip
+    rng = np.random.default_rng(11)
+    outcomes = {"read": 0, "reason": 0}
+    for k in range(FUZZ_CASES):
+        path = tmp_path / f"fuzz{k}.dcm"
+        path.write_bytes(_corrupt(sources[k % 2], rng))
+        try:
+            for header in read_headers(path):
+                read_pixels(header)
+            outcomes["read"] += 1
+        except DicomReadError as error:
+            assert str(error)
+            outcomes["reason"] += 1
+    assert outcomes["read"] > 0 and outcomes["reason"] > 0

@@ -14,6 +14,7 @@ import numpy as np
 import pydicom
 import pytest
 import zarr
+from dicom_writer import write_enhanced
 from ingest_data import write_competition_dataset, write_competition_series
 from pydicom.uid import generate_uid
 from typer.testing import CliRunner
@@ -157,7 +158,7 @@ def test_bad_input_is_reported_and_the_rest_ingested(dataset, tmp_path):
     assert sorted(s.shape for s in axial_stacks) == [(2, 12, 10), (4, 16, 16)]
     extra = ds.study("1002").series["777"]
     assert (extra.description, extra.role) == ("SAG T1", "Sagittal T1")
-    assert any("3 of 7 files left out" in w for w in ds.study("1001").warnings)
+    assert any("3 of 7 images left out" in w for w in ds.study("1001").warnings)
     labels = ds.labels
     assert len(labels) == 3 and (labels["stack"] == -1).sum() == 2  # instances 1 and 2 of 1001 are gone
     assert labels.loc[labels["stack"] == -1, ["world_x", "world_y", "world_z"]].isna().all(axis=None)
@@ -258,6 +259,33 @@ def test_plain_folder_without_csvs(tmp_path):
         assert series.role == {"SAG T2 FSE": "Sagittal T2/STIR", "t1_tse_sag": "Sagittal T1"}.get(description)
         np.testing.assert_array_equal(series.stacks[0].read(), t.volume)
     assert len(ds.labels) == 0 and len(ds.targets) == 0
+
+
+def test_multiframe_files_are_ingested(dataset, tmp_path):
+    """A series stored as one Enhanced MR file (frames in a shuffled order), in the competition layout and
+    in a plain folder: the same stack as its single-frame files, instance numbers = frame numbers, labels
+    resolved against them, nothing reported."""
+    data, truth = dataset
+    t = truth[("1001", "10011")]
+    order = [2, 5, 0, 3, 1, 4]
+    folder = data / "train_images" / "1001" / "10011"
+    write_enhanced(t.paths, tmp_path / "multiframe.dcm", frame_order=order)
+    for path in t.paths:
+        path.unlink()
+    shutil.copy(tmp_path / "multiframe.dcm", folder / "1.dcm")
+    for layout, source in (("competition", data), ("plain", folder)):
+        result = ingest(source, tmp_path / f"{layout}.zarr", workers=1)
+        assert result.layout == layout and result.skipped == [] and result.n_complete >= 1
+        ds = sd.open_dataset(tmp_path / f"{layout}.zarr")
+        study = ds.study("1001") if layout == "competition" else ds.study(ds.study_ids[0])
+        (series,) = [s for s in study.series.values() if len(s.stacks[0].instance_numbers) == 6]
+        (stack,) = series.stacks
+        np.testing.assert_array_equal(stack.read(), t.volume)
+        np.testing.assert_allclose(stack.affine, t.affine, atol=1e-5)
+        np.testing.assert_array_equal(stack.instance_numbers, [order.index(k) + 1 for k in range(6)])
+    labels = sd.open_dataset(tmp_path / "competition.zarr").labels.set_index("series_id")
+    row = labels.loc["10011"]  # the CSV's instance number 2 is frame 2, the slice order[1] along n
+    assert (row["stack"], row["slice"]) == (0, order[1])
 
 
 def test_test_split_has_no_labels(tmp_path):

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from spinedata.dicomio import Skipped, SliceHeader, read_header
+from spinedata.dicomio import Skipped, SliceHeader, read_headers
 from spinedata.errors import DataLayoutError, DicomReadError, StoreError
 from spinedata.labels import read_series_descriptions
 from spinedata.store.layout import check_node_name
@@ -159,12 +159,19 @@ def discover_competition(data_dir: Path, split: str) -> Discovery:
     )
 
 
-def read_header_or_reason(path: str) -> SliceHeader | Skipped:
-    """A file's header, or the report line saying why it has none (picklable, for worker processes)."""
+def read_headers_or_reason(path: str) -> list[SliceHeader | Skipped]:
+    """A file's headers (one per frame of a multi-frame file), or the report line saying why it has none
+    (picklable, for worker processes)."""
     try:
-        return read_header(path)
+        return list(read_headers(path))
     except DicomReadError as error:
-        return Skipped(path=path, reason=str(error))
+        return [Skipped(path=path, reason=str(error))]
+
+
+def read_all_headers(paths: Iterable[str]) -> Iterator[SliceHeader | Skipped]:
+    """``read_headers_or_reason`` over ``paths``, in this process, one item per header or report line."""
+    for path in paths:
+        yield from read_headers_or_reason(path)
 
 
 def group_headers(results: Iterable[SliceHeader | Skipped]) -> tuple[list[StudyJob], list[Skipped]]:
@@ -198,10 +205,10 @@ def group_headers(results: Iterable[SliceHeader | Skipped]) -> tuple[list[StudyJ
 def discover_plain(
     data_dir: Path, read_all: Callable[[list[str]], Iterable[SliceHeader | Skipped]] | None = None
 ) -> Discovery:
-    """Jobs from a plain folder of DICOM files; ``read_all`` maps ``read_header_or_reason`` over paths
-    (in worker processes; sequential when None)."""
+    """Jobs from a plain folder of DICOM files; ``read_all`` maps ``read_headers_or_reason`` over paths
+    (in worker processes; ``read_all_headers`` when None)."""
     paths = _files_under(data_dir)
-    reader = read_all or (lambda items: map(read_header_or_reason, items))
+    reader = read_all or read_all_headers
     jobs, skipped = group_headers(reader(paths))
     return Discovery(layout=LAYOUT_PLAIN, jobs=jobs, skipped=skipped)
 

@@ -26,7 +26,7 @@ from spinedata.ingest.discover import (
     detect_layout,
     discover_competition,
     discover_plain,
-    read_header_or_reason,
+    read_headers_or_reason,
 )
 from spinedata.ingest.worker import SKIPPED_ATTR, StudyResult, ingest_study
 from spinedata.labels import (
@@ -100,7 +100,7 @@ def _context():
 
 
 def _read_batch(paths: list[str]) -> list[SliceHeader | Skipped]:
-    return [read_header_or_reason(p) for p in paths]
+    return [item for p in paths for item in read_headers_or_reason(p)]
 
 
 def _scan_in_pool(pool: ProcessPoolExecutor | None, progress: Progress | None):
@@ -112,9 +112,9 @@ def _scan_in_pool(pool: ProcessPoolExecutor | None, progress: Progress | None):
         if progress:
             progress("scan", 0, len(paths))
         results = pool.map(_read_batch, batches) if pool else map(_read_batch, batches)
-        for batch in results:
+        for files, batch in zip(batches, results, strict=True):
             yield from batch
-            done += len(batch)
+            done += len(files)  # files, not headers: a multi-frame file gives one header per frame
             if progress:
                 progress("scan", done, len(paths))
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spinedata.dicomio import Skipped, SliceHeader, read_header, read_pixels, read_stack, read_stack_stored
+from spinedata.dicomio import Skipped, SliceHeader, read_headers, read_pixels, read_stack, read_stack_stored
 from spinedata.errors import DicomReadError, SpineError
 from spinedata.geometry import StackGeometry
 from spinedata.ingest.discover import SeriesJob, StudyJob
@@ -39,13 +39,14 @@ class StudyResult:
 
 
 def _headers(series: SeriesJob, study_id: str, skipped: list[Skipped]) -> list[SliceHeader]:
-    """Headers of a series' files (already read for plain folders); unreadable files become report lines."""
+    """Headers of a series' files (already read for plain folders; one per frame of a multi-frame file);
+    unreadable files become report lines."""
     if series.headers:
         return list(series.headers)
     headers = []
     for path in series.files:
         try:
-            headers.append(read_header(path))
+            headers.extend(read_headers(path))
         except DicomReadError as error:
             skipped.append(Skipped(path, str(error), study_id, series.series_id))
     return headers
@@ -90,6 +91,8 @@ def _decoded_stacks(
         members, error = failed
         newly_bad = 0
         for header in members:
+            if header.path in bad:  # another frame of a multi-frame file already failed
+                continue
             try:
                 read_pixels(header)
             except DicomReadError as file_error:
@@ -125,10 +128,10 @@ def _write_series(writer: StudyWriter, series: SeriesJob, study_id: str, result:
                     study_id, sid)
         )
         warnings.append(f"series {sid}: mixed matrices ({text}), {len(stacks)} stacks")
-    n_files = len(series.headers) or len(series.files)
+    n_images = len(headers) + len(set(series.files) - {h.path for h in headers})  # unreadable files count once
     n_used = sum(g.shape[0] for g, _, _ in stacks)
-    if n_used < n_files:
-        warnings.append(f"series {sid}: {n_files - n_used} of {n_files} files left out (see the ingest report)")
+    if n_used < n_images:
+        warnings.append(f"series {sid}: {n_images - n_used} of {n_images} images left out (see the ingest report)")
     description = series.description
     if description is None:
         description = headers[0].series_description
