@@ -97,6 +97,9 @@ class SliceHeader:
     """NumPy dtype of the native pixel values (e.g. ``'<u2'``), ``''`` when they must be decoded."""
     frame: int = -1
     """Index (0-based) of this frame in a multi-frame file; -1 for a single-frame file."""
+    image_type: str = ""
+    """ImageType (a frame's FrameType in an enhanced MR file), upper case, values joined by ``\\``, e.g.
+    ``ORIGINAL\\PRIMARY\\M\\DIXON\\W``; tells apart volumes at the same positions (Dixon water / fat)."""
 
     @property
     def where(self) -> str:
@@ -400,6 +403,7 @@ FRAME_ELEMENTS = {
     "RescaleIntercept": ("PixelValueTransformationSequence", "RescaleIntercept"),
     "TemporalPositionIdentifier": ("FrameContentSequence", "TemporalPositionIndex"),
     "AcquisitionNumber": ("FrameContentSequence", "FrameAcquisitionNumber"),
+    "ImageType": ("MRImageFrameTypeSequence", "FrameType"),
 }
 """Header values a multi-frame file keeps per frame: keyword -> (functional group macro, element in it).
 Looked up in the frame's item of PerFrameFunctionalGroupsSequence, then in SharedFunctionalGroupsSequence,
@@ -499,7 +503,7 @@ def _build_header(path: str, values: Values, description: str, transfer_syntax: 
     frames = _number(values, "NumberOfFrames", int, 1)
     if frames > 1 and frame < 0:
         raise MultiFrameFile(f"multi-frame file ({frames} frames): read its frames with read_headers")
-    image_type = [str(v).upper() for v in (values("ImageType") or [])]
+    image_type = [str(v).strip().upper() for v in (values("ImageType") or [])]
     if "MOSAIC" in image_type:
         raise DicomReadError(
             "Siemens mosaic (several slices tiled in one image) is not supported; convert it with dcm2niix"
@@ -544,6 +548,7 @@ def _build_header(path: str, values: Values, description: str, transfer_syntax: 
         pixel_offset=offset if pixel_dtype else -1,
         pixel_dtype=pixel_dtype,
         frame=frame,
+        image_type="\\".join(image_type),
     )
 
 

@@ -38,10 +38,12 @@ def test_header_fields(tmp_path):
         instance_number=7,
         slice_thickness=3.0,
         spacing_between_slices=3.5,
-        extra={"EchoNumbers": 2, "AcquisitionNumber": 4, "TemporalPositionIdentifier": 5},
+        extra={"EchoNumbers": 2, "AcquisitionNumber": 4, "TemporalPositionIdentifier": 5,
+               "ImageType": ["DERIVED", "primary", "DIXON", "W"]},
     )
     header = read_header(path)
     assert isinstance(header, SliceHeader)
+    assert header.image_type == "DERIVED\\PRIMARY\\DIXON\\W"
     assert (header.study_uid, header.series_uid, header.series_description) == ("1.2", "1.2.3", "synthetic")
     assert header.instance_number == 7 and header.position == (1.0, 2.0, 3.0)
     assert header.orientation == AXIAL and header.pixel_spacing == (0.5, 0.7)
@@ -364,6 +366,23 @@ def test_multiframe_file_gives_one_header_per_frame(tmp_path, transfer_syntax, s
     np.testing.assert_allclose(geometry.affine, affine, atol=1e-6)
     np.testing.assert_array_equal(read_stack(members), volume)
     np.testing.assert_array_equal(geometry.instance_numbers, [order.index(k) + 1 for k in range(5)])
+
+
+def test_multiframe_frame_types_and_temporal_indices_are_read_per_frame(tmp_path):
+    """FrameType (MRImageFrameTypeSequence) and TemporalPositionIndex (FrameContentSequence) of each frame
+    become its image_type and temporal_position."""
+    *_, path = _enhanced(tmp_path)
+    ds = pydicom.dcmread(path)
+    for k, item in enumerate(ds.PerFrameFunctionalGroupsSequence):
+        frame_type = pydicom.Dataset()
+        frame_type.FrameType = ["DERIVED", "PRIMARY", "DIXON", "W" if k % 2 else "F"]
+        item.MRImageFrameTypeSequence = pydicom.Sequence([frame_type])
+        item.FrameContentSequence[0].TemporalPositionIndex = k + 10
+    ds.save_as(tmp_path / "typed.dcm")
+    headers = read_headers(tmp_path / "typed.dcm")
+    assert [h.image_type[-1] for h in headers] == ["F", "W", "F", "W", "F"]
+    assert [h.temporal_position for h in headers] == [10, 11, 12, 13, 14]
+    assert headers[0].image_type == "DERIVED\\PRIMARY\\DIXON\\F"
 
 
 def test_multiframe_file_with_two_orientations_gives_two_stacks(tmp_path):

@@ -135,6 +135,23 @@ def test_echo_and_acquisition_choose_the_fewest_volumes():
     assert [[h.echo_number for h in piece] for _, piece in stacks] == [[1] * 4, [2] * 4]
 
 
+def test_image_type_splits_dixon_images_at_the_same_positions():
+    """Water and fat images of one Dixon series at the same positions, without echo or acquisition numbers,
+    and instance numbers that put water first at some positions and fat first at others (so file order
+    alone would mix them): ImageType tells the two volumes apart."""
+    headers = []
+    for k, h in enumerate(_series(np.eye(3), 2.0, 6)):
+        water_first = k % 2 == 0
+        for kind, instance in (("W", 2 * k + (0 if water_first else 1)), ("F", 2 * k + (1 if water_first else 0))):
+            headers.append(dataclasses.replace(h, instance_number=instance, image_type=f"DERIVED\\PRIMARY\\DIXON\\{kind}",
+                                               path=f"/x/{kind}{k}.dcm", sop_uid=f"{kind}.{k}"))  # fmt: skip
+    stacks, skipped = build_stacks(headers)
+    assert skipped == [] and len(stacks) == 2
+    kinds = [{h.image_type[-1] for h in piece} for _, piece in stacks]
+    assert sorted(map(sorted, kinds)) == [["F"], ["W"]]
+    assert all(g.shape[0] == 6 and g.uniform for g, _ in stacks)
+
+
 def test_parallel_slabs_at_distant_positions_split():
     rot = np.eye(3)
     slab_a = _series(rot, 4.0, 5, origin=(0, 0, 0), first_instance=1)
