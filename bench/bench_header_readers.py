@@ -1,0 +1,91 @@
+"""CPU per file of reading the header values ingest needs, by ``spinedata`` and by other DICOM readers.
+
+    .venv/bin/python bench/bench_header_readers.py --folder bench/out/ingest/data20/train_images --repeats 7
+
+Answers "would a compiled header reader make ingest faster?" with numbers. Over every ``*.dcm`` under
+``--folder`` (warm page cache, one process, best of ``--repeats`` runs of ``time.process_time``):
+
+- ``spinedata read_header``: the whole ``SliceHeader`` (25 elements converted and checked, pixel offset);
+- ``spinedata scan only``: ``dicomscan.scan``, the raw bytes of the 25 elements and the pixel offset;
+- ``pydicom dcmread``: ``stop_before_pixels`` and ``specific_tags`` of the same 25, then their values;
+- ``dicomsdl`` and ``fastdicom`` (compiled readers, timed only when importable; neither is a dependency:
+  ``pip install dicomsdl fastdicom`` in a scratch environment): open the file and get the 25 values.
+
+Prints a Markdown table (ms per file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import importlib.util
+import time
+from pathlib import Path
+
+from spinedata.dicomio import HEADER_ELEMENTS, HEADER_KEYWORDS, SCAN_TAGS, read_header
+from spinedata.dicomscan import scan
+
+
+def best_ms_per_file(files: list[str], read, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.process_time()
+        for path in files:
+            read(path)
+        best = min(best, time.process_time() - start)
+    return best / len(files) * 1000
+
+
+def readers() -> dict[str, object]:
+    """Name -> ``read(path)`` of every reader available here."""
+    import pydicom
+
+    found = {
+        "spinedata `read_header` (values converted and checked, pixel offset)": read_header,
+        "spinedata `dicomscan.scan` only (raw values, pixel offset)": lambda path: scan(path, SCAN_TAGS),
+    }
+
+    def with_pydicom(path):
+        dataset = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=HEADER_KEYWORDS)
+        return [dataset.get(keyword) for keyword in HEADER_KEYWORDS]
+
+    found["pydicom `dcmread` (specific_tags) + values"] = with_pydicom
+    if importlib.util.find_spec("dicomsdl"):
+        import dicomsdl
+
+        def with_dicomsdl(path):
+            dataset = dicomsdl.open_file(path)
+            return [dataset.getDataElement(keyword).value() for keyword in HEADER_KEYWORDS]
+
+        found[f"dicomsdl {importlib.metadata.version('dicomsdl')} (C++) `open_file` + values"] = with_dicomsdl
+    if importlib.util.find_spec("fastdicom"):
+        import fastdicom
+
+        tags = [(tag >> 16, tag & 0xFFFF) for tag, _ in HEADER_ELEMENTS.values()]
+
+        def with_fastdicom(path):
+            dataset = fastdicom.dcmread(path, stop_before_pixels=True)
+            return [dataset.get(tag) for tag in tags]
+
+        found[f"fastdicom {importlib.metadata.version('fastdicom')} (Rust) `dcmread` + values"] = with_fastdicom
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--folder", type=Path, default=Path("bench/out/ingest/data20/train_images"))
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    files = sorted(str(p) for p in args.folder.rglob("*.dcm"))
+    if not files:
+        raise SystemExit(f"no *.dcm under {args.folder} (run bench/bench_ingest.py first to write its dataset)")
+    for path in files:  # warm the page cache
+        Path(path).read_bytes()
+    print(f"{len(files)} files under `{args.folder}`, best of {args.repeats} runs, CPU ms per file:\n")
+    print("| reader | ms per file |\n|---|---|")
+    for name, read in readers().items():
+        print(f"| {name} | {best_ms_per_file(files, read, args.repeats):.3f} |")
+
+
+if __name__ == "__main__":
+    main()
