@@ -38,6 +38,8 @@ class OptimConfig:
     gamma: float = 0.1  # factor of the "step" schedule
     warmup_epochs: int = 0  # linear warm-up from lr/10 (epochs)
     grad_clip: float = 1.0  # max gradient norm; 0 disables clipping
+    ema_decay: float = 0.0  # exponential moving average of the weights per step (e.g. 0.99); validation,
+    # best.pt and the out-of-fold predictions then use the averaged weights; 0 disables
 
 
 @dataclass

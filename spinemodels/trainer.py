@@ -31,6 +31,14 @@ class LoopState:
     stop: bool = False
     improved: bool = False
     history: list[dict] = field(default_factory=list)
+    ema: torch.optim.swa_utils.AveragedModel | None = None
+    """An exponential moving average of the (unwrapped) model's weights and buffers, updated after every
+    optimiser step (``make_ema``); when present, validation and ``best.pt`` use it."""
+
+    @property
+    def evaluated(self) -> torch.nn.Module:
+        """The weights that are validated and kept: the moving average when there is one."""
+        return self.ema.module if self.ema is not None else self.model
 
     def checkpoint(self) -> dict:
         """What ``last.pt`` holds to resume."""
@@ -45,6 +53,7 @@ class LoopState:
             "bad_epochs": self.bad_epochs,
             "stop": self.stop,
             "torch_rng": torch.get_rng_state(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
         }
 
     def restore(self, saved: dict) -> None:
@@ -57,6 +66,19 @@ class LoopState:
         self.epoch, self.step = saved["epoch"], saved["step"]
         self.best_val_loss, self.bad_epochs, self.stop = saved["best_val_loss"], saved["bad_epochs"], saved["stop"]
         torch.set_rng_state(saved["torch_rng"])
+        if self.ema is not None and saved.get("ema") is not None:  # the run dir's config fixes ema_decay
+            self.ema.load_state_dict(saved["ema"])
+
+
+def make_ema(model: torch.nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
+    """A moving average of ``model``'s weights and buffers (``decay`` per step, in [0, 1)); None for 0."""
+    if not 0.0 <= decay < 1.0:
+        raise ValueError(f"ema_decay must be in [0, 1), got {decay}")
+    if decay == 0.0:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(unwrap(model), multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 class Callback:
@@ -137,6 +159,8 @@ def fit(task, state: LoopState, train_loader, val_loader, *, epochs: int, device
                 torch.nn.utils.clip_grad_norm_(state.model.parameters(), grad_clip)
             state.scaler.step(state.optimizer)
             state.scaler.update()
+            if state.ema is not None:
+                state.ema.update_parameters(unwrap(state.model))
             n, value = task.batch_size_of(batch), loss.detach().item()
             total, count, state.step = total + value * n, count + n, state.step + 1
             for cb in callbacks:
@@ -144,7 +168,7 @@ def fit(task, state: LoopState, train_loader, val_loader, *, epochs: int, device
         seconds = time.perf_counter() - start
         lr = state.optimizer.param_groups[0]["lr"]
         state.scheduler.step()
-        val_loss, predictions = validate(task, state.model, val_loader, device, amp, channels_last, info)
+        val_loss, predictions = validate(task, state.evaluated, val_loader, device, amp, channels_last, info)
         state.epoch += 1
         row = {"epoch": state.epoch, "train_loss": total / max(count, 1), "val_loss": val_loss, "lr": lr,
                "seconds": round(seconds, 3), "samples_per_s": round(count / max(seconds, 1e-9), 3),
@@ -168,7 +192,7 @@ class BestCheckpoint(Callback):
         if state.improved:
             state.best_val_loss, state.bad_epochs = row["val_loss"], 0
             if self.write:
-                torch.save({"model": unwrap(state.model).state_dict(), "epoch": state.epoch,
+                torch.save({"model": unwrap(state.evaluated).state_dict(), "epoch": state.epoch,
                             "val_loss": row["val_loss"]}, self.path)
         else:
             state.bad_epochs += 1

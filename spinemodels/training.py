@@ -26,6 +26,7 @@ from spinemodels.trainer import (
     MetricsCSV,
     RichProgress,
     fit,
+    make_ema,
     validate,
 )
 
@@ -148,7 +149,7 @@ def _train_fold(task: Task, dataset, source, run: RunDir, folds, k: int, info: d
     scaler = torch.amp.GradScaler("cuda", enabled=amp and not torch.cuda.is_bf16_supported()) if on_cuda \
         else torch.amp.GradScaler("cpu", enabled=False)
     state = LoopState(model=distributed.wrap(network, info), optimizer=optimizer, scheduler=scheduler,
-                      scaler=scaler)
+                      scaler=scaler, ema=make_ema(network, config.optim.ema_decay))
     if resume and last_path.is_file():
         state.restore(torch.load(last_path, map_location=info.device, weights_only=False))
     write = info.is_main

@@ -10,6 +10,7 @@ from spinemodels_fakes import make_fake_dataset, one_torch_thread  # noqa: F401
 from spinedata.errors import ConfigError
 from spinemodels.config import config_from_dict
 from spinemodels.rundir import RunDir, RunDirError
+from spinemodels.trainer import BestCheckpoint, Callback, LoopState, fit, make_ema
 from spinemodels.training import lr_factor, train
 
 TINY_TRAIN = {"epochs": 2, "batch_size": 3, "n_folds": 2, "folds": [0], "num_workers": 0, "patience": 0}
@@ -100,3 +101,81 @@ def test_learning_rate_schedules():
     cosine = config_from_dict({"task": "keypoints", "optim": {"schedule": "cosine", "warmup_epochs": 1}}).optim
     factors = [lr_factor(e, cosine, 5) for e in range(5)]
     assert factors[0] == pytest.approx(0.1) and factors[1] == pytest.approx(1.0) and factors[-1] < 0.2
+
+
+class _LinearTask:
+    """The smallest task ``fit`` accepts: a linear regression, loss = mean squared error."""
+
+    def forward(self, model, batch):
+        return model(batch["x"])
+
+    def loss(self, outputs, batch):
+        return torch.nn.functional.mse_loss(outputs, batch["y"])
+
+    def batch_size_of(self, batch):
+        return len(batch["x"])
+
+    def predict(self, outputs, batch):
+        return []
+
+    def evaluate(self, predictions):
+        return {}
+
+
+class _Recorder(Callback):
+    def __init__(self):
+        self.weights, self.val_losses, self.averaged = [], [], []
+
+    def on_step(self, state, loss, n_samples):
+        self.weights.append([p.detach().clone() for p in state.model.parameters()])
+
+    def on_epoch_end(self, state, row, predictions):
+        self.val_losses.append(row["val_loss"])
+        self.averaged.append({k: v.clone() for k, v in state.ema.module.state_dict().items()})
+
+
+def test_weight_average_follows_every_step_and_is_what_is_validated_and_kept(tmp_path):
+    """With ``ema_decay`` d the averaged weights are w1, then d * ema + (1 - d) * w after each step; the
+    validation loss is that of the averaged weights, and best.pt holds them."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    batches = [{"x": torch.randn(4, 3), "y": torch.randn(4, 1)} for _ in range(5)]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    decay = 0.8
+    state = LoopState(model=model, optimizer=optimizer, scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 1),
+                      scaler=torch.amp.GradScaler("cpu", enabled=False), ema=make_ema(model, decay))  # fmt: skip
+    recorder = _Recorder()
+    loader = torch.utils.data.DataLoader(batches, batch_size=None)
+    val_loader = torch.utils.data.DataLoader(batches[:2], batch_size=None)
+    fit(_LinearTask(), state, loader, val_loader, epochs=3, device=torch.device("cpu"),
+        callbacks=(recorder, BestCheckpoint(tmp_path / "best.pt")))  # fmt: skip
+    expected = recorder.weights[0]
+    for weights in recorder.weights[1:]:
+        expected = [decay * e + (1 - decay) * w for e, w in zip(expected, weights, strict=True)]
+    for averaged, value in zip(state.ema.module.parameters(), expected, strict=True):
+        torch.testing.assert_close(averaged, value)
+    assert not torch.allclose(next(state.ema.module.parameters()), next(model.parameters()))
+    with torch.no_grad():
+        loss = sum(float(torch.nn.functional.mse_loss(state.ema.module(b["x"]), b["y"])) * 4 for b in batches[:2]) / 8
+    assert recorder.val_losses[-1] == pytest.approx(loss)
+    best = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert best["val_loss"] == min(recorder.val_losses)
+    for key, value in recorder.averaged[best["epoch"] - 1].items():
+        torch.testing.assert_close(best["model"][key], value)
+    with pytest.raises(ValueError, match="ema_decay must be in"):
+        make_ema(model, 1.0)
+    assert make_ema(model, 0.0) is None
+
+
+def test_training_with_a_weight_average_resumes_exactly(fake, tmp_path):
+    straight = config_from_dict(TINY["slice_finder"], ["train.epochs=3", "optim.ema_decay=0.9"])
+    train(straight, fake, tmp_path / "straight", progress=False)
+    train(config_from_dict(TINY["slice_finder"], ["optim.ema_decay=0.9"]), fake, tmp_path / "resumed", progress=False)
+    run = train(straight, fake, tmp_path / "resumed", progress=False, resume=True)
+    resumed, reference = run.metrics(0), RunDir(tmp_path / "straight").metrics(0)
+    pd.testing.assert_frame_equal(resumed.drop(columns=["seconds", "samples_per_s"]),
+                                  reference.drop(columns=["seconds", "samples_per_s"]), atol=1e-5, rtol=1e-4)
+    last = torch.load(run.fold_dir(0) / "last.pt", weights_only=False)
+    assert last["ema"] is not None
+    best = torch.load(run.fold_dir(0) / "best.pt", weights_only=True)
+    assert best["val_loss"] == pytest.approx(resumed["val_loss"].min())
