@@ -97,6 +97,10 @@ class SliceHeader:
     """NumPy dtype of the native pixel values (e.g. ``'<u2'``), ``''`` when they must be decoded."""
     frame: int = -1
     """Index (0-based) of this frame in a multi-frame file; -1 for a single-frame file."""
+    dimension_index: str = ""
+    """A frame's DimensionIndexValues other than its place in a stack (InStackPositionNumber, position,
+    StackID), joined by ``/``; ``''`` for single-frame files. Frames at the same positions that differ in
+    it (echoes, b-values, phases) belong to different volumes."""
     image_type: str = ""
     """ImageType (a frame's FrameType in an enhanced MR file), upper case, values joined by ``\\``, e.g.
     ``ORIGINAL\\PRIMARY\\M\\DIXON\\W``; tells apart volumes at the same positions (Dixon water / fat)."""
@@ -421,6 +425,26 @@ def _functional_group_value(groups: list, macro: str, keyword: str):
     return None
 
 
+PLACE_IN_STACK_POINTERS = frozenset({0x00209056, 0x00209057, 0x00200032})
+"""DimensionIndexPointers of StackID, InStackPositionNumber and ImagePositionPatient: where a frame lies,
+which the positions already say; the other dimensions of a multi-frame file tell volumes apart."""
+
+
+def _dimension_indices(dataset, per_frame: list) -> list[str]:
+    """Each frame's ``dimension_index`` (see ``SliceHeader``); ``''`` for every frame without a
+    DimensionIndexSequence or when the values do not match it."""
+    pointers = [int(item.DimensionIndexPointer) for item in dataset.get("DimensionIndexSequence") or []
+                if "DimensionIndexPointer" in item]  # fmt: skip
+    keep = [k for k, pointer in enumerate(pointers) if pointer not in PLACE_IN_STACK_POINTERS]
+    found = []
+    for item in per_frame:
+        content = item.get("FrameContentSequence") if item is not None else None
+        values = content[0].get("DimensionIndexValues") if content else None
+        values = [values] if isinstance(values, int) else list(values or [])
+        found.append("/".join(str(values[k]) for k in keep) if keep and len(values) == len(pointers) else "")
+    return found
+
+
 def _read_frame_headers(path: str) -> list[SliceHeader]:
     """One header per frame of a multi-frame file (read with pydicom, functional groups included)."""
     try:
@@ -466,6 +490,7 @@ def _frame_headers(path: str) -> list[SliceHeader]:
             f"truncated pixel data: {length} bytes hold {length // max(frame_bytes, 1)} of {frames} frames"
         )
     description = str(dataset.get("SeriesDescription", ""))
+    dimensions = _dimension_indices(dataset, per_frame) if per_frame else [""] * frames
     headers = []
     for frame in range(frames):
         groups = [per_frame[frame] if per_frame else None, *shared]
@@ -489,12 +514,14 @@ def _frame_headers(path: str) -> list[SliceHeader]:
         else:
             element = (offset + frame * frame_bytes, frame_bytes)
         headers.append(_build_header(path, values, description, transfer_syntax, little,
-                                     lambda element=element: element, frame=frame))  # fmt: skip
+                                     lambda element=element: element, frame=frame,
+                                     dimension_index=dimensions[frame]))  # fmt: skip
     return headers
 
 
 def _build_header(path: str, values: Values, description: str, transfer_syntax: str, little: bool,
-                  pixel_element: Callable[[], tuple[int, int]], frame: int = -1) -> SliceHeader:
+                  pixel_element: Callable[[], tuple[int, int]], frame: int = -1,
+                  dimension_index: str = "") -> SliceHeader:
     """Check and convert the header values of one file or frame (shared by the scan and pydicom);
     ``pixel_element()`` -> (offset, length) of the PixelData value (of this frame), called last."""
     rows, cols = _number(values, "Rows", int), _number(values, "Columns", int)
@@ -548,6 +575,7 @@ def _build_header(path: str, values: Values, description: str, transfer_syntax: 
         pixel_offset=offset if pixel_dtype else -1,
         pixel_dtype=pixel_dtype,
         frame=frame,
+        dimension_index=dimension_index,
         image_type="\\".join(image_type),
     )
 

@@ -5,7 +5,8 @@ Steps (DESIGN.md, ``docs/geometry.md``):
 1. headers without usable geometry, and second copies of one SOPInstanceUID, become ``Skipped`` lines;
 2. group by series, orientation (within ``ORIENTATION_ATOL``), matrix and pixel spacing (``SPACING_RTOL``);
 3. where positions repeat, split into volumes: by EchoNumbers / TemporalPositionIdentifier /
-   AcquisitionNumber / ImageType when one of them (or a combination) explains the repeats, else by order of
+   AcquisitionNumber / ImageType / a multi-frame file's other dimension indices when one of them (or a
+   combination) explains the repeats, else by order of
    InstanceNumber (the k-th file at each position goes to volume k);
 4. sort each volume along ``n = r x c`` and split at gap jumps (> ``GAP_JUMP_FACTOR`` x median, unless a
    short run of missing slices) and at in-plane offset jumps;
@@ -39,9 +40,10 @@ from spinedata.geometry import (
 SHEAR_MIN_FRACTION = 0.8
 """A gantry-tilt drift must explain this fraction of a volume's regular steps to be taken out."""
 
-VOLUME_KEYS = ("echo_number", "temporal_position", "acquisition_number", "image_type")
+VOLUME_KEYS = ("echo_number", "temporal_position", "acquisition_number", "image_type", "dimension_index")
 """Header fields that may tell repeated volumes apart, tried alone and in combination (ImageType: e.g. the
-water, fat, in- and out-of-phase images of a Dixon series, stored at the same positions in one series)."""
+water, fat, in- and out-of-phase images of a Dixon series, stored at the same positions in one series;
+dimension_index: the other dimensions of a multi-frame file, e.g. echoes or b-values)."""
 
 
 def _sort_key(header: SliceHeader) -> tuple:

@@ -153,13 +153,14 @@ COPIED_TO_ENHANCED = (
 
 def write_enhanced(
     files: list[Path], path: Path, *, frame_order=None, transfer_syntax: str | None = None,
-    shared_geometry: bool = True,
+    shared_geometry: bool = True, echoes=None,
 ) -> Path:
     """One Enhanced MR multi-frame file holding the slices of a classic single-frame series (``files``):
     frame ``k`` is ``files[frame_order[k]]`` (default: the files' order), its position in the per-frame
     PlanePositionSequence; orientation, pixel spacing and rescale in the shared functional groups (per
     frame when ``shared_geometry`` is False). ``transfer_syntax``: e.g. RLE Lossless (default: explicit VR
-    little endian)."""
+    little endian). ``echoes``: the echo (1, 2, ...) of each file, written as a second dimension
+    (EffectiveEchoTime in MREchoSequence, DimensionIndexSequence: InStackPositionNumber, then it)."""
     slices = [pydicom.dcmread(f) for f in files]
     first = slices[0]
     order = list(range(len(slices))) if frame_order is None else list(frame_order)
@@ -189,13 +190,20 @@ def write_enhanced(
                                                                 RescaleType="US")]),
         }  # fmt: skip
 
-    rank = {k: r for r, k in enumerate(spatial_order(slices))}  # InStackPositionNumber: order along n
+    echoes = [1] * len(slices) if echoes is None else list(echoes)
+    rank = {}  # InStackPositionNumber: the order along n among the files of one echo
+    for echo in set(echoes):
+        members = [k for k in range(len(slices)) if echoes[k] == echo]
+        rank.update({members[i]: r for r, i in enumerate(spatial_order([slices[k] for k in members]))})
+    dimensions = [0x00209057] + ([0x00189082] if len(set(echoes)) > 1 else [])
+    ds.DimensionIndexSequence = Sequence([_item(DimensionIndexPointer=pointer) for pointer in dimensions])
     ds.SharedFunctionalGroupsSequence = Sequence([_item(**geometry(first)) if shared_geometry else _item()])
     ds.PerFrameFunctionalGroupsSequence = Sequence([
         _item(
             PlanePositionSequence=Sequence([_item(ImagePositionPatient=slices[k].ImagePositionPatient)]),
             FrameContentSequence=Sequence([_item(InStackPositionNumber=rank[k] + 1, StackID="1",
-                                                 DimensionIndexValues=[1, rank[k] + 1])]),
+                                                 DimensionIndexValues=[rank[k] + 1, echoes[k]][:len(dimensions)])]),
+            MREchoSequence=Sequence([_item(EffectiveEchoTime=10.0 * echoes[k])]),
             **({} if shared_geometry else geometry(slices[k])),
         )
         for k in order

@@ -385,6 +385,24 @@ def test_multiframe_frame_types_and_temporal_indices_are_read_per_frame(tmp_path
     assert headers[0].image_type == "DERIVED\\PRIMARY\\DIXON\\F"
 
 
+def test_multiframe_echoes_at_the_same_positions_come_apart_by_their_dimension_index(tmp_path):
+    """Two echoes in one file (DimensionIndexSequence: InStackPositionNumber, EffectiveEchoTime), stored
+    with the echoes alternating which comes first at each position, so that frame order alone would mix
+    them: the dimension index other than the place in the stack tells the two volumes apart."""
+    first, affine, first_paths = write_series(tmp_path / "e1", 4, rows=6, cols=7, seed=1)
+    second, _, second_paths = write_series(tmp_path / "e2", 4, rows=6, cols=7, seed=2)
+    order = [k for j in range(4) for k in ((j, 4 + j) if j % 2 == 0 else (4 + j, j))]
+    path = write_enhanced([*first_paths, *second_paths], tmp_path / "echoes.dcm", frame_order=order,
+                          echoes=[1] * 4 + [2] * 4)  # fmt: skip
+    headers = read_headers(path)
+    assert [h.dimension_index for h in headers] == ["1", "2", "2", "1", "1", "2", "2", "1"]
+    stacks, skipped = build_stacks(headers)
+    assert skipped == [] and len(stacks) == 2
+    for (geometry, members), volume in zip(stacks, (first, second), strict=True):
+        np.testing.assert_allclose(geometry.affine, affine, atol=1e-6)
+        np.testing.assert_array_equal(read_stack(members), volume)
+
+
 def test_multiframe_file_with_two_orientations_gives_two_stacks(tmp_path):
     """A localizer-like file: frames of two orientations (per-frame geometry) -> one stack each."""
     sagittal, sag_affine, sag_paths = write_series(tmp_path / "sag", 3, rows=6, cols=7, angles_deg=(0, 90, 0))
