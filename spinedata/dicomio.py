@@ -362,20 +362,28 @@ class _NotScannable(Exception):
     """A wanted element has a VR the scan leaves to pydicom."""
 
 
-def _read_header(path: str) -> SliceHeader:
+def _open_file(path: str):
+    """``(size in bytes, open binary file)``; ``DicomReadError`` when it cannot be opened."""
     try:
-        size = os.path.getsize(path)
-        fp = open(path, "rb")  # noqa: SIM115 - closed below, also on errors
+        return os.path.getsize(path), open(path, "rb")  # noqa: SIM115 - the caller closes it
     except OSError as error:
         raise DicomReadError(f"cannot open file ({error.strerror})") from error
+
+
+def _transfer_syntax(dataset) -> str:
+    meta = getattr(dataset, "file_meta", None)
+    return str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+
+
+def _read_header(path: str) -> SliceHeader:
+    size, fp = _open_file(path)
     with fp:
         dataset = _open_dataset(path, fp)
         if fp.tell() >= size:
             raise DicomReadError(
                 f"no pixel data (the file ends after {size} bytes of header; truncated, or not an image)"
             )
-        meta = getattr(dataset, "file_meta", None)
-        transfer_syntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+        transfer_syntax = _transfer_syntax(dataset)
         _, little = dataset.original_encoding
 
         def pixel_element() -> tuple[int, int]:
@@ -456,18 +464,13 @@ def _read_frame_headers(path: str) -> list[SliceHeader]:
 def _frame_headers(path: str) -> list[SliceHeader]:
     from pydicom.multival import MultiValue
 
-    try:
-        size = os.path.getsize(path)
-        fp = open(path, "rb")  # noqa: SIM115 - closed below, also on errors
-    except OSError as error:
-        raise DicomReadError(f"cannot open file ({error.strerror})") from error
+    size, fp = _open_file(path)
     with fp:
         try:
             dataset = _open_dataset(path, fp, specific_tags=None)
         except corrupt_file_errors() as error:
             raise DicomReadError(f"corrupt header ({type(error).__name__}: {error})") from error
-        meta = getattr(dataset, "file_meta", None)
-        transfer_syntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+        transfer_syntax = _transfer_syntax(dataset)
         _, little = dataset.original_encoding
         little = little in (True, None)
         if transfer_syntax == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
