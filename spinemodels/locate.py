@@ -185,12 +185,11 @@ def offsets_for(runs: list[FoldModels], study_id: str, oof: bool) -> pd.DataFram
     return average_offsets(tables).set_index(["condition", "level"])
 
 
-def spinal_slices(stack: Any, role: str, probs: np.ndarray, points: np.ndarray,
+def spinal_slices(stack: Any, role: str, probs: np.ndarray, finder: np.ndarray, points: np.ndarray,
                   slice_refine: SliceRefineOptions | None, cache: dict) -> list[Refinement]:
     """Each level's fractional slice: refined (``spinemodels.slice_refine``) on a Sagittal T2/STIR stack
-    when ``slice_refine`` is given, else (and where the refinement is not used) the slice finder's slice."""
-    chosen, _ = expected_slices(torch.from_numpy(probs)[None])
-    finder = chosen[0].numpy().astype(np.float64)
+    when ``slice_refine`` is given, else (and where the refinement is not used) the slice finder's slice
+    ``finder`` ``(5,)`` (``expected_slices`` of ``probs``)."""
     if slice_refine is None:
         return [Refinement(float(s), False, np.nan, 0.0, "refinement off") for s in finder]
     if role != SPINAL_ROLES[0]:
@@ -230,7 +229,7 @@ def locate_study(study: Any, finders, keypoints, *, oof: bool, device,
     if found is None:
         return [], [f"study {study_id}: no keypoints fold held it out; skipped (out-of-fold mode)"]
     points, heat_conf = found
-    refined = spinal_slices(stack, role, probs, points, slice_refine, cache)
+    refined = spinal_slices(stack, role, probs, slices.astype(np.float64), points, slice_refine, cache)
     offsets = offsets_for(keypoints, study_id, oof)
     rows = []
     spinal_world = {}

@@ -123,11 +123,13 @@ def test_helpers_and_bad_input():
 
 
 def test_locate_refines_only_bright_csf_and_only_when_asked():
+    import torch
     from spinemodels_fakes import SAG_IOP, FakeStack
 
     from spinedata.constants import ROLE_SAG_T1, ROLE_SAG_T2
     from spinedata.geometry import StackGeometry
     from spinemodels.locate import spinal_slices
+    from spinemodels.tasks.slice_finder import expected_slices
 
     volume = canal_volume(7.3) * 1000
     n, size = volume.shape[0], volume.shape[1]
@@ -139,8 +141,9 @@ def test_locate_refines_only_bright_csf_and_only_when_asked():
     probs[8] = 0.3
     probs /= probs.sum(0)
     points = np.array([[8.0, 23.5], [16.0, 23.5], [24.0, 23.5], [32.0, 23.5], [40.0, 23.5]])
-    refined = spinal_slices(stack, ROLE_SAG_T2, probs, points, SliceRefineOptions(), {})
+    finder = expected_slices(torch.from_numpy(probs)[None])[0][0].numpy().astype(np.float64)
+    refined = spinal_slices(stack, ROLE_SAG_T2, probs, finder, points, SliceRefineOptions(), {})
     assert all(r.used and abs(r.position - 7.3) < 0.2 for r in refined)
     for role, options, reason in ((ROLE_SAG_T1, SliceRefineOptions(), "not bright"), (ROLE_SAG_T2, None, "off")):
-        kept = spinal_slices(stack, role, probs, points, options, {})
+        kept = spinal_slices(stack, role, probs, finder, points, options, {})
         assert all(not r.used and r.position == 7.0 and reason in r.reason for r in kept)
