@@ -144,6 +144,32 @@ def test_enhanced_multiframe_agrees_with_dcm2niix_and_its_classic_series(testdat
         np.testing.assert_allclose(affine, classic_affine, atol=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # highdicom's remarks on the test files' names and values
+@pytest.mark.parametrize("case", ["dcm_qa_decubitus/HFS_t1_sag", "dicom2nifti/anatomical/001",
+                                  "dicom2nifti/hitachi/anatomical/001"])
+def test_legacy_converted_enhanced_mr_from_highdicom(testdata_dir, tmp_path, case):
+    """A multi-frame file written by another library: highdicom's Legacy Converted Enhanced MR Image of a
+    real series. Our stack equals the one of the original files and agrees with dcm2niix on the file."""
+    import pydicom
+    from highdicom.legacy import LegacyConvertedEnhancedMRImage  # a dev dependency (pyproject.toml)
+    from pydicom.uid import generate_uid
+
+    files = sorted((testdata_dir / "dicom" / case).iterdir())
+    image = LegacyConvertedEnhancedMRImage(
+        [pydicom.dcmread(f) for f in files], series_instance_uid=generate_uid(), series_number=900,
+        sop_instance_uid=generate_uid(), instance_number=1,
+    )  # fmt: skip
+    folder = tmp_path / "converted"
+    folder.mkdir()
+    image.save_as(folder / "multiframe.dcm")
+    ours = _ours(folder)
+    _assert_agree(ours, _theirs(_convert(folder, tmp_path / "nii")))
+    ((data, affine),) = ours
+    ((classic_data, classic_affine),) = _ours(testdata_dir / "dicom" / case)
+    np.testing.assert_array_equal(data, classic_data)
+    np.testing.assert_allclose(affine, classic_affine, atol=1e-6)
+
+
 MOSAIC_TILES = 35
 """dcm_qa_ts holds a Siemens mosaic: 35 axial 64x64 slices tiled 6 x 6 in one 384x384 image."""
 
