@@ -375,6 +375,13 @@ def _transfer_syntax(dataset) -> str:
     return str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
 
 
+def _pixel_element(fp, dataset, size: int, transfer_syntax: str) -> tuple[int, int]:
+    """``_check_pixel_element``, or ``(-1, UNDEFINED)`` for a deflated file (its offsets are not the file's)."""
+    if transfer_syntax == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
+        return -1, UNDEFINED
+    return _check_pixel_element(fp, dataset, size)
+
+
 def _read_header(path: str) -> SliceHeader:
     size, fp = _open_file(path)
     with fp:
@@ -385,14 +392,9 @@ def _read_header(path: str) -> SliceHeader:
             )
         transfer_syntax = _transfer_syntax(dataset)
         _, little = dataset.original_encoding
-
-        def pixel_element() -> tuple[int, int]:
-            if transfer_syntax == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:  # a deflated file's offsets are not in the file
-                return -1, UNDEFINED
-            return _check_pixel_element(fp, dataset, size)
-
         return _build_header(path, _dataset_values(dataset), str(dataset.get("SeriesDescription", "")),
-                             transfer_syntax, little in (True, None), pixel_element)
+                             transfer_syntax, little in (True, None),
+                             lambda: _pixel_element(fp, dataset, size, transfer_syntax))
 
 
 def read_headers(path) -> list[SliceHeader]:
@@ -473,10 +475,7 @@ def _frame_headers(path: str) -> list[SliceHeader]:
         transfer_syntax = _transfer_syntax(dataset)
         _, little = dataset.original_encoding
         little = little in (True, None)
-        if transfer_syntax == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
-            offset, length = -1, UNDEFINED
-        else:
-            offset, length = _check_pixel_element(fp, dataset, size)
+        offset, length = _pixel_element(fp, dataset, size, transfer_syntax)
     top = _dataset_values(dataset)
     frames = _number(top, "NumberOfFrames", int, 1)
     shared = list(dataset.get("SharedFunctionalGroupsSequence") or [None])[:1]

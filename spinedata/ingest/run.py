@@ -26,7 +26,7 @@ from spinedata.ingest.discover import (
     detect_layout,
     discover_competition,
     discover_plain,
-    read_headers_or_reason,
+    read_all_headers,
 )
 from spinedata.ingest.worker import SKIPPED_ATTR, StudyResult, ingest_study
 from spinedata.labels import (
@@ -100,7 +100,7 @@ def _context():
 
 
 def _read_batch(paths: list[str]) -> list[SliceHeader | Skipped]:
-    return [item for p in paths for item in read_headers_or_reason(p)]
+    return list(read_all_headers(paths))
 
 
 def _scan_in_pool(pool: ProcessPoolExecutor | None, progress: Progress | None):
