@@ -20,6 +20,7 @@ Decisions (see ``docs/geometry.md``):
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import struct
@@ -210,7 +211,7 @@ TEXT_VRS = {"DS", "IS", "UI", "CS"}
 """Value representations read straight from their bytes (pydicom's conversion is a third of the header
 time); anything else goes through pydicom."""
 
-Values = Callable[[str], "list | None"]
+Values = Callable[[str], "list | tuple | None"]
 """``values(keyword)``: the values of one header element (str for DS/IS/UI/CS, int for US), None when
 absent or empty."""
 
@@ -223,6 +224,15 @@ def _raw_values(vr: str, raw: bytes, little: bool = True) -> list | None:
     if vr == "US" and len(raw) % 2 == 0:
         return list(struct.unpack(f"{'<' if little else '>'}{len(raw) // 2}H", raw)) or None
     return NotImplemented
+
+
+@functools.lru_cache(maxsize=4096)
+def _scanned_values(vr: str, raw: bytes) -> tuple | None:
+    """``_raw_values`` of a scanned (little-endian) element as a tuple, remembered: the files of a series
+    repeat most of their values byte for byte (orientation, spacing, matrix, UIDs), so most lookups skip
+    the decoding (a pure function of its arguments: the cache never changes a result)."""
+    found = _raw_values(vr, raw)
+    return found if found is None or found is NotImplemented else tuple(found)
 
 
 def _dataset_values(dataset) -> Values:
@@ -280,7 +290,7 @@ def _rescale(values: Values) -> tuple[float, float]:
     """``(RescaleSlope, RescaleIntercept)``, ``(1, 0)`` when absent; a zero or non-finite slope is an error."""
     slope = _number(values, "RescaleSlope", float, 1.0)
     intercept = _number(values, "RescaleIntercept", float, 0.0)
-    if slope == 0 or not np.isfinite(slope) or not np.isfinite(intercept):
+    if slope == 0 or not math.isfinite(slope) or not math.isfinite(intercept):
         raise DicomReadError(f"invalid rescale: RescaleSlope {slope}, RescaleIntercept {intercept}")
     return slope, intercept
 
@@ -289,13 +299,29 @@ def _vector(values: Values, keyword: str, length: int) -> tuple[float, ...]:
     found = values(keyword)
     if not found:
         raise DicomReadError(f"no {keyword}: the file is not an image with geometry")
+    return _finite_floats(tuple(found), keyword, length)
+
+
+@functools.lru_cache(maxsize=4096)
+def _finite_floats(found: tuple, keyword: str, length: int) -> tuple[float, ...]:
+    """``length`` finite numbers from an element's values (remembered, like ``_scanned_values``: a series
+    repeats its orientation and spacing in every file)."""
     try:
         numbers = tuple(float(v) for v in found)
     except (TypeError, ValueError) as error:
-        raise DicomReadError(f"invalid {keyword} {found!r}") from error
+        raise DicomReadError(f"invalid {keyword} {list(found)!r}") from error
     if len(numbers) != length or not all(math.isfinite(v) for v in numbers):
         raise DicomReadError(f"{keyword} must be {length} finite numbers, got {list(numbers)}")
     return numbers
+
+
+@functools.lru_cache(maxsize=1024)
+def _unit_orientation(iop: tuple[float, ...]) -> tuple[float, ...]:
+    """``geometry.unit_orientation`` of a header's IOP (remembered), its errors as ``DicomReadError``."""
+    try:
+        return unit_orientation(list(iop))
+    except GeometryError as error:
+        raise DicomReadError(str(error)) from error
 
 
 def read_header(path) -> SliceHeader:
@@ -334,7 +360,7 @@ def _header_from_scan(path: str, scanned: ScannedHeader) -> SliceHeader | None:
         item = raw.get(HEADER_TAGS[keyword])
         if item is None:
             return None
-        found = _raw_values(item[0], item[1])
+        found = _scanned_values(*item)
         if found is NotImplemented:
             raise _NotScannable
         return found
@@ -541,11 +567,7 @@ def _build_header(path: str, values: Values, description: str, transfer_syntax: 
     if photometric not in SUPPORTED_PHOTOMETRIC:
         raise DicomReadError(f"PhotometricInterpretation {photometric} is not a grey-scale image")
     position = _vector(values, "ImagePositionPatient", 3)
-    orientation = _vector(values, "ImageOrientationPatient", 6)
-    try:
-        orientation = unit_orientation(list(orientation))
-    except GeometryError as error:
-        raise DicomReadError(str(error)) from error
+    orientation = _unit_orientation(_vector(values, "ImageOrientationPatient", 6))
     spacing = _vector(values, "PixelSpacing", 2)
     if min(spacing) <= 0:
         raise DicomReadError(f"PixelSpacing must be positive, got {list(spacing)}")

@@ -59,8 +59,9 @@ def _skipped(header: SliceHeader, reason: str) -> Skipped:
     return Skipped(path=header.path, reason=reason, series_id=header.series_uid)
 
 
-def _usable(header: SliceHeader) -> tuple[str | None, tuple[float, ...]]:
-    """``(reason it cannot join a stack or None, normalised IOP)``."""
+def _usable(header: SliceHeader, normalised: dict) -> tuple[str | None, tuple[float, ...]]:
+    """``(reason it cannot join a stack or None, normalised IOP)``; ``normalised`` remembers each distinct
+    orientation's result (the slices of a series share one)."""
     if header.position is None:
         return "no ImagePositionPatient", ()
     if header.orientation is None:
@@ -73,10 +74,12 @@ def _usable(header: SliceHeader) -> tuple[str | None, tuple[float, ...]]:
         return f"non-finite ImagePositionPatient {header.position}", ()
     if min(header.pixel_spacing) <= 0:
         return f"PixelSpacing must be positive, got {header.pixel_spacing}", ()
-    try:
-        return None, unit_orientation([float(v) for v in header.orientation])
-    except GeometryError as error:
-        return str(error), ()
+    if header.orientation not in normalised:
+        try:
+            normalised[header.orientation] = None, unit_orientation([float(v) for v in header.orientation])
+        except GeometryError as error:
+            normalised[header.orientation] = str(error), ()
+    return normalised[header.orientation]
 
 
 def _same_grid(a: SliceHeader, a_iop, b: SliceHeader, b_iop) -> bool:
@@ -89,34 +92,48 @@ def _same_grid(a: SliceHeader, a_iop, b: SliceHeader, b_iop) -> bool:
 
 
 def _group(headers: list[SliceHeader], iops: list[tuple[float, ...]]) -> list[list[SliceHeader]]:
-    """Groups of headers sharing one grid; the first member of each group is its reference."""
+    """Groups of headers sharing one grid; the first member of each group is its reference. A header whose
+    grid values equal an earlier header's exactly joins that header's group without comparing again."""
     groups: list[tuple[tuple[float, ...], list[SliceHeader]]] = []
+    group_of: dict[tuple, list[SliceHeader]] = {}
     for header, iop in zip(headers, iops, strict=True):
-        for reference_iop, group in groups:
-            if _same_grid(group[0], reference_iop, header, iop):
-                group.append(header)
-                break
-        else:
-            groups.append((iop, [header]))
+        key = (header.series_uid, header.rows, header.cols, header.pixel_spacing, iop)
+        known = group_of.get(key)
+        if known is None:
+            for reference_iop, group in groups:
+                if _same_grid(group[0], reference_iop, header, iop):
+                    known = group
+                    break
+            else:
+                known = []
+                groups.append((iop, known))
+            group_of[key] = known
+        known.append(header)
     return [group for _, group in groups]
 
 
 def _locations(headers: list[SliceHeader], normal: np.ndarray) -> np.ndarray:
     """An integer location id ``(k,)`` per header: equal ids = the same position (within POSITION_REPEAT_MM)."""
     positions = np.array([h.position for h in headers], dtype=np.float64)
-    order = np.argsort(positions @ normal, kind="stable")
+    depths = positions @ normal
+    order = np.argsort(depths, kind="stable")
     ids = np.empty(len(headers), dtype=np.int64)
     anchors: list[tuple[float, ...]] = []
+    anchor_depths: list[float] = []
     limit = POSITION_REPEAT_MM**2
     for index in order.tolist():
-        point = headers[index].position
+        point, depth = headers[index].position, float(depths[index])
+        ids[index] = -1
         for k in range(len(anchors) - 1, max(len(anchors) - 8, -1), -1):  # repeats sit next to each other
+            if depth - anchor_depths[k] > 2 * POSITION_REPEAT_MM:
+                break  # anchors come in depth order: this one and every earlier one are too far to be a repeat
             if sum((p - q) ** 2 for p, q in zip(point, anchors[k], strict=True)) < limit:
                 ids[index] = k
                 break
-        else:
+        if ids[index] < 0:
             ids[index] = len(anchors)
             anchors.append(point)
+            anchor_depths.append(depth)
     return ids
 
 
@@ -237,8 +254,9 @@ def build_stacks(
     usable: list[SliceHeader] = []
     iops: list[tuple[float, ...]] = []
     first_of: dict[tuple[str, int], str] = {}
+    normalised: dict = {}
     for header in sorted(headers, key=lambda h: (h.series_uid, *_sort_key(h))):
-        reason, iop = _usable(header)
+        reason, iop = _usable(header, normalised)
         if reason is None and header.sop_uid:
             key = (header.sop_uid, header.frame)  # the frames of a multi-frame file share its SOPInstanceUID
             if key in first_of:

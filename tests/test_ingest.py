@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import signal
@@ -297,6 +298,45 @@ def test_test_split_has_no_labels(tmp_path):
     assert ds.split == "test" and len(ds.labels) == 0 and list(ds.targets.columns) == ["study_id", *TARGETS]
     with pytest.raises(DataLayoutError, match="--split"):
         ingest(data, tmp_path / "other.zarr", split="train")
+
+
+def test_an_unreadable_label_csv_fails_after_every_study_is_written(tmp_path):
+    """The parent reads the CSVs while the workers ingest: a broken one still lets every study finish (more
+    studies than the pool takes at once, so that some are still queued when the error comes)."""
+    data = tmp_path / "data"
+    study_ids = tuple(str(2001 + k) for k in range(6))
+    truth = write_competition_dataset(data, study_ids=study_ids)
+    (data / "train_label_coordinates.csv").write_text("study_id,series_id\n2001,20011\n")
+    frozen = gc.get_freeze_count()
+    with pytest.raises(DataLayoutError, match="lacks the column"):
+        ingest(data, tmp_path / "out.zarr", workers=2)
+    assert gc.get_freeze_count() == frozen  # the objects frozen while the workers were forked are released
+    ds = sd.open_dataset(tmp_path / "out.zarr")
+    assert ds.study_ids == list(study_ids)
+    for study_id in ds.study_ids:
+        check_study(ds, truth, study_id)
+    assert not list((tmp_path / "out.zarr" / STAGING).iterdir())
+
+
+def test_the_command_line_builds_only_the_command_it_runs(dataset, tmp_path):
+    from cli.app import build_app
+    from cli.commands import COMMANDS, requested
+
+    assert requested(["ingest", "a", "b"]) == ("ingest",)
+    assert requested([]) == requested(["--help"]) == requested(["nope"]) == requested(["a", "ingest"]) == COMMANDS
+    only = build_app(("info",))
+    assert [c.name for c in only.registered_commands] == ["info"]
+    assert [c.name for c in app.registered_commands] == list(COMMANDS)
+    data, _ = dataset
+    command = [sys.executable, "-m", "cli.app", "ingest", str(data), str(tmp_path / "o.zarr"), "--workers", "1"]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0 and "2 studies written" in done.stdout, done.stderr
+    unknown = subprocess.run([sys.executable, "-m", "cli.app", "nope"], capture_output=True, text=True, cwd=REPO,
+                             timeout=60)  # fmt: skip
+    assert unknown.returncode == 2 and "No such command" in unknown.stderr
+    listed = subprocess.run([sys.executable, "-m", "cli.app", "--help"], capture_output=True, text=True, cwd=REPO,
+                            timeout=60)  # fmt: skip
+    assert listed.returncode == 0 and all(name in listed.stdout for name in COMMANDS)
 
 
 def test_cli_exit_codes_and_info(dataset, tmp_path):
