@@ -1,6 +1,6 @@
 """Benchmark `spine ingest` against dcm2niix on the same synthetic dataset, and ingest's peak memory.
 
-    .venv/bin/python bench/bench_ingest.py --studies 20 --small 5 --repeats 3 --docs docs/benchmarks.md
+    .venv/bin/python bench/bench_ingest.py --studies 20 --small 5 --repeats 7 --seed 0 --docs docs/benchmarks.md
 
 1. Writes (once, reused afterwards) a synthetic competition-layout dataset of ``--studies`` training
    studies with ``spinedata.synth`` (default options: real matrix sizes), and a ``--small`` subset of it
@@ -11,7 +11,8 @@
    ``spine ingest DATA OUT.zarr --no-progress`` (all cores, a fresh store each time); in the first
    ``--gzip-repeats`` rounds also ``dcm2niix -z y`` (gzipped NIfTI, a compressed output like the store,
    for comparison: the goal is against ``-z n``). Wall times of whole
-   commands, start-up included. Every run writes into a folder of its own and nothing is deleted until
+   commands, start-up included; CPU (user + system) and minor page faults of each from the rusage of the
+   finished child processes. Every run writes into a folder of its own and nothing is deleted until
    all runs are timed: on this machine's ext4 (no journal) creating files within minutes of deleting many
    others costs up to 3x the system time (the kernel skips each recently deleted inode,
    ``recently_deleted`` in ``perf``), which deleting the previous run's output would add to the next.
@@ -21,8 +22,10 @@
 4. Peak memory of ``spine ingest`` on the small and the full dataset: the largest sum over the process
    tree (parent + workers) of proportional set size (PSS, so pages shared after fork count once),
    sampled every 20 ms, and the largest single process's RSS.
-5. Prints a Markdown section; with ``--docs`` it replaces the section between the markers
-   ``<!-- bench_ingest:start -->`` and ``<!-- bench_ingest:end -->`` (appended when absent).
+5. The ratio of the medians (the goal), and the median of the rounds' own ratios (each ingest run over
+   the dcm2niix run next to it, which cancels slow drifts of the shared machine). Prints a Markdown
+   section; with ``--docs`` it replaces the section between the markers ``<!-- bench_ingest:start -->``
+   and ``<!-- bench_ingest:end -->`` (appended when absent).
 """
 
 from __future__ import annotations
@@ -157,6 +160,13 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def children_faults() -> int:
+    """Minor page faults of every finished child process so far (each one a page the kernel had to map;
+    a fresh one it must also zero, and on a virtual machine that gives free memory back to its host, get
+    back first)."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt
+
+
 def run_timed(command: list[str], sample_memory: bool = False) -> tuple[float, int, int]:
     """Run a command; return ``(wall seconds, peak tree PSS kB, peak single-process RSS kB)``."""
     peak = {"pss": 0, "rss": 0}
@@ -245,6 +255,7 @@ def main() -> None:
     tools = ["dcm2niix", "spine ingest", GZIP]
     rows: dict[str, list[float]] = {name: [] for name in tools}
     cpu: dict[str, list[float]] = {name: [] for name in tools}
+    faults: dict[str, list[int]] = {name: [] for name in tools}
     sizes: dict[str, float] = {}
     created: dict[str, int] = {}
     runs = Path(tempfile.mkdtemp(dir=work, prefix="runs_"))  # deleted only once everything is timed
@@ -259,9 +270,10 @@ def main() -> None:
             else:
                 output.mkdir(parents=True)
                 command = [tool("dcm2niix"), "-z", "y" if name == GZIP else "n", "-o", str(output), str(images)]
-            before = children_cpu()
+            before, faults_before = children_cpu(), children_faults()
             rows[name].append(run_timed(command)[0])
             cpu[name].append(children_cpu() - before)
+            faults[name].append(children_faults() - faults_before)
             sizes[name] = size_mb(output)
             created[name] = sum(1 for _ in output.rglob("*"))
     nii_mb, store_mb, dicom_mb = sizes["dcm2niix"], sizes["spine ingest"], size_mb(images)
@@ -281,6 +293,8 @@ def main() -> None:
     stages = stage_costs(images)
     median = {name: statistics.median(times) for name, times in rows.items() if times}
     ratio = median["spine ingest"] / median["dcm2niix"]
+    paired = statistics.median(i / d for i, d in zip(rows["spine ingest"], rows["dcm2niix"], strict=True))
+    fault_median = {name: statistics.median(counts) for name, counts in faults.items() if counts}
     load = os.getloadavg()
     command_line = "    .venv/bin/python bench/bench_ingest.py " + " ".join(
         f"--{k} {v}" for k, v in (("studies", args.studies), ("small", args.small), ("repeats", args.repeats),
@@ -301,23 +315,26 @@ def main() -> None:
         f"{args.seed}): {n_files} DICOM files, {dicom_mb:.0f} MB. Page cache warm; whole commands timed "
         f"(interpreter start and imports included); median of {args.repeats} runs in alternating order.",
         "",
-        "| tool | output | wall s (median) | runs (s) | CPU s, user + system (median) | output MB | files and "
-        "folders created |",
-        "|---|---|---|---|---|---|---|",
+        "| tool | output | wall s (median) | runs (s) | CPU s, user + system (median) | minor page faults "
+        "(median) | output MB | files and folders created |",
+        "|---|---|---|---|---|---|---|---|",
         f"| `dcm2niix -z n` (1 process) | uncompressed NIfTI + JSON | {median['dcm2niix']:.2f} | "
         f"{', '.join(f'{t:.2f}' for t in rows['dcm2niix'])} | {statistics.median(cpu['dcm2niix']):.2f} | "
-        f"{nii_mb:.0f} | {created['dcm2niix']} |",
+        f"{fault_median['dcm2niix']:.0f} | {nii_mb:.0f} | {created['dcm2niix']} |",
         f"| `spine ingest` ({args.workers or os.cpu_count()} workers) | compressed Zarr store, labels, targets, "
         f"report | {median['spine ingest']:.2f} | {', '.join(f'{t:.2f}' for t in rows['spine ingest'])} | "
-        f"{statistics.median(cpu['spine ingest']):.2f} | {store_mb:.0f} | {created['spine ingest']} |",
+        f"{statistics.median(cpu['spine ingest']):.2f} | {fault_median['spine ingest']:.0f} | {store_mb:.0f} | "
+        f"{created['spine ingest']} |",
         *([f"| `dcm2niix -z y` (1 process, {'pigz' if shutil.which('pigz') else 'its own zlib'}) | gzipped NIfTI "
            f"+ JSON | {median[GZIP]:.2f} | {', '.join(f'{t:.2f}' for t in rows[GZIP])} | "
-           f"{statistics.median(cpu[GZIP]):.2f} | {sizes[GZIP]:.0f} | {created[GZIP]} |"] if rows[GZIP] else []),
+           f"{statistics.median(cpu[GZIP]):.2f} | {fault_median[GZIP]:.0f} | {sizes[GZIP]:.0f} | "
+           f"{created[GZIP]} |"] if rows[GZIP] else []),
         "",
         f"| `spine ingest` right after the outputs above ({n_created} files and folders) were deleted | "
-        f"the same | {deleted_wall:.2f} | one run | {deleted_cpu:.2f} | | |",
+        f"the same | {deleted_wall:.2f} | one run | {deleted_cpu:.2f} | | | |",
         "",
-        f"**Ratio spine ingest / dcm2niix: {ratio:.2f}** (goal: <= 1.0)."
+        f"**Ratio spine ingest / dcm2niix: {ratio:.2f}** (goal: <= 1.0; ratio of the medians). Median of the "
+        f"{args.repeats} rounds' own ratios (each ingest run over the dcm2niix run next to it): {paired:.2f}."
         + (f" Against dcm2niix writing compressed output (`-z y`): {median['spine ingest'] / median[GZIP]:.2f}."
            if rows[GZIP] else ""),
         "",

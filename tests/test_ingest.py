@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import platform
 import shutil
 import signal
 import subprocess
@@ -385,3 +386,33 @@ def test_cli_shows_a_progress_bar_on_a_terminal(dataset, tmp_path, monkeypatch, 
     assert "ingesting studies" in terminal.getvalue() and "2/2" in terminal.getvalue()
     assert "2 studies written" in capsys.readouterr().out
     assert sd.open_dataset(tmp_path / "bar.zarr").study_ids == ["1001", "1002"]
+
+
+KEEP_FREED = """
+import resource, sys
+import numpy as np
+from spinedata.ingest.run import keep_freed_memory
+if sys.argv[1] == "keep":
+    assert keep_freed_memory()
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+first = np.ones(16 << 20, np.uint8)  # a stack's worth of pixels, freed before the next one
+del first
+before = faults()
+second = np.ones(16 << 20, np.uint8)
+print(faults() - before)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mallopt")
+def test_workers_keep_freed_memory_for_the_next_stack():
+    """After ``keep_freed_memory`` (every ingest worker calls it) a freed array's pages are reused instead of
+    faulted in again."""
+
+    def faults(mode: str) -> int:
+        done = subprocess.run([sys.executable, "-c", KEEP_FREED, mode], capture_output=True, text=True, cwd=REPO,
+                              check=True, timeout=60)  # fmt: skip
+        return int(done.stdout)
+
+    assert faults("default") > 100  # glibc gives the pages back and the next array faults them in again
+    assert faults("keep") < 20

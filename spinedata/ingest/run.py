@@ -86,11 +86,43 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+"""glibc ``mallopt`` parameters (``malloc.h``)."""
+WORKER_MMAP_THRESHOLD = 32 << 20
+"""Allocations below this come from the heap (glibc's largest allowed value); larger ones are mapped."""
+WORKER_TRIM_THRESHOLD = 1 << 30
+"""Free memory a worker keeps at the top of its heap before giving it back to the system."""
+
+
 def _init_worker() -> None:
-    """Worker processes compress on one thread each: the pool already uses every core."""
+    """Worker processes compress on one thread each (the pool already uses every core) and keep the memory
+    they free for the next stack (see ``keep_freed_memory``)."""
     from numcodecs import blosc
 
     blosc.set_nthreads(1)
+    keep_freed_memory()
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed memory in this process instead of giving it back to the system at once.
+
+    A worker allocates and frees a stack's arrays (megabytes) over and over; by default glibc unmaps or
+    trims them, and the next stack faults fresh pages in again, which the kernel must zero (and a virtual
+    machine that hands free memory back to its host must first get back: a third of the minor page faults
+    of ``spine ingest`` went away, see docs/benchmarks.md). What a worker keeps is bounded by its largest
+    series, as before. Returns False where this is not glibc (nothing changes there)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version  # noqa: B018 - only glibc has it (musl's mallopt does nothing)
+    except (OSError, AttributeError):
+        return False
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, WORKER_MMAP_THRESHOLD)) and bool(
+        libc.mallopt(M_TRIM_THRESHOLD, WORKER_TRIM_THRESHOLD)
+    )
 
 
 def _context():
