@@ -818,10 +818,16 @@ def read_stack(headers: list[SliceHeader]) -> np.ndarray:
     """Pixels of a stack ``(n, rows, cols)`` in the order given, in one common dtype for the stack."""
     if not headers:
         raise DicomReadError("read_stack needs at least one header")
-    if all(h.rescale_slope == 1 and h.rescale_intercept == 0 for h in headers):
-        native = _read_native_stack(headers)
-        if native is not None:  # the stored dtype holds the (unrescaled) values: what common_dtype picks
-            return native
+    rescales = {(h.rescale_slope, h.rescale_intercept) for h in headers}
+    if len(rescales) == 1:
+        ((slope, intercept),) = rescales
+        whole = slope == int(slope) and intercept == int(intercept)
+        native = _read_native_stack(headers) if whole else None
+        if native is not None and slope == 1 and intercept == 0:
+            return native  # the stored dtype holds the (unrescaled) values: what common_dtype picks
+        if native is not None:  # one whole-number rescale: the values slice by slice would give, at once
+            values = _rescaled(native, slope, intercept)
+            return values.astype(common_dtype([values], [native.dtype]), copy=False)
     values, stored = [], []
     decoded: Decoded = {}
     for header in headers:

@@ -151,6 +151,22 @@ def test_integer_rescale_stays_exact_integer(tmp_path):
     np.testing.assert_array_equal(out, pixels.astype(np.int64) - 1024)
 
 
+@pytest.mark.parametrize(("rescale", "dtype"), [((1, -1024), np.int16), ((3, -100), np.int32), ((2, 5), np.uint16)])
+def test_a_stack_with_one_whole_number_rescale_equals_its_slices(tmp_path, rescale, dtype):
+    """read_stack converts such a stack at once: the values and the dtype the slices give one by one."""
+    rng = np.random.default_rng(3)
+    slices = [rng.integers(0, 4096, (3, 4)).astype(np.uint16) for _ in range(4)]
+    slices[0][0, 0] = 30000  # one slice alone decides the dtype of the stack
+    headers = [read_header(_write(tmp_path / f"{k}.dcm", pixels, rescale=rescale, position=(0.0, 0.0, float(k))))
+               for k, pixels in enumerate(slices)]  # fmt: skip
+    stack = read_stack(headers)
+    values = np.stack(slices).astype(np.int64) * rescale[0] + rescale[1]
+    assert stack.dtype == dtype
+    np.testing.assert_array_equal(stack, values)
+    for k, header in enumerate(headers):
+        np.testing.assert_array_equal(read_pixels(header), values[k])
+
+
 def test_fractional_rescale_gives_float32(tmp_path):
     pixels = np.array([[0, 10], [20, 30]], dtype=np.uint16)
     out = read_pixels(_write(tmp_path / "a.dcm", pixels, rescale=(0.5, 1.25)))
