@@ -42,8 +42,9 @@ def main() -> None:
     """
     from cli.errors import run_app
 
+    names = commands.requested(sys.argv[1:])
     try:
-        run_app(build_app(commands.requested(sys.argv[1:])))
+        run_app(app if names == commands.COMMANDS else build_app(names))
     finally:
         gc.freeze()
 
