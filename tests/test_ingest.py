@@ -308,15 +308,26 @@ def test_an_unreadable_label_csv_fails_after_every_study_is_written(tmp_path):
     study_ids = tuple(str(2001 + k) for k in range(6))
     truth = write_competition_dataset(data, study_ids=study_ids)
     (data / "train_label_coordinates.csv").write_text("study_id,series_id\n2001,20011\n")
-    frozen = gc.get_freeze_count()
+    assert gc.get_freeze_count() == 0
     with pytest.raises(DataLayoutError, match="lacks the column"):
         ingest(data, tmp_path / "out.zarr", workers=2)
-    assert gc.get_freeze_count() == frozen  # the objects frozen while the workers were forked are released
+    assert gc.get_freeze_count() == 0  # the objects frozen while the workers were forked are released
     ds = sd.open_dataset(tmp_path / "out.zarr")
     assert ds.study_ids == list(study_ids)
     for study_id in ds.study_ids:
         check_study(ds, truth, study_id)
     assert not list((tmp_path / "out.zarr" / STAGING).iterdir())
+
+
+def test_a_caller_that_froze_objects_keeps_them_frozen(dataset, tmp_path):
+    data, _ = dataset
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        assert ingest(data, tmp_path / "out.zarr", workers=2).n_complete == 2
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
 
 
 def test_the_command_line_builds_only_the_command_it_runs(dataset, tmp_path):

@@ -282,8 +282,11 @@ def ingest(
     with IngestLock(store):
         removed = clean_stale(store)
         # The objects of every import so far go to the permanent generation while the workers are forked:
-        # no worker walks them in a garbage collection (less CPU, fewer copy-on-write pages).
-        gc.freeze()
+        # no worker walks them in a garbage collection (less CPU, fewer copy-on-write pages). A caller that
+        # froze objects itself keeps its own policy.
+        freeze = gc.get_freeze_count() == 0
+        if freeze:
+            gc.freeze()
         finished = False
         try:
             pool = (
@@ -311,7 +314,8 @@ def ingest(
                     # written; after an error every running worker is waited for (none may outlive the lock).
                     pool.shutdown(wait=not finished, cancel_futures=True)
         finally:
-            gc.unfreeze()
+            if freeze:
+                gc.unfreeze()
         skipped.extend(_previous_report_lines(store, already & job_ids))
         for result in sorted(results, key=lambda r: r.study_id):
             skipped.extend(result.skipped)
