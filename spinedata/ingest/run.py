@@ -8,6 +8,7 @@ against the store and (re)write them -> write the report.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import multiprocessing
@@ -130,6 +131,38 @@ def _context():
     if sys.platform.startswith("linux"):
         return multiprocessing.get_context("fork")
     return multiprocessing.get_context()
+
+
+@contextlib.contextmanager
+def _imports_frozen() -> Iterator[None]:
+    """The objects of every import so far in the permanent generation while the workers are forked: no
+    worker walks them in a garbage collection (less CPU, fewer copy-on-write pages). A caller that froze
+    objects itself keeps its own policy (nothing is frozen or unfrozen then)."""
+    freeze = gc.get_freeze_count() == 0
+    if freeze:
+        gc.freeze()
+    try:
+        yield
+    finally:
+        if freeze:
+            gc.unfreeze()
+
+
+@contextlib.contextmanager
+def _worker_pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
+    """The worker processes (None for one worker: everything runs in this process). Left normally (every
+    result in), the idle workers exit in the background while the parent writes the labels; left on an
+    error, every running worker is waited for, as none may outlive the store's lock."""
+    if workers == 1:
+        yield None
+        return
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_init_worker)
+    try:
+        yield pool
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _read_batch(paths: list[str]) -> list[SliceHeader | Skipped]:
@@ -279,43 +312,22 @@ def ingest(
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     create_or_open_store(store, split=split, source=str(data_dir.resolve()))
-    with IngestLock(store):
+    with IngestLock(store), _imports_frozen():
         removed = clean_stale(store)
-        # The objects of every import so far go to the permanent generation while the workers are forked:
-        # no worker walks them in a garbage collection (less CPU, fewer copy-on-write pages). A caller that
-        # froze objects itself keeps its own policy.
-        freeze = gc.get_freeze_count() == 0
-        if freeze:
-            gc.freeze()
-        finished = False
-        try:
-            pool = (
-                ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_init_worker)
-                if workers > 1 else None
-            )  # fmt: skip
+        with _worker_pool(workers) as pool:
+            if layout == LAYOUT_COMPETITION:
+                discovery = discover_competition(data_dir, split)
+            else:
+                discovery = discover_plain(data_dir, _scan_in_pool(pool, progress))
+            already = complete_study_ids(store)
+            jobs = [job for job in discovery.jobs if job.study_id not in already]
+            job_ids = {job.study_id for job in discovery.jobs}
+            skipped = list(discovery.skipped)
+            running = _run_jobs(store, jobs, pool, progress)
             try:
-                if layout == LAYOUT_COMPETITION:
-                    discovery = discover_competition(data_dir, split)
-                else:
-                    discovery = discover_plain(data_dir, _scan_in_pool(pool, progress))
-                already = complete_study_ids(store)
-                jobs = [job for job in discovery.jobs if job.study_id not in already]
-                job_ids = {job.study_id for job in discovery.jobs}
-                skipped = list(discovery.skipped)
-                running = _run_jobs(store, jobs, pool, progress)
-                try:
-                    tables = _read_labels_write_targets(store, discovery, job_ids)  # while the workers ingest
-                finally:  # an unreadable CSV still lets every study finish first
-                    results = list(running)
-                finished = True
-            finally:
-                if pool is not None:
-                    # After the last result the idle workers exit in the background while the labels are
-                    # written; after an error every running worker is waited for (none may outlive the lock).
-                    pool.shutdown(wait=not finished, cancel_futures=True)
-        finally:
-            if freeze:
-                gc.unfreeze()
+                tables = _read_labels_write_targets(store, discovery, job_ids)  # while the workers ingest
+            finally:  # an unreadable CSV still lets every study finish first
+                results = list(running)
         skipped.extend(_previous_report_lines(store, already & job_ids))
         for result in sorted(results, key=lambda r: r.study_id):
             skipped.extend(result.skipped)
