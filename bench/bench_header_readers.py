@@ -22,7 +22,7 @@ import importlib.util
 import time
 from pathlib import Path
 
-from spinedata import dicomio
+from spinedata import dicomio, geometry
 from spinedata.dicomio import HEADER_ELEMENTS, HEADER_KEYWORDS, SCAN_TAGS, read_header
 from spinedata.dicomscan import scan
 
@@ -31,7 +31,7 @@ def forget_conversions() -> None:
     """Empty ``dicomio``'s caches of converted values, so that each repeat reads the files as an ingest
     worker does, once each (a value repeated across a series is converted once, a file's own values every
     time), and not with every file's values remembered from the repeat before."""
-    for cached in (dicomio._scanned_values, dicomio._finite_floats, dicomio._unit_orientation):
+    for cached in (dicomio._scanned_values, dicomio._finite_floats, geometry._unit_orientation):
         cached.cache_clear()
 
 

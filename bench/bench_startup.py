@@ -9,6 +9,8 @@
    first study handed to a worker (``ProcessPoolExecutor.submit``) and to the end of the command's work
    (in-process clock), and the whole command's wall time (interpreter start and shutdown included:
    the difference is what the interpreter costs around the work), fastest and median.
+3. what Typer's building of the app costs, for every command and for ``ingest`` alone (``spine`` builds
+   only the command it runs).
 The project is byte-compiled first (as an installed package is). Prints a Markdown table.
 """
 
@@ -53,6 +55,20 @@ end.append(time.perf_counter() - start)
 times are printed at exit, so that the probe's whole wall time includes the interpreter's shutdown."""
 
 
+BUILD = """
+import sys, time
+import typer.main
+from cli.app import build_app
+from cli.commands import COMMANDS
+names = COMMANDS if sys.argv[1] == "all" else (sys.argv[1],)
+start = time.perf_counter()
+typer.main.get_command(build_app(names))
+print(time.perf_counter() - start)
+"""
+"""Times what Typer does before it parses a command line: build the click command of the app (it reads
+every registered command's parameters), for every command or for one."""
+
+
 def wall(command: list[str]) -> float:
     start = time.perf_counter()
     subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
@@ -75,6 +91,11 @@ def main() -> None:
                                                               "--no-progress"]),
         ):
             times = [wall(command) for _ in range(args.repeats)]
+            rows.append((label, min(times), statistics.median(times)))
+        for label, names in (("Typer reads every command's parameters", "all"),
+                             ("Typer reads the parameters of `ingest` alone", "ingest")):
+            times = [float(subprocess.run([sys.executable, "-c", BUILD, names], capture_output=True, text=True,
+                                          check=True, cwd=REPO).stdout) for _ in range(args.repeats)]
             rows.append((label, min(times), statistics.median(times)))
         if args.data.is_dir():
             firsts, ends, walls = [], [], []

@@ -315,15 +315,6 @@ def _finite_floats(found: tuple, keyword: str, length: int) -> tuple[float, ...]
     return numbers
 
 
-@functools.lru_cache(maxsize=1024)
-def _unit_orientation(iop: tuple[float, ...]) -> tuple[float, ...]:
-    """``geometry.unit_orientation`` of a header's IOP (remembered), its errors as ``DicomReadError``."""
-    try:
-        return unit_orientation(list(iop))
-    except GeometryError as error:
-        raise DicomReadError(str(error)) from error
-
-
 def read_header(path) -> SliceHeader:
     """Read one file's header (no pixels). Raises ``DicomReadError`` with the reason when the file is not
     a readable single-frame image with ImagePositionPatient, ImageOrientationPatient and PixelSpacing.
@@ -567,7 +558,10 @@ def _build_header(path: str, values: Values, description: str, transfer_syntax: 
     if photometric not in SUPPORTED_PHOTOMETRIC:
         raise DicomReadError(f"PhotometricInterpretation {photometric} is not a grey-scale image")
     position = _vector(values, "ImagePositionPatient", 3)
-    orientation = _unit_orientation(_vector(values, "ImageOrientationPatient", 6))
+    try:
+        orientation = unit_orientation(_vector(values, "ImageOrientationPatient", 6))
+    except GeometryError as error:
+        raise DicomReadError(str(error)) from error
     spacing = _vector(values, "PixelSpacing", 2)
     if min(spacing) <= 0:
         raise DicomReadError(f"PixelSpacing must be positive, got {list(spacing)}")

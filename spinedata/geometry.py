@@ -19,7 +19,9 @@ follow every slice's own position (piecewise linear between slices), so a labell
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,8 +81,14 @@ def normalise_orientation(orientation) -> np.ndarray:
     return np.array(unit_orientation(iop.tolist()))
 
 
-def unit_orientation(iop: list[float]) -> tuple[float, ...]:
-    """``normalise_orientation`` on 6 finite floats, in plain Python (it runs once per DICOM file)."""
+def unit_orientation(iop: Sequence[float]) -> tuple[float, ...]:
+    """``normalise_orientation`` on 6 finite floats, in plain Python (it runs once per DICOM file; the result
+    of each distinct IOP is remembered, as the slices of a series share one)."""
+    return _unit_orientation(tuple(float(v) for v in iop))
+
+
+@functools.lru_cache(maxsize=1024)
+def _unit_orientation(iop: tuple[float, ...]) -> tuple[float, ...]:
     r, c = iop[:3], iop[3:]
     nr, nc = math.sqrt(sum(v * v for v in r)), math.sqrt(sum(v * v for v in c))
     if abs(nr - 1) > UNIT_NORM_RTOL or abs(nc - 1) > UNIT_NORM_RTOL:

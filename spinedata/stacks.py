@@ -59,9 +59,8 @@ def _skipped(header: SliceHeader, reason: str) -> Skipped:
     return Skipped(path=header.path, reason=reason, series_id=header.series_uid)
 
 
-def _usable(header: SliceHeader, normalised: dict) -> tuple[str | None, tuple[float, ...]]:
-    """``(reason it cannot join a stack or None, normalised IOP)``; ``normalised`` remembers each distinct
-    orientation's result (the slices of a series share one)."""
+def _usable(header: SliceHeader) -> tuple[str | None, tuple[float, ...]]:
+    """``(reason it cannot join a stack or None, normalised IOP)``."""
     if header.position is None:
         return "no ImagePositionPatient", ()
     if header.orientation is None:
@@ -74,12 +73,10 @@ def _usable(header: SliceHeader, normalised: dict) -> tuple[str | None, tuple[fl
         return f"non-finite ImagePositionPatient {header.position}", ()
     if min(header.pixel_spacing) <= 0:
         return f"PixelSpacing must be positive, got {header.pixel_spacing}", ()
-    if header.orientation not in normalised:
-        try:
-            normalised[header.orientation] = None, unit_orientation([float(v) for v in header.orientation])
-        except GeometryError as error:
-            normalised[header.orientation] = str(error), ()
-    return normalised[header.orientation]
+    try:
+        return None, unit_orientation(header.orientation)
+    except GeometryError as error:
+        return str(error), ()
 
 
 def _same_grid(a: SliceHeader, a_iop, b: SliceHeader, b_iop) -> bool:
@@ -123,17 +120,18 @@ def _locations(headers: list[SliceHeader], normal: np.ndarray) -> np.ndarray:
     limit = POSITION_REPEAT_MM**2
     for index in order.tolist():
         point, depth = headers[index].position, float(depths[index])
-        ids[index] = -1
+        match = -1
         for k in range(len(anchors) - 1, max(len(anchors) - 8, -1), -1):  # repeats sit next to each other
             if depth - anchor_depths[k] > 2 * POSITION_REPEAT_MM:
                 break  # anchors come in depth order: this one and every earlier one are too far to be a repeat
             if sum((p - q) ** 2 for p, q in zip(point, anchors[k], strict=True)) < limit:
-                ids[index] = k
+                match = k
                 break
-        if ids[index] < 0:
-            ids[index] = len(anchors)
+        if match < 0:
+            match = len(anchors)
             anchors.append(point)
             anchor_depths.append(depth)
+        ids[index] = match
     return ids
 
 
@@ -254,9 +252,8 @@ def build_stacks(
     usable: list[SliceHeader] = []
     iops: list[tuple[float, ...]] = []
     first_of: dict[tuple[str, int], str] = {}
-    normalised: dict = {}
     for header in sorted(headers, key=lambda h: (h.series_uid, *_sort_key(h))):
-        reason, iop = _usable(header, normalised)
+        reason, iop = _usable(header)
         if reason is None and header.sop_uid:
             key = (header.sop_uid, header.frame)  # the frames of a multi-frame file share its SOPInstanceUID
             if key in first_of:
