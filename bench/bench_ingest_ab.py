@@ -40,18 +40,19 @@ def tool(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
 
-def code_root(env: dict[str, str]) -> str:
-    """Where ``spinedata`` is imported from under ``env`` (checks that PYTHONPATH picks the tree)."""
+def code_root(env: dict[str, str], cwd: Path) -> str:
+    """Where ``spinedata`` is imported from under ``env`` (checks that PYTHONPATH picks the tree; run from
+    ``cwd``, outside both trees, as ``python -c`` puts its working folder first on the path)."""
     done = subprocess.run([sys.executable, "-c", "import spinedata; print(spinedata.__file__)"], env=env,
-                          capture_output=True, text=True, check=True)  # fmt: skip
+                          capture_output=True, text=True, check=True, cwd=cwd)  # fmt: skip
     return str(Path(done.stdout.strip()).parents[1])
 
 
-def timed(command: list[str], env: dict[str, str]) -> tuple[float, float, int]:
+def timed(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, int]:
     """``(wall s, CPU s, minor page faults)`` of one command."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    subprocess.run(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
@@ -65,6 +66,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=REPO / "bench/out/ingest/data20")
     parser.add_argument("--workdir", type=Path, default=REPO / "bench/out")
     args = parser.parse_args()
+    args.data = args.data.resolve()  # the commands run from a scratch folder
     if not (args.data / "train_images").is_dir():
         sys.exit(f"{args.data} has no train_images/: run bench/bench_ingest.py first")
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -81,7 +83,7 @@ def main() -> None:
             "this tree": {**os.environ, "PYTHONPATH": str(REPO)},
         }
         for name, env in variants.items():
-            root = code_root(env)
+            root = code_root(env, scratch)
             if Path(root).resolve() != (base_tree if name.startswith("base") else REPO).resolve():
                 sys.exit(f"{name}: spinedata imported from {root}, not from its tree")
         names = [*variants, "dcm2niix -z n"]
@@ -91,11 +93,11 @@ def main() -> None:
                 out = scratch / f"{round_}_{names.index(name)}"
                 if name in variants:
                     command = [tool("spine"), "ingest", str(args.data), f"{out}.zarr", "--no-progress"]
-                    results[name].append(timed(command, variants[name]))
+                    results[name].append(timed(command, variants[name], scratch))
                 else:
                     out.mkdir()
                     command = [tool("dcm2niix"), "-z", "n", "-o", str(out), str(args.data / "train_images")]
-                    results[name].append(timed(command, dict(os.environ)))
+                    results[name].append(timed(command, dict(os.environ), scratch))
     finally:
         subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(base_tree)], check=False)
         shutil.rmtree(scratch, ignore_errors=True)
