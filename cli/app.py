@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import typer
 
 from cli import commands
+from cli.startup import prepare_process
 
 HELP = "Lumbar spine MRI: DICOM -> Zarr store -> disc-level keypoints -> degenerative grades."
 
@@ -36,13 +37,15 @@ def main() -> None:
     """Console-script entry point: known errors become one line and exit code 1.
 
     Only the command named on the command line is built (Typer reads the parameters of every command it
-    is given, ~35 ms for all of them at each start); help and unknown names get the whole app. At the end
+    is given, ~35 ms for all of them at each start); help and unknown names get the whole app. The process
+    is set up for that command first (``cli.startup.prepare_process``). At the end
     the objects still alive are frozen: the process is ending, and the interpreter's last garbage
     collections would otherwise walk every imported module's objects (~0.1 s with numpy, more with pandas).
     """
     from cli.errors import run_app
 
     names = commands.requested(sys.argv[1:])
+    prepare_process(names)
     try:
         run_app(app if names == commands.COMMANDS else build_app(names))
     finally:

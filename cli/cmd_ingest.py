@@ -28,7 +28,10 @@ def ingest(
     import sys
     from collections import Counter
 
-    from spinedata.ingest import ingest as run_ingest
+    from cli.startup import collector_paused
+
+    with collector_paused():
+        from spinedata.ingest import ingest as run_ingest
 
     if not no_progress and sys.stderr.isatty():
         from rich.console import Console

@@ -330,6 +330,24 @@ def test_a_caller_that_froze_objects_keeps_them_frozen(dataset, tmp_path):
         gc.unfreeze()
 
 
+def test_workers_are_forked_from_a_process_whose_blosc_threads_ran(dataset, tmp_path):
+    """``import blosc`` starts a pool of threads; ingest stops it while it forks the workers (a child may not
+    change the thread count of a pool it inherited without the threads) and restores it after."""
+    import blosc
+
+    data, truth = dataset
+    previous = blosc.set_nthreads(2)
+    try:
+        blosc.compress(np.arange(1 << 16, dtype=np.uint16).tobytes(), typesize=2)  # the pool has run
+        assert ingest(data, tmp_path / "out.zarr", workers=2).n_complete == 2
+        assert blosc.set_nthreads(2) == 2  # restored after the run
+    finally:
+        blosc.set_nthreads(previous)
+    ds = sd.open_dataset(tmp_path / "out.zarr")
+    for study_id in ds.study_ids:
+        check_study(ds, truth, study_id)
+
+
 def test_the_command_line_builds_only_the_command_it_runs(dataset, tmp_path):
     from cli.app import build_app
     from cli.commands import COMMANDS, requested

@@ -98,7 +98,7 @@ WORKER_TRIM_THRESHOLD = 1 << 30
 def _init_worker() -> None:
     """Worker processes compress on one thread each (the pool already uses every core) and keep the memory
     they free for the next stack (see ``keep_freed_memory``)."""
-    from numcodecs import blosc
+    import blosc
 
     blosc.set_nthreads(1)
     keep_freed_memory()
@@ -156,13 +156,29 @@ def _worker_pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
     if workers == 1:
         yield None
         return
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_init_worker)
+    with _blosc_threads_stopped():
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_init_worker)
+        try:
+            yield pool
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def _blosc_threads_stopped() -> Iterator[None]:
+    """Blosc's thread pool stopped in this process while worker processes are forked from it, restored
+    after. ``import blosc`` starts one thread per core; a forked child inherits the pool's state without its
+    threads, and changing its thread count there would wait on threads that do not exist. Importing Blosc
+    here, before the workers are forked, also spares each of them the import."""
+    import blosc
+
+    previous = blosc.set_nthreads(1)
     try:
-        yield pool
-    except BaseException:
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown(wait=False, cancel_futures=True)
+        yield
+    finally:
+        blosc.set_nthreads(previous)
 
 
 def _read_batch(paths: list[str]) -> list[SliceHeader | Skipped]:
