@@ -87,6 +87,11 @@ def test_fastwrite_refuses_what_it_cannot_write(tmp_path):
     write_array(tmp_path / "c", np.zeros(3), chunks=(3,), dimension_names=("x",))
     with pytest.raises(FileExistsError):
         write_array(tmp_path / "c", np.zeros(3), chunks=(3,), dimension_names=("x",))
+    for blosc, reason in [(("nope", 5, "shuffle"), "no compressor"), (("lz4", 12, "shuffle"), "level"),
+                          (("lz4", 5, "sideways"), "shuffle must be")]:  # fmt: skip
+        with pytest.raises(StoreError, match=reason):
+            write_array(tmp_path / f"d{reason}", np.zeros(3), chunks=(3,), dimension_names=("x",), blosc=blosc)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]  # refused arrays leave nothing behind
 
 
 @pytest.mark.parametrize("values", [["1001", "L4/L5", "", "Ünïcode"], []])
