@@ -716,12 +716,39 @@ def common_dtype(arrays: list[np.ndarray], stored_dtypes: list[np.dtype]) -> np.
         return np.dtype(np.float32)
     lo = min(int(a.min()) for a in arrays)
     hi = max(int(a.max()) for a in arrays)
-    stored = np.result_type(*stored_dtypes)
+    return _dtype_for_range(lo, hi, np.result_type(*stored_dtypes))
+
+
+def _dtype_for_range(lo: int, hi: int, stored: np.dtype) -> np.dtype:
+    """``common_dtype``'s rule for integer values in ``[lo, hi]``: the stored type if it holds them, else the
+    smallest of uint16/int16/int32 that does, else float32."""
     for candidate in (stored, *INTEGER_CANDIDATES[1:]):
         info = np.iinfo(candidate)
         if info.min <= lo and hi <= info.max:
             return np.dtype(candidate)
     return np.dtype(np.float32)
+
+
+def _whole_rescaled(stored: np.ndarray, slope: int, intercept: int) -> np.ndarray:
+    """``stored * slope + intercept`` for a whole-number slope and intercept, exactly, in the dtype
+    ``common_dtype`` picks for those values, without an int64 copy of the stack.
+
+    The range of the result comes from the stored minimum and maximum (the rescale is monotonic); the
+    arithmetic runs in the result's integer type, wrapping as integers do: wrapping is arithmetic modulo
+    2**bits, so whatever wraps on the way, the result is exact when it fits that type, which the range
+    guarantees."""
+    lo, hi = int(stored.min()), int(stored.max())
+    ends = (lo * slope + intercept, hi * slope + intercept)
+    dtype = _dtype_for_range(min(ends), max(ends), stored.dtype)
+    if dtype.kind == "f":  # beyond int32: float32, as common_dtype gives
+        return (stored.astype(np.int64) * slope + intercept).astype(dtype)
+    out = stored.astype(dtype)
+    bits = 8 * dtype.itemsize
+    if slope != 1:
+        out *= np.array(slope % (1 << bits), dtype=np.uint64).astype(dtype)
+    if intercept != 0:
+        out += np.array(intercept % (1 << bits), dtype=np.uint64).astype(dtype)
+    return out
 
 
 Decoded = dict[str, np.ndarray]
@@ -820,8 +847,7 @@ def read_stack(headers: list[SliceHeader]) -> np.ndarray:
         if native is not None and slope == 1 and intercept == 0:
             return native  # the stored dtype holds the (unrescaled) values: what common_dtype picks
         if native is not None:  # one whole-number rescale: the values slice by slice would give, at once
-            values = _rescaled(native, slope, intercept)
-            return values.astype(common_dtype([values], [native.dtype]), copy=False)
+            return _whole_rescaled(native, int(slope), int(intercept))
     values, stored = [], []
     decoded: Decoded = {}
     for header in headers:

@@ -6,12 +6,15 @@ import numpy as np
 import pydicom
 import pytest
 from dicom_writer import write_enhanced, write_series, write_slice
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.uid import RLELossless
 
 from spinedata.dicomio import (
     SliceHeader,
+    _whole_rescaled,
     common_dtype,
     read_header,
     read_headers,
@@ -467,3 +470,29 @@ def test_damaged_multiframe_files_give_reasons_never_tracebacks(tmp_path):
                for name, syntax in (("native", None), ("rle", RLELossless))]  # fmt: skip
     outcomes = _fuzz(tmp_path, sources, 11, lambda path: [read_pixels(h) for h in read_headers(path)])
     assert outcomes["read"] > 0 and outcomes["reason"] > 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    dtype=st.sampled_from([np.uint8, np.uint16, np.int16, np.int32, np.uint32]),
+    slope=st.integers(-70_000, 70_000),
+    intercept=st.integers(-(2**33), 2**33),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_whole_number_rescale_matches_exact_arithmetic(dtype, slope, intercept, seed):
+    """``_whole_rescaled`` (arithmetic in the result's type, wrapping on the way) gives exactly the values
+    and the dtype of computing in Python integers and applying ``common_dtype``."""
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(seed)
+    stored = rng.integers(info.min, int(info.max) + 1, size=(2, 3, 4), dtype=np.int64).astype(dtype)
+    stored.flat[0], stored.flat[1] = info.min, info.max  # the extremes of the stored type
+    exact = np.array([int(v) * slope + intercept for v in stored.ravel()], dtype=object).reshape(stored.shape)
+    lo, hi = int(exact.min()), int(exact.max())
+    expected = common_dtype([np.array([lo, hi], dtype=object).astype(float) if hi >= 2**62 or lo < -(2**62)
+                             else np.array([lo, hi], dtype=np.int64)], [stored.dtype])  # fmt: skip
+    got = _whole_rescaled(stored, slope, intercept)
+    assert got.dtype == expected
+    if expected.kind in "iu":
+        assert [int(v) for v in got.ravel()] == list(exact.ravel())
+    else:
+        np.testing.assert_allclose(got.astype(np.float64), exact.astype(np.float64), rtol=1e-6)
