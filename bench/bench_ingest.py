@@ -44,6 +44,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from settle import record_deletion, wait_until_settled
 
 START, END = "<!-- bench_ingest:start -->", "<!-- bench_ingest:end -->"
 GZIP = "dcm2niix -z y"
@@ -242,6 +243,7 @@ def main() -> None:
     parser.add_argument("--gzip-repeats", type=int, default=2, help="runs of dcm2niix -z y (slow; 0: none)")
     parser.add_argument("--workdir", type=Path, default=Path("bench/out/ingest"))
     parser.add_argument("--docs", type=Path, default=None, help="update this Markdown file's ingest section")
+    parser.add_argument("--no-settle", action="store_true", help="time at once, even right after a deletion")
     args = parser.parse_args()
 
     work = args.workdir
@@ -251,6 +253,8 @@ def main() -> None:
     n_files = len(files_of(images))
     warm(images)
     precompile()
+    if not args.no_settle:
+        wait_until_settled()
 
     tools = ["dcm2niix", "spine ingest", GZIP]
     rows: dict[str, list[float]] = {name: [] for name in tools}
@@ -284,11 +288,13 @@ def main() -> None:
         _, pss, rss = run_timed(ingest_command(data, runs / f"memory{label}.zarr", args.workers), sample_memory=True)
         memory[label] = (pss, rss)
     shutil.rmtree(runs)
+    record_deletion()
     after_delete = Path(tempfile.mkdtemp(dir=work, prefix="after_delete_"))
     before = children_cpu()
     deleted_wall = run_timed(ingest_command(full, after_delete / "out.zarr", args.workers))[0]
     deleted_cpu = children_cpu() - before
     shutil.rmtree(after_delete)
+    record_deletion()
 
     stages = stage_costs(images)
     median = {name: statistics.median(times) for name, times in rows.items() if times}

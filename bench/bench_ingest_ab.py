@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from settle import record_deletion, wait_until_settled
+
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("spinedata", "spinemodels", "cli")
 
@@ -65,6 +67,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--data", type=Path, default=REPO / "bench/out/ingest/data20")
     parser.add_argument("--workdir", type=Path, default=REPO / "bench/out")
+    parser.add_argument("--no-settle", action="store_true", help="time at once, even right after a deletion")
     args = parser.parse_args()
     args.data = args.data.resolve()  # the commands run from a scratch folder
     if not (args.data / "train_images").is_dir():
@@ -86,6 +89,8 @@ def main() -> None:
             root = code_root(env, scratch)
             if Path(root).resolve() != (base_tree if name.startswith("base") else REPO).resolve():
                 sys.exit(f"{name}: spinedata imported from {root}, not from its tree")
+        if not args.no_settle:
+            wait_until_settled()
         names = [*variants, "dcm2niix -z n"]
         results: dict[str, list[tuple[float, float, int]]] = {name: [] for name in names}
         for round_ in range(args.rounds):
@@ -101,6 +106,7 @@ def main() -> None:
     finally:
         subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(base_tree)], check=False)
         shutil.rmtree(scratch, ignore_errors=True)
+        record_deletion()
 
     def ratio(a: str, b: str) -> float:
         return statistics.median(x[0] / y[0] for x, y in zip(results[a], results[b], strict=True))
