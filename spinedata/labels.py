@@ -235,9 +235,10 @@ def resolve_labels(labels: Columns, stacks: StackLookup | Any, source: str | Pat
         if isinstance(found, str):
             report(found, rows)
             continue
+        where = _instance_index(found)
         for i in rows:
             instance = int(out["instance_number"][i])
-            hit = _find_instance(found, instance)
+            hit = where.get(instance)
             if hit is None:
                 report(f"instance {instance} not in any stack of the series", [i])
                 continue
@@ -252,10 +253,10 @@ def resolve_labels(labels: Columns, stacks: StackLookup | Any, source: str | Pat
     return out, skipped
 
 
-def _find_instance(stacks: Sequence[tuple[int, Any]], instance: int):
-    """``(stack index, geometry, slice)`` of the first stack holding ``instance``, or None."""
+def _instance_index(stacks: Sequence[tuple[int, Any]]) -> dict[int, tuple[int, Any, int]]:
+    """Instance number -> ``(stack index, geometry, slice)`` of the first stack (and slice) holding it."""
+    where: dict[int, tuple[int, Any, int]] = {}
     for index, geometry in stacks:
-        hits = np.flatnonzero(np.asarray(geometry.instance_numbers) == instance)
-        if len(hits):
-            return index, geometry, int(hits[0])
-    return None
+        for k, instance in enumerate(np.asarray(geometry.instance_numbers).tolist()):
+            where.setdefault(int(instance), (index, geometry, k))
+    return where

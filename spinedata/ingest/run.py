@@ -254,10 +254,13 @@ def _stack_lookup(store: Path, results: list[StudyResult]):
     """Stacks of the studies written by this run (the geometry their workers sent back), else the
     store's (studies complete from an earlier run)."""
     written = {r.study_id: r.stacks for r in results if r.written}
-    from_store = store_lookup(open_dataset(store))
+    from_store = None  # the store is opened only for a study this run did not write
 
     def lookup(study_id: str, series_id: str):
+        nonlocal from_store
         if study_id not in written:
+            if from_store is None:
+                from_store = store_lookup(open_dataset(store))
             return from_store(study_id, series_id)
         stacks = written[study_id].get(series_id)
         return "series not in the store" if stacks is None else list(enumerate(stacks))

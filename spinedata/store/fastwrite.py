@@ -49,8 +49,11 @@ def chunk_key(index: tuple[int, ...]) -> str:
     return "c" + "".join(f"{CHUNK_SEPARATOR}{i}" for i in index)
 
 
-def _write_json(path: Path, document: dict) -> None:
-    path.write_text(json.dumps(document, allow_nan=False))  # no indent: the C encoder, ~10x faster
+def _write_json(path: str | os.PathLike, document: dict) -> None:
+    """Write ``document`` as compact JSON (no indent: the C encoder, ~10x faster) in one unbuffered binary
+    write (``Path.write_text``'s text layer took a third of the time of writing a small file)."""
+    with open(path, "wb", buffering=0) as handle:
+        _write_all(handle, json.dumps(document, allow_nan=False).encode())
 
 
 def write_group(folder: str | os.PathLike, attributes: dict) -> Path:
