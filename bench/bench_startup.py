@@ -26,6 +26,8 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
+from settle import record_deletion, wait_until_settled
+
 REPO = Path(__file__).resolve().parents[1]
 
 PROBE = """
@@ -79,7 +81,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--data", type=Path, default=Path("bench/out/ingest/data20"))
+    parser.add_argument("--no-settle", action="store_true", help="time at once, even right after a deletion")
     args = parser.parse_args()
+    if not args.no_settle:
+        wait_until_settled()
     for package in ("spinedata", "spinemodels", "cli"):
         compileall.compile_dir(str(REPO / package), quiet=1)
     spine = str(Path(sys.executable).parent / "spine")
@@ -111,6 +116,7 @@ def main() -> None:
             rows.append((f"ingest of `{args.data}`: end of the work (in-process clock)", min(ends),
                          statistics.median(ends)))
             rows.append((f"ingest of `{args.data}`: whole command (wall)", min(walls), statistics.median(walls)))
+    record_deletion()
     print(f"typer {version('typer')}, Python {sys.version.split()[0]}, {args.repeats} runs each")
     print("| what | fastest s | median s |")
     print("|---|---|---|")

@@ -32,7 +32,7 @@ def collector_paused() -> Iterator[None]:
     """Run the body (a command's imports) with the garbage collector off, as it was before afterwards.
 
     Importing NumPy and the libraries creates ~10^5 long-lived objects and no garbage; the collections they
-    trigger walk all of them (~10 % of ``spine ingest``'s imports, docs/benchmarks.md)."""
+    trigger walk all of them (~8 % of the time of ``spine ingest``'s imports, docs/benchmarks.md)."""
     enabled = gc.isenabled()
     gc.disable()
     try:
