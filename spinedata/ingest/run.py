@@ -170,7 +170,7 @@ def _worker_pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
 def _blosc_threads_stopped() -> Iterator[None]:
     """Blosc's thread pool stopped in this process while worker processes are forked from it, restored
     after. ``import blosc`` starts one thread per core; a forked child inherits the pool's state without its
-    threads, and changing its thread count there would wait on threads that do not exist. Importing Blosc
+    threads, and changing its thread count there would join threads that do not exist. Importing Blosc
     here, before the workers are forked, also spares each of them the import."""
     import blosc
 
