@@ -348,6 +348,18 @@ def test_workers_are_forked_from_a_process_whose_blosc_threads_ran(dataset, tmp_
         check_study(ds, truth, study_id)
 
 
+def test_the_workers_have_exited_and_their_cpu_is_counted_when_ingest_returns(dataset, tmp_path):
+    import multiprocessing
+    import resource
+
+    data, _ = dataset
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    assert ingest(data, tmp_path / "out.zarr", workers=2).n_complete == 2
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    assert multiprocessing.active_children() == []
+    assert (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime) > 0  # the workers' CPU
+
+
 def test_the_command_line_builds_only_the_command_it_runs(dataset, tmp_path):
     from cli.app import build_app
     from cli.commands import COMMANDS, requested
