@@ -692,17 +692,15 @@ def _invert(stored: np.ndarray, bits_stored: int) -> np.ndarray:
 
 
 def _rescaled(stored: np.ndarray, slope: float, intercept: float) -> np.ndarray:
-    """Rescaled values: the stored array itself for the identity rescale, int64 when slope and intercept
-    are whole numbers (exact), else float64."""
+    """Rescaled values: the stored array itself for the identity rescale; for whole-number slope and
+    intercept, exact integers in the dtype ``common_dtype`` picks for them (``_whole_rescaled``; int64 when
+    the stored values are not integers); else float64."""
     if slope == 1 and intercept == 0 and stored.dtype.kind in "iu":
         return stored
     if slope == int(slope) and intercept == int(intercept):
-        out = stored.astype(np.int64)
-        if slope != 1:
-            out *= int(slope)
-        if intercept != 0:
-            out += int(intercept)
-        return out
+        if stored.dtype.kind in "iu":
+            return _whole_rescaled(stored, int(slope), int(intercept))
+        return stored.astype(np.int64) * int(slope) + int(intercept)
     return stored.astype(np.float64) * slope + intercept
 
 
@@ -842,12 +840,10 @@ def read_stack(headers: list[SliceHeader]) -> np.ndarray:
     rescales = {(h.rescale_slope, h.rescale_intercept) for h in headers}
     if len(rescales) == 1:
         ((slope, intercept),) = rescales
-        whole = slope == int(slope) and intercept == int(intercept)
-        native = _read_native_stack(headers) if whole else None
-        if native is not None and slope == 1 and intercept == 0:
-            return native  # the stored dtype holds the (unrescaled) values: what common_dtype picks
-        if native is not None:  # one whole-number rescale: the values slice by slice would give, at once
-            return _whole_rescaled(native, int(slope), int(intercept))
+        if slope == int(slope) and intercept == int(intercept):
+            native = _read_native_stack(headers)
+            if native is not None:  # the values slice by slice would give, at once, in the stack's dtype
+                return _rescaled(native, slope, intercept)
     values, stored = [], []
     decoded: Decoded = {}
     for header in headers:
