@@ -330,19 +330,39 @@ def test_a_caller_that_froze_objects_keeps_them_frozen(dataset, tmp_path):
         gc.unfreeze()
 
 
-def test_workers_are_forked_from_a_process_whose_blosc_threads_ran(dataset, tmp_path):
+BLOSC_THREADS_AT_FORK: list[int] = []
+"""Blosc's thread count in this process at each fork, while a test records it (``os.register_at_fork``
+cannot be undone, so the hook stays and only records into this list)."""
+_RECORDING_FORKS: list[bool] = []
+
+
+def _record_blosc_threads() -> None:
+    if _RECORDING_FORKS:
+        import blosc
+
+        BLOSC_THREADS_AT_FORK.append(blosc.nthreads)
+
+
+os.register_at_fork(before=_record_blosc_threads)
+
+
+def test_workers_are_forked_while_blosc_threads_are_stopped(dataset, tmp_path):
     """``import blosc`` starts a pool of threads; ingest stops it while it forks the workers (a child may not
     change the thread count of a pool it inherited without the threads) and restores it after."""
     import blosc
 
     data, truth = dataset
     previous = blosc.set_nthreads(2)
+    BLOSC_THREADS_AT_FORK.clear()
+    _RECORDING_FORKS.append(True)
     try:
         blosc.compress(np.arange(1 << 16, dtype=np.uint16).tobytes(), typesize=2)  # the pool has run
         assert ingest(data, tmp_path / "out.zarr", workers=2).n_complete == 2
-        assert blosc.set_nthreads(2) == 2  # restored after the run
+        assert blosc.nthreads == 2  # restored after the run
     finally:
+        _RECORDING_FORKS.clear()
         blosc.set_nthreads(previous)
+    assert BLOSC_THREADS_AT_FORK == [1, 1]  # one fork per worker, each with the pool stopped
     ds = sd.open_dataset(tmp_path / "out.zarr")
     for study_id in ds.study_ids:
         check_study(ds, truth, study_id)
