@@ -1,6 +1,8 @@
 """`spine ingest` of another commit against this working tree (and dcm2niix), run in interleaved rounds.
 
     .venv/bin/python bench/bench_ingest_ab.py --base e4d45a0 --rounds 10
+    .venv/bin/python bench/bench_ingest_ab.py --base HEAD --base-env OPENBLAS_NUM_THREADS=2 --rounds 10
+    .venv/bin/python bench/bench_ingest_ab.py --base HEAD --base-args='--workers 3' --rounds 10
 
 What a change did to ingest's speed, measured so that the shared machine's drifts cancel out: ingest's
 time moves by 20-30 % from one minute to the next here, more than most changes do.
@@ -23,6 +25,7 @@ import argparse
 import compileall
 import os
 import resource
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -68,7 +71,15 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=REPO / "bench/out/ingest/data20")
     parser.add_argument("--workdir", type=Path, default=REPO / "bench/out")
     parser.add_argument("--no-settle", action="store_true", help="time at once, even right after a deletion")
+    parser.add_argument("--base-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="an environment variable for the base's runs only (repeatable), e.g. to compare "
+                             "this tree with itself under another setting: --base HEAD --base-env "
+                             "OPENBLAS_NUM_THREADS=2")  # fmt: skip
+    parser.add_argument("--base-args", default="", metavar="ARGS",
+                        help="more arguments for the base's `spine ingest` only, e.g. --base HEAD "
+                             "--base-args='--workers 3'")  # fmt: skip
     args = parser.parse_args()
+    base_env = dict(item.split("=", 1) for item in args.base_env)
     args.data = args.data.resolve()  # the commands run from a scratch folder
     if not (args.data / "train_images").is_dir():
         sys.exit(f"{args.data} has no train_images/: run bench/bench_ingest.py first")
@@ -82,7 +93,8 @@ def main() -> None:
             for package in PACKAGES:
                 compileall.compile_dir(str(tree / package), quiet=1)
         variants = {
-            f"base {args.base}": {**os.environ, "PYTHONPATH": str(base_tree)},
+            " ".join(["base", args.base, *(f"{k}={v}" for k, v in base_env.items()), args.base_args]).strip(): {
+                **os.environ, **base_env, "PYTHONPATH": str(base_tree)},
             "this tree": {**os.environ, "PYTHONPATH": str(REPO)},
         }
         for name, env in variants.items():
@@ -98,6 +110,8 @@ def main() -> None:
                 out = scratch / f"{round_}_{names.index(name)}"
                 if name in variants:
                     command = [tool("spine"), "ingest", str(args.data), f"{out}.zarr", "--no-progress"]
+                    if name.startswith("base"):
+                        command += shlex.split(args.base_args)
                     results[name].append(timed(command, variants[name], scratch))
                 else:
                     out.mkdir()

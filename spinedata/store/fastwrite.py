@@ -9,9 +9,9 @@ padded with the fill value, as the spec requires). ``tests/test_store_fastwrite.
 zarr-python reads every array back identically and parses the same metadata it would have written.
 
 Chunks are compressed by Blosc's own Python binding (``blosc``, the C-Blosc 1 library that numcodecs
-bundles too, so the bytes are the same): importing it takes ~25 ms, importing numcodecs ~70 ms (its codec
-registry reads every installed package's entry points), and every ``spine ingest`` imports one of them
-before its first study starts.
+bundles too, so the bytes are the same): it imports in a third of numcodecs' time (whose codec registry
+reads every installed package's entry points; ``bench/bench_ingest_parts.py``), and every ``spine ingest``
+imports one of them before its first study starts.
 """
 
 from __future__ import annotations
@@ -77,8 +77,8 @@ def blosc_encoder(config: dict) -> Callable[[np.ndarray], bytes]:
     ``blosc.set_nthreads`` (on import, ``blosc`` starts a pool of one thread per core, up to 8).
 
     The configuration is checked here, once; each chunk then goes straight to the C extension
-    (``blosc.compress`` checks its arguments again at every call: ~45 us per chunk, as long as compressing
-    a third of one)."""
+    (``blosc.compress`` checks its arguments again at every call: 8 % more CPU per file,
+    ``bench/bench_ingest_parts.py``)."""
     import blosc
     from blosc.blosc_extension import compress
 
