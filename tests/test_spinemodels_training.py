@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pickle
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import torch
@@ -175,7 +178,72 @@ def test_training_with_a_weight_average_resumes_exactly(fake, tmp_path):
     resumed, reference = run.metrics(0), RunDir(tmp_path / "straight").metrics(0)
     pd.testing.assert_frame_equal(resumed.drop(columns=["seconds", "samples_per_s"]),
                                   reference.drop(columns=["seconds", "samples_per_s"]), atol=1e-5, rtol=1e-4)
-    last = torch.load(run.fold_dir(0) / "last.pt", weights_only=False)
+    last = torch.load(run.fold_dir(0) / "last.pt", weights_only=True)
     assert last["ema"] is not None
     best = torch.load(run.fold_dir(0) / "best.pt", weights_only=True)
     assert best["val_loss"] == pytest.approx(resumed["val_loss"].min())
+
+
+class Planted:
+    """Unpickling this creates ``marker``: what a planted checkpoint could do with ``weights_only=False``."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)
+
+
+def plant(path: Path, marker: Path, *, legacy: bool = False) -> None:
+    """Write a checkpoint-looking file at ``path`` whose unpickling would create ``marker``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"model": Planted(marker), "epoch": 1}
+    if legacy:
+        path.write_bytes(pickle.dumps(payload))
+    else:
+        torch.save(payload, path)
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["torch.save", "plain pickle"])
+def test_a_planted_last_pt_is_refused_without_running_it(fake, tmp_path, legacy):
+    marker = tmp_path / "planted_ran"
+    plant(tmp_path / "run" / "fold_0" / "last.pt", marker, legacy=legacy)
+    with pytest.raises(RunDirError, match=r"refused to load .*last\.pt: not a checkpoint of plain") as info:
+        train(config_from_dict(TINY["slice_finder"]), fake, tmp_path / "run", progress=False, resume=True)
+    assert "\n" not in str(info.value)
+    assert not marker.exists()
+    last = tmp_path / "run" / "fold_0" / "last.pt"
+    pickle.loads(last.read_bytes()) if legacy else torch.load(last, weights_only=False)  # the unsafe way
+    assert marker.exists()  # runs the payload: the refusal above is what kept it from running
+
+
+def test_a_planted_best_pt_is_refused_without_running_it(fake, tmp_path):
+    run = train(config_from_dict(TINY["slice_finder"], ["train.epochs=1"]), fake, tmp_path / "run", progress=False)
+    marker = tmp_path / "planted_ran"
+    plant(run.fold_dir(0) / "best.pt", marker)
+    with pytest.raises(RunDirError, match=r"refused to load .*best\.pt"):
+        run.load_network(0)
+    assert not marker.exists()
+
+
+def _garble(path: Path, how: str) -> None:
+    good = path.read_bytes()
+    garbled = {"empty": b"", "text": b"not a checkpoint\n", "truncated": good[: len(good) // 2]}
+    if how == "list":
+        torch.save([1, 2, 3], path)
+    elif how == "other model":
+        torch.save({**torch.load(path, weights_only=True), "model": {"weight": torch.zeros(2)}}, path)
+    else:
+        path.write_bytes(garbled[how])
+
+
+@pytest.mark.parametrize("how", ["empty", "text", "truncated", "list", "other model"])
+def test_a_garbled_last_pt_is_a_one_line_error(fake, tmp_path, how):
+    config = config_from_dict(TINY["slice_finder"], ["train.epochs=1"])
+    run = train(config, fake, tmp_path / "run", progress=False)
+    _garble(run.fold_dir(0) / "last.pt", how)
+    with pytest.raises(RunDirError, match=r"last\.pt") as info:
+        train(config_from_dict(TINY["slice_finder"]), fake, tmp_path / "run", progress=False, resume=True)
+    assert "\n" not in str(info.value)
+    assert run.metrics(0)["epoch"].tolist() == [1]  # nothing was trained on top of it
+

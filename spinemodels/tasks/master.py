@@ -27,7 +27,7 @@ from spinemodels.data.sampling import unpack_index
 from spinemodels.grading_loss import any_severe_loss, weighted_cross_entropy
 from spinemodels.networks.master import GROUP_ORDER, MasterGrader
 from spinemodels.registry import Task, register_task
-from spinemodels.rundir import BEST_FILE, RunDir
+from spinemodels.rundir import BEST_FILE, RunDir, load_checkpoint, load_weights
 from spinemodels.tasks.grading import PRIORS_FILE, crop_settings
 
 CONDITION_SLOTS: dict[str, slice] = {"spinal": slice(0, 1), "foraminal": slice(1, 3), "subarticular": slice(3, 5)}
@@ -144,9 +144,8 @@ class GradeMasterTask(Task):
             if pretrained is not False:  # training: start from the matching fold's weights
                 if self._train_ids is None:
                     raise ConfigError("grade_master builds its network after its training dataset")
-                state = torch.load(run.fold_dir(self.grader_fold(run)) / BEST_FILE, map_location="cpu",
-                                   weights_only=True)
-                network.load_state_dict(state["model"])
+                path = run.fold_dir(self.grader_fold(run)) / BEST_FILE
+                load_weights(network, load_checkpoint(path)["model"], path)
             graders[group] = network
         return MasterGrader(graders, hidden=m.hidden, dropout=m.dropout, freeze_graders=m.freeze_graders)
 
