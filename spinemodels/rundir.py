@@ -8,8 +8,8 @@ Layout::
       fold_<k>/
         metrics.csv        one row per epoch: epoch, train_loss, val_loss, lr, seconds, samples_per_s, ...
         best.pt            weights with the lowest validation loss (+ epoch, val_loss)
-        last.pt            weights, optimiser, scheduler and counters after the last epoch (for resuming);
-                           both .pt files hold plain data and load with weights_only=True
+        last.pt            weights, optimiser, scheduler, counters and random states after the last epoch (for
+                           resuming); both .pt files hold plain data and load with weights_only=True
         oof.csv            predictions of best.pt on the fold's validation studies
         ...                task extras (e.g. offsets.csv of the keypoint task)
 """

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pickle
+import random
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -12,8 +14,8 @@ from spinemodels_fakes import make_fake_dataset, one_torch_thread  # noqa: F401
 
 from spinedata.errors import ConfigError
 from spinemodels.config import config_from_dict
-from spinemodels.rundir import RunDir, RunDirError
-from spinemodels.trainer import BestCheckpoint, Callback, LoopState, fit, make_ema
+from spinemodels.rundir import RunDir, RunDirError, load_checkpoint
+from spinemodels.trainer import BestCheckpoint, Callback, LastCheckpoint, LoopState, fit, make_ema
 from spinemodels.training import lr_factor, train
 
 TINY_TRAIN = {"epochs": 2, "batch_size": 3, "n_folds": 2, "folds": [0], "num_workers": 0, "patience": 0}
@@ -247,3 +249,15 @@ def test_a_garbled_last_pt_is_a_one_line_error(fake, tmp_path, how):
     assert "\n" not in str(info.value)
     assert run.metrics(0)["epoch"].tolist() == [1]  # nothing was trained on top of it
 
+
+def test_last_pt_keeps_every_random_state_as_plain_data(tmp_path):
+    model = torch.nn.Linear(3, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    state = LoopState(model=model, optimizer=optimizer, scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 1),
+                      scaler=torch.amp.GradScaler("cpu", enabled=False))  # fmt: skip
+    random.seed(1), np.random.seed(2), torch.manual_seed(3)
+    LastCheckpoint(tmp_path / "last.pt").on_epoch_end(state, {}, None)
+    expected = (random.random(), np.random.random(), torch.rand(1))
+    random.seed(9), np.random.seed(9), torch.manual_seed(9)
+    state.restore(load_checkpoint(tmp_path / "last.pt"))
+    assert (random.random(), np.random.random(), torch.rand(1)) == expected
