@@ -166,6 +166,50 @@ def test_bad_input_is_reported_and_the_rest_ingested(dataset, tmp_path):
     assert labels.loc[labels["stack"] == -1, ["world_x", "world_y", "world_z"]].isna().all(axis=None)
 
 
+def test_ids_that_would_leave_the_store_are_report_lines(dataset, tmp_path):
+    """Ids from the three CSVs and from folder names that are not one plain path component are left out
+    with a report line; nothing of them reaches the store."""
+    data, _ = dataset
+    with open(data / "train_series_descriptions.csv", "a") as handle:
+        handle.write("../1001,10011,Sagittal T2/STIR\n1002,/etc,Axial T2\n")
+    with open(data / "train_label_coordinates.csv", "a") as handle:
+        handle.write("..,10011,2,Spinal Canal Stenosis,L2/L3,3,4\n1001,../../x,2,Spinal Canal Stenosis,L2/L3,3,4\n")
+    with open(data / "train.csv", "a") as handle:
+        handle.write(",".join(("../../x", *["Normal/Mild"] * len(TARGETS))) + "\n")
+    write_competition_series(data / "train_images" / "1002" / "a\\b", study_uid="1", n_slices=2)
+    result = ingest(data, tmp_path / "out.zarr", workers=1)
+    left_out = {(name, study, series, reason.split(":")[0]) for name, study, series, reason in reasons(result)
+                if "cannot name a store entry" in reason}  # fmt: skip
+    assert left_out == {
+        ("train_series_descriptions.csv", "../1001", "10011", "series row left out"),
+        ("train_series_descriptions.csv", "1002", "/etc", "series row left out"),
+        ("train_label_coordinates.csv", "..", "10011", "label row left out"),
+        ("train_label_coordinates.csv", "1001", "../../x", "label row left out"),
+        ("train.csv", "../../x", "", "target row left out"),
+        ("a\\b", "1002", "a\\b", "series id 'a\\\\b' cannot name a store entry"),
+    }
+    assert not any(line.study_id.startswith((".", "/")) or line.series_id.startswith((".", "/"))
+                   for line in result.skipped if "cannot name a store entry" not in line.reason)  # fmt: skip
+    ds = sd.open_dataset(tmp_path / "out.zarr")
+    assert ds.study_ids == ["1001", "1002"] and sorted(ds.study("1002").series) == ["10021", "10022"]
+    assert sorted(ds.targets["study_id"]) == ["1001", "1002"]
+    assert sorted(ds.labels["study_id"]) == ["1001", "1002"] and (ds.labels["stack"] >= 0).all()
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")
+def test_dicom_uids_that_would_leave_the_store_are_report_lines(tmp_path):
+    folder = tmp_path / "dump"
+    t = write_competition_series(folder, study_uid=generate_uid(), n_slices=3)
+    bad = pydicom.dcmread(t.paths[0])
+    bad.StudyInstanceUID = "../../x"
+    bad.save_as(t.paths[0])
+    result = ingest(folder, tmp_path / "out.zarr", workers=1)
+    assert [(name, study, r.split(":")[0]) for name, study, _, r in reasons(result)] == [
+        (t.paths[0].name, "../../x", "StudyInstanceUID '../../x' cannot name a store entry")
+    ]
+    assert result.n_complete == 1 and not (tmp_path / "x").exists()
+
+
 def test_resume_after_interruption(dataset, tmp_path):
     data, truth = dataset
     out = tmp_path / "out.zarr"
