@@ -27,6 +27,7 @@ from spinedata.constants import (
     target_name,
 )
 from spinedata.errors import SpineError
+from spinemodels.calibration import CALIBRATION_FILE, Calibration
 from spinemodels.data.grading import (
     GRADE_GROUPS,
     CropPoint,
@@ -36,6 +37,7 @@ from spinemodels.data.grading import (
     make_grade_samples,
 )
 from spinemodels.locate import FoldModels
+from spinemodels.networks.grader import grid_outputs
 from spinemodels.rundir import RunDir
 from spinemodels.tasks.grading import GRADE_TASKS, PRIORS_FILE, crop_settings
 
@@ -116,9 +118,15 @@ def grade_study(dataset: Any, sample: GradeSample, group: GradeGroup, group_runs
         item = GradeDataset(dataset, [sample], group, crop_settings(data), train=False, cache_mb=data.cache_mb)[0]
         image = item["image"][None].to(device)
         present = item["present"].numpy()
-        for network in fm.networks.values():
-            total += network(image).float().softmax(dim=-1)[0].cpu().numpy()
-            count += 1
+        run_probs = np.mean([grid_outputs(network, image)[1].float().softmax(dim=-1)[0].cpu().numpy()
+                             for network in fm.networks.values()], axis=0)  # (5, K, 3)
+        calibration = run_calibration(fm)
+        for k, condition in enumerate(group.conditions):
+            run_probs[:, k] = calibration.apply(condition, run_probs[:, k])
+        if group.name == "spinal":
+            run_probs[present[:, 0], 0] = calibration.apply_study_spinal(run_probs[present[:, 0], 0])
+        total += run_probs
+        count += 1
     out = total / max(count, 1)
     if present is None:
         return np.full_like(out, np.nan)
@@ -144,10 +152,22 @@ def grade_master_study(dataset: Any, coords: pd.DataFrame, study_id: str, master
             return None
         item = data[0]
         batch = {key: value[None].to(device) for key, value in item.items() if isinstance(value, torch.Tensor)}
-        for network in fm.networks.values():
-            total += network(batch).float().softmax(dim=-1)[0].cpu().numpy()
-            count += 1
+        run_probs = np.mean([network(batch).float().softmax(dim=-1)[0].cpu().numpy()
+                             for network in fm.networks.values()], axis=0)  # (5, 5, 3)
+        calibration = run_calibration(fm)
+        for j, condition in enumerate(CONDITIONS):
+            run_probs[:, j] = calibration.apply(condition, run_probs[:, j])
+        spinal_present = item["present_spinal"].numpy()[:, 0]
+        run_probs[spinal_present, 0] = calibration.apply_study_spinal(run_probs[spinal_present, 0])
+        total += run_probs
+        count += 1
     return total / count
+
+
+def run_calibration(fm: FoldModels) -> Calibration:
+    """The run's ``calibration.json`` (fitted on its out-of-fold predictions), or no change without one."""
+    path = fm.run.path / CALIBRATION_FILE
+    return Calibration.load(path) if path.is_file() else Calibration()
 
 
 def _usable_coords(study: Any, rows: pd.DataFrame) -> pd.DataFrame:

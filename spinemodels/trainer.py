@@ -217,20 +217,24 @@ def fit(task, state: LoopState, train_loader, val_loader, *, epochs: int, device
 
 
 class BestCheckpoint(Callback):
-    """Keep the weights with the lowest validation loss in ``best.pt``; count epochs without progress."""
+    """Keep the weights inference uses in ``best.pt``: those with the lowest validation loss (``keep="best"``)
+    or the last epoch's (``keep="last"``: a fixed schedule, no choice made on a small validation fold).
+    Counts epochs without progress either way."""
 
-    def __init__(self, path: Path, write: bool = True):
-        self.path, self.write = Path(path), write
+    def __init__(self, path: Path, write: bool = True, keep: str = "best"):
+        if keep not in ("best", "last"):
+            raise ValueError(f"keep must be 'best' or 'last', got {keep!r}")
+        self.path, self.write, self.keep = Path(path), write, keep
 
     def on_epoch_end(self, state, row, predictions):
         state.improved = row["val_loss"] < state.best_val_loss
         if state.improved:
             state.best_val_loss, state.bad_epochs = row["val_loss"], 0
-            if self.write:
-                torch.save({"model": unwrap(state.evaluated).state_dict(), "epoch": state.epoch,
-                            "val_loss": row["val_loss"]}, self.path)
         else:
             state.bad_epochs += 1
+        if self.write and (state.improved or self.keep == "last"):
+            torch.save({"model": unwrap(state.evaluated).state_dict(), "epoch": state.epoch,
+                        "val_loss": row["val_loss"]}, self.path)
 
 
 class EarlyStopping(Callback):

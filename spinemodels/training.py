@@ -125,6 +125,8 @@ def train(config: TrainConfig, data: Any, out: str | Path, *, fold: int | None =
         source = str(data) if isinstance(data, str | Path) else dataset
         for k in folds_to_train(config, fold):
             _train_fold(task, dataset, source, run, folds, k, info, resume=resume, progress=progress)
+        if info.is_main:
+            task.after_run(run)
         return run
     finally:
         distributed.teardown(info)
@@ -159,11 +161,14 @@ def _train_fold(task: Task, dataset, source, run: RunDir, folds, k: int, info: d
     seed_everything(seed)
     train_ids = folds.loc[folds["fold"] != k, "study_id"].tolist()
     val_ids = folds.loc[folds["fold"] == k, "study_id"].tolist()
-    train_loader = make_loader(task.build_dataset(dataset, source, train_ids, train=True), config.train.batch_size,
-                               shuffle=True, num_workers=config.train.num_workers, seed=seed, info=info)
+    train_set = task.build_dataset(dataset, source, train_ids, train=True)
+    train_loader = make_loader(train_set, config.train.batch_size, shuffle=True,
+                               num_workers=config.train.num_workers, seed=seed, info=info)
     val_loader = make_loader(task.build_dataset(dataset, source, val_ids, train=False), config.train.batch_size,
                              shuffle=False, num_workers=config.train.num_workers, seed=seed, info=info)
-    network = task.build_network().to(info.device)
+    network = task.build_network()
+    task.prepare_network(network, train_set)
+    network = network.to(info.device)
     on_cuda = info.device.type == "cuda"
     channels_last = config.train.channels_last and on_cuda
     if channels_last:
@@ -178,7 +183,7 @@ def _train_fold(task: Task, dataset, source, run: RunDir, folds, k: int, info: d
         resume_from(state, last_path, info.device)
     write = info.is_main
     callbacks = (
-        BestCheckpoint(fold_dir / BEST_FILE, write),
+        BestCheckpoint(fold_dir / BEST_FILE, write, keep=config.train.checkpoint),
         EarlyStopping(config.train.patience),
         LastCheckpoint(last_path, write),
         MetricsCSV(fold_dir / METRICS_FILE, write),

@@ -13,11 +13,12 @@ from spinedata.constants import CONDITIONS, LEVELS, SEVERITY_WEIGHTS, TARGETS, t
 from spinedata.crops import crop_around
 from spinedata.errors import ConfigError
 from spinedata.metric import score, weighted_log_loss
+from spinemodels.calibration import Calibration, weighted_prior_logits
 from spinemodels.classify import ClassifyError, classify
 from spinemodels.config import config_from_dict
 from spinemodels.data.grading import GRADE_GROUPS, CropSettings, GradeDataset, make_grade_samples
 from spinemodels.grading_loss import any_severe_loss, weighted_cross_entropy
-from spinemodels.networks.grader import SliceSequenceGrader
+from spinemodels.networks.grader import SliceSequenceGrader, grid_outputs
 from spinemodels.rundir import RunDir
 from spinemodels.training import train
 
@@ -90,12 +91,31 @@ def test_training_items_are_augmented_reproducibly_and_missing_points_masked(fak
 
 
 def test_network_shapes_and_gradients():
-    net = SliceSequenceGrader("resnet10t", pretrained=False, d_model=16, n_layers=1, n_heads=2)
-    crops = torch.rand(2, 5, 2, 3, 24, 24, requires_grad=True)
-    logits = net(crops)
-    assert logits.shape == (2, 5, 2, 3) and net.features(crops).shape == (2, 5, 2, 16)
-    logits.sum().backward()
+    net = SliceSequenceGrader("resnet10t", pretrained=False, d_model=16, n_layers=1, n_heads=2, n_sides=2)
+    crops = torch.rand(6, 3, 24, 24, requires_grad=True)
+    level, side = torch.tensor([0, 1, 2, 3, 4, 4]), torch.tensor([0, 1, 0, 1, 0, 1])
+    logits = net(crops, level, side)
+    assert logits.shape == (6, 3) and net.features(crops, level, side).shape == (6, 16)
+    (logits * torch.randn_like(logits)).sum().backward()
     assert crops.grad is not None and torch.isfinite(crops.grad).all()
+    grid = torch.rand(2, 5, 2, 3, 24, 24)
+    features, grid_logits = grid_outputs(net.eval(), grid)
+    assert features.shape == (2, 5, 2, 16) and grid_logits.shape == (2, 5, 2, 3)
+    # the grid is the per-level network applied to each (level, side) with its ids
+    one = net(grid[1, 3, 1][None], torch.tensor([3]), torch.tensor([1]))
+    torch.testing.assert_close(grid_logits[1, 3, 1], one[0])
+
+
+def test_untrained_grader_predicts_the_weighted_priors_of_its_level_and_side():
+    net = SliceSequenceGrader("resnet10t", pretrained=False, d_model=16, n_layers=1, n_heads=2, n_sides=2).eval()
+    counts = np.zeros((5, 2, 3))
+    counts[..., 0], counts[3, 1] = 10, [4, 3, 1]
+    net.prior_logit.copy_(torch.as_tensor(weighted_prior_logits(counts), dtype=torch.float32))
+    probs = net(torch.rand(2, 3, 24, 24), torch.tensor([3, 0]), torch.tensor([1, 0])).softmax(-1).detach().numpy()
+    w = np.array([4.5, 3.5, 1.5]) * SEVERITY_WEIGHTS
+    np.testing.assert_allclose(probs[0], w / w.sum(), rtol=1e-5)
+    w = np.array([10.5, 0.5, 0.5]) * SEVERITY_WEIGHTS
+    np.testing.assert_allclose(probs[1], w / w.sum(), rtol=1e-5)
 
 
 def test_losses_equal_the_metric_on_the_same_probabilities():
@@ -164,7 +184,16 @@ def test_classify_without_a_group_run_uses_priors_and_refuses_other_runs(runs, f
     submission, warnings = classify(fake, fake.labels, [runs["grade_spinal"]], study_ids=val_ids, progress=False)
     assert len(submission) == 25 * len(val_ids)
     assert any("no grading run for foraminal" in w for w in warnings)
-    # inference crops and predictions are exactly those of validation (same points, same fold model)
+    # inference crops and predictions are exactly those of validation (same points, same fold model), with
+    # the run's calibration (fitted on that out-of-fold table) applied as classify applies it
+    calibration = Calibration.load(RunDir(runs["grade_spinal"]).path / "calibration.json")
+    assert set(calibration.temperature) == {"spinal"}
+    for _, rows in oof.groupby("study_id"):
+        probs = calibration.apply(CONDITIONS[0], rows[["normal_mild", "moderate", "severe"]].to_numpy())
+        order = [LEVELS.index(level) for level in rows["level"]]
+        grid = np.full((5, 3), np.nan)
+        grid[order] = probs
+        oof.loc[rows.index, ["normal_mild", "moderate", "severe"]] = calibration.apply_study_spinal(grid)[order]
     oof["row_id"] = oof["study_id"] + "_" + [target_name(c, lv) for c, lv in zip(oof["condition"], oof["level"],
                                                                                  strict=True)]
     merged = oof.merge(submission, on="row_id", suffixes=("_oof", ""))
