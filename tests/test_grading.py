@@ -17,6 +17,7 @@ from spinemodels.calibration import Calibration, weighted_prior_logits
 from spinemodels.classify import ClassifyError, classify
 from spinemodels.config import config_from_dict
 from spinemodels.data.grading import GRADE_GROUPS, CropSettings, GradeDataset, make_grade_samples
+from spinemodels.grade_audit import audit_grades
 from spinemodels.grading_loss import any_severe_loss, weighted_cross_entropy
 from spinemodels.networks.grader import SliceSequenceGrader, grid_outputs
 from spinemodels.rundir import RunDir
@@ -251,3 +252,37 @@ def test_master_starts_from_the_graders_and_grades_conditions_without_a_crop(run
     np.testing.assert_allclose(submission[["normal_mild", "moderate", "severe"]].sum(axis=1), 1.0)
     with pytest.raises(ConfigError, match="same train.n_folds and train.seed"):  # another split: refused
         train(config_from_dict(master_config(runs), ["train.n_folds=3"]), fake, tmp_path / "m3", progress=False)
+
+
+def test_grade_audit_lists_labels_far_from_the_out_of_fold_grades():
+    oof = pd.DataFrame({"study_id": ["a", "a", "b", "b"], "condition": [CONDITIONS[0]] * 4,
+                        "level": LEVELS[:2] * 2, "normal_mild": [0.9, 0.1, 0.5, 0.2], "moderate": [0.05, 0.1, 0.3, 0.3],
+                        "severe": [0.05, 0.8, 0.2, 0.5], "target": [2, 0, 1, -1]})
+    found = audit_grades(oof)
+    # expected grades 0.15 (label 2: off 1.85), 1.7 (label 0: off 1.7), 0.7 (label 1: off 0.3), unlabelled
+    assert list(zip(found["study_id"], found["level"], found["label"], strict=True)) == [
+        ("a", LEVELS[0], "Severe"), ("a", LEVELS[1], "Normal/Mild")]
+    np.testing.assert_allclose(found["expected_grade"], [0.15, 1.7])
+    np.testing.assert_allclose(found["p_label"], [0.05, 0.1])
+
+
+@pytest.mark.slow
+def test_training_leaves_out_the_excluded_labels_and_the_cli_writes_them(runs, fake, tmp_path):
+    from cli.app import app
+
+    findings = tmp_path / "grades.csv"
+    result = CliRunner().invoke(app, ["audit", str(tmp_path / "store.zarr"), "--grades", str(runs["grade_spinal"]),
+                                      "--grade-findings", str(findings)])
+    assert result.exit_code == 0, result.output
+    written = pd.read_csv(findings, dtype={"study_id": str})
+    assert list(written.columns)[:3] == ["study_id", "condition", "level"]
+    folds = RunDir(runs["grade_spinal"]).folds()
+    trained_on = folds.loc[folds["fold"] != 0, "study_id"].astype(str).iloc[0]  # a study of fold 0's training
+    excluded = pd.DataFrame({"study_id": [trained_on] * 2, "condition": [CONDITIONS[0]] * 2, "level": LEVELS[:2]})
+    excluded.to_csv(findings, index=False)
+    config = tiny_config("grade_spinal")
+    config["data"]["exclude_labels"] = str(findings)
+    run = train(config_from_dict(config), fake, tmp_path / "run", progress=False)
+    shown = pd.read_csv(run.fold_dir(0) / "train_counts.csv")["count"].sum()
+    base = pd.read_csv(RunDir(runs["grade_spinal"]).fold_dir(0) / "train_counts.csv")["count"].sum()
+    assert shown == base - 2

@@ -34,6 +34,7 @@ from spinemodels.data.grading import (
     level_samples,
     make_grade_samples,
 )
+from spinemodels.grade_audit import exclude_targets, read_exclusions
 from spinemodels.grading_loss import weighted_cross_entropy
 from spinemodels.networks.grader import SliceSequenceGrader
 from spinemodels.registry import Task, register_task
@@ -68,6 +69,7 @@ class GradeDataConfig:
     blur_p: float = 0.2  # training: probability of a Gaussian blur
     cache_mb: int = 2048  # per-worker cache of whole stacks
     oversample: list[int] = field(default_factory=lambda: [1, 1, 1])  # training: times each grade is shown
+    exclude_labels: str = ""  # training: CSV of (study_id, condition, level) left out (spine audit --grade-findings)
 
 
 def calibrate_run(run) -> None:
@@ -82,6 +84,7 @@ def crop_settings(data: GradeDataConfig) -> CropSettings:
     fields = asdict(data)
     fields.pop("cache_mb")
     fields.pop("oversample")
+    fields.pop("exclude_labels")
     return CropSettings(**fields)
 
 
@@ -97,8 +100,14 @@ class GradeTask(Task):
         if len(config.model.class_weights) != 3 or min(config.model.class_weights) <= 0:
             raise ConfigError(f"model.class_weights: expected 3 positive numbers, got {config.model.class_weights}")
 
+    def training_targets(self, dataset) -> pd.DataFrame:
+        """``dataset.targets`` without the labels of ``data.exclude_labels``."""
+        path = self.config.data.exclude_labels
+        return exclude_targets(dataset.targets, read_exclusions(path)) if path else dataset.targets
+
     def build_dataset(self, dataset, source, study_ids, train):
-        grid = make_grade_samples(dataset.labels, dataset.targets, study_ids, self.group, need_points=True)
+        targets = self.training_targets(dataset) if train else dataset.targets
+        grid = make_grade_samples(dataset.labels, targets, study_ids, self.group, need_points=True)
         repeats = tuple(self.config.data.oversample) if train else (1, 1, 1)
         samples = level_samples(grid, need_target=True, repeats=repeats)
         return LevelGradeDataset(source, samples, self.group, crop_settings(self.config.data), train,
@@ -162,7 +171,8 @@ class GradeTask(Task):
         targets = dataset.targets
         train = targets[targets["study_id"].astype(str).isin({str(s) for s in train_ids})]
         class_priors(train).to_csv(Path(fold_dir) / PRIORS_FILE)
-        grid = make_grade_samples(dataset.labels, targets, train_ids, self.group, need_points=True)
+        grid = make_grade_samples(dataset.labels, self.training_targets(dataset), train_ids, self.group,
+                                  need_points=True)
         shown = level_samples(grid, need_target=True, repeats=tuple(self.config.data.oversample))
         table = pd.DataFrame([(self.group.conditions[s.side], LEVELS[s.level], s.target) for s in shown],
                              columns=["condition", "level", "target"])
