@@ -39,14 +39,17 @@ CONFIGS = [REPO / "configs" / "cpu" / f"grade_{name}.yaml" for name in ("spinal"
 
 
 MASTER_CONFIG = REPO / "configs" / "cpu" / "grade_master.yaml"
+AXIAL_CONFIG = REPO / "configs" / "cpu" / "grade_spinal_axial.yaml"
 
 
-def train_runs(train_store: str, out: Path, overrides: list[str], master: bool) -> list[Path]:
-    """The three graders (and the master model on top) trained into ``out``, or reused when already there."""
+def train_runs(train_store: str, out: Path, overrides: list[str], master: bool, axial: bool) -> list[Path]:
+    """The three graders (the cross-view spinal grader, the master model on top) trained into ``out``, or
+    reused when already there."""
     runs = []
-    for config_path in CONFIGS + ([MASTER_CONFIG] if master else []):
+    for config_path in CONFIGS + ([MASTER_CONFIG] if master else []) + ([AXIAL_CONFIG] if axial else []):
         run_dir = out / config_path.stem
-        extra = [f"model.{r.name.removeprefix('grade_')}_run={r}" for r in runs] if config_path == MASTER_CONFIG else []
+        extra = [f"model.{r.name.removeprefix('grade_')}_run={r}" for r in runs[:3]] if config_path == MASTER_CONFIG \
+            else []
         if RunDir(run_dir).trained_folds():
             print(f"reusing {run_dir}")
         else:
@@ -73,6 +76,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[42],
                         help="train.seed of each training run (one folder each: OUT/seed_N); mean and spread")
     parser.add_argument("--master", action="store_true", help="also train the master model and grade with it")
+    parser.add_argument("--axial", action="store_true",
+                        help="also train the cross-view spinal grader (Axial T2); scored with and without it")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--point-noise-mm", type=float, default=0.0,
                         help="add N(0, sigma) mm to every point (x, y, z): stage-1 errors without stage 1")
@@ -92,15 +97,20 @@ def main() -> None:
         coords = coords.assign(**{axis: coords[axis] + noise[:, j] for j, axis in enumerate(WORLD)})
         points += f" + N(0, {args.point_noise_mm:g} mm) per axis"
     baseline = score(priors_submission(train_ds.targets, eval_ds.study_ids), eval_ds.targets)
-    results, seconds = {}, []
+    results, seconds, without_axial = {}, [], {}
     for seed in args.seeds:
         runs = train_runs(args.train_store, out / f"seed_{seed}", [*args.overrides, f"train.seed={seed}"],
-                          args.master)
+                          args.master, args.axial)
         submission, per_study, warnings = grade(eval_ds, coords, runs)
         submission.to_csv(out / f"seed_{seed}" / f"submission{args.tag}.csv", index=False)
         results[seed], seconds = score(submission, eval_ds.targets), seconds + [per_study]
         print(f"seed {seed}: score {results[seed]['score']:.4f}, warnings {len(warnings)}"
               + (f" (first: {warnings[0]})" if warnings else ""))
+        if args.axial:
+            without_axial[seed] = score(grade(eval_ds, coords, runs[:-1])[0], eval_ds.targets)
+            print(f"seed {seed} without the axial view: score {without_axial[seed]['score']:.4f}, "
+                  f"spinal {without_axial[seed]['spinal_canal_stenosis']:.4f} "
+                  f"(with: {results[seed]['spinal_canal_stenosis']:.4f})")
     n_eval = len(eval_ds.study_ids)
     print(f"train studies: {len(train_ds.study_ids)} (fold 0 trained), eval studies: {n_eval}, points: {points}, "
           f"seeds: {args.seeds}, master: {args.master}, torch threads: {torch.get_num_threads()}")
@@ -115,7 +125,8 @@ def main() -> None:
           "crops included, median over seeds)")
     (out / f"result{args.tag}.json").write_text(json.dumps(
         {"models": {str(k): v for k, v in results.items()}, "priors": baseline, "points": points,
-         "seconds_per_study": seconds, "n_eval": n_eval, "seeds": args.seeds, "master": args.master}, indent=1))
+         "seconds_per_study": seconds, "n_eval": n_eval, "seeds": args.seeds, "master": args.master,
+         "without_axial": {str(k): v for k, v in without_axial.items()}}, indent=1))
 
 
 if __name__ == "__main__":

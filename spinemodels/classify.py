@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from spinedata.constants import (
+    CONDITION_ROLE,
     CONDITIONS,
     LEVELS,
     SUBMISSION_COLUMNS,
@@ -36,6 +37,7 @@ from spinemodels.data.grading import (
     GradeSample,
     make_grade_samples,
 )
+from spinemodels.data.views import is_cross_view, points_for_group
 from spinemodels.locate import FoldModels
 from spinemodels.networks.grader import grid_outputs
 from spinemodels.rundir import RunDir
@@ -123,7 +125,7 @@ def grade_study(dataset: Any, sample: GradeSample, group: GradeGroup, group_runs
         calibration = run_calibration(fm)
         for k, condition in enumerate(group.conditions):
             run_probs[:, k] = calibration.apply(condition, run_probs[:, k])
-        if group.name == "spinal":
+        if group.conditions == (CONDITIONS[0],):  # spinal canal, on either view
             run_probs[present[:, 0], 0] = calibration.apply_study_spinal(run_probs[present[:, 0], 0])
         total += run_probs
         count += 1
@@ -172,7 +174,7 @@ def run_calibration(fm: FoldModels) -> Calibration:
 
 def _usable_coords(study: Any, rows: pd.DataFrame) -> pd.DataFrame:
     """Rows whose series exists in the study and has the role of the condition's group."""
-    roles = {c: g.role for g in GRADE_GROUPS.values() for c in g.conditions}
+    roles = CONDITION_ROLE
     keep = []
     for row in rows.itertuples():
         series = study.series.get(str(row.series_id))
@@ -191,8 +193,11 @@ def classify(dataset: Any, coords: pd.DataFrame, run_paths: list[str | Path], *,
     runs = load_grade_runs(run_paths, torch_device)
     priors = run_priors(runs)
     ids = [str(s) for s in (study_ids if study_ids is not None else dataset.study_ids)]
+    graded_conditions = {c for name, group_runs in runs.items() if name != MASTER and group_runs
+                         for c in GRADE_GROUPS[name].conditions}
     warnings = [f"no grading run for {name}; its rows are the training priors"
-                for name, group_runs in runs.items() if name != MASTER and not group_runs and not runs[MASTER]]
+                for name, group in GRADE_GROUPS.items()
+                if not runs[MASTER] and not set(group.conditions) & graded_conditions and not is_cross_view(group)]
     unknown = sorted(set(coords["study_id"].astype(str)) - set(ids))
     if unknown:
         warnings.append(f"coords name {len(unknown)} studies not classified here (e.g. {unknown[0]})")
@@ -206,7 +211,8 @@ def classify(dataset: Any, coords: pd.DataFrame, run_paths: list[str | Path], *,
                 if name == MASTER or not group_runs:
                     continue
                 group = GRADE_GROUPS[name]
-                (sample,) = make_grade_samples(coords, None, [study_id], group, need_points=False)
+                points = points_for_group(dataset, coords, group, [study_id])
+                (sample,) = make_grade_samples(points, None, [study_id], group, need_points=False)
                 sample, notes = _usable_points(study, sample, group)
                 warnings += notes
                 probs = grade_study(dataset, sample, group, group_runs, torch_device)

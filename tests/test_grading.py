@@ -17,6 +17,7 @@ from spinemodels.calibration import Calibration, weighted_prior_logits
 from spinemodels.classify import ClassifyError, classify
 from spinemodels.config import config_from_dict
 from spinemodels.data.grading import GRADE_GROUPS, CropSettings, GradeDataset, make_grade_samples
+from spinemodels.data.views import points_for_group
 from spinemodels.grade_audit import audit_grades
 from spinemodels.grading_loss import any_severe_loss, weighted_cross_entropy
 from spinemodels.networks.grader import SliceSequenceGrader, grid_outputs
@@ -286,3 +287,38 @@ def test_training_leaves_out_the_excluded_labels_and_the_cli_writes_them(runs, f
     shown = pd.read_csv(run.fold_dir(0) / "train_counts.csv")["count"].sum()
     base = pd.read_csv(RunDir(runs["grade_spinal"]).fold_dir(0) / "train_counts.csv")["count"].sum()
     assert shown == base - 2
+
+
+def test_cross_view_points_lie_in_the_axial_stack_that_contains_them(fake):
+    group = GRADE_GROUPS["spinal_axial"]
+    points = points_for_group(fake, fake.labels, group)
+    spinal = fake.labels[fake.labels["condition"] == CONDITIONS[0]]
+    assert len(points) == len(spinal) and set(points["condition"]) == {CONDITIONS[0]}
+    for row in points.itertuples():
+        series = fake.study(row.study_id).series[row.series_id]
+        assert series.role == "Axial T2"
+        projection = series.stacks[row.stack].project(np.array([row.world_x, row.world_y, row.world_z]))
+        assert projection.inside
+    # same world points as the sagittal labels: only the stack changed
+    key = ["study_id", "level"]
+    merged = points.merge(spinal, on=key, suffixes=("", "_sag"))
+    np.testing.assert_array_equal(merged[["world_x", "world_y", "world_z"]].to_numpy(),
+                                  merged[["world_x_sag", "world_y_sag", "world_z_sag"]].to_numpy())
+    # a point no axial stack contains is left out
+    far = spinal.assign(world_z=spinal["world_z"] + 500.0)
+    assert points_for_group(fake, far, group).empty
+
+
+@pytest.mark.slow
+def test_cross_view_grader_trains_and_classify_averages_it_with_the_sagittal_one(runs, fake, tmp_path):
+    axial = train(config_from_dict(tiny_config("grade_spinal_axial")), fake, tmp_path / "axial", progress=False).path
+    val_ids = sorted(RunDir(axial).folds().query("fold == 0")["study_id"].astype(str))
+    both, warnings = classify(fake, fake.labels, [runs["grade_spinal"], axial], study_ids=val_ids, progress=False)
+    alone, _ = classify(fake, fake.labels, [runs["grade_spinal"]], study_ids=val_ids, progress=False)
+    axial_only, _ = classify(fake, fake.labels, [axial], study_ids=val_ids, progress=False)
+    assert not any("spinal_axial" in w for w in warnings)
+    spinal_rows = both["row_id"].str.contains("spinal")
+    columns = ["normal_mild", "moderate", "severe"]
+    mean = (alone.loc[spinal_rows, columns].to_numpy() + axial_only.loc[spinal_rows, columns].to_numpy()) / 2
+    np.testing.assert_allclose(both.loc[spinal_rows, columns].to_numpy(), mean / mean.sum(1, keepdims=True),
+                               atol=1e-6)

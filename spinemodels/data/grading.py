@@ -63,6 +63,8 @@ GRADE_GROUPS: dict[str, GradeGroup] = {
     "spinal": GradeGroup("spinal", (CONDITIONS[0],), ROLE_SAG_T2, (False,)),
     "foraminal": GradeGroup("foraminal", (CONDITIONS[1], CONDITIONS[2]), ROLE_SAG_T1, (False, False)),
     "subarticular": GradeGroup("subarticular", (CONDITIONS[3], CONDITIONS[4]), ROLE_AXIAL_T2, (False, True)),
+    # cross-view: the spinal canal's cross-section on Axial T2 at each spinal point (spinemodels.data.views)
+    "spinal_axial": GradeGroup("spinal_axial", (CONDITIONS[0],), ROLE_AXIAL_T2, (False,)),
 }
 
 

@@ -34,6 +34,7 @@ from spinemodels.data.grading import (
     level_samples,
     make_grade_samples,
 )
+from spinemodels.data.views import points_for_group
 from spinemodels.grade_audit import exclude_targets, read_exclusions
 from spinemodels.grading_loss import weighted_cross_entropy
 from spinemodels.networks.grader import SliceSequenceGrader
@@ -107,7 +108,8 @@ class GradeTask(Task):
 
     def build_dataset(self, dataset, source, study_ids, train):
         targets = self.training_targets(dataset) if train else dataset.targets
-        grid = make_grade_samples(dataset.labels, targets, study_ids, self.group, need_points=True)
+        points = points_for_group(dataset, dataset.labels, self.group, study_ids)
+        grid = make_grade_samples(points, targets, study_ids, self.group, need_points=True)
         repeats = tuple(self.config.data.oversample) if train else (1, 1, 1)
         samples = level_samples(grid, need_target=True, repeats=repeats)
         return LevelGradeDataset(source, samples, self.group, crop_settings(self.config.data), train,
@@ -171,8 +173,8 @@ class GradeTask(Task):
         targets = dataset.targets
         train = targets[targets["study_id"].astype(str).isin({str(s) for s in train_ids})]
         class_priors(train).to_csv(Path(fold_dir) / PRIORS_FILE)
-        grid = make_grade_samples(dataset.labels, self.training_targets(dataset), train_ids, self.group,
-                                  need_points=True)
+        points = points_for_group(dataset, dataset.labels, self.group, train_ids)
+        grid = make_grade_samples(points, self.training_targets(dataset), train_ids, self.group, need_points=True)
         shown = level_samples(grid, need_target=True, repeats=tuple(self.config.data.oversample))
         table = pd.DataFrame([(self.group.conditions[s.side], LEVELS[s.level], s.target) for s in shown],
                              columns=["condition", "level", "target"])
@@ -202,7 +204,15 @@ class GradeSubarticularTask(GradeTask):
     group = GRADE_GROUPS["subarticular"]
 
 
+@register_task
+class GradeSpinalAxialTask(GradeTask):
+    """Spinal canal stenosis graded on the Axial T2 cross-section at each spinal point (a second view)."""
+
+    name = "grade_spinal_axial"
+    group = GRADE_GROUPS["spinal_axial"]
+
+
 GRADE_TASKS: dict[str, type[GradeTask]] = {
-    cls.name: cls for cls in (GradeSpinalTask, GradeForaminalTask, GradeSubarticularTask)
+    cls.name: cls for cls in (GradeSpinalTask, GradeForaminalTask, GradeSubarticularTask, GradeSpinalAxialTask)
 }
 """Task name -> class, for ``spine classify``."""
