@@ -22,8 +22,9 @@ import torch
 from spinedata.errors import SpineError
 
 GIB = 2**30
-PROBE_SIDE = 64
-"""Images with a side larger than ``2 * PROBE_SIDE`` are probed at sides ``PROBE_SIDE`` and ``2 * PROBE_SIDE``."""
+PROBE_SIDES = ((32, 64), (64, 128))
+"""Image sides of the two probes of a larger image; the second pair for networks that cannot train on the
+first (batch norm over a single value: one image whose features shrink to one pixel)."""
 WORKSPACE = 1.3
 """Peak over saved activations: backward's transient gradients and buffers (measured, docs/benchmarks.md)."""
 
@@ -71,29 +72,61 @@ def _is_weight_copy(tensor: torch.Tensor) -> bool:
     return all(type(f).__name__ == "AccumulateGrad" for f, _ in fn.next_functions if f is not None)
 
 
-def saved_tensor_bytes(run: Callable[[], Any], exclude: Iterable[torch.Tensor] = ()) -> Saved:
-    """Bytes of the distinct storages autograd saves for backward while ``run()`` executes; storages of
-    ``exclude`` (parameters, buffers) left out. The graph cannot be backwarded; the counted tensors are
-    held until ``run`` returns (as in training), so no freed address is reused and counted twice or missed."""
-    skip = {t.untyped_storage().data_ptr() for t in exclude}
-    seen: dict[int, tuple[int, bool]] = {}
-    alive: list[torch.Tensor] = []
+class _Ledger:
+    """Bytes of the distinct storages autograd holds for backward, now and at their peak."""
 
-    def pack(tensor: torch.Tensor) -> int:
+    def __init__(self, skip: set[int]):
+        self.skip, self.count, self.size, self.copies = skip, {}, {}, set()
+        self.live = self.live_copies = self.peak = self.peak_copies = 0
+
+    def hold(self, tensor: torch.Tensor) -> _Held:
         storage = tensor.untyped_storage()
         ptr = storage.data_ptr()
-        if ptr not in skip and ptr not in seen:
-            seen[ptr] = storage.nbytes(), _is_weight_copy(tensor)
-            alive.append(tensor.detach())
-        return 0
+        if ptr in self.skip:
+            return _Held(tensor, None, self)
+        if ptr not in self.count:
+            self.count[ptr], self.size[ptr] = 0, storage.nbytes()
+            self.live += self.size[ptr]
+            if _is_weight_copy(tensor):
+                self.copies.add(ptr)
+                self.live_copies += self.size[ptr]
+            if self.live > self.peak:
+                self.peak, self.peak_copies = self.live, self.live_copies
+        self.count[ptr] += 1
+        return _Held(tensor, ptr, self)
 
-    def unpack(_: int) -> torch.Tensor:
-        raise RuntimeError("the memory probe's graph cannot be backwarded")
+    def release(self, ptr: int) -> None:
+        self.count[ptr] -= 1
+        if self.count[ptr] == 0:
+            size = self.size.pop(ptr)
+            self.live -= size
+            if ptr in self.copies:
+                self.copies.remove(ptr)
+                self.live_copies -= size
+            del self.count[ptr]
 
-    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, unpack), _reentrant_checkpoints():
+
+class _Held:
+    """A saved tensor as autograd keeps it; the ledger is told when autograd lets it go."""
+
+    __slots__ = ("tensor", "ptr", "ledger")
+
+    def __init__(self, tensor: torch.Tensor, ptr: int | None, ledger: _Ledger):
+        self.tensor, self.ptr, self.ledger = tensor, ptr, ledger
+
+    def __del__(self):
+        if self.ptr is not None:
+            self.ledger.release(self.ptr)
+
+
+def saved_tensor_bytes(run: Callable[[], Any], exclude: Iterable[torch.Tensor] = ()) -> Saved:
+    """Peak bytes of the distinct storages autograd holds for backward while ``run()`` executes (a forward,
+    or a forward and its backward), storages of ``exclude`` (parameters, buffers) left out."""
+    ledger = _Ledger({t.untyped_storage().data_ptr() for t in exclude})
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(ledger.hold, lambda held: held.tensor), \
+            _reentrant_checkpoints():
         run()
-    return Saved(activations=sum(n for n, copy in seen.values() if not copy),
-                 weight_copies=sum(n for n, copy in seen.values() if copy))
+    return Saved(activations=ledger.peak - ledger.peak_copies, weight_copies=ledger.peak_copies)
 
 
 @contextlib.contextmanager
@@ -154,23 +187,37 @@ def crop_images(batch: Any, side: int) -> Any:
     return _map_tensors(batch, cut)
 
 
+def checkpointed(network: torch.nn.Module) -> bool:
+    """Whether a part of the network recomputes its activations in backward (timm's ``grad_checkpointing``)."""
+    return any(getattr(m, "grad_checkpointing", False) is True for m in network.modules())
+
+
 def probe_saved(task: Any, network: torch.nn.Module, sample: Any, device: torch.device, *, amp: bool,
-                channels_last: bool) -> Saved:
-    """Saved bytes of ``task.forward`` on one sample in training mode, as the training step runs it; the
-    network's buffers (normalisation statistics), mode and the RNG states are left as they were."""
+                channels_last: bool, backward: bool) -> Saved:
+    """Saved bytes of ``task.forward`` on one sample in training mode, as the training step runs it, and
+    with ``backward`` of its backward too (where checkpointed blocks are recomputed). The network's
+    buffers (normalisation statistics), gradients, mode and the RNG states are left as they were."""
     from spinemodels.trainer import autocast, to_device
 
     sample = to_device(sample, device, channels_last)
     buffers = [(b, b.detach().clone()) for b in network.buffers()]
+    grads = [p.grad for p in network.parameters()]
     was_training = network.training
     devices = [device.index or 0] if device.type == "cuda" else []
+
+    def step() -> None:
+        outputs = task.forward(network, sample)
+        if backward:
+            task.loss(outputs, sample).backward()
+
     try:
         with torch.random.fork_rng(devices=devices):
             network.train()
             with autocast(device, amp):
-                return saved_tensor_bytes(lambda: task.forward(network, sample),
-                                          [*network.parameters(), *network.buffers()])
+                return saved_tensor_bytes(step, [*network.parameters(), *network.buffers()])
     finally:
+        for parameter, grad in zip(network.parameters(), grads, strict=True):
+            parameter.grad = grad
         network.train(was_training)
         with torch.no_grad():
             for buffer, saved in buffers:
@@ -178,17 +225,23 @@ def probe_saved(task: Any, network: torch.nn.Module, sample: Any, device: torch.
 
 
 def activation_bytes(task: Any, network: torch.nn.Module, sample: Any, device: torch.device, *, amp: bool,
-                     channels_last: bool) -> Saved:
-    """Saved bytes of one sample at its full size: probed as is when its images are at most
-    ``2 * PROBE_SIDE`` pixels a side, else probed at sides ``PROBE_SIDE`` and ``2 * PROBE_SIDE`` and
-    extrapolated linearly in pixels (activations of convolutional networks grow with the pixel count)."""
-    sides = _spatial_sides(sample)
-    full = max(sides, default=0)
-    if full <= 2 * PROBE_SIDE:
-        return probe_saved(task, network, sample, device, amp=amp, channels_last=channels_last)
-    small, large = PROBE_SIDE, 2 * PROBE_SIDE
-    a = probe_saved(task, network, crop_images(sample, small), device, amp=amp, channels_last=channels_last)
-    b = probe_saved(task, network, crop_images(sample, large), device, amp=amp, channels_last=channels_last)
+                     channels_last: bool, backward: bool) -> Saved:
+    """Saved bytes of one sample at its full size: probed as is when its images are at most 64 pixels a
+    side, else probed at two smaller sides (``PROBE_SIDES``) and extrapolated linearly in pixels (the
+    activations of convolutional networks grow with the pixel count; measured in docs/benchmarks.md)."""
+    full = max(_spatial_sides(sample), default=0)
+    kwargs = {"amp": amp, "channels_last": channels_last, "backward": backward}
+    if full <= PROBE_SIDES[0][1]:
+        return probe_saved(task, network, sample, device, **kwargs)
+    try:
+        small, large = PROBE_SIDES[0]
+        a = probe_saved(task, network, crop_images(sample, small), device, **kwargs)
+    except ValueError as error:
+        if "Expected more than 1 value per channel" not in str(error):
+            raise
+        small, large = PROBE_SIDES[1]
+        a = probe_saved(task, network, crop_images(sample, small), device, **kwargs)
+    b = probe_saved(task, network, crop_images(sample, large), device, **kwargs)
     per_pixel = (b.activations - a.activations) / (large**2 - small**2)
     return Saved(activations=int(b.activations + per_pixel * (full**2 - large**2)), weight_copies=b.weight_copies)
 
@@ -209,10 +262,13 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> tuple[int, int]:
 
 
 def estimate_step(task: Any, network: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Any,
-                  batch_size: int, device: torch.device, *, amp: bool = False,
-                  channels_last: bool = False) -> StepEstimate:
-    """Peak memory of one training step of ``batch_size`` samples like the first one of ``batch``."""
-    saved = activation_bytes(task, network, first_sample(batch), device, amp=amp, channels_last=channels_last)
+                  batch_size: int, device: torch.device, *, amp: bool = False, channels_last: bool = False,
+                  backward: bool | None = None) -> StepEstimate:
+    """Peak memory of one training step of ``batch_size`` samples like the first one of ``batch``; the probe
+    runs backward too when ``backward`` is true (default: when the network is ``checkpointed``)."""
+    backward = checkpointed(network) if backward is None else backward
+    saved = activation_bytes(task, network, first_sample(batch), device, amp=amp, channels_last=channels_last,
+                             backward=backward)
     weights = sum(t.numel() * t.element_size() for t in [*network.parameters(), *network.buffers()])
     gradients = sum(p.numel() * p.element_size() for p in network.parameters() if p.requires_grad)
     states, held_states = optimizer_state_bytes(optimizer)
@@ -258,14 +314,17 @@ def preflight(task: Any, network: torch.nn.Module, optimizer: torch.optim.Optimi
         return None
     with torch.random.fork_rng(devices=[]):  # the loader's iterator draws a seed from the global RNG
         batch = next(iter(loader))
-    estimate = estimate_step(task, network, optimizer, batch, config.train.batch_size, device, amp=amp,
-                             channels_last=channels_last)
     available = available_bytes(device)
-    if available is not None and estimate.needed > available:
-        raise InsufficientMemoryError(
-            f"a training step of {config.task} needs {describe(estimate, config.optim.name)}, "
-            f"{estimate.needed / GIB:.1f} GiB more than is allocated now, but {available / GIB:.1f} GiB of "
-            f"{device.type} memory is available; lower train.batch_size or "
-            f"data.image_size, or set model.grad_checkpointing=true where the model has it, or skip this "
-            f"estimate with --set train.memory_check=false")
+    estimate = None
+    # a forward alone is the cheaper probe; a checkpointed network's backward is probed only if that fits
+    for backward in sorted({False, checkpointed(network)}):
+        estimate = estimate_step(task, network, optimizer, batch, config.train.batch_size, device, amp=amp,
+                                 channels_last=channels_last, backward=backward)
+        if available is not None and estimate.needed > available:
+            raise InsufficientMemoryError(
+                f"a training step of {config.task} needs {describe(estimate, config.optim.name)}, "
+                f"{estimate.needed / GIB:.1f} GiB more than is allocated now, but {available / GIB:.1f} GiB of "
+                f"{device.type} memory is available; lower train.batch_size or data.image_size, or set "
+                f"model.grad_checkpointing=true where the model has it, or skip this estimate with "
+                f"--set train.memory_check=false")
     return estimate

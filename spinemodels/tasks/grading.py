@@ -36,6 +36,7 @@ class GradeModelConfig:
     level_embedding: bool = True  # add a learned embedding of the disc level to every slice token
     class_weights: list[float] = field(default_factory=lambda: list(SEVERITY_WEIGHTS))  # loss weight per class
     any_severe_weight: float = 1.0  # spinal only: weight of the any_severe_spinal term in the loss
+    grad_checkpointing: bool = False  # recompute the backbone's activations in backward (less memory, slower)
 
 
 @dataclass
@@ -81,7 +82,7 @@ class GradeTask(Task):
         m = self.config.model
         return SliceSequenceGrader(m.backbone, pretrained=m.pretrained if pretrained is None else pretrained,
                                    d_model=m.d_model, n_layers=m.n_layers, n_heads=m.n_heads, dropout=m.dropout,
-                                   level_embedding=m.level_embedding)
+                                   level_embedding=m.level_embedding, grad_checkpointing=m.grad_checkpointing)
 
     def loss(self, outputs, batch):
         weights = self.config.model.class_weights
