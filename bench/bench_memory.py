@@ -18,8 +18,10 @@ Each config runs in a fresh process (Linux only: peaks are read from /proc/self/
   on the CPU, and under bfloat16 autocast (the GPU's AMP: low-precision activations, float32 weights,
   gradients and AdamW states). The GPU figure is an estimate: CPU autocast casts the same kinds of layers
   as CUDA's, but no GPU was measured.
-- probe: seconds the preflight's estimate takes on one sample (this CPU); measured step: seconds of the
-  measured step (the first of its process).
+- probe: seconds of the estimate on one sample (this CPU); preflight: seconds of ``spine train``'s whole
+  preflight on this CPU (a fresh loader with the config's workers gives the first batch, then the
+  estimate, then the comparison with MemAvailable; "refused" where it refuses, messages printed below);
+  measured step: seconds of the measured step (the first of its process).
 """
 
 from __future__ import annotations
@@ -101,12 +103,34 @@ def measure_one(config_path: str, store: str, samples: int, slices: int, overrid
     probe_s = time.perf_counter() - start
     with torch.autocast("cpu", dtype=torch.bfloat16):
         amp = estimate_step(task, network, optimizer, full, config.train.batch_size, cpu)
+    preflight_s, refused = run_preflight(task, network, data)
     image = batch["image"]
     return {"config": config_path + "".join(f" {o}" for o in overrides), "samples": samples,
             "image": list(image.shape[1:]), "measured_gib": measured / GIB,
             "estimated_gib": (same.peak - same.weights) / GIB, "saved_gib": same.activations / GIB, "ratio": measured / (same.peak - same.weights),
             "batch": config.train.batch_size, "cpu_fp32_gib": fp32.peak / GIB, "gpu_amp_gib": amp.peak / GIB,
-            "gpu_amp_parts": describe(amp, config.optim.name), "probe_s": probe_s, "step_s": step_s}
+            "gpu_amp_parts": describe(amp, config.optim.name), "probe_s": probe_s, "step_s": step_s,
+            "preflight_s": preflight_s, "refused": refused}
+
+
+def run_preflight(task, network: torch.nn.Module, data) -> tuple[float, str]:
+    """Seconds of ``spine train``'s preflight (first batch from a fresh loader of the config's workers, then
+    the estimate) on this machine, and its refusal message, if any."""
+    from spinemodels import distributed
+    from spinemodels.memory import InsufficientMemoryError, preflight
+    from spinemodels.training import make_loader, make_optimizer
+
+    config = task.config
+    info = distributed.DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    loader = make_loader(data, config.train.batch_size, shuffle=True, num_workers=config.train.num_workers,
+                         seed=0, info=info)
+    optimizer, _ = make_optimizer(network, config.optim, config.train.epochs)
+    start = time.perf_counter()
+    try:
+        preflight(task, network, optimizer, loader, torch.device("cpu"), amp=False, channels_last=False)
+    except InsufficientMemoryError as error:
+        return time.perf_counter() - start, str(error)
+    return time.perf_counter() - start, ""
 
 
 def synth_store(n_studies: int, root: Path) -> str:
@@ -138,8 +162,9 @@ def main() -> None:
         print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); slices per stack/crop in the "
               f"measured step: {args.slices or 'all'}")
         print("| config | measured sample | measured peak | estimate | measured / estimate | batch | "
-              "estimate, CPU fp32 | estimate, GPU AMP | probe | measured step |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+              "estimate, CPU fp32 | estimate, GPU AMP | probe | preflight | measured step |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        refusals = []
         for config in args.configs:
             command = [sys.executable, __file__, "--one", config, "--data", store, "--samples", str(args.samples),
                        "--slices", str(args.slices), *[f"--set={o}" for o in args.overrides]]
@@ -150,7 +175,11 @@ def main() -> None:
             r = json.loads(done.stdout.strip().splitlines()[-1])
             print(f"| {r['config']} | {r['samples']} x {r['image']} | {r['measured_gib']:.2f} GiB | "
                   f"{r['estimated_gib']:.2f} GiB | {r['ratio']:.2f} | {r['batch']} | {r['cpu_fp32_gib']:.1f} GiB | "
-                  f"{r['gpu_amp_gib']:.1f} GiB | {r['probe_s']:.2f} s | {r['step_s']:.2f} s |", flush=True)
+                  f"{r['gpu_amp_gib']:.1f} GiB | {r['probe_s']:.2f} s | {r['preflight_s']:.2f} s"
+                  f"{' (refused)' if r['refused'] else ''} | {r['step_s']:.2f} s |", flush=True)
+            refusals.append(r["refused"])
+        for message in filter(None, refusals):
+            print(f"error: {message}")
 
 
 if __name__ == "__main__":
