@@ -321,10 +321,12 @@ def preflight(task: Any, network: torch.nn.Module, optimizer: torch.optim.Optimi
         estimate = estimate_step(task, network, optimizer, batch, config.train.batch_size, device, amp=amp,
                                  channels_last=channels_last, backward=backward)
         if available is not None and estimate.needed > available:
+            fixes = "lower train.batch_size or data.image_size"
+            if getattr(config.model, "grad_checkpointing", True) is False:
+                fixes = "set model.grad_checkpointing=true, " + fixes
             raise InsufficientMemoryError(
                 f"a training step of {config.task} needs {describe(estimate, config.optim.name)}, "
                 f"{estimate.needed / GIB:.1f} GiB more than is allocated now, but {available / GIB:.1f} GiB of "
-                f"{device.type} memory is available; lower train.batch_size or data.image_size, or set "
-                f"model.grad_checkpointing=true where the model has it, or skip this estimate with "
+                f"{device.type} memory is available; {fixes}, or skip this estimate with "
                 f"--set train.memory_check=false")
     return estimate

@@ -41,7 +41,7 @@ def test_a_step_larger_than_the_available_memory_is_refused_in_one_line(fake, tm
     assert message.startswith("a training step of slice_finder needs about ")
     assert "at batch 3 (activations " in message and "adamw states" in message
     assert "but 0.0 GiB of cpu memory is available" in message
-    assert "train.batch_size" in message and "model.grad_checkpointing=true" in message
+    assert "; set model.grad_checkpointing=true, lower train.batch_size or data.image_size" in message
     assert "--set train.memory_check=false" in message
     assert not (RunDir(tmp_path / "run").fold_dir(0) / "last.pt").exists()  # refused before the first step
 
