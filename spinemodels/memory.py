@@ -3,10 +3,11 @@ in one line, a run that cannot fit its device, instead of letting the kernel (or
 
 The estimate: weights + gradients + optimiser states + the activations autograd saves for backward
 (counted with ``torch.autograd.graph.saved_tensors_hooks`` on a forward of one sample of the first
-training batch, under the run's device, autocast and memory format), times the batch size, times
-``WORKSPACE`` for the transient buffers of backward. Large images are probed at two reduced sizes and
-extrapolated linearly in pixels, so the probe stays cheap. Its accuracy against measured peaks is in
-docs/benchmarks.md ("Memory").
+training batch, under the run's device, autocast and memory format; with gradient checkpointing on a
+forward and backward, where the recomputed blocks count), times the batch size, times ``WORKSPACE`` for
+the transient buffers of backward. Large images are probed at two reduced sizes and extrapolated linearly
+in pixels, so the probe stays cheap. Its accuracy against measured peaks, and its cost, are in
+docs/benchmarks.md ("Memory of a training step").
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ PROBE_SIDES = ((32, 64), (64, 128))
 """Image sides of the two probes of a larger image; the second pair for networks that cannot train on the
 first (batch norm over a single value: one image whose features shrink to one pixel)."""
 WORKSPACE = 1.3
-"""Peak over saved activations: backward's transient gradients and buffers (measured, docs/benchmarks.md)."""
+"""Factor on the saved activations for backward's transient gradients and buffers (chosen; measured peaks
+against the estimate are in docs/benchmarks.md)."""
 
 
 class InsufficientMemoryError(SpineError):
@@ -188,8 +190,10 @@ def crop_images(batch: Any, side: int) -> Any:
 
 
 def checkpointed(network: torch.nn.Module) -> bool:
-    """Whether a part of the network recomputes its activations in backward (timm's ``grad_checkpointing``)."""
-    return any(getattr(m, "grad_checkpointing", False) is True for m in network.modules())
+    """Whether a trained part of the network recomputes its activations in backward (timm's
+    ``grad_checkpointing``; frozen parts, such as the master model's graders, keep none)."""
+    return any(getattr(m, "grad_checkpointing", False) is True and any(p.requires_grad for p in m.parameters())
+               for m in network.modules())
 
 
 def probe_saved(task: Any, network: torch.nn.Module, sample: Any, device: torch.device, *, amp: bool,
@@ -313,7 +317,9 @@ def preflight(task: Any, network: torch.nn.Module, optimizer: torch.optim.Optimi
     if not config.train.memory_check:
         return None
     with torch.random.fork_rng(devices=[]):  # the loader's iterator draws a seed from the global RNG
-        batch = next(iter(loader))
+        batch = next(iter(loader), None)
+    if batch is None:  # no training sample: nothing to estimate
+        return None
     available = available_bytes(device)
     estimate = None
     # a forward alone is the cheaper probe; a checkpointed network's backward is probed only if that fits
