@@ -16,8 +16,9 @@ Each config runs in a fresh process (Linux only: peaks are read from /proc/self/
   left out: they are resident before the step); ``ratio`` = measured / estimated.
 - estimate, config batch: the whole first sample (every slice) scaled to ``train.batch_size``, in float32
   on the CPU, and under bfloat16 autocast (the GPU's AMP: low-precision activations, float32 weights,
-  gradients and AdamW states). The GPU figure is an estimate: CPU autocast casts the same kinds of layers
-  as CUDA's, but no GPU was measured.
+  gradients and AdamW states; its parts are printed below the table). The GPU figure is an estimate:
+  CPU autocast runs the convolutions and matrix products in bfloat16 as CUDA's does, but no GPU was
+  measured.
 - probe: seconds of the estimate on one sample (this CPU); preflight: seconds of ``spine train``'s whole
   preflight on this CPU (a fresh loader with the config's workers gives the first batch, then the
   estimate, then the comparison with MemAvailable; "refused" where it refuses, messages printed below);
@@ -164,13 +165,15 @@ def main() -> None:
         print("| config | measured sample | measured peak | estimate | measured / estimate | batch | "
               "estimate, CPU fp32 | estimate, GPU AMP | probe | preflight | measured step |")
         print("|---|---|---|---|---|---|---|---|---|---|---|")
-        refusals = []
+        refusals, parts_of = [], []
         for config in args.configs:
             command = [sys.executable, __file__, "--one", config, "--data", store, "--samples", str(args.samples),
                        "--slices", str(args.slices), *[f"--set={o}" for o in args.overrides]]
             done = subprocess.run(command, capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 print(f"| {config} | failed: {done.stderr.strip().splitlines()[-1:]} |", flush=True)
+                refusals.append("")
+                parts_of.append("failed")
                 continue
             r = json.loads(done.stdout.strip().splitlines()[-1])
             print(f"| {r['config']} | {r['samples']} x {r['image']} | {r['measured_gib']:.2f} GiB | "
@@ -178,6 +181,10 @@ def main() -> None:
                   f"{r['gpu_amp_gib']:.1f} GiB | {r['probe_s']:.2f} s | {r['preflight_s']:.2f} s"
                   f"{' (refused)' if r['refused'] else ''} | {r['step_s']:.2f} s |", flush=True)
             refusals.append(r["refused"])
+            parts_of.append(r["gpu_amp_parts"])
+        print("\nGPU AMP estimates, parts:")
+        for name, parts in zip(args.configs, parts_of, strict=True):
+            print(f"- {name}: {parts}")
         for message in filter(None, refusals):
             print(f"error: {message}")
 
