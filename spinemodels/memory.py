@@ -35,6 +35,10 @@ class InsufficientMemoryError(SpineError):
     """A training step's estimated peak memory exceeds what the device has available."""
 
 
+class MemoryEstimateError(SpineError):
+    """The preflight's probe could not run the network on reduced images (e.g. a fixed input size)."""
+
+
 @dataclass
 class StepEstimate:
     """Bytes of one training step at ``batch_size`` samples."""
@@ -149,14 +153,19 @@ def _reentrant_checkpoints():
         layers.set_reentrant_ckpt(before)
 
 
-def _spatial_sides(batch: Any) -> list[int]:
-    """Sides of the images in a batch: the last two dimensions of floating tensors of 3 or more dimensions."""
-    if isinstance(batch, torch.Tensor):
-        return list(batch.shape[-2:]) if batch.is_floating_point() and batch.ndim >= 3 else []
+def _is_image(t: Any) -> bool:
+    """Images the probe may shrink: floating tensors of 3 or more dimensions whose last two exceed 64."""
+    return isinstance(t, torch.Tensor) and t.is_floating_point() and t.ndim >= 3 and min(t.shape[-2:]) > 64
+
+
+def _image_shapes(batch: Any) -> list[tuple[int, int]]:
+    """(height, width) of every image (``_is_image``) of a batch."""
+    if _is_image(batch):
+        return [tuple(batch.shape[-2:])]
     if isinstance(batch, dict):
         batch = list(batch.values())
     if isinstance(batch, list | tuple):
-        return [s for item in batch for s in _spatial_sides(item)]
+        return [shape for item in batch for shape in _image_shapes(item)]
     return []
 
 
@@ -180,11 +189,9 @@ def first_sample(batch: Any) -> Any:
 
 
 def crop_images(batch: Any, side: int) -> Any:
-    """Images (see ``_spatial_sides``) cut to at most ``side`` x ``side`` pixels; other tensors unchanged."""
+    """Images (``_is_image``) cut to at most ``side`` x ``side`` pixels; other tensors unchanged."""
     def cut(t: torch.Tensor) -> torch.Tensor:
-        if t.is_floating_point() and t.ndim >= 3:
-            return t[..., :side, :side].contiguous()
-        return t
+        return t[..., :side, :side].contiguous() if _is_image(t) else t
 
     return _map_tensors(batch, cut)
 
@@ -230,24 +237,39 @@ def probe_saved(task: Any, network: torch.nn.Module, sample: Any, device: torch.
 
 def activation_bytes(task: Any, network: torch.nn.Module, sample: Any, device: torch.device, *, amp: bool,
                      channels_last: bool, backward: bool) -> Saved:
-    """Saved bytes of one sample at its full size: probed as is when its images are at most 64 pixels a
-    side, else probed at two smaller sides (``PROBE_SIDES``) and extrapolated linearly in pixels (the
-    activations of convolutional networks grow with the pixel count; measured in docs/benchmarks.md)."""
-    full = max(_spatial_sides(sample), default=0)
+    """Saved bytes of one sample at its full size: probed as is when it holds no image larger than 64 pixels
+    a side, else probed with its images cut to two smaller squares (``PROBE_SIDES``) and extrapolated
+    linearly in pixels (the activations of convolutional networks grow with the pixel count; measured in
+    docs/benchmarks.md)."""
+    shapes = _image_shapes(sample)
     kwargs = {"amp": amp, "channels_last": channels_last, "backward": backward}
-    if full <= PROBE_SIDES[0][1]:
+    if not shapes:
         return probe_saved(task, network, sample, device, **kwargs)
+    height, width = max(shapes, key=lambda hw: hw[0] * hw[1])
+
+    def pixels(side: int) -> int:
+        return min(height, side) * min(width, side)
+
+    small, large = PROBE_SIDES[0]
     try:
-        small, large = PROBE_SIDES[0]
-        a = probe_saved(task, network, crop_images(sample, small), device, **kwargs)
-    except ValueError as error:
-        if "Expected more than 1 value per channel" not in str(error):
-            raise
-        small, large = PROBE_SIDES[1]
-        a = probe_saved(task, network, crop_images(sample, small), device, **kwargs)
-    b = probe_saved(task, network, crop_images(sample, large), device, **kwargs)
-    per_pixel = (b.activations - a.activations) / (large**2 - small**2)
-    return Saved(activations=int(b.activations + per_pixel * (full**2 - large**2)), weight_copies=b.weight_copies)
+        try:
+            a = probe_saved(task, network, crop_images(sample, small), device, **kwargs)
+        except ValueError as error:
+            if "Expected more than 1 value per channel" not in str(error):
+                raise
+            small, large = PROBE_SIDES[1]
+            a = probe_saved(task, network, crop_images(sample, small), device, **kwargs)
+        b = probe_saved(task, network, crop_images(sample, large), device, **kwargs)
+    except torch.OutOfMemoryError:
+        raise
+    except (RuntimeError, ValueError, AssertionError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise MemoryEstimateError(
+            f"the memory estimate could not run the network on images cut to {small} px "
+            f"({type(error).__name__}: {first}); skip it with --set train.memory_check=false") from error
+    per_pixel = (b.activations - a.activations) / (pixels(large) - pixels(small))
+    return Saved(activations=int(b.activations + per_pixel * (height * width - pixels(large))),
+                 weight_copies=b.weight_copies)
 
 
 def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> tuple[int, int]:

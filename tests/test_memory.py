@@ -108,6 +108,32 @@ def test_pixels_extrapolate_like_a_full_size_probe_and_batches_scale():
     assert one.gradients == params and one.optimizer_states == 2 * params  # AdamW: two states per weight
 
 
+def test_only_images_are_cut_for_the_probe():
+    batch = {"image": torch.zeros(2, 3, 100, 80), "points": torch.zeros(2, 5, 100), "mask": torch.ones(2, 100, 100, dtype=torch.bool),
+             "small": torch.zeros(2, 3, 48, 48), "ids": ["a", "b"]}
+    cut = memory.crop_images(memory.first_sample(batch), 32)
+    assert cut["image"].shape == (1, 3, 32, 32) and cut["small"].shape == (1, 3, 48, 48)
+    assert cut["points"].shape == (1, 5, 100) and cut["mask"].shape == (1, 100, 100)  # not floating-point images
+    assert cut["ids"] == ["a"]
+
+
+class FixedSizeTask:
+    """A network that only takes 100 x 100 images (like a ViT without dynamic sizes)."""
+
+    def forward(self, network, batch):
+        return network(batch["image"])
+
+
+def test_a_network_that_cannot_take_smaller_images_is_a_one_line_error():
+    network = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(100 * 100, 2))
+    with pytest.raises(memory.MemoryEstimateError) as info:
+        memory.activation_bytes(FixedSizeTask(), network, {"image": torch.zeros(1, 1, 100, 100)},
+                                torch.device("cpu"), amp=False, channels_last=False, backward=False)
+    message = str(info.value)
+    assert message.startswith("the memory estimate could not run the network on images cut to 32 px (RuntimeError: ")
+    assert message.endswith("skip it with --set train.memory_check=false") and "\n" not in message
+
+
 def test_checkpointing_lowers_the_estimate():
     """resnet10t checkpoints its four stages, not its stem: 0.82 of the activations remain at 128 px."""
     estimates = []
