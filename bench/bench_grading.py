@@ -9,9 +9,10 @@ training store. Also reports inference seconds per study.
     .venv/bin/python bench/bench_grading.py --train-store bench/out/train.zarr \\
         --eval-store bench/out/eval.zarr --coords bench/out/eval_coords.csv --out bench/out/grading
 
-Runs already trained in ``--out`` are reused (delete them to retrain). ``--ensemble DIR`` (repeatable)
-adds the graders trained in another such folder (e.g. with another ``--set train.seed=N``): their
-probabilities are averaged with these (``spine classify`` with several runs of one grader).
+Runs already trained in ``--out`` are reused (delete them to retrain). ``--seeds 42 1 2`` trains one set of
+graders per ``train.seed`` (each seed also draws its own fold split) and reports every metric part as the
+mean and standard deviation over seeds, next to the class priors of the training store on the same
+studies. ``--master`` also trains the master model on top of each seed's graders.
 """
 
 from __future__ import annotations
@@ -37,18 +38,32 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = [REPO / "configs" / "cpu" / f"grade_{name}.yaml" for name in ("spinal", "foraminal", "subarticular")]
 
 
-def train_runs(train_store: str, out: Path, overrides: list[str]) -> list[Path]:
+MASTER_CONFIG = REPO / "configs" / "cpu" / "grade_master.yaml"
+AXIAL_CONFIG = REPO / "configs" / "cpu" / "grade_spinal_axial.yaml"
+
+
+def train_runs(train_store: str, out: Path, overrides: list[str], master: bool, axial: bool) -> list[Path]:
+    """The three graders (the cross-view spinal grader, the master model on top) trained into ``out``, or
+    reused when already there."""
     runs = []
-    for config_path in CONFIGS:
+    for config_path in CONFIGS + ([MASTER_CONFIG] if master else []) + ([AXIAL_CONFIG] if axial else []):
         run_dir = out / config_path.stem
+        extra = [f"model.{r.name.removeprefix('grade_')}_run={r}" for r in runs[:3]] if config_path == MASTER_CONFIG \
+            else []
         if RunDir(run_dir).trained_folds():
             print(f"reusing {run_dir}")
         else:
             start = time.perf_counter()
-            train(load_config(config_path, overrides), train_store, run_dir, progress=False)
+            train(load_config(config_path, overrides + extra), train_store, run_dir, progress=False)
             print(f"trained {config_path.stem} in {time.perf_counter() - start:.0f} s")
         runs.append(run_dir)
     return runs
+
+
+def grade(eval_ds, coords: pd.DataFrame, runs: list[Path]) -> tuple[pd.DataFrame, float, list[str]]:
+    start = time.perf_counter()
+    submission, warnings = classify(eval_ds, coords, runs, device="cpu", progress=False)
+    return submission, (time.perf_counter() - start) / len(eval_ds.study_ids), warnings
 
 
 def main() -> None:
@@ -58,25 +73,20 @@ def main() -> None:
     parser.add_argument("--coords", default=None, help="located points of the eval studies (spine locate)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override key=value")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42],
+                        help="train.seed of each training run (one folder each: OUT/seed_N); mean and spread")
+    parser.add_argument("--master", action="store_true", help="also train the master model and grade with it")
+    parser.add_argument("--axial", action="store_true",
+                        help="also train the cross-view spinal grader (Axial T2); scored with and without it")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--point-noise-mm", type=float, default=0.0,
                         help="add N(0, sigma) mm to every point (x, y, z): stage-1 errors without stage 1")
     parser.add_argument("--tag", default="", help="suffix of the submission/result files")
-    parser.add_argument("--ensemble", action="append", default=[], type=Path,
-                        help="another folder of trained graders whose predictions are averaged in")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    runs = train_runs(args.train_store, out, args.overrides)
-    for folder in args.ensemble:
-        found = [folder / config.stem for config in CONFIGS]
-        missing = [str(run) for run in found if not RunDir(run).trained_folds()]
-        if missing:
-            raise SystemExit(f"--ensemble {folder}: no trained run in {', '.join(missing)}")
-        runs += found
-
     train_ds, eval_ds = spinedata.open_dataset(args.train_store), spinedata.open_dataset(args.eval_store)
     if args.coords:
         coords, points = pd.read_csv(args.coords, dtype={"study_id": str, "series_id": str}), "located"
@@ -86,24 +96,37 @@ def main() -> None:
         noise = np.random.default_rng(0).normal(0.0, args.point_noise_mm, size=(len(coords), 3))
         coords = coords.assign(**{axis: coords[axis] + noise[:, j] for j, axis in enumerate(WORLD)})
         points += f" + N(0, {args.point_noise_mm:g} mm) per axis"
-    start = time.perf_counter()
-    submission, warnings = classify(eval_ds, coords, runs, device="cpu", progress=False)
-    seconds = time.perf_counter() - start
-    submission.to_csv(out / f"submission{args.tag}.csv", index=False)
-    n_eval = len(eval_ds.study_ids)
-    model = score(submission, eval_ds.targets)
     baseline = score(priors_submission(train_ds.targets, eval_ds.study_ids), eval_ds.targets)
-    print(f"train studies: {len(train_ds.study_ids)} (fold 0 trained), eval studies: {n_eval}, "
-          f"points: {points}, torch threads: {torch.get_num_threads()}")
-    print(f"warnings: {len(warnings)}" + (f" (first: {warnings[0]})" if warnings else ""))
-    print("| part | graders | class priors | ratio |")
-    print("|---|---|---|---|")
+    results, seconds, without_axial = {}, [], {}
+    for seed in args.seeds:
+        runs = train_runs(args.train_store, out / f"seed_{seed}", [*args.overrides, f"train.seed={seed}"],
+                          args.master, args.axial)
+        submission, per_study, warnings = grade(eval_ds, coords, runs)
+        submission.to_csv(out / f"seed_{seed}" / f"submission{args.tag}.csv", index=False)
+        results[seed], seconds = score(submission, eval_ds.targets), seconds + [per_study]
+        print(f"seed {seed}: score {results[seed]['score']:.4f}, warnings {len(warnings)}"
+              + (f" (first: {warnings[0]})" if warnings else ""))
+        if args.axial:
+            without_axial[seed] = score(grade(eval_ds, coords, runs[:-1])[0], eval_ds.targets)
+            print(f"seed {seed} without the axial view: score {without_axial[seed]['score']:.4f}, "
+                  f"spinal {without_axial[seed]['spinal_canal_stenosis']:.4f} "
+                  f"(with: {results[seed]['spinal_canal_stenosis']:.4f})")
+    n_eval = len(eval_ds.study_ids)
+    print(f"train studies: {len(train_ds.study_ids)} (fold 0 trained), eval studies: {n_eval}, points: {points}, "
+          f"seeds: {args.seeds}, master: {args.master}, torch threads: {torch.get_num_threads()}")
+    print("| part | graders, mean (sd) over seeds | each seed | class priors | mean / priors |")
+    print("|---|---|---|---|---|")
     for key in SCORE_KEYS:
-        print(f"| {key} | {model[key]:.4f} | {baseline[key]:.4f} | {model[key] / baseline[key]:.2f} |")
-    print(f"inference: {seconds / n_eval:.2f} s/study on CPU (3 graders, crops included)")
-    (out / f"result{args.tag}.json").write_text(json.dumps({"model": model, "priors": baseline, "points": points,
-                                                 "seconds_per_study": seconds / n_eval, "n_eval": n_eval,
-                                                 "runs": [str(run) for run in runs]}, indent=1))
+        values = np.array([results[seed][key] for seed in args.seeds])
+        each = " / ".join(f"{v:.3f}" for v in values)
+        print(f"| {key} | {values.mean():.4f} ({values.std(ddof=1) if len(values) > 1 else 0.0:.4f}) | {each} "
+              f"| {baseline[key]:.4f} | {values.mean() / baseline[key]:.2f} |")
+    print(f"inference: {np.median(seconds):.2f} s/study on CPU (graders{' + master' if args.master else ''}, "
+          "crops included, median over seeds)")
+    (out / f"result{args.tag}.json").write_text(json.dumps(
+        {"models": {str(k): v for k, v in results.items()}, "priors": baseline, "points": points,
+         "seconds_per_study": seconds, "n_eval": n_eval, "seeds": args.seeds, "master": args.master,
+         "without_axial": {str(k): v for k, v in without_axial.items()}}, indent=1))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""``spine audit OUT.zarr --coords oof_coords.csv [--out findings.csv] [--corrected labels.csv]``."""
+"""``spine audit OUT.zarr [--coords oof_coords.csv] [--out findings.csv] [--corrected labels.csv]
+[--grades RUN_DIR ...] [--grade-findings grades.csv]``."""
 
 from __future__ import annotations
 
@@ -10,12 +11,54 @@ import typer
 
 def audit(
     data: Annotated[Path, typer.Argument(help="Store with labels (training split).")],
-    coords: Annotated[Path, typer.Option("--coords", help="Out-of-fold coords from `spine locate --oof`.")],
+    coords: Annotated[Path | None, typer.Option("--coords", help="Out-of-fold coords from `spine locate --oof`.")
+                      ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Write the findings as CSV.")] = None,
     corrected: Annotated[Path | None, typer.Option(
         "--corrected", help="Write train_label_coordinates.csv with shifted levels renamed.")] = None,
+    grades: Annotated[list[Path] | None, typer.Option(
+        "--grades", help="Grader run directory (repeatable): severity labels far from its out-of-fold grades.")
+    ] = None,
+    grade_findings: Annotated[Path | None, typer.Option(
+        "--grade-findings", help="Write the suspicious severity labels as CSV (data.exclude_labels reads it).")
+    ] = None,
 ) -> None:
-    """Labels that disagree with out-of-fold keypoints: levels off by one, or points far from any level."""
+    """Labels that disagree with out-of-fold predictions: points (levels off by one, points far from any
+    level; --coords) and severities (--grades)."""
+    if coords is None and not grades:
+        raise typer.BadParameter("give --coords (point labels) and/or --grades (severity labels)")
+    if grades:
+        audit_severities(grades, grade_findings)
+    if coords is not None:
+        audit_points(data, coords, out, corrected)
+
+
+def audit_severities(runs: list[Path], findings_csv: Path | None) -> None:
+    """List (and write) severity labels whose out-of-fold grades disagree."""
+    import pandas as pd
+    from rich.console import Console
+    from rich.table import Table
+
+    from spinemodels.grade_audit import DISAGREEMENT, audit_grades
+    from spinemodels.rundir import RunDir
+
+    oof = pd.concat([RunDir(run).oof().assign(run=str(run)) for run in runs], ignore_index=True)
+    found = audit_grades(oof)
+    labelled = int((oof["target"] >= 0).sum())
+    table = Table(title=f"{len(found)} of {labelled} severity labels with |expected grade - label| >= {DISAGREEMENT}")
+    for column in ("study_id", "condition", "level", "label", "expected_grade", "p_label"):
+        table.add_column(column)
+    for row in found.head(20).itertuples():
+        table.add_row(row.study_id, row.condition, row.level, row.label, f"{row.expected_grade:.2f}",
+                      f"{row.p_label:.3f}")
+    Console().print(table)
+    if findings_csv is not None:
+        found.to_csv(findings_csv, index=False)
+        typer.echo(f"wrote {len(found)} severity findings to {findings_csv}")
+
+
+def audit_points(data: Path, coords: Path, out: Path | None, corrected: Path | None) -> None:
+    """List (and write) point labels that disagree with out-of-fold keypoints."""
     import pandas as pd
     from rich.console import Console
     from rich.table import Table

@@ -60,9 +60,11 @@ def demo(
     table.add_column("metric part (weighted log loss)")
     table.add_column("models", justify="right")
     table.add_column("class priors", justify="right")
+    table.add_column("models / priors", justify="right")
     for key, value in summary["scores"]["model"].items():
-        table.add_row(key, f"{value:.4f}", f"{summary['scores']['class_priors'][key]:.4f}")
-    table.add_row("most probable class correct", f"{summary['scores']['argmax_accuracy']:.1%}", "")
+        prior = summary["scores"]["class_priors"][key]
+        table.add_row(key, f"{value:.4f}", f"{prior:.4f}", f"{value / prior:.2f}" if prior > 0 else "")
+    table.add_row("most probable class correct", f"{summary['scores']['argmax_accuracy']:.1%}", "", "")
     console.print(table)
     located = Table(title="located points against the truth (3D distance)")
     located.add_column("group")

@@ -19,7 +19,9 @@ def ingest(
         int | None, typer.Option("--workers", min=1, help="Worker processes (default: all cores).")
     ] = None,
     report: Annotated[
-        Path | None, typer.Option("--report", help="Report CSV of everything skipped (default: OUT/ingest_report.csv).")
+        Path | None,
+        typer.Option("--report", help="Report CSV of everything skipped (default: OUT/ingest_report.csv); refused "
+                     "inside DATA_DIR or OUT, as a folder, or over a file that is not an ingest report."),
     ] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit with 1 when the report has any line.")] = False,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
@@ -31,7 +33,10 @@ def ingest(
     from cli.startup import collector_paused
 
     with collector_paused():
+        from spinedata.ingest import check_report_path
         from spinedata.ingest import ingest as run_ingest
+
+    check_report_path(data_dir, out, report)  # before any work (and before the progress bar)
 
     if not no_progress and sys.stderr.isatty():
         from rich.console import Console

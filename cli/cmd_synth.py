@@ -22,6 +22,9 @@ def synth(
     extra_series_fraction: Annotated[
         float, typer.Option("--extra-series-fraction", min=0.0, max=1.0,
                             help="Share of studies with a second series of one type.")] = 0.0,
+    grade_noise_fraction: Annotated[
+        float, typer.Option("--grade-noise-fraction", min=0.0, max=1.0,
+                            help="Share of training severities written to train.csv as another grade.")] = 0.0,
     class_balance: Annotated[
         str, typer.Option("--class-balance", help="Severity priors: 'real' (like the competition) or 'balanced'.")
     ] = "real",
@@ -48,6 +51,7 @@ def synth(
         "off_by_one_fraction": off_by_one_fraction,
         "missing_series_fraction": missing_series_fraction,
         "extra_series_fraction": extra_series_fraction,
+        "grade_noise_fraction": grade_noise_fraction,
         "class_balance": class_balance,
     }
     if matrix is not None:

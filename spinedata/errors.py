@@ -27,5 +27,9 @@ class DataLayoutError(SpineError):
     """An input folder or its CSVs do not follow the expected layout (missing columns, unreadable CSV)."""
 
 
+class OutputPathError(SpineError):
+    """An output path would destroy data: it lies inside an input or the store, or names a folder or an input."""
+
+
 class MultiFrameFile(DicomReadError):
     """A multi-frame file was given where one slice is expected: ``read_headers`` reads its frames."""

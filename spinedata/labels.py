@@ -24,6 +24,7 @@ import numpy as np
 from spinedata.constants import CONDITIONS, LEVELS, MISSING, SEVERITY_CODE, TARGETS
 from spinedata.dicomio import Skipped
 from spinedata.errors import DataLayoutError
+from spinedata.ids import id_problem
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -100,10 +101,34 @@ def _read_csv(path: str | os.PathLike, required: tuple[str, ...]) -> dict[str, l
     return columns
 
 
-def read_series_descriptions(path: str | os.PathLike) -> list[tuple[str, str, str]]:
-    """``*_series_descriptions.csv`` -> ``(study_id, series_id, series_description)`` rows (strings)."""
+def _ids_problem(study_id: str, series_id: str | None = None) -> str | None:
+    """Why a CSV row's study id (and series id) cannot be store ids, or ``None`` (``spinedata.ids``)."""
+    return id_problem("study id", study_id) or (None if series_id is None else id_problem("series id", series_id))
+
+
+def _rows_with_ids(path: str | os.PathLike, what: str, study_ids: list[str],
+                   series_ids: list[str] | None = None) -> tuple[list[int], list[Skipped]]:
+    """Indices of the CSV rows whose ids can be store ids; a report line ``<what> row left out: ...`` for
+    each other row."""
+    keep, skipped = [], []
+    for i, study_id in enumerate(study_ids):
+        series_id = None if series_ids is None else series_ids[i]
+        problem = _ids_problem(study_id, series_id)
+        if problem:
+            skipped.append(Skipped(str(path), f"{what} row left out: {problem} (row {i + 2})", study_id,
+                                   series_id or ""))  # fmt: skip
+        else:
+            keep.append(i)
+    return keep, skipped
+
+
+def read_series_descriptions(path: str | os.PathLike) -> tuple[list[tuple[str, str, str]], list[Skipped]]:
+    """``*_series_descriptions.csv`` -> (``(study_id, series_id, series_description)`` rows (strings); report
+    lines). A row whose ids cannot be store ids (``spinedata.ids``) is left out and reported."""
     table = _read_csv(path, ("study_id", "series_id", "series_description"))
-    return list(zip(table["study_id"], table["series_id"], table["series_description"], strict=True))
+    keep, skipped = _rows_with_ids(path, "series", table["study_id"], table["series_id"])
+    rows = [(table["study_id"][i], table["series_id"][i], table["series_description"][i]) for i in keep]
+    return rows, skipped
 
 
 def _number(text: str) -> float:
@@ -117,8 +142,8 @@ def _number(text: str) -> float:
 def read_label_coordinates(path: str | os.PathLike) -> tuple[Columns, list[Skipped]]:
     """``train_label_coordinates.csv`` -> (label columns ``LABEL_CSV_COLUMNS``, typed; report lines).
 
-    A row is left out (and reported) when its instance number, x or y is not a number, or its condition
-    or level is not one of the competition's.
+    A row is left out (and reported) when its ids cannot be store ids (``spinedata.ids``), its instance
+    number, x or y is not a number, or its condition or level is not one of the competition's.
     """
     table = _read_csv(path, LABEL_CSV_COLUMNS)
     kept: dict[str, list] = {c: [] for c in LABEL_CSV_COLUMNS}
@@ -127,7 +152,10 @@ def read_label_coordinates(path: str | os.PathLike) -> tuple[Columns, list[Skipp
     for i, row in enumerate(zip(*(table[c] for c in LABEL_CSV_COLUMNS), strict=True)):
         study_id, series_id, instance_text, condition, level, x_text, y_text = row
         instance, x, y = _number(instance_text), _number(x_text), _number(y_text)
-        if not math.isfinite(instance) or instance != int(instance):
+        problem = _ids_problem(study_id, series_id)
+        if problem:
+            reason = f"label row left out: {problem}"
+        elif not math.isfinite(instance) or instance != int(instance):
             reason = "label row left out: instance_number not an integer"
         elif not (math.isfinite(x) and math.isfinite(y)):
             reason = "label row left out: x/y not a number"
@@ -157,12 +185,14 @@ def read_targets(path: str | os.PathLike) -> tuple[Columns, list[Skipped]]:
     """``train.csv`` -> (targets: study_id + 25 int8 columns 0/1/2, -1 missing; report lines).
 
     An empty cell is missing (-1). A value that is not a severity name becomes -1 with a report line; a
-    target column missing from the file is all -1 with one report line.
+    target column missing from the file is all -1 with one report line. A row whose study id cannot be a
+    store id (``spinedata.ids``) is left out with a report line.
     """
     table = _read_csv(path, ("study_id",))
+    keep, skipped = _rows_with_ids(path, "target", table["study_id"])
+    table = {name: [values[i] for i in keep] for name, values in table.items()}
     study_ids = table["study_id"]
     out: Columns = {"study_id": _strings(study_ids)}
-    skipped = []
     for column in TARGETS:
         codes = np.full(len(study_ids), MISSING, dtype=TARGET_DTYPE)
         if column not in table:

@@ -24,6 +24,14 @@ def write_report(path: str | os.PathLike, lines: Iterable[Skipped]) -> Path:
     return path
 
 
+def is_report(path: str | os.PathLike) -> bool:
+    """Whether the file at ``path`` is empty or starts with the header ``write_report`` writes (so that
+    writing a report over it loses no other data)."""
+    with open(path, "rb") as handle:
+        first = handle.readline(4096)
+    return first == b"" or first.rstrip(b"\r\n") == ",".join(REPORT_COLUMNS).encode()
+
+
 def read_report(path: str | os.PathLike) -> list[Skipped]:
     """Read a report written by ``write_report``."""
     with open(path, newline="") as handle:

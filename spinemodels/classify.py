@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from spinedata.constants import (
+    CONDITION_ROLE,
     CONDITIONS,
     LEVELS,
     SUBMISSION_COLUMNS,
@@ -27,6 +28,7 @@ from spinedata.constants import (
     target_name,
 )
 from spinedata.errors import SpineError
+from spinemodels.calibration import CALIBRATION_FILE, Calibration
 from spinemodels.data.grading import (
     GRADE_GROUPS,
     CropPoint,
@@ -35,7 +37,9 @@ from spinemodels.data.grading import (
     GradeSample,
     make_grade_samples,
 )
+from spinemodels.data.views import is_cross_view, points_for_group
 from spinemodels.locate import FoldModels
+from spinemodels.networks.grader import grid_outputs
 from spinemodels.rundir import RunDir
 from spinemodels.tasks.grading import GRADE_TASKS, PRIORS_FILE, crop_settings
 
@@ -116,9 +120,15 @@ def grade_study(dataset: Any, sample: GradeSample, group: GradeGroup, group_runs
         item = GradeDataset(dataset, [sample], group, crop_settings(data), train=False, cache_mb=data.cache_mb)[0]
         image = item["image"][None].to(device)
         present = item["present"].numpy()
-        for network in fm.networks.values():
-            total += network(image).float().softmax(dim=-1)[0].cpu().numpy()
-            count += 1
+        run_probs = np.mean([grid_outputs(network, image)[1].float().softmax(dim=-1)[0].cpu().numpy()
+                             for network in fm.networks.values()], axis=0)  # (5, K, 3)
+        calibration = run_calibration(fm)
+        for k, condition in enumerate(group.conditions):
+            run_probs[:, k] = calibration.apply(condition, run_probs[:, k])
+        if group.conditions == (CONDITIONS[0],):  # spinal canal, on either view
+            run_probs[present[:, 0], 0] = calibration.apply_study_spinal(run_probs[present[:, 0], 0])
+        total += run_probs
+        count += 1
     out = total / max(count, 1)
     if present is None:
         return np.full_like(out, np.nan)
@@ -144,15 +154,27 @@ def grade_master_study(dataset: Any, coords: pd.DataFrame, study_id: str, master
             return None
         item = data[0]
         batch = {key: value[None].to(device) for key, value in item.items() if isinstance(value, torch.Tensor)}
-        for network in fm.networks.values():
-            total += network(batch).float().softmax(dim=-1)[0].cpu().numpy()
-            count += 1
+        run_probs = np.mean([network(batch).float().softmax(dim=-1)[0].cpu().numpy()
+                             for network in fm.networks.values()], axis=0)  # (5, 5, 3)
+        calibration = run_calibration(fm)
+        for j, condition in enumerate(CONDITIONS):
+            run_probs[:, j] = calibration.apply(condition, run_probs[:, j])
+        spinal_present = item["present_spinal"].numpy()[:, 0]
+        run_probs[spinal_present, 0] = calibration.apply_study_spinal(run_probs[spinal_present, 0])
+        total += run_probs
+        count += 1
     return total / count
+
+
+def run_calibration(fm: FoldModels) -> Calibration:
+    """The run's ``calibration.json`` (fitted on its out-of-fold predictions), or no change without one."""
+    path = fm.run.path / CALIBRATION_FILE
+    return Calibration.load(path) if path.is_file() else Calibration()
 
 
 def _usable_coords(study: Any, rows: pd.DataFrame) -> pd.DataFrame:
     """Rows whose series exists in the study and has the role of the condition's group."""
-    roles = {c: g.role for g in GRADE_GROUPS.values() for c in g.conditions}
+    roles = CONDITION_ROLE
     keep = []
     for row in rows.itertuples():
         series = study.series.get(str(row.series_id))
@@ -171,8 +193,11 @@ def classify(dataset: Any, coords: pd.DataFrame, run_paths: list[str | Path], *,
     runs = load_grade_runs(run_paths, torch_device)
     priors = run_priors(runs)
     ids = [str(s) for s in (study_ids if study_ids is not None else dataset.study_ids)]
+    graded_conditions = {c for name, group_runs in runs.items() if name != MASTER and group_runs
+                         for c in GRADE_GROUPS[name].conditions}
     warnings = [f"no grading run for {name}; its rows are the training priors"
-                for name, group_runs in runs.items() if name != MASTER and not group_runs and not runs[MASTER]]
+                for name, group in GRADE_GROUPS.items()
+                if not runs[MASTER] and not set(group.conditions) & graded_conditions and not is_cross_view(group)]
     unknown = sorted(set(coords["study_id"].astype(str)) - set(ids))
     if unknown:
         warnings.append(f"coords name {len(unknown)} studies not classified here (e.g. {unknown[0]})")
@@ -186,7 +211,8 @@ def classify(dataset: Any, coords: pd.DataFrame, run_paths: list[str | Path], *,
                 if name == MASTER or not group_runs:
                     continue
                 group = GRADE_GROUPS[name]
-                (sample,) = make_grade_samples(coords, None, [study_id], group, need_points=False)
+                points = points_for_group(dataset, coords, group, [study_id])
+                (sample,) = make_grade_samples(points, None, [study_id], group, need_points=False)
                 sample, notes = _usable_points(study, sample, group)
                 warnings += notes
                 probs = grade_study(dataset, sample, group, group_runs, torch_device)

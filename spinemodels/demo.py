@@ -77,7 +77,7 @@ class DemoSettings:
 
     workdir: Path
     studies: int = 40
-    test_studies: int = 8
+    test_studies: int = 40
     seed: int = 0
     matrix: int = DEFAULT_MATRIX
     epochs: int | None = None

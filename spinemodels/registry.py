@@ -86,8 +86,16 @@ class Task:
         """Metrics over the validation predictions of one epoch (added to ``metrics.csv``)."""
         return {}
 
+    def prepare_network(self, network: torch.nn.Module, train_set: Any) -> None:
+        """Hook run on a fresh network before training, with the fold's training dataset (e.g. to start from
+        its class priors)."""
+
     def after_fit(self, dataset: Any, train_ids: list[str], fold_dir: Any) -> None:
         """Hook run once per fold after training (e.g. learn statistics from the training studies)."""
+
+    def after_run(self, run: Any) -> None:
+        """Hook run once after every requested fold is trained (e.g. calibrate on the pooled out-of-fold
+        predictions)."""
 
 
 def register_task(cls: type[Task]) -> type[Task]:

@@ -8,14 +8,19 @@ Layout::
       fold_<k>/
         metrics.csv        one row per epoch: epoch, train_loss, val_loss, lr, seconds, samples_per_s, ...
         best.pt            weights with the lowest validation loss (+ epoch, val_loss)
-        last.pt            weights, optimiser, scheduler and counters after the last epoch (for resuming)
+        last.pt            weights, optimiser, scheduler, counters and random states after the last epoch (for
+                           resuming); both .pt files hold plain data and load with weights_only=True
         oof.csv            predictions of best.pt on the fold's validation studies
         ...                task extras (e.g. offsets.csv of the keypoint task)
 """
 
 from __future__ import annotations
 
+import os
+import pickle
 import re
+import struct
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +41,51 @@ _FOLD_DIR = re.compile(r"^fold_(\d+)$")
 
 class RunDirError(SpineError):
     """A run directory is missing, incomplete or belongs to another config."""
+
+
+_UNREADABLE = (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, KeyError, IndexError, TypeError,
+               AttributeError, struct.error)
+"""What ``torch.load`` raises for a file that is not a checkpoint of plain data (seen: a planted object is an
+``UnpicklingError``; garbled or truncated files raise any of these)."""
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: torch.device | str = "cpu",
+                    required: tuple[str, ...] = ("model",)) -> dict:
+    """A checkpoint (``best.pt``, ``last.pt``) as plain data: ``torch.load(weights_only=True)`` builds only
+    tensors, numbers, strings, lists, tuples and dicts, so a planted file cannot run code. ``RunDirError``
+    (one line) for a file that is not such a dict with the ``required`` keys."""
+    try:
+        with warnings.catch_warnings():  # a plain pickle (not torch.save's) warns about its protocol first
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            saved = torch.load(path, map_location=map_location, weights_only=True)
+    except _UNREADABLE as error:
+        raise RunDirError(
+            f"refused to load {path}: not a checkpoint of plain tensors and numbers ({one_line(error)})"
+        ) from error
+    missing = [key for key in required if not isinstance(saved, dict) or key not in saved]
+    if missing:
+        raise RunDirError(f"{path} is not a checkpoint of this project (no {', '.join(missing)})")
+    return saved
+
+
+def load_weights(network: torch.nn.Module, weights: dict, path: str | os.PathLike) -> None:
+    """``network.load_state_dict(weights)``; ``RunDirError`` (one line, naming ``path``) when they do not fit."""
+    try:
+        network.load_state_dict(weights)
+    except (RuntimeError, TypeError, AttributeError) as error:
+        raise RunDirError(f"the weights in {path} do not fit this run's network ({one_line(error)})") from error
+
+
+_BOILERPLATE = ("Weights only load failed", "Check the documentation", "Please file an issue")
+"""Lines of torch's weights-only message that say nothing about the file."""
+
+
+def one_line(error: Exception, limit: int = 200) -> str:
+    """An exception's type and message on one line (torch's advice lines left out, at most ``limit`` characters)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = "; ".join(line for line in lines if not line.startswith(_BOILERPLATE))
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 @dataclass(frozen=True)
@@ -134,6 +184,5 @@ class RunDir:
             raise RunDirError(f"{path} not found; trained folds of {self.path}: {self.trained_folds()}")
         task = get_task(config.task)(config)
         network = task.build_network(pretrained=False)
-        state = torch.load(path, map_location=device, weights_only=True)
-        network.load_state_dict(state["model"])
+        load_weights(network, load_checkpoint(path, device)["model"], path)
         return task, network.to(device).eval()

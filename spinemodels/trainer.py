@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import csv
 import math
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -53,11 +55,14 @@ class LoopState:
             "bad_epochs": self.bad_epochs,
             "stop": self.stop,
             "torch_rng": torch.get_rng_state(),
+            "numpy_rng": numpy_rng_state(),
+            "python_rng": python_rng_state(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
         }
 
     def restore(self, saved: dict) -> None:
-        """Continue from a ``last.pt`` dict."""
+        """Continue from a ``last.pt`` dict (one written before the NumPy and Python states were kept
+        restores the torch state only)."""
         unwrap(self.model).load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
@@ -65,9 +70,39 @@ class LoopState:
             self.scaler.load_state_dict(saved["scaler"])
         self.epoch, self.step = saved["epoch"], saved["step"]
         self.best_val_loss, self.bad_epochs, self.stop = saved["best_val_loss"], saved["bad_epochs"], saved["stop"]
-        torch.set_rng_state(saved["torch_rng"])
+        torch.set_rng_state(saved["torch_rng"].cpu())  # map_location may have moved it to the GPU
+        if saved.get("numpy_rng") is not None:
+            set_numpy_rng_state(saved["numpy_rng"])
+        if saved.get("python_rng") is not None:
+            set_python_rng_state(saved["python_rng"])
         if self.ema is not None and saved.get("ema") is not None:  # the run dir's config fixes ema_decay
             self.ema.load_state_dict(saved["ema"])
+
+
+def numpy_rng_state() -> dict:
+    """NumPy's global random state as plain data (lists and numbers: ``last.pt`` loads with
+    ``weights_only=True``)."""
+    kind, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
+    return {"kind": str(kind), "keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached_gaussian)}
+
+
+def set_numpy_rng_state(state: dict) -> None:
+    """Inverse of ``numpy_rng_state``."""
+    keys = np.asarray(state["keys"], dtype=np.uint32)
+    np.random.set_state((state["kind"], keys, int(state["pos"]), int(state["has_gauss"]),
+                         float(state["cached_gaussian"])))
+
+
+def python_rng_state() -> dict:
+    """Python's ``random`` state as plain data (a list of ints and numbers)."""
+    version, internal, gauss_next = random.getstate()
+    return {"version": int(version), "internal": list(internal), "gauss_next": gauss_next}
+
+
+def set_python_rng_state(state: dict) -> None:
+    """Inverse of ``python_rng_state``."""
+    random.setstate((int(state["version"]), tuple(int(v) for v in state["internal"]), state["gauss_next"]))
 
 
 def make_ema(model: torch.nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
@@ -182,20 +217,24 @@ def fit(task, state: LoopState, train_loader, val_loader, *, epochs: int, device
 
 
 class BestCheckpoint(Callback):
-    """Keep the weights with the lowest validation loss in ``best.pt``; count epochs without progress."""
+    """Keep the weights inference uses in ``best.pt``: those with the lowest validation loss (``keep="best"``)
+    or the last epoch's (``keep="last"``: a fixed schedule, no choice made on a small validation fold).
+    Counts epochs without progress either way."""
 
-    def __init__(self, path: Path, write: bool = True):
-        self.path, self.write = Path(path), write
+    def __init__(self, path: Path, write: bool = True, keep: str = "best"):
+        if keep not in ("best", "last"):
+            raise ValueError(f"keep must be 'best' or 'last', got {keep!r}")
+        self.path, self.write, self.keep = Path(path), write, keep
 
     def on_epoch_end(self, state, row, predictions):
         state.improved = row["val_loss"] < state.best_val_loss
         if state.improved:
             state.best_val_loss, state.bad_epochs = row["val_loss"], 0
-            if self.write:
-                torch.save({"model": unwrap(state.evaluated).state_dict(), "epoch": state.epoch,
-                            "val_loss": row["val_loss"]}, self.path)
         else:
             state.bad_epochs += 1
+        if self.write and (state.improved or self.keep == "last"):
+            torch.save({"model": unwrap(state.evaluated).state_dict(), "epoch": state.epoch,
+                        "val_loss": row["val_loss"]}, self.path)
 
 
 class EarlyStopping(Callback):

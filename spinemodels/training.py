@@ -18,7 +18,17 @@ from spinemodels.data.sampling import EpochSampler, ShardSampler
 from spinemodels.folds import assign_folds
 from spinemodels.memory import preflight
 from spinemodels.registry import Task, get_task
-from spinemodels.rundir import BEST_FILE, LAST_FILE, METRICS_FILE, OOF_FILE, RunDir, RunDirError
+from spinemodels.rundir import (
+    BEST_FILE,
+    LAST_FILE,
+    METRICS_FILE,
+    OOF_FILE,
+    RunDir,
+    RunDirError,
+    load_checkpoint,
+    load_weights,
+    one_line,
+)
 from spinemodels.trainer import (
     BestCheckpoint,
     EarlyStopping,
@@ -116,9 +126,25 @@ def train(config: TrainConfig, data: Any, out: str | Path, *, fold: int | None =
         source = str(data) if isinstance(data, str | Path) else dataset
         for k in folds_to_train(config, fold):
             _train_fold(task, dataset, source, run, folds, k, info, resume=resume, progress=progress)
+        if info.is_main:
+            task.after_run(run)
         return run
     finally:
         distributed.teardown(info)
+
+
+LAST_KEYS = ("model", "optimizer", "scheduler", "epoch", "step", "best_val_loss", "bad_epochs", "stop", "torch_rng")
+"""Keys a ``last.pt`` must have to resume from."""
+
+
+def resume_from(state: LoopState, path: Path, device: torch.device) -> None:
+    """Restore ``state`` from the ``last.pt`` at ``path``, loaded as plain data (``load_checkpoint``: a planted
+    file cannot run code); ``RunDirError`` (one line) for a file that is not a checkpoint of this run."""
+    saved = load_checkpoint(path, device, required=LAST_KEYS)
+    try:
+        state.restore(saved)
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as error:
+        raise RunDirError(f"{path} does not fit this run, cannot resume from it ({one_line(error)})") from error
 
 
 def _train_fold(task: Task, dataset, source, run: RunDir, folds, k: int, info: distributed.DistInfo, *,
@@ -136,11 +162,14 @@ def _train_fold(task: Task, dataset, source, run: RunDir, folds, k: int, info: d
     seed_everything(seed)
     train_ids = folds.loc[folds["fold"] != k, "study_id"].tolist()
     val_ids = folds.loc[folds["fold"] == k, "study_id"].tolist()
-    train_loader = make_loader(task.build_dataset(dataset, source, train_ids, train=True), config.train.batch_size,
-                               shuffle=True, num_workers=config.train.num_workers, seed=seed, info=info)
+    train_set = task.build_dataset(dataset, source, train_ids, train=True)
+    train_loader = make_loader(train_set, config.train.batch_size, shuffle=True,
+                               num_workers=config.train.num_workers, seed=seed, info=info)
     val_loader = make_loader(task.build_dataset(dataset, source, val_ids, train=False), config.train.batch_size,
                              shuffle=False, num_workers=config.train.num_workers, seed=seed, info=info)
-    network = task.build_network().to(info.device)
+    network = task.build_network()
+    task.prepare_network(network, train_set)
+    network = network.to(info.device)
     on_cuda = info.device.type == "cuda"
     channels_last = config.train.channels_last and on_cuda
     if channels_last:
@@ -152,11 +181,11 @@ def _train_fold(task: Task, dataset, source, run: RunDir, folds, k: int, info: d
     state = LoopState(model=distributed.wrap(network, info), optimizer=optimizer, scheduler=scheduler,
                       scaler=scaler, ema=make_ema(network, config.optim.ema_decay))
     if resume and last_path.is_file():
-        state.restore(torch.load(last_path, map_location=info.device, weights_only=False))
+        resume_from(state, last_path, info.device)
     preflight(task, network, optimizer, train_loader, info.device, amp=amp, channels_last=channels_last)
     write = info.is_main
     callbacks = (
-        BestCheckpoint(fold_dir / BEST_FILE, write),
+        BestCheckpoint(fold_dir / BEST_FILE, write, keep=config.train.checkpoint),
         EarlyStopping(config.train.patience),
         LastCheckpoint(last_path, write),
         MetricsCSV(fold_dir / METRICS_FILE, write),
@@ -164,8 +193,8 @@ def _train_fold(task: Task, dataset, source, run: RunDir, folds, k: int, info: d
     )
     fit(task, state, train_loader, val_loader, epochs=config.train.epochs, device=info.device, amp=amp,
         channels_last=channels_last, grad_clip=config.optim.grad_clip, callbacks=callbacks, info=info)
-    best = torch.load(fold_dir / BEST_FILE, map_location="cpu", weights_only=True) if write else None
-    network.load_state_dict(distributed.from_main(best, info)["model"])  # other nodes may not see rank 0's files
+    best = load_checkpoint(fold_dir / BEST_FILE) if write else None  # other nodes may not see rank 0's files
+    load_weights(network, distributed.from_main(best, info)["model"], fold_dir / BEST_FILE)
     _, predictions = validate(task, network, val_loader, info.device, amp, channels_last, info)
     if not write:
         return

@@ -13,11 +13,14 @@ from spinedata.constants import CONDITIONS, LEVELS, SEVERITY_WEIGHTS, TARGETS, t
 from spinedata.crops import crop_around
 from spinedata.errors import ConfigError
 from spinedata.metric import score, weighted_log_loss
+from spinemodels.calibration import Calibration, weighted_prior_logits
 from spinemodels.classify import ClassifyError, classify
 from spinemodels.config import config_from_dict
 from spinemodels.data.grading import GRADE_GROUPS, CropSettings, GradeDataset, make_grade_samples
+from spinemodels.data.views import points_for_group
+from spinemodels.grade_audit import audit_grades
 from spinemodels.grading_loss import any_severe_loss, weighted_cross_entropy
-from spinemodels.networks.grader import SliceSequenceGrader
+from spinemodels.networks.grader import SliceSequenceGrader, grid_outputs
 from spinemodels.rundir import RunDir
 from spinemodels.training import train
 
@@ -90,12 +93,31 @@ def test_training_items_are_augmented_reproducibly_and_missing_points_masked(fak
 
 
 def test_network_shapes_and_gradients():
-    net = SliceSequenceGrader("resnet10t", pretrained=False, d_model=16, n_layers=1, n_heads=2)
-    crops = torch.rand(2, 5, 2, 3, 24, 24, requires_grad=True)
-    logits = net(crops)
-    assert logits.shape == (2, 5, 2, 3) and net.features(crops).shape == (2, 5, 2, 16)
-    logits.sum().backward()
+    net = SliceSequenceGrader("resnet10t", pretrained=False, d_model=16, n_layers=1, n_heads=2, n_sides=2)
+    crops = torch.rand(6, 3, 24, 24, requires_grad=True)
+    level, side = torch.tensor([0, 1, 2, 3, 4, 4]), torch.tensor([0, 1, 0, 1, 0, 1])
+    logits = net(crops, level, side)
+    assert logits.shape == (6, 3) and net.features(crops, level, side).shape == (6, 16)
+    (logits * torch.randn_like(logits)).sum().backward()
     assert crops.grad is not None and torch.isfinite(crops.grad).all()
+    grid = torch.rand(2, 5, 2, 3, 24, 24)
+    features, grid_logits = grid_outputs(net.eval(), grid)
+    assert features.shape == (2, 5, 2, 16) and grid_logits.shape == (2, 5, 2, 3)
+    # the grid is the per-level network applied to each (level, side) with its ids
+    one = net(grid[1, 3, 1][None], torch.tensor([3]), torch.tensor([1]))
+    torch.testing.assert_close(grid_logits[1, 3, 1], one[0])
+
+
+def test_untrained_grader_predicts_the_weighted_priors_of_its_level_and_side():
+    net = SliceSequenceGrader("resnet10t", pretrained=False, d_model=16, n_layers=1, n_heads=2, n_sides=2).eval()
+    counts = np.zeros((5, 2, 3))
+    counts[..., 0], counts[3, 1] = 10, [4, 3, 1]
+    net.prior_logit.copy_(torch.as_tensor(weighted_prior_logits(counts), dtype=torch.float32))
+    probs = net(torch.rand(2, 3, 24, 24), torch.tensor([3, 0]), torch.tensor([1, 0])).softmax(-1).detach().numpy()
+    w = np.array([4.5, 3.5, 1.5]) * SEVERITY_WEIGHTS
+    np.testing.assert_allclose(probs[0], w / w.sum(), rtol=1e-5)
+    w = np.array([10.5, 0.5, 0.5]) * SEVERITY_WEIGHTS
+    np.testing.assert_allclose(probs[1], w / w.sum(), rtol=1e-5)
 
 
 def test_losses_equal_the_metric_on_the_same_probabilities():
@@ -164,7 +186,16 @@ def test_classify_without_a_group_run_uses_priors_and_refuses_other_runs(runs, f
     submission, warnings = classify(fake, fake.labels, [runs["grade_spinal"]], study_ids=val_ids, progress=False)
     assert len(submission) == 25 * len(val_ids)
     assert any("no grading run for foraminal" in w for w in warnings)
-    # inference crops and predictions are exactly those of validation (same points, same fold model)
+    # inference crops and predictions are exactly those of validation (same points, same fold model), with
+    # the run's calibration (fitted on that out-of-fold table) applied as classify applies it
+    calibration = Calibration.load(RunDir(runs["grade_spinal"]).path / "calibration.json")
+    assert set(calibration.temperature) == {"spinal"}
+    for _, rows in oof.groupby("study_id"):
+        probs = calibration.apply(CONDITIONS[0], rows[["normal_mild", "moderate", "severe"]].to_numpy())
+        order = [LEVELS.index(level) for level in rows["level"]]
+        grid = np.full((5, 3), np.nan)
+        grid[order] = probs
+        oof.loc[rows.index, ["normal_mild", "moderate", "severe"]] = calibration.apply_study_spinal(grid)[order]
     oof["row_id"] = oof["study_id"] + "_" + [target_name(c, lv) for c, lv in zip(oof["condition"], oof["level"],
                                                                                  strict=True)]
     merged = oof.merge(submission, on="row_id", suffixes=("_oof", ""))
@@ -222,3 +253,72 @@ def test_master_starts_from_the_graders_and_grades_conditions_without_a_crop(run
     np.testing.assert_allclose(submission[["normal_mild", "moderate", "severe"]].sum(axis=1), 1.0)
     with pytest.raises(ConfigError, match="same train.n_folds and train.seed"):  # another split: refused
         train(config_from_dict(master_config(runs), ["train.n_folds=3"]), fake, tmp_path / "m3", progress=False)
+
+
+def test_grade_audit_lists_labels_far_from_the_out_of_fold_grades():
+    oof = pd.DataFrame({"study_id": ["a", "a", "b", "b"], "condition": [CONDITIONS[0]] * 4,
+                        "level": LEVELS[:2] * 2, "normal_mild": [0.9, 0.1, 0.5, 0.2], "moderate": [0.05, 0.1, 0.3, 0.3],
+                        "severe": [0.05, 0.8, 0.2, 0.5], "target": [2, 0, 1, -1]})
+    found = audit_grades(oof)
+    # expected grades 0.15 (label 2: off 1.85), 1.7 (label 0: off 1.7), 0.7 (label 1: off 0.3), unlabelled
+    assert list(zip(found["study_id"], found["level"], found["label"], strict=True)) == [
+        ("a", LEVELS[0], "Severe"), ("a", LEVELS[1], "Normal/Mild")]
+    np.testing.assert_allclose(found["expected_grade"], [0.15, 1.7])
+    np.testing.assert_allclose(found["p_label"], [0.05, 0.1])
+
+
+@pytest.mark.slow
+def test_training_leaves_out_the_excluded_labels_and_the_cli_writes_them(runs, fake, tmp_path):
+    from cli.app import app
+
+    findings = tmp_path / "grades.csv"
+    result = CliRunner().invoke(app, ["audit", str(tmp_path / "store.zarr"), "--grades", str(runs["grade_spinal"]),
+                                      "--grade-findings", str(findings)])
+    assert result.exit_code == 0, result.output
+    written = pd.read_csv(findings, dtype={"study_id": str})
+    assert list(written.columns)[:3] == ["study_id", "condition", "level"]
+    folds = RunDir(runs["grade_spinal"]).folds()
+    trained_on = folds.loc[folds["fold"] != 0, "study_id"].astype(str).iloc[0]  # a study of fold 0's training
+    excluded = pd.DataFrame({"study_id": [trained_on] * 2, "condition": [CONDITIONS[0]] * 2, "level": LEVELS[:2]})
+    excluded.to_csv(findings, index=False)
+    config = tiny_config("grade_spinal")
+    config["data"]["exclude_labels"] = str(findings)
+    run = train(config_from_dict(config), fake, tmp_path / "run", progress=False)
+    shown = pd.read_csv(run.fold_dir(0) / "train_counts.csv")["count"].sum()
+    base = pd.read_csv(RunDir(runs["grade_spinal"]).fold_dir(0) / "train_counts.csv")["count"].sum()
+    assert shown == base - 2
+
+
+def test_cross_view_points_lie_in_the_axial_stack_that_contains_them(fake):
+    group = GRADE_GROUPS["spinal_axial"]
+    points = points_for_group(fake, fake.labels, group)
+    spinal = fake.labels[fake.labels["condition"] == CONDITIONS[0]]
+    assert len(points) == len(spinal) and set(points["condition"]) == {CONDITIONS[0]}
+    for row in points.itertuples():
+        series = fake.study(row.study_id).series[row.series_id]
+        assert series.role == "Axial T2"
+        projection = series.stacks[row.stack].project(np.array([row.world_x, row.world_y, row.world_z]))
+        assert projection.inside
+    # same world points as the sagittal labels: only the stack changed
+    key = ["study_id", "level"]
+    merged = points.merge(spinal, on=key, suffixes=("", "_sag"))
+    np.testing.assert_array_equal(merged[["world_x", "world_y", "world_z"]].to_numpy(),
+                                  merged[["world_x_sag", "world_y_sag", "world_z_sag"]].to_numpy())
+    # a point no axial stack contains is left out
+    far = spinal.assign(world_z=spinal["world_z"] + 500.0)
+    assert points_for_group(fake, far, group).empty
+
+
+@pytest.mark.slow
+def test_cross_view_grader_trains_and_classify_averages_it_with_the_sagittal_one(runs, fake, tmp_path):
+    axial = train(config_from_dict(tiny_config("grade_spinal_axial")), fake, tmp_path / "axial", progress=False).path
+    val_ids = sorted(RunDir(axial).folds().query("fold == 0")["study_id"].astype(str))
+    both, warnings = classify(fake, fake.labels, [runs["grade_spinal"], axial], study_ids=val_ids, progress=False)
+    alone, _ = classify(fake, fake.labels, [runs["grade_spinal"]], study_ids=val_ids, progress=False)
+    axial_only, _ = classify(fake, fake.labels, [axial], study_ids=val_ids, progress=False)
+    assert not any("spinal_axial" in w for w in warnings)
+    spinal_rows = both["row_id"].str.contains("spinal")
+    columns = ["normal_mild", "moderate", "severe"]
+    mean = (alone.loc[spinal_rows, columns].to_numpy() + axial_only.loc[spinal_rows, columns].to_numpy()) / 2
+    np.testing.assert_allclose(both.loc[spinal_rows, columns].to_numpy(), mean / mean.sum(1, keepdims=True),
+                               atol=1e-6)

@@ -25,8 +25,8 @@ import spinedata as sd
 from cli.app import app
 from spinedata.constants import TARGETS
 from spinedata.dicomio import read_header, read_stack
-from spinedata.errors import DataLayoutError
-from spinedata.ingest import ingest
+from spinedata.errors import DataLayoutError, OutputPathError
+from spinedata.ingest import check_report_path, ingest
 from spinedata.report import read_report
 from spinedata.store.layout import STAGING
 from spinedata.store.writer import StudyWriter
@@ -164,6 +164,50 @@ def test_bad_input_is_reported_and_the_rest_ingested(dataset, tmp_path):
     labels = ds.labels
     assert len(labels) == 3 and (labels["stack"] == -1).sum() == 2  # instances 1 and 2 of 1001 are gone
     assert labels.loc[labels["stack"] == -1, ["world_x", "world_y", "world_z"]].isna().all(axis=None)
+
+
+def test_ids_that_would_leave_the_store_are_report_lines(dataset, tmp_path):
+    """Ids from the three CSVs and from folder names that are not one plain path component are left out
+    with a report line; nothing of them reaches the store."""
+    data, _ = dataset
+    with open(data / "train_series_descriptions.csv", "a") as handle:
+        handle.write("../1001,10011,Sagittal T2/STIR\n1002,/etc,Axial T2\n")
+    with open(data / "train_label_coordinates.csv", "a") as handle:
+        handle.write("..,10011,2,Spinal Canal Stenosis,L2/L3,3,4\n1001,../../x,2,Spinal Canal Stenosis,L2/L3,3,4\n")
+    with open(data / "train.csv", "a") as handle:
+        handle.write(",".join(("../../x", *["Normal/Mild"] * len(TARGETS))) + "\n")
+    write_competition_series(data / "train_images" / "1002" / "a\\b", study_uid="1", n_slices=2)
+    result = ingest(data, tmp_path / "out.zarr", workers=1)
+    left_out = {(name, study, series, reason.split(":")[0]) for name, study, series, reason in reasons(result)
+                if "cannot name a store entry" in reason}  # fmt: skip
+    assert left_out == {
+        ("train_series_descriptions.csv", "../1001", "10011", "series row left out"),
+        ("train_series_descriptions.csv", "1002", "/etc", "series row left out"),
+        ("train_label_coordinates.csv", "..", "10011", "label row left out"),
+        ("train_label_coordinates.csv", "1001", "../../x", "label row left out"),
+        ("train.csv", "../../x", "", "target row left out"),
+        ("a\\b", "1002", "a\\b", "series id 'a\\\\b' cannot name a store entry"),
+    }
+    assert not any(line.study_id.startswith((".", "/")) or line.series_id.startswith((".", "/"))
+                   for line in result.skipped if "cannot name a store entry" not in line.reason)  # fmt: skip
+    ds = sd.open_dataset(tmp_path / "out.zarr")
+    assert ds.study_ids == ["1001", "1002"] and sorted(ds.study("1002").series) == ["10021", "10022"]
+    assert sorted(ds.targets["study_id"]) == ["1001", "1002"]
+    assert sorted(ds.labels["study_id"]) == ["1001", "1002"] and (ds.labels["stack"] >= 0).all()
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")
+def test_dicom_uids_that_would_leave_the_store_are_report_lines(tmp_path):
+    folder = tmp_path / "dump"
+    t = write_competition_series(folder, study_uid=generate_uid(), n_slices=3)
+    bad = pydicom.dcmread(t.paths[0])
+    bad.StudyInstanceUID = "../../x"
+    bad.save_as(t.paths[0])
+    result = ingest(folder, tmp_path / "out.zarr", workers=1)
+    assert [(name, study, r.split(":")[0]) for name, study, _, r in reasons(result)] == [
+        (t.paths[0].name, "../../x", "StudyInstanceUID '../../x' cannot name a store entry")
+    ]
+    assert result.n_complete == 1 and not (tmp_path / "x").exists()
 
 
 def test_resume_after_interruption(dataset, tmp_path):
@@ -428,6 +472,67 @@ def test_cli_exit_codes_and_info(dataset, tmp_path):
     assert detail.exit_code == 0
     assert "6x20x24" in detail.output and "0.6 x 0.9 x 4" in detail.output and "sagittal" in detail.output
     assert "4x16x16" in detail.output and "axial" in detail.output
+
+
+def _spine(argv, monkeypatch, capsys) -> tuple[int, str]:
+    """Run ``spine ARGV`` as the console script does: (exit code, stderr)."""
+    from cli.errors import run_app
+
+    monkeypatch.setattr(sys, "argv", ["spine", *argv])
+    monkeypatch.delenv("SPINE_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as info:
+        run_app(app)
+    return info.value.code, capsys.readouterr().err.strip()
+
+
+REPORT_REFUSALS = {
+    "an input CSV": ("{data}/train_label_coordinates.csv", "lies inside the input folder"),
+    "a new file in the input folder": ("{data}/train_images/r.csv", "lies inside the input folder"),
+    "the store's root metadata": ("{out}/zarr.json", "lies inside the store"),
+    "a new file in the store": ("{out}/studies/r.csv", "lies inside the store"),
+    "a folder": ("{tmp}/folder", "is a folder"),
+    "a file that is not a report": ("{tmp}/notes.txt", "exists and is not an ingest report"),
+    "an input CSV linked from the input folder": ("{tmp}/elsewhere/train.csv", "exists and is not an ingest report"),
+    "a path below a file": ("{tmp}/notes.txt/r.csv", "is a file, not a folder"),
+}
+
+
+@pytest.mark.parametrize("case", REPORT_REFUSALS)
+def test_a_report_path_that_would_destroy_data_is_refused_before_any_work(dataset, tmp_path, monkeypatch,
+                                                                          capsys, case):  # fmt: skip
+    data, _ = dataset
+    out = tmp_path / "out.zarr"
+    assert ingest(data, out, workers=1).n_complete == 2  # an existing store, to resume
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "notes.txt").write_text("keep me\n")
+    (tmp_path / "elsewhere").mkdir()
+    shutil.move(data / "train.csv", tmp_path / "elsewhere" / "train.csv")
+    (data / "train.csv").symlink_to(tmp_path / "elsewhere" / "train.csv")
+    shutil.rmtree(out / "studies" / "1002")  # work a resumed run would do
+    files = sorted(path for path in tmp_path.rglob("*") if path.is_file())
+    before = {path: path.read_bytes() for path in files}
+    template, message = REPORT_REFUSALS[case]
+    report = template.format(data=data, out=out, tmp=tmp_path)
+    code, err = _spine(["ingest", str(data), str(out), "--workers", "1", "--report", report], monkeypatch, capsys)
+    assert code == 1 and err.startswith(f"error: --report {report!r} ") and message in err and "\n" not in err
+    with pytest.raises(OutputPathError, match=message):  # the library refuses it as well
+        ingest(data, out, workers=1, report=report)
+    assert sorted(path for path in tmp_path.rglob("*") if path.is_file()) == files  # nothing written
+    assert {path: path.read_bytes() for path in files} == before  # nothing overwritten
+    assert sd.open_dataset(out).study_ids == ["1001"]  # nothing ingested: refused before any work
+
+
+def test_a_report_may_replace_an_earlier_report_or_go_to_its_default_place(dataset, tmp_path, monkeypatch, capsys):
+    data, _ = dataset
+    out = tmp_path / "out.zarr"
+    report = tmp_path / "reports" / "r.csv"
+    assert ingest(data, out, workers=1, report=report).report == report  # a new folder is created
+    (data / "train_images" / "stray.dcm").write_text("x")
+    code, _ = _spine(["ingest", str(data), str(out), "--workers", "1", "--report", str(report)], monkeypatch, capsys)
+    assert code == 0 and [Path(s.path).name for s in read_report(report)] == ["stray.dcm"]  # replaced
+    default = out / "ingest_report.csv"
+    assert ingest(data, out, workers=1, report=default).report == default and len(read_report(default)) == 1
+    assert check_report_path(data, out, None) == default
 
 
 def test_cli_shows_a_progress_bar_on_a_terminal(dataset, tmp_path, monkeypatch, capsys):

@@ -94,6 +94,22 @@ def test_a_wrong_config_key_is_one_line_error(store, configs, tmp_path, monkeypa
     assert err.startswith("error: ") and "unknown key optim.learning_rate; valid keys of optim" in err
 
 
+def test_resume_from_a_planted_last_pt_is_one_line_error(store, configs, tmp_path, monkeypatch, capsys):
+    from test_spinemodels_training import plant
+
+    marker = tmp_path / "planted_ran"
+    plant(tmp_path / "run" / "fold_0" / "last.pt", marker)
+    monkeypatch.setattr(sys, "argv", ["spine", "train", str(configs["slice_finder"]), "--data", str(store),
+                                      "--out", str(tmp_path / "run"), "--resume", "--no-progress"])
+    monkeypatch.delenv("SPINE_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as info:
+        run_app(app)
+    assert info.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: refused to load ") and "last.pt" in err and "\n" not in err
+    assert not marker.exists()
+
+
 def test_a_run_that_cannot_fit_memory_is_one_line_error(store, configs, tmp_path, monkeypatch, capsys):
     from spinemodels import memory
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import pickle
+import random
+from pathlib import Path
+
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -9,8 +14,8 @@ from spinemodels_fakes import make_fake_dataset, one_torch_thread  # noqa: F401
 
 from spinedata.errors import ConfigError
 from spinemodels.config import config_from_dict
-from spinemodels.rundir import RunDir, RunDirError
-from spinemodels.trainer import BestCheckpoint, Callback, LoopState, fit, make_ema
+from spinemodels.rundir import RunDir, RunDirError, load_checkpoint
+from spinemodels.trainer import BestCheckpoint, Callback, LastCheckpoint, LoopState, fit, make_ema
 from spinemodels.training import lr_factor, train
 
 TINY_TRAIN = {"epochs": 2, "batch_size": 3, "n_folds": 2, "folds": [0], "num_workers": 0, "patience": 0}
@@ -175,7 +180,84 @@ def test_training_with_a_weight_average_resumes_exactly(fake, tmp_path):
     resumed, reference = run.metrics(0), RunDir(tmp_path / "straight").metrics(0)
     pd.testing.assert_frame_equal(resumed.drop(columns=["seconds", "samples_per_s"]),
                                   reference.drop(columns=["seconds", "samples_per_s"]), atol=1e-5, rtol=1e-4)
-    last = torch.load(run.fold_dir(0) / "last.pt", weights_only=False)
+    last = torch.load(run.fold_dir(0) / "last.pt", weights_only=True)
     assert last["ema"] is not None
     best = torch.load(run.fold_dir(0) / "best.pt", weights_only=True)
     assert best["val_loss"] == pytest.approx(resumed["val_loss"].min())
+
+
+class Planted:
+    """Unpickling this creates ``marker``: what a planted checkpoint could do with ``weights_only=False``."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)
+
+
+def plant(path: Path, marker: Path, *, legacy: bool = False) -> None:
+    """Write a checkpoint-looking file at ``path`` whose unpickling would create ``marker``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"model": Planted(marker), "epoch": 1}
+    if legacy:
+        path.write_bytes(pickle.dumps(payload))
+    else:
+        torch.save(payload, path)
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["torch.save", "plain pickle"])
+def test_a_planted_last_pt_is_refused_without_running_it(fake, tmp_path, legacy):
+    marker = tmp_path / "planted_ran"
+    plant(tmp_path / "run" / "fold_0" / "last.pt", marker, legacy=legacy)
+    with pytest.raises(RunDirError, match=r"refused to load .*last\.pt: not a checkpoint of plain") as info:
+        train(config_from_dict(TINY["slice_finder"]), fake, tmp_path / "run", progress=False, resume=True)
+    assert "\n" not in str(info.value)
+    assert not marker.exists()
+    last = tmp_path / "run" / "fold_0" / "last.pt"
+    pickle.loads(last.read_bytes()) if legacy else torch.load(last, weights_only=False)  # the unsafe way
+    assert marker.exists()  # runs the payload: the refusal above is what kept it from running
+
+
+def test_a_planted_best_pt_is_refused_without_running_it(fake, tmp_path):
+    run = train(config_from_dict(TINY["slice_finder"], ["train.epochs=1"]), fake, tmp_path / "run", progress=False)
+    marker = tmp_path / "planted_ran"
+    plant(run.fold_dir(0) / "best.pt", marker)
+    with pytest.raises(RunDirError, match=r"refused to load .*best\.pt"):
+        run.load_network(0)
+    assert not marker.exists()
+
+
+def _garble(path: Path, how: str) -> None:
+    good = path.read_bytes()
+    garbled = {"empty": b"", "text": b"not a checkpoint\n", "truncated": good[: len(good) // 2]}
+    if how == "list":
+        torch.save([1, 2, 3], path)
+    elif how == "other model":
+        torch.save({**torch.load(path, weights_only=True), "model": {"weight": torch.zeros(2)}}, path)
+    else:
+        path.write_bytes(garbled[how])
+
+
+@pytest.mark.parametrize("how", ["empty", "text", "truncated", "list", "other model"])
+def test_a_garbled_last_pt_is_a_one_line_error(fake, tmp_path, how):
+    config = config_from_dict(TINY["slice_finder"], ["train.epochs=1"])
+    run = train(config, fake, tmp_path / "run", progress=False)
+    _garble(run.fold_dir(0) / "last.pt", how)
+    with pytest.raises(RunDirError, match=r"last\.pt") as info:
+        train(config_from_dict(TINY["slice_finder"]), fake, tmp_path / "run", progress=False, resume=True)
+    assert "\n" not in str(info.value)
+    assert run.metrics(0)["epoch"].tolist() == [1]  # nothing was trained on top of it
+
+
+def test_last_pt_keeps_every_random_state_as_plain_data(tmp_path):
+    model = torch.nn.Linear(3, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    state = LoopState(model=model, optimizer=optimizer, scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 1),
+                      scaler=torch.amp.GradScaler("cpu", enabled=False))  # fmt: skip
+    random.seed(1), np.random.seed(2), torch.manual_seed(3)
+    LastCheckpoint(tmp_path / "last.pt").on_epoch_end(state, {}, None)
+    expected = (random.random(), np.random.random(), torch.rand(1))
+    random.seed(9), np.random.seed(9), torch.manual_seed(9)
+    state.restore(load_checkpoint(tmp_path / "last.pt"))
+    assert (random.random(), np.random.random(), torch.rand(1)) == expected

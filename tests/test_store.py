@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 
 import numpy as np
 import pandas as pd
@@ -14,7 +15,8 @@ import zarr
 import spinedata as sd
 from spinedata.errors import StoreError
 from spinedata.geometry import StackGeometry
-from spinedata.store import StudyWriter, create_or_open_store, open_dataset
+from spinedata.ids import check_id
+from spinedata.store import Series, Study, StudyWriter, create_or_open_store, open_dataset
 from spinedata.store.layout import STAGING
 from spinedata.store.tables import read_table, replace_table
 from spinedata.store.writer import IngestLock, clean_stale, complete_study_ids
@@ -154,10 +156,57 @@ def test_study_ids_sort_numerically_and_commit_refuses_overwrite(store):
         write_study(store, "9")
 
 
-@pytest.mark.parametrize("bad", ["", "a/b", ".hidden", "__x"])
-def test_bad_ids_are_refused(store, bad):
+BAD_IDS = ["", ".", "..", "../x", "a/b", "/abs", "a\\b", "..\\x", "x\x00y", "x\ny", ".hidden", "__x"]
+"""Ids that are not one plain path component (or are reserved names of Zarr)."""
+
+
+@pytest.mark.parametrize("bad", BAD_IDS)
+def test_bad_ids_are_refused_by_the_writer(store, bad):
     with pytest.raises(StoreError, match="cannot name"):
         StudyWriter(store, bad)
+    with StudyWriter(store, "7") as writer, pytest.raises(StoreError, match="series id .* cannot name"):
+        writer.add_series(bad, description="", role=None, series_uid="")
+    assert not any((store / STAGING).iterdir())  # nothing written for the refused ids
+    assert check_id("study id", "1.2.840.113619.2") == "1.2.840.113619.2"
+
+
+def _bait(folder):
+    """A folder outside ``studies/`` that a reader would take for a complete study with one series."""
+    for node, attrs in ((folder, {"complete": True}), (folder / "42", {"description": "bait"})):
+        node.mkdir(parents=True)
+        (node / "zarr.json").write_text(json.dumps({"zarr_format": 3, "node_type": "group", "attributes": attrs}))
+    return folder
+
+
+@pytest.mark.parametrize("how", ["parent", "absolute", "store root"])
+def test_the_reader_never_reads_outside_studies(store, how):
+    write_study(store)
+    bait = _bait(store / "bait" if how == "store root" else store.parent / "bait")
+    sid = {"parent": "../../bait", "absolute": str(bait), "store root": "../bait"}[how]
+    assert (store / "studies" / sid).resolve() == bait.resolve()  # where the id would lead
+    ds = open_dataset(store)
+    with pytest.raises(StoreError, match="study id .* cannot name a store entry"):
+        ds.study(sid)
+    with pytest.raises(StoreError, match="cannot name a store entry"):
+        Study(store, sid)
+    with pytest.raises(StoreError, match="series id '..' cannot name a store entry"):
+        Series(store, "7", "..")
+    assert sid not in ds and ds.study("7").series["42"].stacks  # the store itself still reads
+
+
+def test_spine_info_refuses_an_id_that_leaves_the_store(store, monkeypatch, capsys):
+    from cli.app import app
+    from cli.errors import run_app
+
+    write_study(store)
+    _bait(store.parent / "bait")
+    monkeypatch.setattr(sys, "argv", ["spine", "info", str(store), "../../bait"])
+    monkeypatch.delenv("SPINE_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as info:
+        run_app(app)
+    assert info.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: study id '../../bait' cannot name a store entry") and "\n" not in err
 
 
 def test_open_dataset_errors(tmp_path, store):

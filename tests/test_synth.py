@@ -20,6 +20,7 @@ from spinedata.constants import (
     SEVERITIES,
     SUBMISSION_COLUMNS,
     TARGETS,
+    target_name,
 )
 from spinedata.errors import ConfigError
 from spinedata.synth import SynthOptions, generate
@@ -219,6 +220,30 @@ def test_flaws_of_the_real_data(tmp_path: Path) -> None:
             if 0 <= target < len(LEVELS):
                 point = study_truth[study_truth["level"] == LEVELS[target]][["world_x", "world_y", "world_z"]]
                 assert np.linalg.norm(point.to_numpy(float)[0] - world) < 5.0  # within half a slice + in plane
+
+
+def test_wrong_grades_change_only_the_written_targets(tmp_path: Path) -> None:
+    clean, noisy = tmp_path / "clean", tmp_path / "noisy"
+    generate(clean, 4, 9, **TINY)
+    generate(noisy, 4, 9, grade_noise_fraction=0.3, **TINY)
+    flaws = pd.read_csv(noisy / "synth_flaws.csv", dtype={"study_id": str})
+    wrong = flaws[flaws["flaw"] == "wrong_grade"]
+    assert 10 <= len(wrong) <= 50  # 30 % of 100 training targets
+    written = pd.read_csv(noisy / "train.csv", dtype={"study_id": str}).set_index("study_id")
+    true = pd.read_csv(clean / "train.csv", dtype={"study_id": str}).set_index("study_id")
+    changed = {(s, t) for s in written.index for t in written.columns if written.at[s, t] != true.at[s, t]}
+    listed = set()
+    for row in wrong.itertuples():
+        condition_level, grades = row.detail.split(": ")
+        condition, level = condition_level.rsplit(" ", 1)
+        was, now = grades.split(" written as ")
+        target = target_name(condition, level)
+        assert true.at[row.study_id, target] == was and written.at[row.study_id, target] == now != was
+        listed.add((row.study_id, target))
+    assert changed == listed
+    # the truth, the images and the labels are those of the clean dataset
+    for name in ("synth_truth.csv", "train_label_coordinates.csv"):
+        assert (clean / name).read_bytes() == (noisy / name).read_bytes()
 
 
 def test_options_are_validated(tmp_path: Path) -> None:

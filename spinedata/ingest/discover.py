@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spinedata.dicomio import Skipped, SliceHeader, read_headers
-from spinedata.errors import DataLayoutError, DicomReadError, StoreError
+from spinedata.errors import DataLayoutError, DicomReadError
+from spinedata.ids import id_problem
 from spinedata.labels import read_series_descriptions
-from spinedata.store.layout import check_node_name
 
 SPLITS = ("train", "test")
 LAYOUT_COMPETITION = "competition"
@@ -71,15 +71,6 @@ def _files_under(folder: Path) -> list[str]:
     return found
 
 
-def _valid_id(kind: str, name: str) -> str | None:
-    """``None`` if ``name`` can be a store id, else the reason it cannot."""
-    try:
-        check_node_name(kind, name)
-    except StoreError as error:
-        return str(error)
-    return None
-
-
 def discover_competition(data_dir: Path, split: str) -> Discovery:
     """Jobs from ``<split>_images/<study>/<series>/`` and ``<split>_series_descriptions.csv``."""
     images = data_dir / f"{split}_images"
@@ -87,7 +78,9 @@ def discover_competition(data_dir: Path, split: str) -> Discovery:
     skipped: list[Skipped] = []
     descriptions: dict[tuple[str, str], str] = {}
     if csv_path.is_file():
-        for study_id, series_id, description in read_series_descriptions(csv_path):
+        rows, bad_rows = read_series_descriptions(csv_path)
+        skipped.extend(bad_rows)
+        for study_id, series_id, description in rows:
             descriptions[(study_id, series_id)] = description
     else:
         skipped.append(
@@ -98,7 +91,7 @@ def discover_competition(data_dir: Path, split: str) -> Discovery:
         if not study_dir.is_dir():
             skipped.append(Skipped(path=str(study_dir), reason="not inside a <study_id>/<series_id>/ folder"))
             continue
-        reason = _valid_id("study id", study_dir.name)
+        reason = id_problem("study id", study_dir.name)
         if reason:
             skipped.append(Skipped(path=str(study_dir), reason=reason, study_id=study_dir.name))
             continue
@@ -109,7 +102,7 @@ def discover_competition(data_dir: Path, split: str) -> Discovery:
                     Skipped(path=str(series_dir), reason="not inside a <series_id>/ folder", study_id=study_dir.name)
                 )
                 continue
-            reason = _valid_id("series id", series_dir.name)
+            reason = id_problem("series id", series_dir.name)
             files = _files_under(series_dir)
             if reason:
                 skipped.append(Skipped(str(series_dir), reason, study_dir.name, series_dir.name))
@@ -182,7 +175,7 @@ def group_headers(results: Iterable[SliceHeader | Skipped]) -> tuple[list[StudyJ
         if isinstance(item, Skipped):
             skipped.append(item)
             continue
-        reason = _valid_id("StudyInstanceUID", item.study_uid) or _valid_id("SeriesInstanceUID", item.series_uid)
+        reason = id_problem("StudyInstanceUID", item.study_uid) or id_problem("SeriesInstanceUID", item.series_uid)
         if reason:
             skipped.append(Skipped(item.path, reason, item.study_uid, item.series_uid))
             continue

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spinedata.dicomio import Skipped, SliceHeader
+from spinedata.errors import OutputPathError
 from spinedata.ingest.discover import (
     LAYOUT_COMPETITION,
     Discovery,
@@ -39,7 +40,7 @@ from spinedata.labels import (
     resolve_labels,
     store_lookup,
 )
-from spinedata.report import from_records, write_report
+from spinedata.report import from_records, is_report, write_report
 from spinedata.store import layout as L
 from spinedata.store.reader import open_dataset
 from spinedata.store.tables import replace_table
@@ -308,6 +309,46 @@ def _write_labels(
     return len(labels["stack"]), int((labels["stack"] < 0).sum()), skipped
 
 
+def _within(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies below it (both resolved)."""
+    return path == folder or folder in path.parents
+
+
+def _is_report(path: Path) -> bool:
+    """``is_report``, with an unreadable file as ``OutputPathError``."""
+    try:
+        return is_report(path)
+    except OSError as error:
+        raise OutputPathError(f"--report {str(path)!r} exists and cannot be read ({error}); not overwriting it") from error
+
+
+def check_report_path(data_dir: str | os.PathLike, out: str | os.PathLike,
+                      report: str | os.PathLike | None) -> Path:
+    """Where the report goes (``OUT/ingest_report.csv`` for None), checked before any work: ``OutputPathError``
+    (one line) for a path whose writing could destroy data: inside the input folder or the store (other than
+    the default report), an existing folder, an existing file that is not an ingest report (an input, wherever
+    it lies), or a path below a file. Links are followed."""
+    store = Path(out)
+    if report is None:
+        return store / REPORT_NAME
+    path = Path(report)
+    target = path.resolve()
+    if _within(target, Path(data_dir).resolve()):
+        raise OutputPathError(f"--report {str(path)!r} lies inside the input folder {str(data_dir)!r}; "
+                              "write the report outside it")
+    if _within(target, store.resolve()) and target != (store / REPORT_NAME).resolve():
+        raise OutputPathError(f"--report {str(path)!r} lies inside the store {str(out)!r}; leave --report out "
+                              f"(the report then goes to {str(store / REPORT_NAME)!r}) or write it outside the store")
+    if target.is_dir():
+        raise OutputPathError(f"--report {str(path)!r} is a folder; name a file (e.g. {str(path / REPORT_NAME)!r})")
+    if target.exists() and not _is_report(target):
+        raise OutputPathError(f"--report {str(path)!r} exists and is not an ingest report; not overwriting it")
+    folder = next(p for p in target.parents if p.exists())
+    if not folder.is_dir():
+        raise OutputPathError(f"--report {str(path)!r} cannot be written: {str(folder)!r} is a file, not a folder")
+    return path
+
+
 def ingest(
     data_dir: str | os.PathLike,
     out: str | os.PathLike,
@@ -320,11 +361,13 @@ def ingest(
     """Ingest a competition-layout or plain DICOM folder into the store ``out`` (created or resumed).
 
     ``workers``: processes (default: all cores; 1 runs in this process). ``report``: CSV of every line
-    left out or handled specially (default ``OUT/ingest_report.csv``). Studies already complete in the
+    left out or handled specially (default ``OUT/ingest_report.csv``; ``check_report_path`` refuses one that
+    could overwrite data, before any work). Studies already complete in the
     store are kept and not read again; labels and targets are always rewritten. Raises ``SpineError``
     only for unusable arguments (missing folder, a store of another split, a concurrent ingest).
     """
     data_dir, store = Path(data_dir), Path(out)
+    report_path = check_report_path(data_dir, store, report)
     layout = detect_layout(data_dir, split)
     workers = default_workers() if workers is None else int(workers)
     if workers < 1:
@@ -351,7 +394,7 @@ def ingest(
             skipped.extend(result.skipped)
         n_labels, n_unresolved, table_lines = _write_labels(store, discovery, tables, results)
         skipped.extend(table_lines)
-    report_path = write_report(report if report is not None else store / REPORT_NAME, skipped)
+    write_report(report_path, skipped)
     return IngestResult(
         store=store,
         layout=layout,

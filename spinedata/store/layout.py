@@ -16,10 +16,7 @@
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
-
-from spinedata.errors import StoreError
 
 if TYPE_CHECKING:
     from zarr.codecs import BloscCodec
@@ -91,22 +88,3 @@ def image_chunks(shape: tuple[int, ...], nominal: tuple[int, ...] = IMAGE_CHUNKS
 CHUNK_ALIGN = 8
 """Rows and columns of a chunk are a multiple of this (see ``image_chunks``)."""
 
-
-_BAD_NAME = re.compile(r"[/\\\x00-\x1f]")
-
-
-def check_node_name(kind: str, name: str) -> str:
-    """Return ``name`` if it can be a Zarr node name (a study or series id), else raise ``StoreError``."""
-    if (
-        not isinstance(name, str)
-        or not name
-        or name in {".", ".."}
-        or name.startswith("__")
-        or name.startswith(".")
-        or _BAD_NAME.search(name)
-    ):
-        raise StoreError(
-            f"{kind} {name!r} cannot name a store entry: expected a non-empty id without '/', '\\', control "
-            "characters or a leading '.'/'__' (DICOM UIDs and the competition's numeric ids are fine)"
-        )
-    return name

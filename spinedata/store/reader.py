@@ -12,6 +12,7 @@ import numpy as np
 
 from spinedata.errors import StoreError
 from spinedata.geometry import Projection, StackGeometry
+from spinedata.ids import check_id
 from spinedata.labels import LABEL_COLUMNS, TARGET_COLUMNS, empty_labels, empty_targets
 from spinedata.store import layout as L
 from spinedata.store.fastwrite import DATA_TYPES
@@ -217,7 +218,7 @@ class Series:
     """One DICOM series of a study: description, role and its stacks."""
 
     def __init__(self, store_root: Path, study_id: str, series_id: str):
-        folder = store_root / L.STUDIES / study_id / series_id
+        folder = store_root / L.STUDIES / check_id("study id", study_id) / check_id("series id", series_id)
         attrs = _attributes(folder)
         self.series_id = series_id
         self.study_id = study_id
@@ -245,7 +246,7 @@ class Study:
     """One complete study: its series (``dict`` series id -> Series) and ingest warnings."""
 
     def __init__(self, store_root: Path, study_id: str):
-        self.study_id = study_id
+        self.study_id = check_id("study id", study_id)
         self.path = f"{L.STUDIES}/{study_id}"
         folder = store_root / self.path
         self.warnings: list[str] = list(_attributes(folder).get(L.WARNINGS, []))
@@ -291,8 +292,9 @@ class Dataset:
             yield self.study(study_id)
 
     def study(self, study_id: str | int) -> Study:
-        """The study ``study_id``; ``StoreError`` when the store has no complete study of that id."""
-        sid = str(study_id)
+        """The study ``study_id``; ``StoreError`` when the store has no complete study of that id, or when
+        ``study_id`` is not an id at all (``'..'``, ``'a/b'``: nothing outside ``studies/`` is read)."""
+        sid = check_id("study id", str(study_id))
         meta = self.path / L.STUDIES / sid / "zarr.json"
         try:
             complete = json.loads(meta.read_text()).get("attributes", {}).get(L.COMPLETE) is True

@@ -19,6 +19,7 @@ import numpy as np
 
 from spinedata.errors import StoreError
 from spinedata.geometry import StackGeometry
+from spinedata.ids import check_id
 from spinedata.store import layout as L
 from spinedata.store.fastwrite import write_array, write_group
 from spinedata.store.scaling import ADD_OFFSET, SCALE_FACTOR
@@ -168,7 +169,7 @@ class StudyWriter:
 
     def __init__(self, root: str | os.PathLike, study_id: str):
         self.root = Path(root)
-        self.study_id = L.check_node_name("study id", study_id)
+        self.study_id = check_id("study id", study_id)
         self.final = self.root / L.STUDIES / study_id
         self.staging = self.root / L.STAGING / f"{study_id}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
         self.staging.mkdir(parents=True)
@@ -185,7 +186,7 @@ class StudyWriter:
 
     def add_series(self, series_id: str, *, description: str, role: str | None, series_uid: str) -> None:
         """Create the group of one series (before its stacks)."""
-        L.check_node_name("series id", series_id)
+        check_id("series id", series_id)
         if series_id in self._stacks:
             raise StoreError(f"series {series_id!r} written twice in study {self.study_id!r}")
         write_group(

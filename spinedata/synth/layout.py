@@ -22,6 +22,7 @@ from spinedata.constants import (
     ROLE_AXIAL_T2,
     ROLE_SAG_T2,
     ROLES,
+    SEVERITIES,
     SUBMISSION_COLUMNS,
     TARGETS,
     row_id,
@@ -45,6 +46,9 @@ STUDY_COLUMNS = ("study_id", "split", "lordosis_deg", "sacral_slope_deg", "rotat
                  "rotation_z_deg", "shift_x", "shift_y", "shift_z", "sagittal_t2_contrast", "axial_stacks")
 ID_STREAM = 7919
 """Second key of the random stream that draws study and series ids (study ``i`` draws from ``(seed, i)``)."""
+GRADE_NOISE_STREAM = 104729
+"""Third key of the random stream (``(seed, i, this)``) that draws which written grades are wrong: the other
+draws of a study do not change with ``grade_noise_fraction``."""
 MAX_SERIES = len(ROLES) + 1
 """Series per study at most: one per role plus one extra."""
 
@@ -146,10 +150,12 @@ def make_study(root: Path, study_id: str, split: str, seed: int, index: int, opt
     truth = model.truth_points()
     discs = {lv: LEVEL_DISC[lv] - shift for lv in LEVELS} if off_by_one else None  # disc index grows footward
     labelled = model.truth_points(discs) if off_by_one else truth
+    noise_rng = np.random.default_rng([seed, index, GRADE_NOISE_STREAM])
     for (condition, level), point in truth.items():
         severity = severities.name(condition, level)
         record.truth.append((study_id, split, condition, level, *map(float, point), severity))
-        record.targets[f"{condition}|{level}"] = severity
+        record.targets[f"{condition}|{level}"] = _written_grade(record, noise_rng, options, condition, level,
+                                                                severity)
         if split != "train":
             continue
         plan = next((p for p in plans if p.description == CONDITION_ROLE[condition]), None)
@@ -158,6 +164,18 @@ def make_study(root: Path, study_id: str, split: str, seed: int, index: int, opt
         instance, x, y, _ = project_to_series(plan, labelled[(condition, level)])
         record.labels.append((study_id, plan.series_id, instance, condition, level, x, y))
     return record
+
+
+def _written_grade(record: StudyRecord, rng: np.random.Generator, options: SynthOptions, condition: str,
+                   level: str, severity: str) -> str:
+    """The grade train.csv gets: the true one, or (training studies, ``grade_noise_fraction``) another one,
+    recorded as a ``wrong_grade`` flaw."""
+    u, pick = rng.random(), int(rng.integers(2))
+    if record.split != "train" or u >= options.grade_noise_fraction:
+        return severity
+    wrong = [s for s in SEVERITIES if s != severity][pick]
+    record.flaws.append((record.study_id, "wrong_grade", f"{condition} {level}: {severity} written as {wrong}"))
+    return wrong
 
 
 def _write_csvs(root: Path, records: list[StudyRecord], with_test: bool) -> None:

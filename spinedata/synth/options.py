@@ -20,6 +20,8 @@ class SynthOptions:
     """Share of studies that lack one of the three series types."""
     extra_series_fraction: float = 0.0
     """Share of studies with a second series of one type (labels are on the first)."""
+    grade_noise_fraction: float = 0.0
+    """Share of the training severities written to train.csv as another grade (synth_truth.csv keeps the truth)."""
     sagittal_matrices: tuple[int, ...] = (320, 384)
     """In-plane matrix sizes drawn for sagittal series (with the field of view: 0.68-1.0 mm pixels)."""
     axial_matrices: tuple[int, ...] = (256, 320)
@@ -44,7 +46,8 @@ class SynthOptions:
     def __post_init__(self) -> None:
         if self.class_balance not in CLASS_BALANCES:
             raise ConfigError(f"class_balance must be one of {CLASS_BALANCES}, got {self.class_balance!r}")
-        for name in ("off_by_one_fraction", "missing_series_fraction", "extra_series_fraction", "slab_fraction",
+        for name in ("off_by_one_fraction", "missing_series_fraction", "extra_series_fraction",
+                     "grade_noise_fraction", "slab_fraction",
                      "non_square_fraction", "stir_fraction", "reverse_instance_fraction"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:

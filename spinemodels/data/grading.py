@@ -1,10 +1,12 @@
 """Torch datasets of stage 2: mm-normalised crops around each level's points, and their severities.
 
-One sample is one study and one condition group:
+Two views of the same crops:
 
-- spinal: ``(5, 1, N, S, S)`` on Sagittal T2/STIR (Spinal Canal Stenosis);
-- foraminal: ``(5, 2, N, S, S)`` on Sagittal T1 (left, right Neural Foraminal Narrowing);
-- subarticular: ``(5, 2, N, S, S)`` on Axial T2 (left, right Subarticular Stenosis), the right side mirrored.
+- ``LevelGradeDataset`` (training the graders): one sample is one level and side, ``(N, S, S)`` with its
+  level and side ids, so that every labelled level is one sample and batches hold 32-64 of them;
+- ``GradeDataset`` (inference, the master model): one sample is one study's grid of one condition group,
+  spinal ``(5, 1, N, S, S)`` on Sagittal T2/STIR, foraminal ``(5, 2, N, S, S)`` on Sagittal T1 (left, right),
+  subarticular ``(5, 2, N, S, S)`` on Axial T2 (left, right; the right side mirrored).
 
 Points come from a table with ``study_id, series_id, stack, condition, level, world_x, world_y, world_z``:
 ``dataset.labels`` when training, a ``coords.csv`` of ``spine locate`` at inference. Crops are cut by
@@ -61,6 +63,8 @@ GRADE_GROUPS: dict[str, GradeGroup] = {
     "spinal": GradeGroup("spinal", (CONDITIONS[0],), ROLE_SAG_T2, (False,)),
     "foraminal": GradeGroup("foraminal", (CONDITIONS[1], CONDITIONS[2]), ROLE_SAG_T1, (False, False)),
     "subarticular": GradeGroup("subarticular", (CONDITIONS[3], CONDITIONS[4]), ROLE_AXIAL_T2, (False, True)),
+    # cross-view: the spinal canal's cross-section on Axial T2 at each spinal point (spinemodels.data.views)
+    "spinal_axial": GradeGroup("spinal_axial", (CONDITIONS[0],), ROLE_AXIAL_T2, (False,)),
 }
 
 
@@ -187,15 +191,14 @@ def augment_intensity(crop: np.ndarray, rng: np.random.Generator, settings: Crop
     return out.astype(np.float32)
 
 
-class GradeDataset(LazyStoreDataset):
-    """Sample: ``image`` ``(5, K, N, S, S)`` float32 (zeros where a point is unknown), ``present`` ``(5, K)``
-    bool, ``target`` ``(5, K)`` int64 (-1 missing or no crop), ``study_id``.
+class CropDataset(LazyStoreDataset):
+    """Base of the grading datasets: cuts crops from a store through a bounded per-worker stack cache.
 
     ``source``: a store path (opened lazily in each worker) or an opened dataset.
     """
 
-    def __init__(self, source: Any, samples: list[GradeSample], group: GradeGroup, settings: CropSettings,
-                 train: bool, cache_mb: int = 1024):
+    def __init__(self, source: Any, samples: list, group: GradeGroup, settings: CropSettings, train: bool,
+                 cache_mb: int = 1024):
         super().__init__(source)
         self.samples, self.group, self.settings, self.train = samples, group, settings, train
         self.cache = PixelCache(cache_mb * 2**20)
@@ -219,6 +222,11 @@ class GradeDataset(LazyStoreDataset):
         )
         return augment_intensity(crop, rng, s) if augment else crop
 
+
+class GradeDataset(CropDataset):
+    """Sample: ``image`` ``(5, K, N, S, S)`` float32 (zeros where a point is unknown), ``present`` ``(5, K)``
+    bool, ``target`` ``(5, K)`` int64 (-1 missing or no crop), ``study_id``. ``samples``: ``GradeSample``."""
+
     def __getitem__(self, index) -> dict:
         index, rng = unpack_index(index)
         sample = self.samples[index]
@@ -234,3 +242,42 @@ class GradeDataset(LazyStoreDataset):
         target = np.where(present, np.asarray(sample.targets, dtype=np.int64), MISSING)
         return {"image": torch.from_numpy(image), "present": torch.from_numpy(present),
                 "target": torch.from_numpy(target), "study_id": sample.study_id}
+
+
+@dataclass(frozen=True)
+class LevelSample:
+    """One crop to grade: a study's level (index into LEVELS) and side (index into the group's conditions)."""
+
+    study_id: str
+    level: int
+    side: int
+    point: CropPoint
+    target: int
+
+
+def level_samples(samples: list[GradeSample], *, need_target: bool,
+                  repeats: tuple[int, ...] = (1, 1, 1)) -> list[LevelSample]:
+    """The (level, side) crops of study samples: every point (``need_target``: every labelled point), each
+    repeated ``repeats[target]`` times (mild oversampling of the rarer grades; 1 = once per epoch)."""
+    out = []
+    for sample in samples:
+        for i, row in enumerate(sample.points):
+            for k, point in enumerate(row):
+                target = int(sample.targets[i][k])
+                if point is None or (need_target and target < 0):
+                    continue
+                times = repeats[target] if target >= 0 else 1
+                out += [LevelSample(sample.study_id, i, k, point, target)] * times
+    return out
+
+
+class LevelGradeDataset(CropDataset):
+    """Sample: ``image`` ``(N, S, S)`` float32, ``level``, ``side``, ``target`` (int64; -1 missing), ``study_id``.
+    ``samples``: ``LevelSample``."""
+
+    def __getitem__(self, index) -> dict:
+        index, rng = unpack_index(index)
+        sample = self.samples[index]
+        image = self.crop(sample.study_id, sample.point, self.group.mirror[sample.side], rng)
+        return {"image": torch.from_numpy(image), "level": sample.level, "side": sample.side,
+                "target": sample.target, "study_id": sample.study_id}

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from spinedata.constants import CONDITIONS, SEVERITIES
-from spinemodels.networks.grader import SliceSequenceGrader
+from spinemodels.networks.grader import SliceSequenceGrader, grid_outputs
 
 GROUP_ORDER: tuple[str, ...] = ("spinal", "foraminal", "subarticular")
 """Groups in the order their sides fill the five condition slots (the order of CONDITIONS)."""
@@ -52,8 +52,7 @@ class MasterGrader(nn.Module):
         for group in GROUP_ORDER:
             grader = self.graders[group]
             with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_graders):
-                features = grader.features(batch[f"image_{group}"])  # (B, 5, K, d)
-                logits = grader.head(features)  # (B, 5, K, 3)
+                features, logits = grid_outputs(grader, batch[f"image_{group}"])  # (B, 5, K, d), (B, 5, K, 3)
             slots.append(self.project[group](features))
             own_logits.append(logits)
             present.append(batch[f"present_{group}"])

@@ -1,9 +1,11 @@
 """Tasks ``grade_spinal``, ``grade_foraminal``, ``grade_subarticular``: severities from mm-normalised crops.
 
 Each trains a :class:`~spinemodels.networks.grader.SliceSequenceGrader` on crops around the labelled points
-(``dataset.labels``) with the metric's class weights (1, 2, 4), missing labels ignored; the spinal task adds
-the metric's any_severe_spinal term. After each fold the training studies' class priors are written to
-``priors.csv`` (the fallback of ``spine classify`` for rows no model can grade).
+(``dataset.labels``), one sample per labelled level and side, with the metric's class weights (1, 2, 4). The
+network starts from the weighted class priors of each level and side of the training samples. After each
+fold the training studies' class priors are written to ``priors.csv`` (the fallback of ``spine classify``
+for rows no model can grade) and the grades shown in training to ``train_counts.csv``; after the run, a
+calibration (``calibration.json``) is fitted on the pooled out-of-fold predictions of its folds.
 """
 
 from __future__ import annotations
@@ -13,16 +15,33 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from spinedata.constants import LEVELS, SEVERITY_WEIGHTS, SUBMISSION_COLUMNS
 from spinedata.errors import ConfigError
 from spinedata.metric import class_priors, weighted_log_loss
-from spinemodels.data.grading import GRADE_GROUPS, CropSettings, GradeDataset, GradeGroup, make_grade_samples
-from spinemodels.grading_loss import any_severe_loss, weighted_cross_entropy
+from spinemodels.calibration import (
+    CALIBRATION_FILE,
+    fit_calibration,
+    oversampling_correction,
+    weighted_prior_logits,
+)
+from spinemodels.data.grading import (
+    GRADE_GROUPS,
+    CropSettings,
+    GradeGroup,
+    LevelGradeDataset,
+    level_samples,
+    make_grade_samples,
+)
+from spinemodels.data.views import points_for_group
+from spinemodels.grade_audit import exclude_targets, read_exclusions
+from spinemodels.grading_loss import weighted_cross_entropy
 from spinemodels.networks.grader import SliceSequenceGrader
 from spinemodels.registry import Task, register_task
 
 PRIORS_FILE = "priors.csv"
+TRAIN_COUNTS_FILE = "train_counts.csv"
 
 
 @dataclass
@@ -35,7 +54,6 @@ class GradeModelConfig:
     dropout: float = 0.1  # transformer dropout
     level_embedding: bool = True  # add a learned embedding of the disc level to every slice token
     class_weights: list[float] = field(default_factory=lambda: list(SEVERITY_WEIGHTS))  # loss weight per class
-    any_severe_weight: float = 1.0  # spinal only: weight of the any_severe_spinal term in the loss
     grad_checkpointing: bool = False  # recompute the backbone's activations in backward (less memory, slower)
 
 
@@ -52,12 +70,23 @@ class GradeDataConfig:
     noise: float = 0.03  # training: largest sigma of added Gaussian noise (0-1 intensities)
     blur_p: float = 0.2  # training: probability of a Gaussian blur
     cache_mb: int = 2048  # per-worker cache of whole stacks
+    oversample: list[int] = field(default_factory=lambda: [1, 1, 1])  # training: times each grade is shown
+    exclude_labels: str = ""  # training: CSV of (study_id, condition, level) left out (spine audit --grade-findings)
+
+
+def calibrate_run(run) -> None:
+    """Write ``calibration.json`` fitted on the pooled ``oof.csv`` of the run's trained folds."""
+    oof = run.oof()
+    if len(oof) and (oof["target"] >= 0).any():
+        fit_calibration(oof).save(run.path / CALIBRATION_FILE)
 
 
 def crop_settings(data: GradeDataConfig) -> CropSettings:
     """The crop part of a data config."""
     fields = asdict(data)
     fields.pop("cache_mb")
+    fields.pop("oversample")
+    fields.pop("exclude_labels")
     return CropSettings(**fields)
 
 
@@ -73,38 +102,55 @@ class GradeTask(Task):
         if len(config.model.class_weights) != 3 or min(config.model.class_weights) <= 0:
             raise ConfigError(f"model.class_weights: expected 3 positive numbers, got {config.model.class_weights}")
 
+    def training_targets(self, dataset) -> pd.DataFrame:
+        """``dataset.targets`` without the labels of ``data.exclude_labels``."""
+        path = self.config.data.exclude_labels
+        return exclude_targets(dataset.targets, read_exclusions(path)) if path else dataset.targets
+
     def build_dataset(self, dataset, source, study_ids, train):
-        samples = make_grade_samples(dataset.labels, dataset.targets, study_ids, self.group, need_points=True)
-        return GradeDataset(source, samples, self.group, crop_settings(self.config.data), train,
-                            self.config.data.cache_mb)
+        targets = self.training_targets(dataset) if train else dataset.targets
+        points = points_for_group(dataset, dataset.labels, self.group, study_ids)
+        grid = make_grade_samples(points, targets, study_ids, self.group, need_points=True)
+        repeats = tuple(self.config.data.oversample) if train else (1, 1, 1)
+        samples = level_samples(grid, need_target=True, repeats=repeats)
+        return LevelGradeDataset(source, samples, self.group, crop_settings(self.config.data), train,
+                                 self.config.data.cache_mb)
 
     def build_network(self, pretrained=None):
         m = self.config.model
         return SliceSequenceGrader(m.backbone, pretrained=m.pretrained if pretrained is None else pretrained,
                                    d_model=m.d_model, n_layers=m.n_layers, n_heads=m.n_heads, dropout=m.dropout,
-                                   level_embedding=m.level_embedding, grad_checkpointing=m.grad_checkpointing)
+                                   n_sides=self.group.sides, level_embedding=m.level_embedding,
+                                   grad_checkpointing=m.grad_checkpointing)
+
+    def prepare_network(self, network, train_set):
+        """Start from the log of the weighted class priors of each level and side as trained (repeats
+        included), and undo the oversampling at inference."""
+        counts = self.grade_counts(train_set)
+        with torch.no_grad():
+            network.prior_logit.copy_(torch.as_tensor(weighted_prior_logits(counts), dtype=torch.float32))
+            network.log_correction.copy_(torch.as_tensor(oversampling_correction(self.config.data.oversample),
+                                                         dtype=torch.float32))
+
+    def grade_counts(self, train_set) -> np.ndarray:
+        """``(5, sides, 3)`` grades of the training samples, repeats included."""
+        counts = np.zeros((len(LEVELS), self.group.sides, 3))
+        for sample in train_set.samples:
+            counts[sample.level, sample.side, sample.target] += 1
+        return counts
+
+    def forward(self, network, batch):
+        return network(batch["image"], batch["level"], batch["side"])
 
     def loss(self, outputs, batch):
-        weights = self.config.model.class_weights
-        loss = weighted_cross_entropy(outputs, batch["target"], weights)
-        if self.group.name == "spinal" and self.config.model.any_severe_weight > 0:
-            loss = loss + self.config.model.any_severe_weight * any_severe_loss(
-                outputs[:, :, 0], batch["target"][:, :, 0], weights)
-        return loss
+        return weighted_cross_entropy(outputs, batch["target"], self.config.model.class_weights)
 
     def predict(self, outputs, batch):
-        prob = outputs.float().softmax(dim=-1).cpu().numpy()  # (B, L, K, 3)
-        present, target = batch["present"].cpu().numpy(), batch["target"].cpu().numpy()
-        rows = []
-        for b, study_id in enumerate(batch["study_id"]):
-            for i, level in enumerate(LEVELS):
-                for k, condition in enumerate(self.group.conditions):
-                    if not present[b, i, k]:
-                        continue
-                    rows.append({"study_id": study_id, "condition": condition, "level": level,
-                                 **dict(zip(SUBMISSION_COLUMNS, prob[b, i, k].tolist(), strict=True)),
-                                 "target": int(target[b, i, k])})
-        return rows
+        prob = outputs.float().softmax(dim=-1).cpu().numpy()  # (B, 3)
+        level, side, target = (batch[k].cpu().numpy() for k in ("level", "side", "target"))
+        return [{"study_id": study_id, "condition": self.group.conditions[side[b]], "level": LEVELS[level[b]],
+                 **dict(zip(SUBMISSION_COLUMNS, prob[b].tolist(), strict=True)), "target": int(target[b])}
+                for b, study_id in enumerate(batch["study_id"])]
 
     def evaluate(self, predictions: pd.DataFrame) -> dict[str, float]:
         """Weighted log loss of the group (as the metric) and, for spinal, any_severe_spinal."""
@@ -129,6 +175,17 @@ class GradeTask(Task):
         targets = dataset.targets
         train = targets[targets["study_id"].astype(str).isin({str(s) for s in train_ids})]
         class_priors(train).to_csv(Path(fold_dir) / PRIORS_FILE)
+        points = points_for_group(dataset, dataset.labels, self.group, train_ids)
+        grid = make_grade_samples(points, self.training_targets(dataset), train_ids, self.group, need_points=True)
+        shown = level_samples(grid, need_target=True, repeats=tuple(self.config.data.oversample))
+        table = pd.DataFrame([(self.group.conditions[s.side], LEVELS[s.level], s.target) for s in shown],
+                             columns=["condition", "level", "target"])
+        counts = table.value_counts().rename("count").reset_index().sort_values(["condition", "level", "target"])
+        counts.to_csv(Path(fold_dir) / TRAIN_COUNTS_FILE, index=False)
+
+    def after_run(self, run):
+        """Fit the calibration on the pooled out-of-fold predictions of every trained fold."""
+        calibrate_run(run)
 
 
 @register_task
@@ -149,7 +206,15 @@ class GradeSubarticularTask(GradeTask):
     group = GRADE_GROUPS["subarticular"]
 
 
+@register_task
+class GradeSpinalAxialTask(GradeTask):
+    """Spinal canal stenosis graded on the Axial T2 cross-section at each spinal point (a second view)."""
+
+    name = "grade_spinal_axial"
+    group = GRADE_GROUPS["spinal_axial"]
+
+
 GRADE_TASKS: dict[str, type[GradeTask]] = {
-    cls.name: cls for cls in (GradeSpinalTask, GradeForaminalTask, GradeSubarticularTask)
+    cls.name: cls for cls in (GradeSpinalTask, GradeForaminalTask, GradeSubarticularTask, GradeSpinalAxialTask)
 }
 """Task name -> class, for ``spine classify``."""

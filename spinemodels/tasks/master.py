@@ -27,8 +27,8 @@ from spinemodels.data.sampling import unpack_index
 from spinemodels.grading_loss import any_severe_loss, weighted_cross_entropy
 from spinemodels.networks.master import GROUP_ORDER, MasterGrader
 from spinemodels.registry import Task, register_task
-from spinemodels.rundir import BEST_FILE, RunDir
-from spinemodels.tasks.grading import PRIORS_FILE, crop_settings
+from spinemodels.rundir import BEST_FILE, RunDir, load_checkpoint, load_weights
+from spinemodels.tasks.grading import PRIORS_FILE, calibrate_run, crop_settings
 
 CONDITION_SLOTS: dict[str, slice] = {"spinal": slice(0, 1), "foraminal": slice(1, 3), "subarticular": slice(3, 5)}
 """Which of the five condition slots (CONDITIONS order) each group fills."""
@@ -144,9 +144,8 @@ class GradeMasterTask(Task):
             if pretrained is not False:  # training: start from the matching fold's weights
                 if self._train_ids is None:
                     raise ConfigError("grade_master builds its network after its training dataset")
-                state = torch.load(run.fold_dir(self.grader_fold(run)) / BEST_FILE, map_location="cpu",
-                                   weights_only=True)
-                network.load_state_dict(state["model"])
+                path = run.fold_dir(self.grader_fold(run)) / BEST_FILE
+                load_weights(network, load_checkpoint(path)["model"], path)
             graders[group] = network
         return MasterGrader(graders, hidden=m.hidden, dropout=m.dropout, freeze_graders=m.freeze_graders)
 
@@ -201,6 +200,10 @@ class GradeMasterTask(Task):
         targets = dataset.targets
         train = targets[targets["study_id"].astype(str).isin({str(s) for s in train_ids})]
         class_priors(train).to_csv(Path(fold_dir) / PRIORS_FILE)
+
+    def after_run(self, run):
+        """Fit the calibration on the pooled out-of-fold predictions of every trained fold."""
+        calibrate_run(run)
 
 
 def master_probabilities(network: MasterGrader, batch: dict) -> np.ndarray:
