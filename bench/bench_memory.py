@@ -38,11 +38,10 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-REFERENCE = [f"configs/{n}.yaml" for n in ("slice_finder", "keypoints", "grade_spinal", "grade_foraminal",
-                                            "grade_subarticular")]
-CPU = [f"configs/cpu/{n}.yaml" for n in ("slice_finder", "keypoints", "grade_spinal", "grade_foraminal",
-                                          "grade_subarticular")]
-PER_SLICE = ("slice_finder", "grade_spinal", "grade_foraminal", "grade_subarticular")
+TASKS = ("slice_finder", "keypoints", "grade_spinal", "grade_foraminal", "grade_subarticular", "grade_spinal_axial")
+REFERENCE = [f"configs/{n}.yaml" for n in TASKS]
+CPU = [f"configs/cpu/{n}.yaml" for n in TASKS]
+PER_SLICE = ("slice_finder", "grade_spinal", "grade_foraminal", "grade_subarticular", "grade_spinal_axial")
 """Tasks whose ``image`` holds slices on its third-last dimension, each run through the backbone alone."""
 
 
