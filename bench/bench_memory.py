@@ -9,9 +9,9 @@ Each config runs in a fresh process (Linux only: peaks are read from /proc/self/
 
 - measured: one training step (forward, loss, backward, gradient clipping, AdamW step) on ``--samples``
   samples of the store, before anything else runs in the process; the peak resident memory over the
-  resident memory just before the step (``/proc/self/clear_refs`` resets the peak). Stacks and crops are cut
-  to ``--slices`` slices (every slice goes through the backbone alone, so memory is linear in slices) so
-  that the reference configs fit a 24 GB machine; ``--slices 0`` keeps them whole.
+  resident memory just before the step (``/proc/self/clear_refs`` resets the peak). The slice finder's
+  stacks are cut to 2 slices (``--slices``; every slice goes through the backbone alone, so memory is
+  linear in slices) so that its reference config fits a 24 GB machine; the others are kept whole.
 - estimate, same batch: ``memory.estimate_step`` on the same samples, as the preflight runs it (weights
   left out: they are resident before the step); ``ratio`` = measured / estimated.
 - estimate, config batch: the whole first sample (every slice) scaled to ``train.batch_size``, in float32
@@ -52,8 +52,11 @@ def status_kib(field: str) -> int:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
-def cut_slices(task_name: str, batch: dict, slices: int) -> dict:
-    """The batch with its stacks or crops cut to their first ``slices`` slices (per-slice tasks only)."""
+def cut_slices(task_name: str, batch: dict, slices: int | None) -> dict:
+    """The batch with its stacks or crops cut to their first ``slices`` slices (per-slice tasks only;
+    ``None``: 2 for the slice finder, all for the others)."""
+    if slices is None:
+        slices = 2 if task_name == "slice_finder" else 0
     if slices <= 0 or task_name not in PER_SLICE:
         return batch
     out = dict(batch)
@@ -64,7 +67,7 @@ def cut_slices(task_name: str, batch: dict, slices: int) -> dict:
     return out
 
 
-def measure_one(config_path: str, store: str, samples: int, slices: int, overrides: list[str]) -> dict:
+def measure_one(config_path: str, store: str, samples: int, slices: int | None, overrides: list[str]) -> dict:
     import spinedata
     from spinemodels.config import load_config
     from spinemodels.memory import GIB, describe, estimate_step
@@ -148,7 +151,9 @@ def main() -> None:
     parser.add_argument("--synth", type=int, help="make this many synthetic studies first (in a temporary folder)")
     parser.add_argument("--configs", nargs="+", default=REFERENCE + CPU)
     parser.add_argument("--samples", type=int, default=1, help="samples of the measured step")
-    parser.add_argument("--slices", type=int, default=2, help="slices kept per stack or crop in the measured step")
+    parser.add_argument("--slices", type=int, default=None,
+                        help="slices kept per stack or crop in the measured step; 0: all (default: 2 for the slice "
+                             "finder's 30-slice stacks, all for the others)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override, repeatable")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -159,15 +164,17 @@ def main() -> None:
         parser.error("give --data or --synth")
     with tempfile.TemporaryDirectory() as tmp:
         store = args.data or synth_store(args.synth, Path(tmp))
+        kept = {None: "2 (slice finder), all (others)", 0: "all"}.get(args.slices, args.slices)
         print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); slices per stack/crop in the "
-              f"measured step: {args.slices or 'all'}")
+              f"measured step: {kept}")
         print("| config | measured sample | measured peak | estimate | measured / estimate | batch | "
               "estimate, CPU fp32 | estimate, GPU AMP | probe | preflight | measured step |")
         print("|---|---|---|---|---|---|---|---|---|---|---|")
         refusals, parts_of = [], []
         for config in args.configs:
+            slices = [] if args.slices is None else ["--slices", str(args.slices)]
             command = [sys.executable, __file__, "--one", config, "--data", store, "--samples", str(args.samples),
-                       "--slices", str(args.slices), *[f"--set={o}" for o in args.overrides]]
+                       *slices, *[f"--set={o}" for o in args.overrides]]
             done = subprocess.run(command, capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 print(f"| {config} | failed: {done.stderr.strip().splitlines()[-1:]} |", flush=True)
