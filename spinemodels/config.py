@@ -57,6 +57,7 @@ class TrainSection:
     channels_last: bool = True  # channels-last memory format on CUDA
     log_every: int = 10  # steps between progress-bar refreshes of the running loss
     checkpoint: Literal["best", "last"] = "best"  # weights kept in best.pt: lowest validation loss, or last epoch
+    memory_check: bool = True  # estimate a step's peak memory first; refuse a run that cannot fit the device
 
 
 @dataclass

@@ -16,6 +16,7 @@ from spinemodels import distributed
 from spinemodels.config import OptimConfig, TrainConfig
 from spinemodels.data.sampling import EpochSampler, ShardSampler
 from spinemodels.folds import assign_folds
+from spinemodels.memory import preflight
 from spinemodels.registry import Task, get_task
 from spinemodels.rundir import (
     BEST_FILE,
@@ -181,6 +182,7 @@ def _train_fold(task: Task, dataset, source, run: RunDir, folds, k: int, info: d
                       scaler=scaler, ema=make_ema(network, config.optim.ema_decay))
     if resume and last_path.is_file():
         resume_from(state, last_path, info.device)
+    preflight(task, network, optimizer, train_loader, info.device, amp=amp, channels_last=channels_last)
     write = info.is_main
     callbacks = (
         BestCheckpoint(fold_dir / BEST_FILE, write, keep=config.train.checkpoint),

@@ -108,3 +108,18 @@ def test_resume_from_a_planted_last_pt_is_one_line_error(store, configs, tmp_pat
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: refused to load ") and "last.pt" in err and "\n" not in err
     assert not marker.exists()
+
+
+def test_a_run_that_cannot_fit_memory_is_one_line_error(store, configs, tmp_path, monkeypatch, capsys):
+    from spinemodels import memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 2**20)
+    monkeypatch.setattr(sys, "argv", ["spine", "train", str(configs["keypoints"]), "--data", str(store),
+                                      "--out", str(tmp_path / "run"), "--no-progress"])
+    monkeypatch.delenv("SPINE_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as info:
+        run_app(app)
+    assert info.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: a training step of keypoints needs about ") and "\n" not in err
+    assert err.endswith("or skip this estimate with --set train.memory_check=false")

@@ -32,9 +32,11 @@ class SliceSequenceGrader(nn.Module):
 
     def __init__(self, backbone: str, *, pretrained: bool, d_model: int = 256, n_layers: int = 4,
                  n_heads: int = 8, dropout: float = 0.1, n_levels: int = len(LEVELS), n_sides: int = 1,
-                 level_embedding: bool = True):
+                 level_embedding: bool = True, grad_checkpointing: bool = False):
         super().__init__()
         self.backbone = create_backbone(backbone, pretrained=pretrained, in_chans=1)
+        if grad_checkpointing:  # timm: recompute activations block by block in backward
+            self.backbone.set_grad_checkpointing(True)
         self.project = nn.Linear(self.backbone.num_features, d_model)
         self.register_buffer("position", sinusoidal_encoding(MAX_SLICES, d_model), persistent=False)
         self.level = nn.Embedding(n_levels, d_model) if level_embedding else None

@@ -28,9 +28,12 @@ class SliceFinder(nn.Module):
     """
 
     def __init__(self, backbone: str, *, pretrained: bool, d_model: int = 256, n_layers: int = 4,
-                 n_heads: int = 8, dropout: float = 0.1, n_levels: int = 5, max_slices: int = 128):
+                 n_heads: int = 8, dropout: float = 0.1, n_levels: int = 5, max_slices: int = 128,
+                 grad_checkpointing: bool = False):
         super().__init__()
         self.backbone = create_backbone(backbone, pretrained=pretrained, in_chans=1)
+        if grad_checkpointing:  # timm: recompute activations block by block in backward
+            self.backbone.set_grad_checkpointing(True)
         self.project = nn.Linear(feature_size(self.backbone), d_model)
         self.register_buffer("position", sinusoidal_encoding(max_slices, d_model), persistent=False)
         layer = nn.TransformerEncoderLayer(d_model, n_heads, dim_feedforward=2 * d_model, dropout=dropout,

@@ -54,6 +54,7 @@ class GradeModelConfig:
     dropout: float = 0.1  # transformer dropout
     level_embedding: bool = True  # add a learned embedding of the disc level to every slice token
     class_weights: list[float] = field(default_factory=lambda: list(SEVERITY_WEIGHTS))  # loss weight per class
+    grad_checkpointing: bool = False  # recompute the backbone's activations in backward (less memory, slower)
 
 
 @dataclass
@@ -119,7 +120,8 @@ class GradeTask(Task):
         m = self.config.model
         return SliceSequenceGrader(m.backbone, pretrained=m.pretrained if pretrained is None else pretrained,
                                    d_model=m.d_model, n_layers=m.n_layers, n_heads=m.n_heads, dropout=m.dropout,
-                                   n_sides=self.group.sides, level_embedding=m.level_embedding)
+                                   n_sides=self.group.sides, level_embedding=m.level_embedding,
+                                   grad_checkpointing=m.grad_checkpointing)
 
     def prepare_network(self, network, train_set):
         """Start from the log of the weighted class priors of each level and side as trained (repeats

@@ -25,6 +25,7 @@ class SliceFinderModelConfig:
     n_layers: int = 4  # transformer layers
     n_heads: int = 8  # attention heads
     dropout: float = 0.1  # transformer dropout
+    grad_checkpointing: bool = False  # recompute the backbone's activations in backward (less memory, more compute)
 
 
 @dataclass
@@ -89,7 +90,7 @@ class SliceFinderTask(Task):
         m = self.config.model
         return SliceFinder(m.backbone, pretrained=m.pretrained if pretrained is None else pretrained,
                            d_model=m.d_model, n_layers=m.n_layers, n_heads=m.n_heads, dropout=m.dropout,
-                           n_levels=len(LEVELS))
+                           n_levels=len(LEVELS), grad_checkpointing=m.grad_checkpointing)
 
     def forward(self, network, batch):
         return network(batch["image"], batch["mask"])
