@@ -108,6 +108,17 @@ def test_network_shapes_and_gradients():
     torch.testing.assert_close(grid_logits[1, 3, 1], one[0])
 
 
+def test_a_grader_with_slices_as_channels_sees_every_slice_of_the_crop():
+    net = SliceSequenceGrader("resnet10t", pretrained=False, d_model=16, n_layers=1, n_heads=2, n_sides=2,
+                              slices_as_channels=3)
+    crops = torch.rand(4, 3, 24, 24, requires_grad=True)
+    level, side = torch.tensor([0, 1, 2, 3]), torch.tensor([0, 1, 0, 1])
+    (net(crops, level, side) * torch.randn(4, 3)).sum().backward()
+    assert (crops.grad.abs().sum(dim=(0, 2, 3)) > 0).all()  # each slice reaches the output
+    with pytest.raises(ValueError, match="3 channels"):
+        net(torch.rand(4, 5, 24, 24), level, side)
+
+
 def test_untrained_grader_predicts_the_weighted_priors_of_its_level_and_side():
     net = SliceSequenceGrader("resnet10t", pretrained=False, d_model=16, n_layers=1, n_heads=2, n_sides=2).eval()
     counts = np.zeros((5, 2, 3))

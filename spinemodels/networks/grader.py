@@ -1,6 +1,8 @@
 """Stage-2 graders: a time-distributed CNN over the slices of one crop, a transformer across slices, 3 classes.
 
-One sample is one level (and side): crops ``(B, N, S, S)`` with the level and side as ids. One network is
+One sample is one level (and side): crops ``(B, N, S, S)`` with the level and side as ids. The backbone runs
+on every slice and a transformer attends across them (the seed's design), or, with ``slices_as_channels``,
+once on the N slices as channels (2.5D; a third of the cost at 3 slices, for the small CPU configs). One network is
 shared by every level and side of its group, and learned level and side embeddings tell it which disc it
 looks at (severity priors differ strongly between L1/L2 and L4/L5). The output is the class-prior logit of
 that level and side plus a learned correction (zero-initialised), so an untrained grader predicts the
@@ -32,9 +34,10 @@ class SliceSequenceGrader(nn.Module):
 
     def __init__(self, backbone: str, *, pretrained: bool, d_model: int = 256, n_layers: int = 4,
                  n_heads: int = 8, dropout: float = 0.1, n_levels: int = len(LEVELS), n_sides: int = 1,
-                 level_embedding: bool = True, grad_checkpointing: bool = False):
+                 level_embedding: bool = True, grad_checkpointing: bool = False, slices_as_channels: int = 0):
         super().__init__()
-        self.backbone = create_backbone(backbone, pretrained=pretrained, in_chans=1)
+        self.slices_as_channels = slices_as_channels
+        self.backbone = create_backbone(backbone, pretrained=pretrained, in_chans=slices_as_channels or 1)
         if grad_checkpointing:  # timm: recompute activations block by block in backward
             self.backbone.set_grad_checkpointing(True)
         self.project = nn.Linear(self.backbone.num_features, d_model)
@@ -57,8 +60,13 @@ class SliceSequenceGrader(nn.Module):
         b, n, h, w = crops.shape
         if n > MAX_SLICES:
             raise ValueError(f"crops of {n} slices exceed the positional encoding ({MAX_SLICES})")
-        per_slice = self.backbone(crops.reshape(b * n, 1, h, w))
-        x = self.project(per_slice.reshape(b, n, -1)) + self.position[:n]
+        if self.slices_as_channels:  # 2.5D: one image of N channels, a sequence of one token
+            if n != self.slices_as_channels:
+                raise ValueError(f"crops of {n} slices, but the backbone takes {self.slices_as_channels} channels")
+            x = self.project(self.backbone(crops))[:, None] + self.position[:1]
+        else:  # time-distributed: the backbone on every slice, attention across them
+            per_slice = self.backbone(crops.reshape(b * n, 1, h, w))
+            x = self.project(per_slice.reshape(b, n, -1)) + self.position[:n]
         if self.level is not None:
             x = x + self.level(level)[:, None, :]
         if self.side is not None:

@@ -55,6 +55,7 @@ class GradeModelConfig:
     level_embedding: bool = True  # add a learned embedding of the disc level to every slice token
     class_weights: list[float] = field(default_factory=lambda: list(SEVERITY_WEIGHTS))  # loss weight per class
     grad_checkpointing: bool = False  # recompute the backbone's activations in backward (less memory, slower)
+    slices_as_channels: bool = False  # 2.5D: the crop's slices as channels of one image (no attention across slices)
 
 
 @dataclass
@@ -121,7 +122,8 @@ class GradeTask(Task):
         return SliceSequenceGrader(m.backbone, pretrained=m.pretrained if pretrained is None else pretrained,
                                    d_model=m.d_model, n_layers=m.n_layers, n_heads=m.n_heads, dropout=m.dropout,
                                    n_sides=self.group.sides, level_embedding=m.level_embedding,
-                                   grad_checkpointing=m.grad_checkpointing)
+                                   grad_checkpointing=m.grad_checkpointing,
+                                   slices_as_channels=self.config.data.n_slices if m.slices_as_channels else 0)
 
     def prepare_network(self, network, train_set):
         """Start from the log of the weighted class priors of each level and side as trained (repeats
