@@ -99,7 +99,12 @@ def test_network_shapes_and_gradients():
     logits = net(crops, level, side)
     assert logits.shape == (6, 3) and net.features(crops, level, side).shape == (6, 16)
     (logits * torch.randn_like(logits)).sum().backward()
-    assert crops.grad is not None and torch.isfinite(crops.grad).all()
+    assert torch.count_nonzero(crops.grad) == 0  # the head starts at zero: the output is the prior logit
+    assert net.head.weight.grad.abs().sum() > 0  # ...and learns from the first step
+    torch.nn.init.normal_(net.head.weight)
+    crops.grad = None
+    (net(crops, level, side) * torch.randn(6, 3)).sum().backward()
+    assert torch.isfinite(crops.grad).all() and (crops.grad.abs().sum(dim=(0, 2, 3)) > 0).all()
     grid = torch.rand(2, 5, 2, 3, 24, 24)
     features, grid_logits = grid_outputs(net.eval(), grid)
     assert features.shape == (2, 5, 2, 16) and grid_logits.shape == (2, 5, 2, 3)
@@ -111,6 +116,7 @@ def test_network_shapes_and_gradients():
 def test_a_grader_with_slices_as_channels_sees_every_slice_of_the_crop():
     net = SliceSequenceGrader("resnet10t", pretrained=False, d_model=16, n_layers=1, n_heads=2, n_sides=2,
                               slices_as_channels=3)
+    torch.nn.init.normal_(net.head.weight)  # the head starts at zero (the priors): give it weights
     crops = torch.rand(4, 3, 24, 24, requires_grad=True)
     level, side = torch.tensor([0, 1, 2, 3]), torch.tensor([0, 1, 0, 1])
     (net(crops, level, side) * torch.randn(4, 3)).sum().backward()
