@@ -12,9 +12,9 @@ def demo(
     workdir: Annotated[Path, typer.Option("--workdir", help="Folder for everything the demo writes.")] = Path(
         "demo_work"),
     studies: Annotated[int | None, typer.Option("--studies", min=5, help="Synthetic training studies "
-                                                "(default 40; --quick: 6).")] = None,
+                                                "(default 80; --quick: 6).")] = None,
     test_studies: Annotated[int | None, typer.Option("--test-studies", min=1, help="Unseen studies to evaluate "
-                                                     "on (default 8; --quick: 2).")] = None,
+                                                     "on (default 40; --quick: 2).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic studies.")] = 0,
     epochs: Annotated[int | None, typer.Option(
         "--epochs", min=1, help="Epochs of every model (default: per model, sized for 15 minutes on 2 cores).")] = None,

@@ -45,9 +45,9 @@ MASTER = "grade_master"
 DEMO_EPOCHS: dict[str, int] = {
     "slice_finder": 10,
     "keypoints": 16,
-    "grade_spinal": 10,
-    "grade_foraminal": 10,
-    "grade_subarticular": 10,
+    "grade_spinal": 20,
+    "grade_foraminal": 20,
+    "grade_subarticular": 20,
     "grade_master": 3,
 }
 """Epochs per model in the default demo (the configs' own are for benchmarks; these aim at 15 minutes on 2 cores).
@@ -76,7 +76,7 @@ class DemoSettings:
     """What the demo does. ``epochs`` overrides every model's epochs (None: :data:`DEMO_EPOCHS`)."""
 
     workdir: Path
-    studies: int = 40
+    studies: int = 80
     test_studies: int = 40
     seed: int = 0
     matrix: int = DEFAULT_MATRIX
