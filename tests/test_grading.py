@@ -21,6 +21,7 @@ from spinemodels.data.views import points_for_group
 from spinemodels.grade_audit import audit_grades
 from spinemodels.grading_loss import any_severe_loss, weighted_cross_entropy
 from spinemodels.networks.grader import SliceSequenceGrader, grid_outputs
+from spinemodels.registry import get_task
 from spinemodels.rundir import RunDir
 from spinemodels.training import train
 
@@ -339,3 +340,27 @@ def test_cross_view_grader_trains_and_classify_averages_it_with_the_sagittal_one
     mean = (alone.loc[spinal_rows, columns].to_numpy() + axial_only.loc[spinal_rows, columns].to_numpy()) / 2
     np.testing.assert_allclose(both.loc[spinal_rows, columns].to_numpy(), mean / mean.sum(1, keepdims=True),
                                atol=1e-6)
+
+
+@pytest.mark.slow
+def test_master_with_the_axial_view_starts_from_the_mean_of_both_spinal_views(runs, fake, tmp_path):
+    axial = train(config_from_dict(tiny_config("grade_spinal_axial")), fake, tmp_path / "axial", progress=False).path
+    config = master_config(runs, epochs=1)
+    config["model"]["spinal_axial_run"] = str(axial)
+    task = get_task("grade_master")(config_from_dict(config))
+    study_ids = sorted(RunDir(axial).folds().query("fold != 0")["study_id"].astype(str))
+    data = task.build_dataset(fake, fake, study_ids, train=True)  # fold 0's training studies: fold 0's graders
+    network = task.build_network().eval()  # the correction starts at zero
+    item = data[0]
+    assert item["image_spinal_axial"].shape[:2] == (5, 1) and item["present_spinal_axial"].all()
+    batch = {k: v[None] for k, v in item.items() if isinstance(v, torch.Tensor)}
+    with torch.no_grad():
+        logits = network(batch)[0]
+        sagittal = grid_outputs(network.graders["spinal"], batch["image_spinal"])[1][0, :, 0]
+        axial_view = grid_outputs(network.graders["spinal_axial"], batch["image_spinal_axial"])[1][0, :, 0]
+        foraminal = grid_outputs(network.graders["foraminal"], batch["image_foraminal"])[1][0]
+    torch.testing.assert_close(logits[:, 0], (sagittal + axial_view) / 2)
+    torch.testing.assert_close(logits[:, 1:3], foraminal)
+    run = train(config_from_dict(config), fake, tmp_path / "master_axial", progress=False)
+    submission, _ = classify(fake, fake.labels, [run.path], progress=False)
+    assert len(submission) == 25 * len(fake.study_ids)

@@ -24,8 +24,9 @@ from spinedata.errors import ConfigError
 from spinedata.metric import MetricError, class_priors, score
 from spinemodels.data.grading import GRADE_GROUPS, GradeDataset, make_grade_samples
 from spinemodels.data.sampling import unpack_index
+from spinemodels.data.views import points_for_group
 from spinemodels.grading_loss import any_severe_loss, weighted_cross_entropy
-from spinemodels.networks.master import GROUP_ORDER, MasterGrader
+from spinemodels.networks.master import EXTRA_VIEWS, GROUP_ORDER, MasterGrader
 from spinemodels.registry import Task, register_task
 from spinemodels.rundir import BEST_FILE, RunDir, load_checkpoint, load_weights
 from spinemodels.tasks.grading import PRIORS_FILE, calibrate_run, crop_settings
@@ -39,6 +40,7 @@ class MasterModelConfig:
     spinal_run: str = ""  # run directory of a grade_spinal run
     foraminal_run: str = ""  # run directory of a grade_foraminal run
     subarticular_run: str = ""  # run directory of a grade_subarticular run
+    spinal_axial_run: str = ""  # optional: a grade_spinal_axial run, the canal's second view (Axial T2)
     hidden: int = 128  # width of the per-level MLP
     dropout: float = 0.2  # dropout in the MLP
     freeze_graders: bool = True  # keep the graders' weights fixed (train only the joining MLP)
@@ -70,24 +72,27 @@ class MasterDataset(torch.utils.data.Dataset):
         i, _ = unpack_index(index)
         out: dict = {"study_id": self.study_ids[i]}
         target = torch.full((len(LEVELS), len(CONDITIONS)), -1, dtype=torch.int64)
-        for k, group in enumerate(GROUP_ORDER):
+        for k, group in enumerate(self.parts):
             key = (i, index[1] + 7919 * k, index[2]) if isinstance(index, tuple | list) else index
             item = self.parts[group][key]
             out[f"image_{group}"], out[f"present_{group}"] = item["image"], item["present"]
-            target[:, CONDITION_SLOTS[group]] = item["target"]
+            if group in CONDITION_SLOTS:  # the extra views grade conditions these already hold
+                target[:, CONDITION_SLOTS[group]] = item["target"]
         out["target"] = target
         return out
 
 
 def master_parts(dataset, source, points: pd.DataFrame, targets, study_ids, runs: dict[str, RunDir], train: bool,
                  augment: bool, cache_mb: int) -> MasterDataset:
-    """The three group datasets over the studies that have a point of any group."""
-    samples = {g: make_grade_samples(points, targets, study_ids, GRADE_GROUPS[g], need_points=False)
-               for g in GROUP_ORDER}
+    """The group datasets of ``runs`` (the three groups, and the extra views given) over the studies that have
+    a point of any of the three groups."""
+    groups = [*GROUP_ORDER, *(v for v in EXTRA_VIEWS if v in runs)]
+    samples = {g: make_grade_samples(points_for_group(dataset, points, GRADE_GROUPS[g], study_ids), targets,
+                                     study_ids, GRADE_GROUPS[g], need_points=False) for g in groups}
     keep = [j for j in range(len(study_ids))
             if any(p is not None for g in GROUP_ORDER for row in samples[g][j].points for p in row)]
     parts = {}
-    for g in GROUP_ORDER:
+    for g in groups:
         data = runs[g].config().data
         parts[g] = GradeDataset(source, [samples[g][j] for j in keep], GRADE_GROUPS[g], crop_settings(data),
                                 train=train and augment, cache_mb=cache_mb)
@@ -106,9 +111,12 @@ class GradeMasterTask(Task):
 
     def runs(self) -> dict[str, RunDir]:
         m = self.config.model
-        paths = {"spinal": m.spinal_run, "foraminal": m.foraminal_run, "subarticular": m.subarticular_run}
+        paths = {"spinal": m.spinal_run, "foraminal": m.foraminal_run, "subarticular": m.subarticular_run,
+                 "spinal_axial": m.spinal_axial_run}
         runs = {}
         for group, path in paths.items():
+            if not path and group in EXTRA_VIEWS:
+                continue
             if not path:
                 raise ConfigError(f"model.{group}_run: name the grade_{group} run directory the master builds on")
             run = RunDir(path)
