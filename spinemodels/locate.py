@@ -27,7 +27,7 @@ import torch
 from spinedata.constants import CONDITIONS, LEVELS
 from spinedata.errors import SpineError
 from spinemodels.data.spinal import SPINAL_ROLES, slice_window
-from spinemodels.data.stackio import SquareResize, normalise, spinal_stack_candidates
+from spinemodels.data.stackio import PhysicalGrid, normalise, spinal_stack_candidates
 from spinemodels.heatmaps import peak_candidates
 from spinemodels.placement import OFFSETS_FILE, average_offsets, place_point
 from spinemodels.rundir import RunDir, RunDirError
@@ -107,11 +107,11 @@ def _volume(stack: Any, cache: dict) -> np.ndarray:
     return cache[key]
 
 
-def _resized(stack: Any, size: int, cache: dict) -> np.ndarray:
-    key = (id(stack), size)
+def _on_grid(stack: Any, grid: PhysicalGrid, cache: dict) -> np.ndarray:
+    """The stack normalised and resampled to ``grid`` (once per stack and grid)."""
+    key = (id(stack), grid)
     if key not in cache:
-        volume = _volume(stack, cache)
-        cache[key] = SquareResize(volume.shape[1], volume.shape[2], size).apply(normalise(volume))
+        cache[key] = grid.apply(normalise(_volume(stack, cache)))
     return cache[key]
 
 
@@ -120,7 +120,9 @@ def slice_probs(runs: list[FoldModels], stack: Any, study_id: str, oof: bool, de
     """(N, 5) probability of each slice per level, averaged over the runs' selected folds."""
     total, count = None, 0
     for fm in runs:
-        image = torch.from_numpy(_resized(stack, fm.task.config.data.image_size, cache))[None].to(device)
+        data = fm.task.config.data
+        grid = PhysicalGrid.of_stack(stack, data.image_size, data.fov_mm)
+        image = torch.from_numpy(_on_grid(stack, grid, cache))[None].to(device)
         mask = torch.ones(image.shape[:2], dtype=torch.bool, device=device)
         for k in fm.select(study_id, oof):
             prob = slice_probabilities(fm.networks[k](image, mask), mask)[0].cpu().numpy()
@@ -132,13 +134,15 @@ def slice_probs(runs: list[FoldModels], stack: Any, study_id: str, oof: bool, de
 @torch.no_grad()
 def keypoint_points(runs: list[FoldModels], stack: Any, centre: int, study_id: str, oof: bool, device, cache):
     """(5, 2) (row, col) in the stack's pixel grid and (5,) confidence, or None when no fold applies."""
-    total, count, sigma, size = None, 0, None, None
+    total, count, sigma, grid = None, 0, None, None
     for fm in runs:
         data = fm.task.config.data
-        if size is not None and data.image_size != size:
-            raise LocateError("keypoint runs given together must share data.image_size")
-        size, sigma = data.image_size, data.sigma_px
-        window = slice_window(_resized(stack, size, cache), centre, data.channels)
+        own = PhysicalGrid.of_stack(stack, data.image_size, data.fov_mm)
+        if grid is not None and own != grid:
+            raise LocateError("keypoint runs given together must share data.image_size and data.fov_mm")
+        grid, sigma = own, data.sigma_px
+        size = grid.size
+        window = slice_window(_on_grid(stack, grid, cache), centre, data.channels)
         image = torch.from_numpy(window)[None].to(device)
         for k in fm.select(study_id, oof):
             prob = torch.softmax(fm.networks[k](image).float().flatten(-2), -1).view(1, len(LEVELS), size, size)
@@ -147,14 +151,12 @@ def keypoint_points(runs: list[FoldModels], stack: Any, centre: int, study_id: s
     if count == 0:
         return None
     log_p = torch.log((total / count).clamp_min(1e-20))[0].double().cpu().numpy()  # (5, S, S)
-    _, rows, cols = stack.shape
-    resize = SquareResize(rows, cols, size)
     candidates = [peak_candidates(log_p[j], sigma, LEVEL_CANDIDATES) for j in range(len(LEVELS))]
     chosen = ordered_levels(candidates, lambda rc: stack.voxel_to_world(
-        np.array([centre, *resize.to_original(rc)], dtype=np.float64))[2])
+        np.array([centre, *grid.to_stack(rc)], dtype=np.float64))[2])
     points = np.array([candidates[j][i][0] for j, i in enumerate(chosen)])
     confidence = np.array([candidates[j][i][1] for j, i in enumerate(chosen)])
-    return resize.to_original(points), confidence
+    return grid.to_stack(points), confidence
 
 
 def ordered_levels(candidates: list[list[tuple[np.ndarray, float]]], height) -> tuple[int, ...]:
