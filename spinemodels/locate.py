@@ -31,7 +31,7 @@ import torch
 from spinedata.constants import CONDITIONS, LEVELS
 from spinedata.errors import SpineError
 from spinemodels.data.spinal import SPINAL_ROLES, slice_window
-from spinemodels.data.stackio import PhysicalGrid, normalise, spinal_stack_candidates
+from spinemodels.data.stackio import PhysicalGrid, spinal_stack_candidates
 from spinemodels.heatmaps import peak_candidates
 from spinemodels.placement import OFFSETS_FILE, average_offsets, place_point
 from spinemodels.rundir import RunDir, RunDirError
@@ -111,10 +111,10 @@ def _volume(stack: Any, cache: dict) -> np.ndarray:
 
 
 def _on_grid(stack: Any, grid: PhysicalGrid, cache: dict) -> np.ndarray:
-    """The stack normalised and resampled to ``grid`` (once per stack and grid)."""
+    """The stack resampled to ``grid`` and normalised there (once per stack and grid)."""
     key = (id(stack), grid)
     if key not in cache:
-        cache[key] = grid.apply(normalise(_volume(stack, cache)))
+        cache[key] = grid.normalised(_volume(stack, cache))
     return cache[key]
 
 

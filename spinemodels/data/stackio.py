@@ -96,6 +96,24 @@ class PhysicalGrid:
         np.add.at(matrix, (rows[inside], taps[inside]), weights[inside])
         return matrix
 
+    def coverage(self) -> np.ndarray:
+        """(size, size) share of each grid pixel's interpolation weight that falls inside the image (1 inside,
+        0 outside, in between at the edges)."""
+        return np.outer(self._axis_weights(0).sum(1), self._axis_weights(1).sum(1)).astype(np.float32)
+
+    def normalised(self, volume: np.ndarray) -> np.ndarray:
+        """(n, rows, cols) any dtype -> (n, size, size) float32 on the grid, scaled to 0-1 by the 1st-99th
+        percentile of the grid pixels inside the image (after resampling, so that the matrix, and with it
+        the noise per pixel, hardly changes the scale)."""
+        out = self.apply(np.asarray(volume, dtype=np.float32))
+        inside = self.coverage() >= 0.999
+        if not inside.any():
+            return np.zeros_like(out)
+        low, high = np.percentile(out[:, inside], [LOW_PERCENTILE, HIGH_PERCENTILE])
+        if not np.isfinite(high - low) or high - low <= 0:
+            return np.zeros_like(out)
+        return np.clip((out - low) / (high - low), 0.0, 1.0) * (self.coverage() > 0)
+
     def apply(self, volume: np.ndarray) -> np.ndarray:
         """(n, rows, cols) -> (n, size, size) float32 on the physical grid."""
         volume = np.asarray(volume, dtype=np.float32)
@@ -125,7 +143,7 @@ def spinal_stack_candidates(study: Any, roles: tuple[str, ...]) -> list[tuple[st
 
 
 class StackCache:
-    """Normalised stacks on their ``PhysicalGrid`` kept in memory up to ``max_bytes`` (least recently used
+    """Stacks on their ``PhysicalGrid``, normalised there (``PhysicalGrid.normalised``), kept in memory up to ``max_bytes`` (least recently used
     dropped first). One cache per dataset object, hence one per DataLoader worker.
     """
 
@@ -140,7 +158,7 @@ class StackCache:
         if key in self._items:
             self._items.move_to_end(key)
             return self._items[key]
-        array = grid.apply(normalise(np.asarray(stack.read())))
+        array = grid.normalised(np.asarray(stack.read()))
         if array.nbytes <= self.max_bytes:
             self._items[key] = array
             self._bytes += array.nbytes
