@@ -138,3 +138,12 @@ def test_a_study_written_at_four_matrices_looks_the_same_on_the_grid(one_study_a
         assert np.corrcoef(images[matrix].ravel(), images[512].ravel())[0, 1] > 0.95
         middle = images[matrix].shape[0] // 2
         assert np.linalg.norm(_shift(images[matrix][middle], images[512][middle])) * mm < 1.0
+
+
+def test_normalised_is_float32_in_0_1_and_zero_outside_the_image():
+    grid = PhysicalGrid(50, 80, (1.0, 2.0), size=64, fov_mm=200.0)
+    volume = np.random.default_rng(0).integers(0, 4000, (3, 50, 80)).astype(np.int16)
+    out = grid.normalised(volume)
+    assert out.dtype == np.float32 and out.shape == (3, 64, 64)
+    assert out.min() >= 0 and out.max() <= 1 and out.max() == 1
+    assert (out[:, grid.coverage() == 0] == 0).all()

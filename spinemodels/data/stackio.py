@@ -112,7 +112,8 @@ class PhysicalGrid:
         low, high = np.percentile(out[:, inside], [LOW_PERCENTILE, HIGH_PERCENTILE])
         if not np.isfinite(high - low) or high - low <= 0:
             return np.zeros_like(out)
-        return np.clip((out - low) / (high - low), 0.0, 1.0) * (self.coverage() > 0)
+        scaled = np.clip((out - np.float32(low)) / np.float32(high - low), 0.0, 1.0) * (self.coverage() > 0)
+        return scaled.astype(np.float32, copy=False)
 
     def apply(self, volume: np.ndarray) -> np.ndarray:
         """(n, rows, cols) -> (n, size, size) float32 on the physical grid."""
