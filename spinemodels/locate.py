@@ -196,6 +196,8 @@ FALLBACK_SUPPORT = 0.5
 """Slice support given to the points of a fallback that passed every check (the slice finder disagreed)."""
 MIN_SAGITTAL_SLICES = 3
 """Sagittal stacks with fewer slices are not used."""
+MIN_SAGITTAL_COSINE = 0.7
+"""A stack of a sagittal series is used only when its slice normal lies within 45 degrees of left-right."""
 UNCHECKED_PENALTY = 2.5
 """Failing levels counted against a try on a stack where the CSF check cannot run (Sagittal T1): such a try
 wins only over one with three or more failing levels."""
@@ -363,8 +365,13 @@ def locate_study(study: Any, finders, keypoints, *, oof: bool, device,
     candidates = []
     for role in SPINAL_ROLES:
         for series_id, k, stack in spinal_stack_candidates(study, (role,)):
+            cosine = abs(float(np.asarray(stack.geometry.normal, dtype=np.float64)[0]))
             if stack.shape[0] < MIN_SAGITTAL_SLICES:
                 warnings.append(f"study {study_id}: series {series_id} stack {k} has {stack.shape[0]} slice(s); "
+                                "not used")
+            elif cosine < MIN_SAGITTAL_COSINE:
+                warnings.append(f"study {study_id}: series {series_id} ({role}) stack {k} is not sagittal (slice "
+                                f"normal {np.degrees(np.arccos(min(cosine, 1.0))):.0f} degrees from left-right); "
                                 "not used")
             else:
                 candidates.append((series_id, k, stack))

@@ -171,3 +171,27 @@ def test_unusable_or_missing_sagittal_stacks_give_warnings_not_crashes(patched, 
     del study.series["1"]
     rows, warnings = locate_module.locate_study(study, [], [], oof=False, device="cpu")
     assert rows == [] and any("no usable sagittal stack" in w for w in warnings)
+
+
+def test_a_series_of_the_wrong_role_or_too_few_slices_is_not_used(patched):
+    """A "Sagittal T2/STIR" series whose slices are axial, and one with 2 slices, are skipped with a warning;
+    the Sagittal T1 series is used (with its own warning)."""
+    from spinemodels_fakes import AX_IOP
+
+    from spinedata.geometry import StackGeometry
+
+    fake, study, spinal, midline = patched
+    t2 = study.series["1"].stacks[0]
+    n, rows, cols = t2.shape
+    axial = StackGeometry.from_positions(AX_IOP, t2.geometry.pixel_spacing, [(0.0, 0.0, 4.0 * i) for i in range(n)],
+                                         np.arange(1, n + 1), (rows, cols))
+    study.series["1"].stacks[0] = FakeStack(axial, t2.pixels)
+    two = StackGeometry.from_positions(t2.geometry.orientation, t2.geometry.pixel_spacing, t2.positions[:2],
+                                       np.arange(1, 3), (rows, cols))
+    study.series["1"].stacks.append(FakeStack(two, t2.pixels[:2]))
+    rows_out, warnings = locate_module.locate_study(study, [], [], oof=False, device="cpu",
+                                                    slice_refine=SliceRefineOptions())
+    assert len(rows_out) == 25
+    assert {r["series_id"] for r in rows_out if r["condition"] == CONDITIONS[0]} == {"2"}
+    assert any("stack 0 is not sagittal (slice normal 90 degrees from left-right)" in w for w in warnings)
+    assert any("stack 1 has 2 slice(s); not used" in w for w in warnings)
