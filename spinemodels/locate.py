@@ -200,8 +200,8 @@ MIN_SAGITTAL_SLICES = 3
 MIN_SAGITTAL_COSINE = 0.7
 """A stack of a sagittal series is used only when its slice normal lies within 45 degrees of left-right."""
 UNCHECKED_PENALTY = 2.5
-"""Failing levels counted against a try on a stack where the CSF check cannot run (Sagittal T1): such a try
-wins only over one with three or more failing levels."""
+"""Failing levels counted against a try on a stack where the CSF check cannot run (Sagittal T1) when no try
+passes every check: such a try then wins only over one with three or more failing levels."""
 UNUSABLE_ERRORS = (SpineError, OSError, ValueError, KeyError)
 """What reading or running a stack may raise when the stack itself is unusable (skipped with a warning)."""
 
@@ -283,9 +283,9 @@ def fallback_centres(probs: np.ndarray, tried: set[int], n: int) -> list[int]:
 def locate_spinal(study: Any, candidates: list, finders, keypoints, *, oof: bool, device, cache: dict,
                   slice_refine: SliceRefineOptions | None) -> tuple[SpinalFit | None, list[str]]:
     """The spinal points of a study: the slice finder's choice on the stack where it is most confident; when
-    they fail a check, other centre slices of that stack (refinement only), then the other sagittal stacks;
-    the try with the fewest failing levels wins (the first one on a tie; ``SpinalFit.badness``). None when
-    nothing applies."""
+    they fail a check, other centre slices of that stack (refinement only), then the other sagittal stacks.
+    The first try that passes every check wins; without one, the try with the fewest failing levels (the
+    first one on a tie; ``SpinalFit.badness``). None when nothing applies."""
     study_id = str(study.study_id)
     notes: list[str] = []
     scored = []
@@ -330,7 +330,8 @@ def locate_spinal(study: Any, candidates: list, finders, keypoints, *, oof: bool
                               f"series {other_id} stack {other_k} (the chosen stack failed the checks)", slice_refine)
                 if fit is not None and not fit.failed:
                     break
-    best = min(tries, key=lambda fit: fit.badness)  # the first of the fewest failures
+    passing = [fit for fit in tries if not fit.failed]
+    best = passing[0] if passing else min(tries, key=lambda fit: fit.badness)  # the first of the fewest
     if best.how:
         notes.append(f"study {study_id}: the slice finder's points failed the checks ({_first_problem(first)}); "
                      f"used {best.how}")

@@ -5,7 +5,8 @@ Each level's spinal point is checked against what any lumbar spine looks like, i
 - **order**: the five levels run head to foot (LPS z falls by at least ``MIN_LEVEL_GAP_MM`` from each level
   to the next);
 - **spacing**: neighbouring levels lie ``LEVEL_DISTANCE_MM`` apart (adult disc-to-disc distances are about
-  25-45 mm; the synthetic spines 24-39 mm);
+  25-45 mm; the synthetic spines 24-39 mm), and each of the four distances within ``SPACING_RATIO`` of
+  their median (the synthetic spines 0.79-1.14): a level put on its neighbour's disc leaves a double gap;
 - **CSF** (Sagittal T2/STIR only, where CSF is bright): the sub-slice refinement
   (``spinemodels.slice_refine``) finds the bright band of the dural sac around the point, centred within its
   ``max_shift`` of the slice used: the point is on the canal and the slice near its left-right middle.
@@ -28,6 +29,8 @@ MIN_LEVEL_GAP_MM = 12.0
 """Consecutive levels must lie at least this far apart along the head-foot axis (LPS z), head first."""
 LEVEL_DISTANCE_MM = (18.0, 55.0)
 """Plausible 3D distance between the spinal points of neighbouring levels."""
+SPACING_RATIO = (0.6, 1.5)
+"""Plausible ratio of one inter-level distance to the median of the four."""
 FAILED_CHECK_FACTOR = 0.05
 """Factor on the confidence of a point whose level failed a check."""
 
@@ -43,6 +46,8 @@ def check_levels(world: np.ndarray, refinements: Sequence[Refinement] | None) ->
         raise ValueError(f"world must be ({len(LEVELS)}, 3), got {world.shape}")
     problems: list[list[str]] = [[] for _ in LEVELS]
     low, high = LEVEL_DISTANCE_MM
+    distances = np.linalg.norm(np.diff(world, axis=0), axis=1)
+    typical = max(float(np.median(distances)), 1e-6)
     for j, k in itertools.pairwise(range(len(LEVELS))):
         pair = f"{LEVELS[j]}-{LEVELS[k]}"
         drop = world[j, 2] - world[k, 2]
@@ -50,9 +55,13 @@ def check_levels(world: np.ndarray, refinements: Sequence[Refinement] | None) ->
             note = f"{pair} not head to foot ({drop:.0f} mm along z)"
             problems[j].append(note)
             problems[k].append(note)
-        distance = float(np.linalg.norm(world[j] - world[k]))
+        distance = float(distances[j])
         if not low <= distance <= high:
             note = f"{pair} {distance:.0f} mm apart (plausible {low:.0f}-{high:.0f})"
+            problems[j].append(note)
+            problems[k].append(note)
+        elif not SPACING_RATIO[0] <= distance / typical <= SPACING_RATIO[1]:
+            note = f"{pair} {distance:.0f} mm apart, {distance / typical:.1f} x the median gap ({typical:.0f} mm)"
             problems[j].append(note)
             problems[k].append(note)
     if refinements is not None:

@@ -37,6 +37,18 @@ def test_levels_out_of_order_too_close_or_too_far_fail_on_both_sides():
     assert [bool(p) for p in check_levels(stretched, USED)] == [True, True, False, False, False]
 
 
+def test_a_level_on_its_neighbours_disc_leaves_a_double_gap_that_fails():
+    """L1/L2-L4/L5 each put one disc too high (on the disc above), L5/S1 right: every gap is plausible in
+    millimetres (the last one 50 mm) but the last is twice the others."""
+    spine = np.array([[0.0, 20.0, 60.0 - 25.0 * j] for j in range(5)])  # a short spine, 25 mm gaps
+    shifted = spine.copy()
+    shifted[:4, 2] += 25.0
+    assert check_levels(spine, USED) == [()] * 5
+    problems = check_levels(shifted, USED)
+    assert [bool(p) for p in problems] == [False, False, False, True, True]
+    assert "2.0 x the median gap (25 mm)" in problems[4][0]
+
+
 def test_a_level_without_the_csf_band_fails_only_itself():
     refinements = list(USED)
     refinements[2] = Refinement(8.0, False, np.nan, 0.1, "a bright band in only 10% of the profiles")
