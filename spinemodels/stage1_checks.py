@@ -11,7 +11,8 @@ Each level's spinal point is checked against what any lumbar spine looks like, i
   (``spinemodels.slice_refine``) finds the bright band of the dural sac around the point, centred within its
   ``max_shift`` of the slice used: the point is on the canal and the slice near its left-right middle.
 
-A level that fails a check gets the problems as text; ``spinemodels.locate`` then tries its fallbacks and
+Order and spacing are checks of the chain of levels: when one pair fails, which side is wrong is unknown,
+so every level gets the problem. A level that fails a check gets the problems as text; ``spinemodels.locate`` then tries its fallbacks and
 otherwise writes them as the row's ``warning``, with a confidence multiplied by ``FAILED_CHECK_FACTOR``.
 """
 
@@ -64,6 +65,11 @@ def check_levels(world: np.ndarray, refinements: Sequence[Refinement] | None) ->
             note = f"{pair} {distance:.0f} mm apart, {distance / typical:.1f} x the median gap ({typical:.0f} mm)"
             problems[j].append(note)
             problems[k].append(note)
+    structural = next((p[0] for p in problems if p), None)
+    if structural is not None:  # which side of a bad gap is wrong is unknown: the whole chain is suspect
+        for p in problems:
+            if not p:
+                p.append(f"another level fails: {structural}")
     if refinements is not None:
         for j, refinement in enumerate(refinements):
             if not refinement.used:

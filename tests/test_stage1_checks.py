@@ -25,16 +25,18 @@ def test_a_plausible_spine_passes_every_check():
 def test_levels_out_of_order_too_close_or_too_far_fail_on_both_sides():
     swapped = SPINE[[0, 2, 1, 3, 4]]
     problems = check_levels(swapped, USED)
-    assert problems[0] and problems[1] and problems[2] and problems[3] and not problems[4]
+    assert all(problems)  # the chain is broken: every level is suspect
     assert any("not head to foot" in p for p in problems[1])
+    assert problems[4] == ("another level fails: L1/L2-L2/L3 66 mm apart (plausible 18-55)",)
     squeezed = SPINE.copy()
     squeezed[4, 2] = squeezed[3, 2] - 13.0  # ordered, but 13 mm apart
     problems = check_levels(squeezed, USED)
-    assert [bool(p) for p in problems] == [False, False, False, True, True]
-    assert "13 mm apart" in problems[4][0]
+    assert "13 mm apart" in problems[4][0] and "13 mm apart" in problems[3][0]
+    assert problems[0][0].startswith("another level fails: L4/L5-L5/S1 13 mm apart")
     stretched = SPINE.copy()
     stretched[0, 2] += 40.0  # 73 mm to the next level
-    assert [bool(p) for p in check_levels(stretched, USED)] == [True, True, False, False, False]
+    problems = check_levels(stretched, USED)
+    assert "73 mm apart" in problems[0][0] and problems[2][0].startswith("another level fails")
 
 
 def test_a_level_on_its_neighbours_disc_leaves_a_double_gap_that_fails():
@@ -45,8 +47,8 @@ def test_a_level_on_its_neighbours_disc_leaves_a_double_gap_that_fails():
     shifted[:4, 2] += 25.0
     assert check_levels(spine, USED) == [()] * 5
     problems = check_levels(shifted, USED)
-    assert [bool(p) for p in problems] == [False, False, False, True, True]
-    assert "2.0 x the median gap (25 mm)" in problems[4][0]
+    assert "2.0 x the median gap (25 mm)" in problems[4][0] and "2.0 x" in problems[3][0]
+    assert all(p[0].startswith("another level fails") for p in problems[:3])
 
 
 def test_a_level_without_the_csf_band_fails_only_itself():
