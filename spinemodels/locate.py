@@ -312,7 +312,7 @@ def locate_spinal(study: Any, candidates: list, finders, keypoints, *, oof: bool
         return fit
 
     _, series_id, k, stack, probs = scored[0]
-    starts = soft_slices(torch.from_numpy(probs)[None])[0].numpy().astype(np.float64)  # rounded: ``finder``
+    starts = soft_slices(torch.from_numpy(probs)[None])[0].numpy().astype(np.float64)  # rounded: its slices
     first = attempt(series_id, k, stack, probs, starts, "", slice_refine)
     if first is None:
         return None, [f"study {study_id}: no keypoints fold held it out; skipped (out-of-fold mode)"]
