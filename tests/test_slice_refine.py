@@ -155,3 +155,14 @@ def test_locate_refines_only_bright_csf_and_only_when_asked(monkeypatch):
     assert not any("CSF" in p for level in refined.problems for p in level)  # the band is there
     t1 = fit(ROLE_SAG_T1, SliceRefineOptions())
     assert not any("CSF" in p for level in t1.problems for p in level)  # not checked on T1
+
+
+def test_fine_pixels_are_smoothed_to_the_sampling_step_and_coarse_ones_left_alone():
+    from spinemodels.slice_refine import smoothed_to_step
+
+    noise = np.random.default_rng(0).normal(0, 1, (3, 200, 200)).astype(np.float32)
+    assert smoothed_to_step(noise, (1.0, 1.2), 1.0) is noise
+    fine = smoothed_to_step(noise, (0.5, 0.5), 1.0)  # sigma 1 px each way
+    assert 0.25 < fine.std() < 0.35  # white noise through a unit Gaussian: 1 / (2 sqrt(pi)) = 0.28
+    assert np.allclose(fine.mean(axis=(1, 2)), noise.mean(axis=(1, 2)), atol=0.01)
+    assert np.array_equal(smoothed_to_step(noise, (1.5, 0.5), 1.0)[:, :, 0] != noise[:, :, 0], np.ones((3, 200), bool))
