@@ -1,23 +1,29 @@
-"""Stage-1 accuracy on synthetic studies: train the small CPU configs on one store, locate the points of
-unseen studies (another synth seed) and compare them with the generator's exact truth (synth_truth.csv).
+"""Stage-1 accuracy on synthetic studies: train the small CPU configs on one store (for one or several
+``train.seed``), locate the points of unseen studies (other synth seeds, other matrices) and compare them
+with the generator's exact truth (synth_truth.csv).
 
-    .venv/bin/spine synth bench/out/synth_train --studies 48 --seed 11
-    .venv/bin/spine synth bench/out/synth_eval --studies 20 --seed 12
-    .venv/bin/spine ingest bench/out/synth_train bench/out/train.zarr
-    .venv/bin/spine ingest bench/out/synth_eval bench/out/eval.zarr
-    .venv/bin/python bench/bench_locate.py --train bench/out/train.zarr --eval bench/out/eval.zarr \
-        --truth bench/out/synth_eval/synth_truth.csv --out bench/out/locate
+    .venv/bin/spine synth bench/out/synth_train --studies 40 --seed 0 --matrix 192
+    .venv/bin/spine synth bench/out/synth_eval --studies 40 --seed 12
+    .venv/bin/spine synth bench/out/synth_eval512 --studies 20 --seed 13 --matrix 512
+    .venv/bin/spine ingest ...   (each folder to a store)
+    .venv/bin/python bench/bench_locate.py --train bench/out/train.zarr \
+        --eval bench/out/eval.zarr bench/out/synth_eval/synth_truth.csv \
+        --eval bench/out/eval512.zarr bench/out/synth_eval512/synth_truth.csv \
+        --seeds 0 1 2 --demo-epochs --out bench/out/locate
 
-Reports: training wall time, exact-slice rate of the spinal levels (the slice of the chosen stack nearest
-to the true point), 3D point errors (mm) per condition group, as a markdown table. ``--skip-train`` reuses
-the run directories under ``--out``; ``--no-refine`` locates without the sub-slice refinement of the spinal
-points (``spinemodels.slice_refine``). The label audit is measured by shifting every label of ``--inject``
-eval studies by one level and auditing them against the located points.
+Reports per training seed and evaluation store: exact-slice rate of the spinal levels (the slice of the
+chosen stack nearest to the true point), 3D point errors (mm) per condition group, the rows with a
+warning, the points more than 15 mm from the truth *without* a warning; then the mean and range over the
+seeds, and the error quantiles per confidence band (all seeds pooled). ``--skip-train`` reuses the run
+directories under ``--out``; ``--no-refine`` locates without the sub-slice refinement of the spinal points;
+``--demo-epochs`` trains with ``spine demo``'s epochs (``spinemodels.demo.DEMO_EPOCHS``). The label audit
+(first seed, first store) shifts every label of ``--inject`` studies by one level and audits them.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from pathlib import Path
 
@@ -33,6 +39,10 @@ from spinemodels.training import train
 
 CONFIGS = {"finder": "configs/cpu/slice_finder.yaml", "keypoints": "configs/cpu/keypoints.yaml"}
 GROUPS = {"spinal": CONDITIONS[:1], "foraminal": CONDITIONS[1:3], "subarticular": CONDITIONS[3:]}
+LARGE_ERROR_MM = 15.0
+"""A point this far from the truth must carry a warning."""
+CONFIDENCE_BANDS = (0.0, 0.05, 0.2, 0.5, 1.0001)
+"""Edges of the confidence bands whose error quantiles are reported."""
 
 
 def evaluate(dataset, coords: pd.DataFrame, truth: pd.DataFrame) -> dict:
@@ -44,6 +54,7 @@ def evaluate(dataset, coords: pd.DataFrame, truth: pd.DataFrame) -> dict:
     pred = merged[["world_x", "world_y", "world_z"]].to_numpy(float)
     true = merged[["world_x_true", "world_y_true", "world_z_true"]].to_numpy(float)
     merged["error_mm"] = np.linalg.norm(pred - true, axis=1)
+    coords["error_mm"] = merged["error_mm"].to_numpy()
     spinal = merged[merged["condition"] == CONDITIONS[0]]
     offset = []
     for row in spinal.itertuples():
@@ -58,8 +69,25 @@ def evaluate(dataset, coords: pd.DataFrame, truth: pd.DataFrame) -> dict:
         errors = merged.loc[merged["condition"].isin(conditions), "error_mm"]
         out[f"{group}_median_mm"] = float(errors.median())
         out[f"{group}_p95_mm"] = float(errors.quantile(0.95))
-    out["warnings"] = int((coords["warning"].fillna("") != "").sum())
+    warned = merged["warning"].fillna("") != ""
+    out["warnings"] = int(warned.sum())
+    out["warned_studies"] = int(merged.loc[warned, "study_id"].nunique())
+    out["large_unwarned"] = int(((merged["error_mm"] > LARGE_ERROR_MM) & ~warned).sum())
+    out["large"] = int((merged["error_mm"] > LARGE_ERROR_MM).sum())
     return out
+
+
+def confidence_bands(coords: pd.DataFrame) -> pd.DataFrame:
+    """Error quantiles (mm) of the located points per confidence band (``coords`` with ``error_mm``)."""
+    rows = []
+    for low, high in itertools.pairwise(CONFIDENCE_BANDS):
+        errors = coords.loc[(coords["confidence"] >= low) & (coords["confidence"] < high), "error_mm"]
+        if len(errors) == 0:
+            continue
+        rows.append({"band": f"{low:.2f}-{min(high, 1.0):.2f}", "points": len(errors),
+                     "median": errors.median(), "p90": errors.quantile(0.9), "p95": errors.quantile(0.95),
+                     "max": errors.max(), f"over_{LARGE_ERROR_MM:.0f}mm": int((errors > LARGE_ERROR_MM).sum())})
+    return pd.DataFrame(rows)
 
 
 def audit_injected(labels: pd.DataFrame, coords: pd.DataFrame, n_studies: int, seed: int) -> dict:
@@ -85,54 +113,105 @@ def audit_injected(labels: pd.DataFrame, coords: pd.DataFrame, n_studies: int, s
             "clean_flagged": len(clean_flags)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train", required=True)
-    parser.add_argument("--eval", required=True)
-    parser.add_argument("--truth", required=True)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--set", action="append", default=[], help="override for both configs, key=value")
-    parser.add_argument("--skip-train", action="store_true")
-    parser.add_argument("--no-refine", action="store_true", help="the slice finder's slices, not refined")
-    parser.add_argument("--inject", type=int, default=5, help="eval studies whose labels are shifted for the audit")
-    args = parser.parse_args()
-    out = Path(args.out)
+GOALS = {"spinal_exact_slice": ">= 95%", "spinal_median_mm": "<= 2", "spinal_p95_mm": "<= 6",
+         "foraminal_median_mm": "<= 4", "subarticular_median_mm": "<= 4", "large_unwarned": "0"}
+MEASURES = ["spinal_exact_slice", "spinal_within_1", "spinal_refined", "spinal_median_mm", "spinal_p95_mm",
+            "foraminal_median_mm", "foraminal_p95_mm", "subarticular_median_mm", "subarticular_p95_mm",
+            "warnings", "warned_studies", "large", "large_unwarned"]
+
+
+def markdown(frame: pd.DataFrame) -> str:
+    """A small DataFrame as a markdown table (floats with 2 decimals)."""
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    for row in frame.itertuples(index=False):
+        lines.append("| " + " | ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def train_runs(args, seed: int, out: Path) -> tuple[list[Path], dict]:
+    """Train (unless ``--skip-train``) both stage-1 models for one ``train.seed``; their run directories."""
+    from spinemodels.demo import DEMO_EPOCHS
+
     runs, seconds = [], {}
     for name, path in CONFIGS.items():
         run_dir = out / name
         runs.append(run_dir)
         if args.skip_train:
             continue
-        config = load_config(path, args.set)
+        task = "slice_finder" if name == "finder" else "keypoints"
+        overrides = [*args.set, f"train.seed={seed}"]
+        if args.demo_epochs:
+            overrides.append(f"train.epochs={DEMO_EPOCHS[task]}")
+        overrides += args.finder_set if name == "finder" else args.keypoints_set
+        config = load_config(path, overrides)
         start = time.perf_counter()
         train(config, args.train, run_dir, progress=False)
         seconds[name] = time.perf_counter() - start
-    dataset = spinedata.open_dataset(args.eval)
-    start = time.perf_counter()
+    return runs, seconds
+
+
+def _fmt(key: str, value: float) -> str:
+    if key.startswith("spinal_") and not key.endswith("_mm"):
+        return f"{100 * value:.1f}%"
+    return f"{value:.2f}" if key.endswith("_mm") else f"{value:.0f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train", required=True)
+    parser.add_argument("--eval", nargs=2, action="append", required=True, metavar=("STORE", "TRUTH"),
+                        help="an evaluation store and its synth_truth.csv (repeatable)")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42], help="train.seed of each training")
+    parser.add_argument("--set", action="append", default=[], help="override for both configs, key=value")
+    parser.add_argument("--finder-set", action="append", default=[], help="override for the slice finder")
+    parser.add_argument("--keypoints-set", action="append", default=[], help="override for the keypoint model")
+    parser.add_argument("--demo-epochs", action="store_true", help="the epochs `spine demo` trains with")
+    parser.add_argument("--skip-train", action="store_true")
+    parser.add_argument("--no-refine", action="store_true", help="the slice finder's slices, not refined")
+    parser.add_argument("--inject", type=int, default=5, help="eval studies whose labels are shifted for the audit")
+    args = parser.parse_args()
+    out = Path(args.out)
     refine = None if args.no_refine else SliceRefineOptions()
-    coords, _ = locate(dataset, runs, progress=False, device="cpu", slice_refine=refine)
-    locate_seconds = time.perf_counter() - start
-    coords.to_csv(out / "eval_coords.csv", index=False)
-    result = evaluate(dataset, coords, pd.read_csv(args.truth, dtype={"study_id": str}))
+    results, pooled, first_coords = [], {}, None
     n_train = len(spinedata.open_dataset(args.train).study_ids)
-    print(f"train store: {n_train} studies; eval store: {result['studies']} studies")
-    for name, s in seconds.items():
-        print(f"training {name}: {s / 60:.1f} min")
-    print(f"locate: {locate_seconds:.1f} s ({locate_seconds / result['studies']:.2f} s per study)\n")
-    print("| measure | value | goal |")
-    print("|---|---|---|")
-    print(f"| spinal levels on the exact slice | {100 * result['spinal_exact_slice']:.1f}% | >= 90% |")
-    print(f"| spinal levels within one slice | {100 * result['spinal_within_1']:.1f}% | |")
-    print(f"| spinal levels with a refined slice | {100 * result['spinal_refined']:.1f}% | |")
-    goals = {"spinal_median_mm": "<= 3", "spinal_p95_mm": "<= 8", "foraminal_median_mm": "<= 5",
-             "subarticular_median_mm": "<= 5"}
-    for group in GROUPS:
-        for stat in ("median", "p95"):
-            key = f"{group}_{stat}_mm"
-            print(f"| {group} point error, {stat} (mm) | {result[key]:.2f} | {goals.get(key, '')} |")
-    print(f"| rows with a placement warning | {result['warnings']} | |")
+    for seed in args.seeds:
+        seed_dir = out / f"seed_{seed}" if len(args.seeds) > 1 else out
+        runs, seconds = train_runs(args, seed, seed_dir)
+        for name, s in seconds.items():
+            print(f"seed {seed}: training {name}: {s / 60:.1f} min")
+        for store, truth_csv in args.eval:
+            name = Path(store).name.removesuffix(".zarr")
+            dataset = spinedata.open_dataset(store)
+            start = time.perf_counter()
+            coords, _ = locate(dataset, runs, progress=False, device="cpu", slice_refine=refine)
+            locate_seconds = time.perf_counter() - start
+            result = evaluate(dataset, coords, pd.read_csv(truth_csv, dtype={"study_id": str}))
+            coords.to_csv(seed_dir / f"{name}_coords.csv", index=False)
+            print(f"seed {seed}, {name}: {result['studies']} studies, locate {locate_seconds / result['studies']:.2f} "
+                  f"s per study")
+            results.append({"seed": seed, "store": name, **result})
+            pooled.setdefault(name, []).append(coords)
+            if first_coords is None:
+                first_coords = (dataset, coords)
+    table = pd.DataFrame(results)
+    print(f"\ntrain store: {n_train} studies; seeds {args.seeds}\n")
+    for name, group in table.groupby("store", sort=False):
+        print(f"### {name}: {int(group['studies'].iloc[0])} unseen studies, {len(group)} training seed(s)\n")
+        print("| measure | " + " | ".join(f"seed {s}" for s in group["seed"]) + " | mean | range | goal |")
+        print("|---|" + "---|" * (len(group) + 3))
+        for key in MEASURES:
+            values = group[key].to_numpy(float)
+            cells = " | ".join(_fmt(key, v) for v in values)
+            print(f"| {key} | {cells} | {_fmt(key, values.mean())} | {_fmt(key, values.min())}-"
+                  f"{_fmt(key, values.max())} | {GOALS.get(key, '')} |")
+        bands = confidence_bands(pd.concat(pooled[name], ignore_index=True))
+        print(f"\nerror (mm) per confidence band, {name}, all seeds pooled:\n")
+        print(markdown(bands))
+        print()
+    dataset, coords = first_coords
     audit = audit_injected(dataset.labels, coords, args.inject, seed=0)
-    print(f"\naudit: {audit['found']} of {audit['injected']} studies with every label shifted by one level found; "
+    print(f"audit: {audit['found']} of {audit['injected']} studies with every label shifted by one level found; "
           f"{audit['false_studies']} other studies flagged as shifted; "
           f"{audit['clean_flagged']} studies flagged when no label is shifted")
 

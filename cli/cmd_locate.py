@@ -28,6 +28,7 @@ def locate(
     import spinedata
     from spinemodels.locate import locate as run_locate
     from spinemodels.slice_refine import SliceRefineOptions
+    from spinemodels.stage1_report import locate_summary
 
     dataset = spinedata.open_dataset(str(data))
     coords, warnings = run_locate(dataset, model, oof=oof, device=device, progress=progress,
@@ -40,3 +41,5 @@ def locate(
         typer.echo(f"warning: {line}", err=True)
     if len(warnings) > MAX_WARNINGS_SHOWN:
         typer.echo(f"warning: ... and {len(warnings) - MAX_WARNINGS_SHOWN} more (see the warning column)", err=True)
+    for line in locate_summary(coords, dataset.study_ids):
+        typer.echo(line)

@@ -30,6 +30,8 @@ from spinedata.errors import ConfigError
 WORLD = ("world_x", "world_y", "world_z")
 LEVEL_COLOURS = ("#e41a1c", "#ff7f00", "#ffd92f", "#4daf4a", "#377eb8")
 SEVERITY_COLOURS = ("#4daf4a", "#ff7f00", "#e41a1c")
+WARNING_COLOUR = "#ff00ff"
+"""Frame of predicted points whose coords row carries a warning (``spine locate``'s checks or placement)."""
 CONDITION_SHORT = {
     "Spinal Canal Stenosis": "spinal",
     "Left Neural Foraminal Narrowing": "L foraminal",
@@ -117,15 +119,27 @@ def _window(image: np.ndarray) -> tuple[float, float]:
     return float(low), float(max(high, low + 1e-6))
 
 
+def warned(table: pd.DataFrame) -> pd.Series:
+    """Rows of a points table with a non-empty ``warning`` (coords.csv of ``spine locate``)."""
+    if "warning" not in table.columns:
+        return pd.Series(False, index=table.index)
+    return table["warning"].fillna("").astype(str).str.strip() != ""
+
+
 def _draw_points(ax, stack: Any, table: pd.DataFrame, marker: str, size: float, label: str) -> None:
+    """The spinal points of ``table`` on the sagittal view; points with a warning inside a red square."""
     spinal = table[table["condition"] == CONDITIONS[0]]
-    first = True
-    for row in spinal.itertuples():
+    first, first_warning = True, True
+    for row, flag in zip(spinal.itertuples(), warned(spinal), strict=True):
         projection = stack.project(np.array([getattr(row, w) for w in WORLD], float))
         colour = LEVEL_COLOURS[LEVELS.index(row.level)]
         ax.plot(projection.col, projection.row, marker, color=colour, markersize=size, markeredgewidth=2,
                 fillstyle="none", label=label if first else None)
         first = False
+        if flag:
+            ax.plot(projection.col, projection.row, "s", color=WARNING_COLOUR, markersize=size + 8,
+                    markeredgewidth=2, fillstyle="none", label=f"{label}, with a warning" if first_warning else None)
+            first_warning = False
         if marker == "o":
             ax.annotate(row.level, (projection.col, projection.row), xytext=(14, 0), textcoords="offset points",
                         color=colour, fontsize=10, fontweight="bold", va="center")
@@ -230,6 +244,11 @@ def render_study(dataset: Any, study_id: str, out: str | Path, *, coords: pd.Dat
             source = points.predicted if len(points.predicted) else points.labels
             rows = source[(source["condition"] == condition) & (source["level"] == level)]
             title = f"{CONDITION_SHORT[condition]} {level}"
+            if len(rows) and bool(warned(rows).iloc[0]):
+                title += " (!)"
+                for spine in cell.spines.values():
+                    spine.set_color(WARNING_COLOUR)
+                    spine.set_linewidth(2.5)
             if len(rows):
                 point = rows.iloc[0]
                 crop_stack = _stack_for(study, point, condition)
@@ -249,7 +268,7 @@ def render_study(dataset: Any, study_id: str, out: str | Path, *, coords: pd.Dat
                 cell.text(0.5, 0.5, "no point", ha="center", va="center", fontsize=8, transform=cell.transAxes)
             probs = _probabilities(points, study_id, condition, level)
             truth_grade = _truth_grade(truth, study_id, condition, level)
-            cell.set_title(title, fontsize=8, pad=2)
+            cell.set_title(title, fontsize=8, pad=2, color=WARNING_COLOUR if title.endswith("(!)") else "black")
             if probs is not None:
                 best = int(np.argmax(probs))
                 text = " ".join(f"{'NMS'[c]}{probs[c]:.2f}" for c in range(3))
@@ -261,6 +280,9 @@ def render_study(dataset: Any, study_id: str, out: str | Path, *, coords: pd.Dat
     title = f"study {study_id}: crops around the {'predicted' if len(points.predicted) else 'labelled'} points"
     if len(points.submission):
         title += "; below each, the predicted probability of N(ormal/mild), M(oderate), S(evere)"
+    n_warned = int(warned(points.predicted).sum())
+    if n_warned:
+        title += f"; {n_warned} predicted points with a warning (magenta frames, '(!)')"
     figure.suptitle(title, fontsize=11)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

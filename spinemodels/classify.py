@@ -41,6 +41,7 @@ from spinemodels.data.views import is_cross_view, points_for_group
 from spinemodels.locate import FoldModels
 from spinemodels.networks.grader import grid_outputs
 from spinemodels.rundir import RunDir
+from spinemodels.stage1_report import coords_warnings
 from spinemodels.tasks.grading import GRADE_TASKS, PRIORS_FILE, crop_settings
 
 
@@ -201,6 +202,7 @@ def classify(dataset: Any, coords: pd.DataFrame, run_paths: list[str | Path], *,
     unknown = sorted(set(coords["study_id"].astype(str)) - set(ids))
     if unknown:
         warnings.append(f"coords name {len(unknown)} studies not classified here (e.g. {unknown[0]})")
+    warnings += coords_warnings(coords, ids)
     rows = []
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("classifying", total=len(ids))

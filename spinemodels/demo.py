@@ -43,16 +43,17 @@ GRADERS = ("grade_spinal", "grade_foraminal", "grade_subarticular")
 MASTER = "grade_master"
 
 DEMO_EPOCHS: dict[str, int] = {
-    "slice_finder": 10,
-    "keypoints": 16,
+    "slice_finder": 8,
+    "keypoints": 12,
     "grade_spinal": 20,
     "grade_foraminal": 20,
     "grade_subarticular": 20,
     "grade_master": 3,
 }
-"""Epochs per model in the default demo (the configs' own are for benchmarks; these aim at 15 minutes on 2 cores).
-With 40 training studies the slice finder generalises after ~5 epochs (bench/out figures); with 19 it did
-not within 8 (validation slice_exact 0.04): the demo needs the studies more than the epochs."""
+"""Epochs per model in the default demo (80 training studies; these aim at 15 minutes on 2 cores). Stage 1
+needs as many optimiser steps as 16 + 24 epochs of 40 studies to hold on studies written at the generator's
+default matrices, i.e. 8 + 12 epochs of 80; the graders need the 80 studies and 20 epochs (docs/benchmarks.md,
+"Stage 1 across acquisitions" and "Per-level graders")."""
 
 QUICK_EPOCHS = 1
 QUICK_STUDIES, QUICK_TEST_STUDIES, QUICK_MATRIX = 6, 2, 128

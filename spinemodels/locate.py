@@ -1,13 +1,17 @@
 """Stage 1 inference (``spine locate``): every condition's point at every level of every study.
 
 1. Slice finder on each candidate sagittal stack (Sagittal T2/STIR; Sagittal T1 when there is none, with a
-   warning); the stack where the models are most confident is used.
+   warning); the Sagittal T2/STIR stack where the models are most confident is used.
 2. The keypoint UNet on the slices around the chosen slices: the in-plane spinal point of each level.
    On a Sagittal T2/STIR stack each level's slice is then refined to a fractional slice from the CSF across
    the slices around the point (``spinemodels.slice_refine``; the slice finder's slice where the evidence
    is weak); the point goes to LPS mm through the stack's geometry.
-3. Foraminal and subarticular points: spinal point + learned mean offset, placed in the nearest stack of
-   their own series (``spinemodels.placement``).
+3. Anatomical checks (``spinemodels.stage1_checks``: order, spacing, CSF band). When a level fails, other
+   centre slices of the stack (the slice finder's runner-up, the stack's middle; slice from the refinement
+   only), then the other sagittal stacks are tried; the try with the fewest failing levels is kept, and its
+   failing levels get a ``warning`` and a low ``confidence``.
+4. Foraminal and subarticular points: spinal point + learned mean offset, placed in the nearest stack of
+   their own series (``spinemodels.placement``); they carry their level's warning and confidence.
 
 Fold models of a run are averaged (probabilities). ``oof=True`` uses, for each study, only the fold model
 that did not train on it (out-of-fold coordinates for ``spine audit``).
@@ -16,7 +20,7 @@ that did not train on it (out-of-fold coordinates for ``spine audit``).
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +31,13 @@ import torch
 from spinedata.constants import CONDITIONS, LEVELS
 from spinedata.errors import SpineError
 from spinemodels.data.spinal import SPINAL_ROLES, slice_window
-from spinemodels.data.stackio import SquareResize, normalise, spinal_stack_candidates
+from spinemodels.data.stackio import PhysicalGrid, spinal_stack_candidates
 from spinemodels.heatmaps import peak_candidates
 from spinemodels.placement import OFFSETS_FILE, average_offsets, place_point
 from spinemodels.rundir import RunDir, RunDirError
-from spinemodels.slice_refine import Refinement, SliceRefineOptions, refine_levels
-from spinemodels.tasks.slice_finder import expected_slices, slice_probabilities, soft_slices
+from spinemodels.slice_refine import SliceRefineOptions, refine_levels
+from spinemodels.stage1_checks import MIN_LEVEL_GAP_MM, check_levels, level_confidence, slice_support
+from spinemodels.tasks.slice_finder import slice_probabilities, soft_slices
 
 COORD_COLUMNS = ["study_id", "series_id", "instance_number", "condition", "level", "x", "y",
                  "world_x", "world_y", "world_z", "confidence", "stack", "slice", "plane_distance_mm", "warning"]
@@ -43,8 +48,6 @@ MAX_CANDIDATE_STACKS = 4
 
 LEVEL_CANDIDATES = 3
 """Peaks considered per level heatmap when the levels are decoded together."""
-MIN_LEVEL_GAP_MM = 12.0
-"""Consecutive levels must lie at least this far apart along the head-foot axis (LPS z), head first."""
 
 FALLBACK_CONFIDENCE = 0.5
 """Factor on the confidence of a point placed outside its own series' stacks or in another series."""
@@ -107,11 +110,11 @@ def _volume(stack: Any, cache: dict) -> np.ndarray:
     return cache[key]
 
 
-def _resized(stack: Any, size: int, cache: dict) -> np.ndarray:
-    key = (id(stack), size)
+def _on_grid(stack: Any, grid: PhysicalGrid, cache: dict) -> np.ndarray:
+    """The stack resampled to ``grid`` and normalised there (once per stack and grid)."""
+    key = (id(stack), grid)
     if key not in cache:
-        volume = _volume(stack, cache)
-        cache[key] = SquareResize(volume.shape[1], volume.shape[2], size).apply(normalise(volume))
+        cache[key] = grid.normalised(_volume(stack, cache))
     return cache[key]
 
 
@@ -120,7 +123,9 @@ def slice_probs(runs: list[FoldModels], stack: Any, study_id: str, oof: bool, de
     """(N, 5) probability of each slice per level, averaged over the runs' selected folds."""
     total, count = None, 0
     for fm in runs:
-        image = torch.from_numpy(_resized(stack, fm.task.config.data.image_size, cache))[None].to(device)
+        data = fm.task.config.data
+        grid = PhysicalGrid.of_stack(stack, data.image_size, data.fov_mm)
+        image = torch.from_numpy(_on_grid(stack, grid, cache))[None].to(device)
         mask = torch.ones(image.shape[:2], dtype=torch.bool, device=device)
         for k in fm.select(study_id, oof):
             prob = slice_probabilities(fm.networks[k](image, mask), mask)[0].cpu().numpy()
@@ -132,13 +137,15 @@ def slice_probs(runs: list[FoldModels], stack: Any, study_id: str, oof: bool, de
 @torch.no_grad()
 def keypoint_points(runs: list[FoldModels], stack: Any, centre: int, study_id: str, oof: bool, device, cache):
     """(5, 2) (row, col) in the stack's pixel grid and (5,) confidence, or None when no fold applies."""
-    total, count, sigma, size = None, 0, None, None
+    total, count, sigma, grid = None, 0, None, None
     for fm in runs:
         data = fm.task.config.data
-        if size is not None and data.image_size != size:
-            raise LocateError("keypoint runs given together must share data.image_size")
-        size, sigma = data.image_size, data.sigma_px
-        window = slice_window(_resized(stack, size, cache), centre, data.channels)
+        own = PhysicalGrid.of_stack(stack, data.image_size, data.fov_mm)
+        if grid is not None and own != grid:
+            raise LocateError("keypoint runs given together must share data.image_size and data.fov_mm")
+        grid, sigma = own, data.sigma_px
+        size = grid.size
+        window = slice_window(_on_grid(stack, grid, cache), centre, data.channels)
         image = torch.from_numpy(window)[None].to(device)
         for k in fm.select(study_id, oof):
             prob = torch.softmax(fm.networks[k](image).float().flatten(-2), -1).view(1, len(LEVELS), size, size)
@@ -147,14 +154,12 @@ def keypoint_points(runs: list[FoldModels], stack: Any, centre: int, study_id: s
     if count == 0:
         return None
     log_p = torch.log((total / count).clamp_min(1e-20))[0].double().cpu().numpy()  # (5, S, S)
-    _, rows, cols = stack.shape
-    resize = SquareResize(rows, cols, size)
     candidates = [peak_candidates(log_p[j], sigma, LEVEL_CANDIDATES) for j in range(len(LEVELS))]
     chosen = ordered_levels(candidates, lambda rc: stack.voxel_to_world(
-        np.array([centre, *resize.to_original(rc)], dtype=np.float64))[2])
+        np.array([centre, *grid.to_stack(rc)], dtype=np.float64))[2])
     points = np.array([candidates[j][i][0] for j, i in enumerate(chosen)])
     confidence = np.array([candidates[j][i][1] for j, i in enumerate(chosen)])
-    return resize.to_original(points), confidence
+    return grid.to_stack(points), confidence
 
 
 def ordered_levels(candidates: list[list[tuple[np.ndarray, float]]], height) -> tuple[int, ...]:
@@ -185,78 +190,230 @@ def offsets_for(runs: list[FoldModels], study_id: str, oof: bool) -> pd.DataFram
     return average_offsets(tables).set_index(["condition", "level"])
 
 
-def spinal_slices(stack: Any, role: str, probs: np.ndarray, finder: np.ndarray, points: np.ndarray,
-                  slice_refine: SliceRefineOptions | None, cache: dict) -> list[Refinement]:
-    """Each level's fractional slice: refined (``spinemodels.slice_refine``) on a Sagittal T2/STIR stack
-    when ``slice_refine`` is given, else (and where the refinement is not used) the slice finder's slice
-    ``finder`` ``(5,)`` (``expected_slices`` of ``probs``)."""
-    if slice_refine is None:
-        return [Refinement(float(s), False, np.nan, 0.0, "refinement off") for s in finder]
-    if role != SPINAL_ROLES[0]:
-        return [Refinement(float(s), False, np.nan, 0.0, f"CSF is not bright on {role}") for s in finder]
-    soft = soft_slices(torch.from_numpy(probs)[None])[0].numpy().astype(np.float64)
-    found = refine_levels(_volume(stack, cache), soft, points, stack.geometry.pixel_spacing,
-                          stack.geometry.slice_spacing, slice_refine)
-    return [r if r.used else Refinement(float(s), False, r.spread, r.share, r.reason)
-            for r, s in zip(found, finder, strict=True)]
+FALLBACK_CENTRES = 6
+"""Other centre slices tried on the chosen stack when its points fail the checks (``spinemodels.stage1_checks``)."""
+FALLBACK_SUPPORT = 0.2
+"""Slice support given to the points of a fallback that passed every check (the slice finder disagreed): on
+validation about one fallback study in ten still sat a level off, so its points rank below the unwarned ones."""
+MIN_SAGITTAL_SLICES = 3
+"""Sagittal stacks with fewer slices are not used."""
+MIN_SAGITTAL_COSINE = 0.7
+"""A stack of a sagittal series is used only when its slice normal lies within 45 degrees of left-right."""
+UNCHECKED_PENALTY = 2.5
+"""Failing levels counted against a try on a stack where the CSF check cannot run (Sagittal T1) when no try
+passes every check: such a try then wins only over one with three or more failing levels."""
+UNUSABLE_ERRORS = (SpineError, OSError, ValueError, KeyError)
+"""What reading or running a stack may raise when the stack itself is unusable (skipped with a warning)."""
+
+
+@dataclass
+class SpinalFit:
+    """One try at a study's spinal points: stack, centre slice, points, refinements and the checks' verdict."""
+
+    series_id: str
+    stack_index: int
+    stack: Any
+    role: str
+    probs: np.ndarray | None  # (N, 5) slice finder probabilities on this stack
+    centre: int  # the keypoint model's centre slice
+    positions: np.ndarray  # (5,) fractional slice of each level's point
+    refined: list[bool]  # whether each position came from the refinement
+    points: np.ndarray  # (5, 2) (row, col)
+    heat: np.ndarray  # (5,) heatmap mass
+    world: np.ndarray  # (5, 3) LPS mm
+    problems: list[tuple[str, ...]]
+    how: str = ""  # "" for the slice finder's choice, else which fallback
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for p in self.problems if p)
+
+    @property
+    def badness(self) -> float:
+        """Failing levels, plus ``UNCHECKED_PENALTY`` off Sagittal T2/STIR (its CSF is not checked)."""
+        return self.failed + (UNCHECKED_PENALTY if self.role != SPINAL_ROLES[0] else 0.0)
+
+    def confidence(self) -> np.ndarray:
+        """(5,) confidence of the spinal points (``spinemodels.stage1_checks.level_confidence``)."""
+        if self.how:
+            support = np.full(len(LEVELS), FALLBACK_SUPPORT)
+        else:
+            support = slice_support(self.probs, self.positions)
+        return level_confidence(support, self.heat, self.problems)
+
+
+def fit_spinal(stack: Any, series_id: str, k: int, role: str, probs: np.ndarray | None, starts: np.ndarray,
+               keypoints, study_id: str, oof: bool, device, cache: dict,
+               slice_refine: SliceRefineOptions | None, how: str = "") -> SpinalFit | None:
+    """Keypoints around ``starts`` (5,) (their median is the centre slice), each level's slice refined from its
+    start (``slice_refine``; None keeps the starts), then the checks. None when no keypoint fold applies."""
+    starts = np.asarray(starts, dtype=np.float64)
+    centre = int(round(float(np.median(starts))))
+    found = keypoint_points(keypoints, stack, centre, study_id, oof, device, cache)
+    if found is None:
+        return None
+    points, heat = found
+    csf = role == SPINAL_ROLES[0]
+    evidence = (refine_levels(_volume(stack, cache), starts, points, stack.geometry.pixel_spacing,
+                              stack.geometry.slice_spacing, slice_refine or SliceRefineOptions())
+                if csf else None)
+    use = slice_refine is not None and evidence is not None
+    refined = [bool(use and r.used) for r in evidence] if evidence is not None else [False] * len(LEVELS)
+    positions = np.where(refined, [r.position for r in evidence] if evidence else starts, np.round(starts))
+    world = np.array([stack.voxel_to_world(np.array([positions[j], *points[j]], dtype=np.float64))
+                      for j in range(len(LEVELS))])
+    problems = check_levels(world, evidence)
+    return SpinalFit(series_id, k, stack, role, probs, centre, positions, refined, points, heat, world, problems, how)
+
+
+def fallback_centres(probs: np.ndarray, tried: set[int], n: int) -> list[int]:
+    """Centre slices to try after the slice finder's: the best slice of its distribution away from the
+    tried ones, the stack's middle, then the slices nearest the middle (at most ``FALLBACK_CENTRES``)."""
+    total = probs.sum(1)
+    far = [s for s in np.argsort(-total) if all(abs(int(s) - t) >= 2 for t in tried)]
+    middle = (n - 1) // 2
+    order = ([int(far[0])] if far else []) + sorted(range(n), key=lambda s: (abs(s - middle), s))
+    out: list[int] = []
+    for s in order:
+        if s not in tried and s not in out:
+            out.append(s)
+    return out[:FALLBACK_CENTRES]
+
+
+def locate_spinal(study: Any, candidates: list, finders, keypoints, *, oof: bool, device, cache: dict,
+                  slice_refine: SliceRefineOptions | None) -> tuple[SpinalFit | None, list[str]]:
+    """The spinal points of a study: the slice finder's choice on the stack where it is most confident; when
+    they fail a check, other centre slices of that stack (refinement only), then the other sagittal stacks.
+    The first try that passes every check wins; without one, the try with the fewest failing levels (the
+    first one on a tie; ``SpinalFit.badness``). None when nothing applies."""
+    study_id = str(study.study_id)
+    notes: list[str] = []
+    scored = []
+    for series_id, k, stack in candidates:
+        try:
+            probs = slice_probs(finders, stack, study_id, oof, device, cache)
+        except UNUSABLE_ERRORS as error:
+            notes.append(f"study {study_id}: series {series_id} stack {k} unusable ({error}); skipped")
+            continue
+        if probs is None:
+            return None, [f"study {study_id}: no slice_finder fold held it out; skipped (out-of-fold mode)"]
+        scored.append((float(probs.max(axis=0).mean()), series_id, k, stack, probs))
+    if not scored:
+        return None, [*notes, f"study {study_id}: no usable sagittal stack; no points located"]
+    role_rank = {role: i for i, role in enumerate(SPINAL_ROLES)}
+    scored.sort(key=lambda item: (role_rank.get(study.series[item[1]].role, 9), -item[0]))
+    tries: list[SpinalFit] = []
+
+    def attempt(series_id, k, stack, probs, starts, how, options) -> SpinalFit | None:
+        fit = fit_spinal(stack, series_id, k, study.series[series_id].role, probs, starts, keypoints, study_id,
+                         oof, device, cache, options, how)
+        if fit is not None:
+            tries.append(fit)
+        return fit
+
+    _, series_id, k, stack, probs = scored[0]
+    starts = soft_slices(torch.from_numpy(probs)[None])[0].numpy().astype(np.float64)  # rounded: its slices
+    first = attempt(series_id, k, stack, probs, starts, "", slice_refine)
+    if first is None:
+        return None, [f"study {study_id}: no keypoints fold held it out; skipped (out-of-fold mode)"]
+    if first.failed:
+        wide = None if slice_refine is None else replace(slice_refine, max_shift=float(slice_refine.window))
+        for centre in fallback_centres(probs, {first.centre}, stack.shape[0]):
+            fit = attempt(series_id, k, stack, probs, np.full(len(LEVELS), float(centre)),
+                          f"centre slice {centre} of series {series_id} (the slice finder's failed the checks)", wide)
+            if fit is not None and not fit.failed:
+                break
+        else:
+            for _, other_id, other_k, other, other_probs in scored[1:]:
+                fit = attempt(other_id, other_k, other, other_probs,
+                              soft_slices(torch.from_numpy(other_probs)[None])[0].numpy().astype(np.float64),
+                              f"series {other_id} stack {other_k} (the chosen stack failed the checks)", slice_refine)
+                if fit is not None and not fit.failed:
+                    break
+    passing = [fit for fit in tries if not fit.failed]
+    best = passing[0] if passing else min(tries, key=lambda fit: fit.badness)  # the first of the fewest
+    if best.how:
+        notes.append(f"study {study_id}: the slice finder's points failed the checks ({_first_problem(first)}); "
+                     f"used {best.how}")
+    if best.failed:
+        notes.append(f"study {study_id}: {best.failed} level(s) fail the anatomical checks after "
+                     f"{len(tries)} tries ({_first_problem(best)})")
+    return best, notes
+
+
+def _first_problem(fit: SpinalFit) -> str:
+    return next(f"{LEVELS[j]}: {p[0]}" for j, p in enumerate(fit.problems) if p) if fit.failed else "none"
+
+
+def level_warnings(fit: SpinalFit) -> list[str]:
+    """The warning of each level's rows: failed checks, a fallback, a spinal stack that is not T2."""
+    common = []
+    if fit.role != SPINAL_ROLES[0]:
+        common.append(f"spinal points found on {fit.role} (no usable {SPINAL_ROLES[0]})")
+    if fit.how:
+        common.append(f"fallback: {fit.how}")
+    out = []
+    for problems in fit.problems:
+        parts = [*common, *(f"check failed: {p}" for p in problems)]
+        out.append("; ".join(parts))
+    return out
 
 
 def locate_study(study: Any, finders, keypoints, *, oof: bool, device,
                  slice_refine: SliceRefineOptions | None = None) -> tuple[list[dict], list[str]]:
-    """Rows of coords.csv for one study (25, or fewer with warnings when no model or stack applies)."""
+    """Rows of coords.csv for one study (25, or none with a warning when no model or stack applies)."""
     study_id = str(study.study_id)
     warnings: list[str] = []
-    candidates = spinal_stack_candidates(study, SPINAL_ROLES)
+    candidates = []
+    for role in SPINAL_ROLES:
+        for series_id, k, stack in spinal_stack_candidates(study, (role,)):
+            cosine = abs(float(np.asarray(stack.geometry.normal, dtype=np.float64)[0]))
+            if stack.shape[0] < MIN_SAGITTAL_SLICES:
+                warnings.append(f"study {study_id}: series {series_id} stack {k} has {stack.shape[0]} slice(s); "
+                                "not used")
+            elif cosine < MIN_SAGITTAL_COSINE:
+                warnings.append(f"study {study_id}: series {series_id} ({role}) stack {k} is not sagittal (slice "
+                                f"normal {np.degrees(np.arccos(min(cosine, 1.0))):.0f} degrees from left-right); "
+                                "not used")
+            else:
+                candidates.append((series_id, k, stack))
     if not candidates:
-        return [], [f"study {study_id}: no sagittal stack; no points located"]
+        return [], [*warnings, f"study {study_id}: no usable sagittal stack; no points located"]
     cache: dict = {}
-    best = None
-    for series_id, k, stack in candidates[:MAX_CANDIDATE_STACKS]:
-        probs = slice_probs(finders, stack, study_id, oof, device, cache)
-        if probs is None:
-            return [], [f"study {study_id}: no slice_finder fold held it out; skipped (out-of-fold mode)"]
-        score = float(probs.max(axis=0).mean())
-        if best is None or score > best[0]:
-            best = (score, series_id, k, stack, probs)
-    _, series_id, k, stack, probs = best
-    role = study.series[series_id].role
-    if role != SPINAL_ROLES[0]:
-        warnings.append(f"study {study_id}: no {SPINAL_ROLES[0]} series; spinal points found on {role}")
-    chosen, chosen_conf = expected_slices(torch.from_numpy(probs)[None])
-    slices, slice_conf = chosen[0].numpy(), chosen_conf[0].numpy()  # (5,)
-    centre = int(round(float(np.median(slices))))
-    found = keypoint_points(keypoints, stack, centre, study_id, oof, device, cache)
-    if found is None:
-        return [], [f"study {study_id}: no keypoints fold held it out; skipped (out-of-fold mode)"]
-    points, heat_conf = found
-    refined = spinal_slices(stack, role, probs, slices.astype(np.float64), points, slice_refine, cache)
+    fit, notes = locate_spinal(study, candidates[:MAX_CANDIDATE_STACKS], finders, keypoints, oof=oof,
+                               device=device, cache=cache, slice_refine=slice_refine)
+    warnings += notes
+    if fit is None:
+        return [], warnings
+    if fit.role != SPINAL_ROLES[0]:
+        warnings.append(f"study {study_id}: no usable {SPINAL_ROLES[0]} series; spinal points found on {fit.role}")
     offsets = offsets_for(keypoints, study_id, oof)
+    confidence = fit.confidence() * (FALLBACK_CONFIDENCE if fit.role != SPINAL_ROLES[0] else 1.0)
+    notes_of_level = level_warnings(fit)
+    stack = fit.stack
     rows = []
-    spinal_world = {}
     for j, level in enumerate(LEVELS):
-        (r, c), position = points[j], refined[j].position
-        world = stack.voxel_to_world(np.array([position, r, c], dtype=np.float64))
-        s, distance = int(slices[j]), 0.0
-        if refined[j].used:  # the nearest slice, and the point's row/col on it (stacks may be sheared)
+        (r, c), world = fit.points[j], fit.world[j]
+        s, distance = int(np.clip(round(fit.positions[j]), 0, stack.shape[0] - 1)), 0.0
+        if fit.refined[j]:  # the nearest slice, and the point's row/col on it (stacks may be sheared)
             projection = stack.project(world)
             s, r, c, distance = projection.slice, projection.row, projection.col, projection.distance_mm
-        spinal_world[level] = world
-        rows.append(_row(study_id, series_id, k, s, int(stack.instance_numbers[s]), CONDITIONS[0], level, r, c,
-                         world, float(slice_conf[j] * heat_conf[j]), distance, ""))
+        rows.append(_row(study_id, fit.series_id, fit.stack_index, s, int(stack.instance_numbers[s]), CONDITIONS[0],
+                         level, r, c, world, float(confidence[j]), distance, notes_of_level[j]))
     for condition in CONDITIONS[1:]:
         for j, level in enumerate(LEVELS):
             d = offsets.loc[(condition, level)]
-            world = spinal_world[level] + np.array([d["dx"], d["dy"], d["dz"]], dtype=np.float64)
+            world = fit.world[j] + np.array([d["dx"], d["dy"], d["dz"]], dtype=np.float64)
             placed = place_point(study, world, condition)
-            confidence = float(slice_conf[j] * heat_conf[j])
+            value = float(confidence[j])
             if placed is None:  # cannot happen: the spinal stack exists
                 raise LocateError(f"study {study_id}: no stack to place {condition} {level}")
             if placed.warning:
-                confidence *= FALLBACK_CONFIDENCE
+                value *= FALLBACK_CONFIDENCE
                 warnings.append(f"study {study_id} {condition} {level}: {placed.warning}")
+            note = "; ".join(w for w in (notes_of_level[j], placed.warning) if w)
             rows.append(_row(study_id, placed.series_id, placed.stack_index, placed.slice, placed.instance_number,
-                             condition, level, placed.row, placed.col, world, confidence, placed.distance_mm,
-                             placed.warning))
+                             condition, level, placed.row, placed.col, world, value, placed.distance_mm, note))
     return rows, warnings
 
 

@@ -183,15 +183,29 @@ def refine_slice(volume: np.ndarray, start: float, centre_rc: np.ndarray, direct
     return Refinement(position, True, spread, share)
 
 
+def smoothed_to_step(volume: np.ndarray, pixel_spacing: tuple[float, float], step_mm: float) -> np.ndarray:
+    """(n, r, c) smoothed in-plane (Gaussian, sigma half a sampling step) along each axis whose pixels are
+    finer than ``step_mm``, so that the sampled profiles (and the percentiles that scale them) carry about
+    the same noise whatever the matrix; unchanged when the pixels are that coarse already."""
+    from scipy.ndimage import gaussian_filter
+
+    sigma = [0.0] + [0.5 * step_mm / float(s) if float(s) < step_mm else 0.0 for s in pixel_spacing]
+    if not any(sigma):
+        return volume
+    return gaussian_filter(np.asarray(volume, dtype=np.float32), sigma)
+
+
 def refine_levels(volume: np.ndarray, starts: np.ndarray, points_rc: np.ndarray, pixel_spacing: tuple[float, float],
                   slice_spacing: float, options: SliceRefineOptions | None = None) -> list[Refinement]:
     """``refine_slice`` for every level of a stack: ``starts`` (L,) fractional slices, ``points_rc`` (L, 2)
-    in pixels; ``volume`` as read (scaled here); the canal's direction comes from the neighbouring levels."""
+    in pixels; ``volume`` as read (smoothed to the sampling step and scaled here); the canal's direction comes
+    from the neighbouring levels."""
     starts = np.asarray(starts, dtype=np.float64).reshape(-1)
     points_rc = np.asarray(points_rc, dtype=np.float64)
     if points_rc.shape != (len(starts), 2):
         raise SliceRefineError(f"points_rc must be ({len(starts)}, 2), got {points_rc.shape}")
-    scaled = percentile_scaled(volume)
+    options = options or SliceRefineOptions()
+    scaled = percentile_scaled(smoothed_to_step(volume, pixel_spacing, options.step_mm))
     points_mm = points_rc * np.asarray(pixel_spacing, dtype=np.float64)
     return [refine_slice(scaled, float(start), points_rc[j], canal_direction(points_mm, j), pixel_spacing,
                          slice_spacing, options) for j, start in enumerate(starts)]

@@ -122,14 +122,14 @@ def test_helpers_and_bad_input():
     assert not few.used and "slices around" in few.reason
 
 
-def test_locate_refines_only_bright_csf_and_only_when_asked():
+def test_locate_refines_only_bright_csf_and_only_when_asked(monkeypatch):
     import torch
     from spinemodels_fakes import SAG_IOP, FakeStack
 
+    import spinemodels.locate as locate_module
     from spinedata.constants import ROLE_SAG_T1, ROLE_SAG_T2
     from spinedata.geometry import StackGeometry
-    from spinemodels.locate import spinal_slices
-    from spinemodels.tasks.slice_finder import expected_slices
+    from spinemodels.tasks.slice_finder import soft_slices
 
     volume = canal_volume(7.3) * 1000
     n, size = volume.shape[0], volume.shape[1]
@@ -141,9 +141,28 @@ def test_locate_refines_only_bright_csf_and_only_when_asked():
     probs[8] = 0.3
     probs /= probs.sum(0)
     points = np.array([[8.0, 23.5], [16.0, 23.5], [24.0, 23.5], [32.0, 23.5], [40.0, 23.5]])
-    finder = expected_slices(torch.from_numpy(probs)[None])[0][0].numpy().astype(np.float64)
-    refined = spinal_slices(stack, ROLE_SAG_T2, probs, finder, points, SliceRefineOptions(), {})
-    assert all(r.used and abs(r.position - 7.3) < 0.2 for r in refined)
-    for role, options, reason in ((ROLE_SAG_T1, SliceRefineOptions(), "not bright"), (ROLE_SAG_T2, None, "off")):
-        kept = spinal_slices(stack, role, probs, finder, points, options, {})
-        assert all(not r.used and r.position == 7.0 and reason in r.reason for r in kept)
+    monkeypatch.setattr(locate_module, "keypoint_points", lambda *a: (points.copy(), np.full(5, 0.9)))
+    starts = soft_slices(torch.from_numpy(probs)[None])[0].numpy().astype(np.float64)
+
+    def fit(role, options):
+        return locate_module.fit_spinal(stack, "1", 0, role, probs, starts, [], "s", False, "cpu", {}, options)
+
+    refined = fit(ROLE_SAG_T2, SliceRefineOptions())
+    assert all(refined.refined) and np.all(np.abs(refined.positions - 7.3) < 0.2)
+    for role, options in ((ROLE_SAG_T1, SliceRefineOptions()), (ROLE_SAG_T2, None)):
+        kept = fit(role, options)
+        assert not any(kept.refined) and np.all(kept.positions == 7.0)
+    assert not any("CSF" in p for level in refined.problems for p in level)  # the band is there
+    t1 = fit(ROLE_SAG_T1, SliceRefineOptions())
+    assert not any("CSF" in p for level in t1.problems for p in level)  # not checked on T1
+
+
+def test_fine_pixels_are_smoothed_to_the_sampling_step_and_coarse_ones_left_alone():
+    from spinemodels.slice_refine import smoothed_to_step
+
+    noise = np.random.default_rng(0).normal(0, 1, (3, 200, 200)).astype(np.float32)
+    assert smoothed_to_step(noise, (1.0, 1.2), 1.0) is noise
+    fine = smoothed_to_step(noise, (0.5, 0.5), 1.0)  # sigma 1 px each way
+    assert 0.25 < fine.std() < 0.35  # white noise through a unit Gaussian: 1 / (2 sqrt(pi)) = 0.28
+    assert np.allclose(fine.mean(axis=(1, 2)), noise.mean(axis=(1, 2)), atol=0.01)
+    assert np.array_equal(smoothed_to_step(noise, (1.5, 0.5), 1.0)[:, :, 0] != noise[:, :, 0], np.ones((3, 200), bool))

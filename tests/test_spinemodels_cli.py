@@ -58,6 +58,9 @@ def test_locate_and_audit_from_the_command_line(store, runs, tmp_path):
     assert result.exit_code == 0, result.output
     coords = pd.read_csv(coords_path, dtype={"study_id": str, "series_id": str})
     ds = sd.open_dataset(store)
+    n_warned = int((coords["warning"].fillna("") != "").sum())
+    assert f"summary: {len(ds.study_ids)} of {len(ds.study_ids)} studies located; 0 without points" in result.stdout
+    assert f"summary: {n_warned} of {len(coords)} points carry a warning" in result.stdout
     assert list(coords.columns) == COORD_COLUMNS and len(coords) == 25 * len(ds.study_ids)
     for row in coords.itertuples():
         stack = ds.study(row.study_id).series[row.series_id].stacks[row.stack]

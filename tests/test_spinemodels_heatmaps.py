@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from spinemodels.data.stackio import SquareResize
 from spinemodels.heatmaps import gaussian_heatmaps, heatmap_loss, read_points
 
 
@@ -27,18 +26,6 @@ def test_heatmap_loss_is_zero_at_the_target_and_ignores_invalid_maps():
     assert float(heatmap_loss(wrong, points, valid, 2.0)) < 1e-5
     wrong[0, 0] = 0.0
     assert float(heatmap_loss(wrong, points, valid, 2.0)) > 1.0
-
-
-def test_square_resize_maps_pixel_centres_both_ways():
-    resize = SquareResize(rows=200, cols=100, size=50)
-    rc = np.array([[0.0, 0.0], [199.0, 99.0], [37.3, 12.8]])
-    assert np.allclose(resize.to_original(resize.to_resized(rc)), rc)
-    volume = np.zeros((1, 200, 100), dtype=np.float32)
-    volume[0, 100:104, 40:44] = 1.0  # centre (101.5, 41.5)
-    out = resize.apply(volume)[0]
-    rows, cols = np.mgrid[:50, :50]
-    centre = np.array([(out * rows).sum(), (out * cols).sum()]) / out.sum()
-    assert np.allclose(centre, resize.to_resized(np.array([101.5, 41.5])), atol=0.05)
 
 
 def test_slice_targets_cover_real_slices_only_and_the_expected_slice_is_read_back():

@@ -23,14 +23,14 @@ TINY = {
     "slice_finder": {
         "task": "slice_finder",
         "model": {"backbone": "resnet10t", "pretrained": False, "d_model": 16, "n_layers": 1, "n_heads": 2},
-        "data": {"image_size": 32, "n_slices": 14, "cache_mb": 64},
+        "data": {"image_size": 32, "fov_mm": 40.0, "n_slices": 14, "cache_mb": 64},
         "optim": {"lr": 1e-3, "schedule": "constant"},
         "train": TINY_TRAIN,
     },
     "keypoints": {
         "task": "keypoints",
         "model": {"encoder": "resnet18", "pretrained": False, "encoder_depth": 3, "decoder_channels": [32, 16, 8]},
-        "data": {"image_size": 32, "channels": 3, "sigma_px": 1.5, "cache_mb": 64},
+        "data": {"image_size": 32, "fov_mm": 40.0, "channels": 3, "sigma_px": 1.5, "cache_mb": 64},
         "optim": {"lr": 1e-3, "schedule": "constant"},
         "train": TINY_TRAIN,
     },

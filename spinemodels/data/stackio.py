@@ -1,7 +1,7 @@
-"""Reading stacks for the networks: intensity normalisation, pad-to-square resizing, a bounded cache.
+"""Reading stacks for the networks: intensity normalisation, resampling to a fixed-millimetre grid, a cache.
 
-Coordinates stay explicit: ``SquareResize`` maps a (row, col) of the stack's pixel grid to the resized
-square grid and back (pixel centres, as ``torch.nn.functional.interpolate(align_corners=False)``).
+Coordinates stay explicit: ``PhysicalGrid`` maps a (row, col) of the stack's pixel grid to the square grid
+of fixed mm per pixel the networks see, and back (pixel centres); datasets and ``locate`` use it alike.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 LOW_PERCENTILE = 1.0
 """Intensities are clipped to this percentile of the stack (and the next) and scaled to 0-1."""
@@ -29,38 +28,102 @@ def normalise(volume: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class SquareResize:
-    """Zero-pad (rows, cols) at the bottom/right to a square, then resize it to ``size`` x ``size``."""
+class PhysicalGrid:
+    """A square grid of fixed millimetres per pixel (``fov_mm / size``), centred on the stack's image centre.
+
+    Matrix size, field of view and pixel spacing (``pixel_spacing = (drow, dcol)`` mm, possibly non-square)
+    of a stack do not change what lands on the grid: one grid pixel is always ``fov_mm / size`` mm, and the
+    middle of the image is the middle of the grid. Coordinates are pixel centres (0 = the first pixel's
+    centre) in both grids: ``grid = (rc - image_centre) * spacing / mm_per_pixel + grid_centre``.
+    Parts of the grid outside the image are zeros.
+    """
 
     rows: int
     cols: int
+    pixel_spacing: tuple[float, float]
     size: int
+    fov_mm: float
+
+    def __post_init__(self) -> None:
+        drow, dcol = (float(v) for v in self.pixel_spacing)
+        if not (drow > 0 and dcol > 0 and self.fov_mm > 0 and self.size > 0 and self.rows > 0 and self.cols > 0):
+            raise ValueError(f"PhysicalGrid needs positive sizes and spacings, got {self}")
+        object.__setattr__(self, "pixel_spacing", (drow, dcol))
+
+    @classmethod
+    def of_stack(cls, stack: Any, size: int, fov_mm: float) -> PhysicalGrid:
+        """The grid of a stack (its shape and ``geometry.pixel_spacing``)."""
+        _, rows, cols = stack.shape
+        return cls(int(rows), int(cols), tuple(stack.geometry.pixel_spacing), int(size), float(fov_mm))
 
     @property
-    def scale(self) -> float:
-        """Resized pixels per original pixel."""
-        return self.size / max(self.rows, self.cols)
+    def mm_per_pixel(self) -> float:
+        return self.fov_mm / self.size
 
-    def to_resized(self, rc: np.ndarray) -> np.ndarray:
-        """(..., 2) (row, col) in the stack's grid -> the resized grid."""
-        return (np.asarray(rc, dtype=np.float64) + 0.5) * self.scale - 0.5
+    def _scale(self) -> np.ndarray:
+        """Grid pixels per stack pixel, (row, col)."""
+        return np.asarray(self.pixel_spacing) / self.mm_per_pixel
 
-    def to_original(self, rc: np.ndarray) -> np.ndarray:
-        """(..., 2) (row, col) in the resized grid -> the stack's grid."""
-        return (np.asarray(rc, dtype=np.float64) + 0.5) / self.scale - 0.5
+    def _centres(self) -> tuple[np.ndarray, float]:
+        return np.array([(self.rows - 1) / 2, (self.cols - 1) / 2]), (self.size - 1) / 2
+
+    def to_grid(self, rc: np.ndarray) -> np.ndarray:
+        """(..., 2) (row, col) in the stack's pixel grid -> the physical grid."""
+        image_centre, grid_centre = self._centres()
+        return (np.asarray(rc, dtype=np.float64) - image_centre) * self._scale() + grid_centre
+
+    def to_stack(self, rc: np.ndarray) -> np.ndarray:
+        """(..., 2) (row, col) in the physical grid -> the stack's pixel grid."""
+        image_centre, grid_centre = self._centres()
+        return (np.asarray(rc, dtype=np.float64) - grid_centre) / self._scale() + image_centre
+
+    def _axis_weights(self, axis: int) -> np.ndarray:
+        """(size, n_in) linear interpolation weights along one axis, widened when shrinking (antialiasing,
+        a triangle filter as wide as one grid pixel), zero beyond the image."""
+        n_in = self.rows if axis == 0 else self.cols
+        image_centre, grid_centre = self._centres()
+        scale = self._scale()[axis]
+        source = (np.arange(self.size) - grid_centre) / scale + image_centre[axis]  # (size,)
+        support = max(1.0 / scale, 1.0)  # stack pixels per grid pixel, at least one
+        reach = int(np.ceil(support)) + 1
+        base = np.floor(source).astype(int)
+        taps = base[:, None] + np.arange(-reach, reach + 2)[None, :]  # (size, T)
+        weights = np.clip(1.0 - np.abs(taps - source[:, None]) / support, 0.0, None)
+        weights /= np.maximum(weights.sum(1, keepdims=True), 1e-12)
+        matrix = np.zeros((self.size, n_in), dtype=np.float64)
+        inside = (taps >= 0) & (taps < n_in)
+        rows = np.broadcast_to(np.arange(self.size)[:, None], taps.shape)
+        np.add.at(matrix, (rows[inside], taps[inside]), weights[inside])
+        return matrix
+
+    def coverage(self) -> np.ndarray:
+        """(size, size) share of each grid pixel's interpolation weight that falls inside the image (1 inside,
+        0 outside, in between at the edges)."""
+        return np.outer(self._axis_weights(0).sum(1), self._axis_weights(1).sum(1)).astype(np.float32)
+
+    def normalised(self, volume: np.ndarray) -> np.ndarray:
+        """(n, rows, cols) any dtype -> (n, size, size) float32 on the grid, scaled to 0-1 by the 1st-99th
+        percentile of the grid pixels inside the image (after resampling, so that the matrix, and with it
+        the noise per pixel, hardly changes the scale)."""
+        out = self.apply(np.asarray(volume, dtype=np.float32))
+        inside = self.coverage() >= 0.999
+        if not inside.any():
+            return np.zeros_like(out)
+        low, high = np.percentile(out[:, inside], [LOW_PERCENTILE, HIGH_PERCENTILE])
+        if not np.isfinite(high - low) or high - low <= 0:
+            return np.zeros_like(out)
+        scaled = np.clip((out - np.float32(low)) / np.float32(high - low), 0.0, 1.0) * (self.coverage() > 0)
+        return scaled.astype(np.float32, copy=False)
 
     def apply(self, volume: np.ndarray) -> np.ndarray:
-        """(n, rows, cols) -> (n, size, size) float32 (antialiased bilinear)."""
-        n, rows, cols = volume.shape
-        side = max(rows, cols)
-        padded = np.zeros((n, side, side), dtype=np.float32)
-        padded[:, :rows, :cols] = volume
-        if side == self.size:
-            return padded
-        tensor = torch.from_numpy(padded)[None]
-        out = F.interpolate(tensor, size=(self.size, self.size), mode="bilinear", align_corners=False,
-                            antialias=self.size < side)
-        return out[0].numpy()
+        """(n, rows, cols) -> (n, size, size) float32 on the physical grid."""
+        volume = np.asarray(volume, dtype=np.float32)
+        if volume.shape[1:] != (self.rows, self.cols):
+            raise ValueError(f"volume of shape {volume.shape} does not match the grid's {(self.rows, self.cols)}")
+        along_rows = torch.from_numpy(self._axis_weights(0).astype(np.float32))
+        along_cols = torch.from_numpy(self._axis_weights(1).astype(np.float32))
+        out = along_rows @ torch.from_numpy(volume) @ along_cols.T
+        return out.numpy()
 
 
 def spinal_stack_candidates(study: Any, roles: tuple[str, ...]) -> list[tuple[str, int, Any]]:
@@ -81,9 +144,8 @@ def spinal_stack_candidates(study: Any, roles: tuple[str, ...]) -> list[tuple[st
 
 
 class StackCache:
-    """Normalised, resized stacks kept in memory up to ``max_bytes`` (least recently used dropped first).
-
-    One cache per dataset object, hence one per DataLoader worker.
+    """Stacks on their ``PhysicalGrid``, normalised there (``PhysicalGrid.normalised``), kept in memory up to ``max_bytes`` (least recently used
+    dropped first). One cache per dataset object, hence one per DataLoader worker.
     """
 
     def __init__(self, max_bytes: int):
@@ -91,15 +153,13 @@ class StackCache:
         self._items: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._bytes = 0
 
-    def get(self, key: tuple, stack: Any, size: int) -> np.ndarray:
-        """(n, size, size) float32 for ``stack``, read, normalised and resized once."""
-        key = (*key, size)
+    def get(self, key: tuple, stack: Any, grid: PhysicalGrid) -> np.ndarray:
+        """(n, size, size) float32 for ``stack``, read, normalised and resampled to ``grid`` once."""
+        key = (*key, grid)
         if key in self._items:
             self._items.move_to_end(key)
             return self._items[key]
-        volume = np.asarray(stack.read())
-        resize = SquareResize(volume.shape[1], volume.shape[2], size)
-        array = resize.apply(normalise(volume))
+        array = grid.normalised(np.asarray(stack.read()))
         if array.nbytes <= self.max_bytes:
             self._items[key] = array
             self._bytes += array.nbytes

@@ -10,7 +10,7 @@ import pandas as pd
 
 from spinedata.constants import LEVELS
 from spinemodels.data.spinal import KeypointDataset, make_samples
-from spinemodels.data.stackio import SquareResize
+from spinemodels.data.stackio import PhysicalGrid
 from spinemodels.heatmaps import heatmap_loss, read_points
 from spinemodels.networks.backbones import create_unet
 from spinemodels.placement import OFFSETS_FILE, learn_offsets
@@ -27,13 +27,15 @@ class KeypointModelConfig:
 
 @dataclass
 class KeypointDataConfig:
-    image_size: int = 512  # the slice window padded to square and resized to this many pixels
+    image_size: int = 512  # pixels across the square physical grid the slice window is resampled to
+    fov_mm: float = 320.0  # millimetres across that grid, centred on the image centre
     channels: int = 15  # slices around the chosen slice, as input channels
     sigma_px: float = 8.0  # Gaussian of the target heatmaps, in pixels of the resized image
-    cache_mb: int = 1024  # per-worker cache of normalised, resized stacks
+    cache_mb: int = 1024  # per-worker cache of normalised, resampled stacks
     augment_scale: float = 0.1  # training: random zoom, log-uniform within +-this
     augment_shift: float = 0.08  # training: random shift, fraction of the image
     augment_degrees: float = 10.0  # training: random in-plane rotation
+    augment_intensity: float = 1.0  # training: strength of the random contrast/gain/offset/noise
 
 
 @register_task
@@ -47,7 +49,8 @@ class KeypointTask(Task):
         samples = make_samples(dataset, study_ids, need_labels=True)
         return KeypointDataset(source, samples, d.image_size, d.channels, train, d.cache_mb,
                                augment_scale=d.augment_scale, augment_shift=d.augment_shift,
-                               augment_degrees=d.augment_degrees)
+                               augment_degrees=d.augment_degrees, fov_mm=d.fov_mm,
+                               augment_intensity=d.augment_intensity)
 
     def build_network(self, pretrained=None):
         m = self.config.model
@@ -64,8 +67,10 @@ class KeypointTask(Task):
         truth, valid = batch["points"].cpu().numpy(), batch["valid"].cpu().numpy()
         rows = []
         for i, study_id in enumerate(batch["study_id"]):
-            resize = SquareResize(int(batch["rows"][i]), int(batch["cols"][i]), self.config.data.image_size)
-            found, known = resize.to_original(points[i]), resize.to_original(truth[i])
+            grid = PhysicalGrid(int(batch["rows"][i]), int(batch["cols"][i]),
+                                (float(batch["drow"][i]), float(batch["dcol"][i])), self.config.data.image_size,
+                                self.config.data.fov_mm)
+            found, known = grid.to_stack(points[i]), grid.to_stack(truth[i])
             for j, level in enumerate(LEVELS):
                 ok = bool(valid[i, j])
                 rows.append({"study_id": study_id, "level": level, "slice": int(batch["centre"][i]),

@@ -30,10 +30,16 @@ class SliceFinderModelConfig:
 
 @dataclass
 class SliceFinderDataConfig:
-    image_size: int = 512  # every slice padded to square and resized to this many pixels
+    image_size: int = 512  # pixels across the square physical grid every slice is resampled to
+    fov_mm: float = 320.0  # millimetres across that grid, centred on the image centre
     n_slices: int = 30  # slices per sample (zero-padded; longer stacks keep a window around the labels)
-    cache_mb: int = 1024  # per-worker cache of normalised, resized stacks
+    cache_mb: int = 1024  # per-worker cache of normalised, resampled stacks
     target_sigma: float = 0.75  # target: a Gaussian over slices of this width (slices) around the label; 0 = one-hot
+    augment_scale: float = 0.15  # training: random zoom (same for all slices), log-uniform within +-this
+    augment_shift: float = 0.05  # training: random shift, fraction of the grid
+    augment_degrees: float = 8.0  # training: random in-plane rotation
+    augment_crop: int = 3  # training: up to this many unlabelled slices dropped at each end of the stack
+    augment_intensity: float = 1.5  # training: strength of the random contrast/gain/offset/noise/blur
 
 
 def masked_logits(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -84,7 +90,10 @@ class SliceFinderTask(Task):
     def build_dataset(self, dataset, source, study_ids, train):
         data = self.config.data
         samples = make_samples(dataset, study_ids, need_labels=True)
-        return SliceFinderDataset(source, samples, data.image_size, data.n_slices, train, data.cache_mb)
+        return SliceFinderDataset(source, samples, data.image_size, data.n_slices, train, data.cache_mb,
+                                  fov_mm=data.fov_mm, augment_scale=data.augment_scale,
+                                  augment_shift=data.augment_shift, augment_degrees=data.augment_degrees,
+                                  augment_crop=data.augment_crop, augment_intensity=data.augment_intensity)
 
     def build_network(self, pretrained=None):
         m = self.config.model

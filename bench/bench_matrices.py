@@ -1,0 +1,76 @@
+"""Does the matrix change where stage 1 puts the points? The same synthetic studies (same seed: same anatomy,
+field of view and position) are written at several sagittal matrices, located with the given stage-1 runs,
+and each level's spinal point is compared across the matrices (and with the truth).
+
+    .venv/bin/python bench/bench_matrices.py --model runs/finder --model runs/keypoints --studies 5 --seed 31 \
+        --matrices 192 256 384 512 --out bench/out/matrices
+
+Prints, per study, the largest distance (mm) between any two matrices' points of a level (spinal, all
+levels), the error against the truth per matrix, and the rows with a warning; then the median and maximum
+over the studies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import spinedata
+from spinedata.constants import CONDITIONS
+from spinedata.ingest import ingest
+from spinedata.synth import generate
+from spinemodels.locate import locate
+
+WORLD = ["world_x", "world_y", "world_z"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", action="append", required=True, help="slice_finder and keypoints run dirs")
+    parser.add_argument("--studies", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=31)
+    parser.add_argument("--matrices", type=int, nargs="+", default=[192, 256, 384, 512])
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    out = Path(args.out)
+    located = {}
+    for matrix in args.matrices:
+        data, store = out / f"synth_{matrix}", out / f"m{matrix}.zarr"
+        if not store.is_dir():
+            generate(data, args.studies, args.seed, sagittal_matrices=(matrix,), axial_matrices=(128,))
+            ingest(data, store, workers=1)
+        coords, _ = locate(spinedata.open_dataset(str(store)), args.model, progress=False, device="cpu")
+        located[matrix] = coords[coords["condition"] == CONDITIONS[0]].set_index(["study_id", "level"])
+    truth = pd.read_csv(out / f"synth_{args.matrices[0]}" / "synth_truth.csv", dtype={"study_id": str})
+    truth = truth[truth["condition"] == CONDITIONS[0]].set_index(["study_id", "level"])
+    keys = located[args.matrices[0]].index
+    spread = np.zeros(len(keys))
+    for a, b in itertools.combinations(args.matrices, 2):
+        pa = located[a].loc[keys, WORLD].to_numpy(float)
+        pb = located[b].loc[keys, WORLD].to_numpy(float)
+        spread = np.maximum(spread, np.linalg.norm(pa - pb, axis=1))
+    table = pd.DataFrame({"spread_mm": spread}, index=keys)
+    for matrix in args.matrices:
+        error = located[matrix].loc[keys, WORLD].to_numpy(float) - truth.loc[keys, WORLD].to_numpy(float)
+        table[f"error_{matrix}"] = np.linalg.norm(error, axis=1)
+        table[f"warned_{matrix}"] = located[matrix].loc[keys, "warning"].fillna("").ne("").to_numpy()
+    per_study = table.groupby(level="study_id").agg("max")
+    print(f"{args.studies} studies (synth seed {args.seed}) at sagittal matrices {args.matrices}; spinal points\n")
+    print("| study | largest spread between matrices (mm) | " +
+          " | ".join(f"largest error at {m} (mm)" for m in args.matrices) + " | warned at |")
+    print("|---|---|" + "---|" * len(args.matrices) + "---|")
+    for study_id, row in per_study.iterrows():
+        warned = [str(m) for m in args.matrices if row[f"warned_{m}"]]
+        print(f"| {study_id} | {row['spread_mm']:.2f} | " +
+              " | ".join(f"{row[f'error_{m}']:.2f}" for m in args.matrices) + f" | {', '.join(warned) or '-'} |")
+    print(f"\nlevels: {len(table)}; spread median {np.median(spread):.2f} mm, 90th percentile "
+          f"{np.quantile(spread, 0.9):.2f} mm, max {spread.max():.2f} mm; levels within 1 mm: "
+          f"{np.mean(spread <= 1.0):.0%}")
+
+
+if __name__ == "__main__":
+    main()
