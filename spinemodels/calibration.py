@@ -27,8 +27,13 @@ from spinedata.metric import weighted_log_loss
 CALIBRATION_FILE = "calibration.json"
 PSEUDOCOUNT = 0.5
 """Added to every class count before the priors are taken (a class never seen keeps a small probability)."""
-TEMPERATURE_BOUNDS = (0.25, 4.0)
-SCALE_BOUNDS = (0.25, 4.0)
+TEMPERATURE_BOUNDS = (0.5, 2.0)
+SCALE_BOUNDS = (0.5, 2.0)
+MIN_ROWS_PER_CLASS = 5
+"""A group's temperature is fitted only when its out-of-fold rows hold at least this many of every grade."""
+MIN_STUDIES_PER_SIDE = 5
+"""The any_severe scale is fitted only on at least this many studies with a severe spinal level, and as many
+without: on fewer, one or two studies decide it (a fold with one severe study drove it to its bound)."""
 SPINAL = CONDITIONS[0]
 GROUP_OF = {CONDITIONS[0]: "spinal", CONDITIONS[1]: "foraminal", CONDITIONS[2]: "foraminal",
             CONDITIONS[3]: "subarticular", CONDITIONS[4]: "subarticular"}
@@ -146,19 +151,24 @@ class Calibration:
 def fit_calibration(oof: pd.DataFrame) -> Calibration:
     """Fit on out-of-fold rows (``study_id, condition, level, normal_mild, moderate, severe, target``): each
     group's temperature minimises its weighted log loss; the any_severe scale then minimises spinal loss +
-    any_severe_spinal (the two metric parts it moves). Groups without labelled rows keep 1."""
+    any_severe_spinal (the two metric parts it moves). Too few rows of a grade (``MIN_ROWS_PER_CLASS``) or
+    too few studies with and without a severe spinal level (``MIN_STUDIES_PER_SIDE``) keep 1: small
+    out-of-fold sets are better left uncalibrated than fitted to a handful of cases."""
     known = oof[oof["target"] >= 0].assign(group=lambda t: t["condition"].map(GROUP_OF))
     result = Calibration()
     for group, rows in known.groupby("group"):
         probs, codes = rows[list(SUBMISSION_COLUMNS)].to_numpy(np.float64), rows["target"].to_numpy(np.int64)
+        result.fitted_on[group] = len(rows)
+        if np.bincount(codes, minlength=3).min() < MIN_ROWS_PER_CLASS:
+            continue
         fit = minimize_scalar(lambda log_t, p=probs, c=codes: _group_loss(with_temperature(p, math.exp(log_t)), c),
                               bounds=tuple(math.log(b) for b in TEMPERATURE_BOUNDS), method="bounded")
         result.temperature[group] = float(math.exp(fit.x))
-        result.fitted_on[group] = len(rows)
         result.loss_before[group] = _group_loss(probs, codes)
         result.loss_after[group] = float(fit.fun)
     spinal = known[known["condition"] == SPINAL]
-    if len(spinal) and spinal["study_id"].nunique() > 1:
+    severe_studies = spinal.groupby("study_id")["target"].max().eq(2)
+    if severe_studies.sum() >= MIN_STUDIES_PER_SIDE and (~severe_studies).sum() >= MIN_STUDIES_PER_SIDE:
         calibrated = spinal.copy()
         calibrated[list(SUBMISSION_COLUMNS)] = with_temperature(
             spinal[list(SUBMISSION_COLUMNS)].to_numpy(np.float64), result.temperature.get("spinal", 1.0))

@@ -131,3 +131,15 @@ def test_scaling_the_top_severe_level_keeps_rows_summing_to_one():
     np.testing.assert_allclose(out.sum(1), 1.0)
     assert out[1, 2] == pytest.approx(0.45) and out[1, 0] / out[1, 1] == pytest.approx(2.5)
     np.testing.assert_array_equal(np.delete(out, 1, 0), np.delete(spinal, 1, 0))
+
+
+def test_too_few_severe_studies_or_rare_grades_leave_the_calibration_alone():
+    oof = _oof(np.random.default_rng(3), n_studies=16)
+    spinal = oof["condition"] == CONDITIONS[0]
+    severe_studies = oof.loc[spinal & (oof["target"] == 2), "study_id"].unique()
+    oof.loc[spinal & (oof["target"] == 2) & (oof["study_id"] != severe_studies[0]), "target"] = 1  # one left
+    fitted = fit_calibration(oof)
+    assert fitted.any_severe_scale == 1.0 and "any_severe_spinal" not in fitted.loss_after
+    few = oof[~((oof["condition"] == CONDITIONS[1]) & (oof["target"] == 2))].copy()  # no severe foraminal row
+    assert "foraminal" not in fit_calibration(few).temperature
+    assert fit_calibration(few).apply(CONDITIONS[1], np.array([0.7, 0.2, 0.1])) == pytest.approx([0.7, 0.2, 0.1])
