@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -199,15 +201,17 @@ def test_classify_gives_25_rows_per_study_and_says_what_fell_back(runs, fake):
 
 @pytest.mark.slow
 def test_classify_without_a_group_run_uses_priors_and_refuses_other_runs(runs, fake, tmp_path):
-    oof = RunDir(runs["grade_spinal"]).oof()
+    spinal = tmp_path / "spinal"
+    shutil.copytree(runs["grade_spinal"], spinal)
+    calibration = Calibration(temperature={"spinal": 1.7}, any_severe_scale=1.3)
+    calibration.save(spinal / "calibration.json")
+    oof = RunDir(spinal).oof()
     val_ids = sorted(oof["study_id"].unique())
-    submission, warnings = classify(fake, fake.labels, [runs["grade_spinal"]], study_ids=val_ids, progress=False)
+    submission, warnings = classify(fake, fake.labels, [spinal], study_ids=val_ids, progress=False)
     assert len(submission) == 25 * len(val_ids)
     assert any("no grading run for foraminal" in w for w in warnings)
     # inference crops and predictions are exactly those of validation (same points, same fold model), with
-    # the run's calibration (fitted on that out-of-fold table) applied as classify applies it
-    calibration = Calibration.load(RunDir(runs["grade_spinal"]).path / "calibration.json")
-    assert set(calibration.temperature) == {"spinal"}
+    # the run's calibration applied as classify applies it
     for _, rows in oof.groupby("study_id"):
         probs = calibration.apply(CONDITIONS[0], rows[["normal_mild", "moderate", "severe"]].to_numpy())
         order = [LEVELS.index(level) for level in rows["level"]]
