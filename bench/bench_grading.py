@@ -32,6 +32,7 @@ from spinemodels.classify import classify
 from spinemodels.config import load_config
 from spinemodels.data.grading import WORLD
 from spinemodels.rundir import RunDir
+from spinemodels.tasks.grading import calibrate_run
 from spinemodels.training import train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,9 +43,10 @@ MASTER_CONFIG = REPO / "configs" / "cpu" / "grade_master.yaml"
 AXIAL_CONFIG = REPO / "configs" / "cpu" / "grade_spinal_axial.yaml"
 
 
-def train_runs(train_store: str, out: Path, overrides: list[str], master: bool, axial: bool) -> list[Path]:
+def train_runs(train_store: str, out: Path, overrides: list[str], master: bool, axial: bool,
+               recalibrate: bool = False) -> list[Path]:
     """The three graders (the cross-view spinal grader, the master model on top) trained into ``out``, or
-    reused when already there."""
+    reused when already there (``recalibrate``: their calibration.json fitted again with the current code)."""
     runs = []
     for config_path in CONFIGS + ([MASTER_CONFIG] if master else []) + ([AXIAL_CONFIG] if axial else []):
         run_dir = out / config_path.stem
@@ -52,6 +54,8 @@ def train_runs(train_store: str, out: Path, overrides: list[str], master: bool, 
             else []
         if RunDir(run_dir).trained_folds():
             print(f"reusing {run_dir}")
+            if recalibrate:
+                calibrate_run(RunDir(run_dir))
         else:
             start = time.perf_counter()
             train(load_config(config_path, overrides + extra), train_store, run_dir, progress=False)
@@ -78,6 +82,8 @@ def main() -> None:
     parser.add_argument("--master", action="store_true", help="also train the master model and grade with it")
     parser.add_argument("--axial", action="store_true",
                         help="also train the cross-view spinal grader (Axial T2); scored with and without it")
+    parser.add_argument("--recalibrate", action="store_true",
+                        help="fit the calibration of reused runs again (as training now would)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--point-noise-mm", type=float, default=0.0,
                         help="add N(0, sigma) mm to every point (x, y, z): stage-1 errors without stage 1")
@@ -100,7 +106,7 @@ def main() -> None:
     results, seconds, without_axial = {}, [], {}
     for seed in args.seeds:
         runs = train_runs(args.train_store, out / f"seed_{seed}", [*args.overrides, f"train.seed={seed}"],
-                          args.master, args.axial)
+                          args.master, args.axial, args.recalibrate)
         submission, per_study, warnings = grade(eval_ds, coords, runs)
         submission.to_csv(out / f"seed_{seed}" / f"submission{args.tag}.csv", index=False)
         results[seed], seconds = score(submission, eval_ds.targets), seconds + [per_study]
