@@ -39,7 +39,8 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "cpu"
 """The small CPU configs the demo trains (shipped with the source checkout)."""
 
 STAGE_ONE = ("slice_finder", "keypoints")
-GRADERS = ("grade_spinal", "grade_foraminal", "grade_subarticular")
+GRADERS = ("grade_spinal", "grade_foraminal", "grade_subarticular", "grade_spinal_axial")
+"""The three graders and the spinal canal's second view (Axial T2), which the master model also takes."""
 MASTER = "grade_master"
 
 DEMO_EPOCHS: dict[str, int] = {
@@ -48,6 +49,7 @@ DEMO_EPOCHS: dict[str, int] = {
     "grade_spinal": 20,
     "grade_foraminal": 20,
     "grade_subarticular": 20,
+    "grade_spinal_axial": 20,
     "grade_master": 3,
 }
 """Epochs per model in the default demo (80 training studies; these aim at 15 minutes on 2 cores). Stage 1

@@ -43,7 +43,7 @@ def test_demo_runs_every_step_and_writes_its_files(tmp_path):
     assert _finite({k: v for k, v in summary["localisation"].items()})
     assert summary["localisation"]["points"] == 25 and summary["localisation"]["points_without_truth"] == 0
     assert set(summary["runs"]) == {"slice_finder", "keypoints", "grade_spinal", "grade_foraminal",
-                                    "grade_subarticular"}
+                                    "grade_subarticular", "grade_spinal_axial"}
     for run in map(Path, summary["runs"].values()):
         assert run.parent == work / "runs"
         assert (run / "config.yaml").is_file() and (run / "fold_0" / "best.pt").is_file()
