@@ -91,12 +91,13 @@ def bench_config(name: str, store: str, steps: int, warmup: int, batch_size: int
             else "float32 (CPU check)"}
 
 
-def synth_store(n_studies: int, root: Path) -> str:
+def synth_store(n_studies: int, root: Path, workers: int = 4) -> str:
+    """``n_studies`` synthetic training studies (seed 0) ingested into ``root/train.zarr``."""
     from spinedata.ingest import ingest
     from spinedata.synth import generate
 
-    generate(root / "data", n_studies, 0, workers=4)
-    ingest(root / "data", root / "train.zarr", split="train", workers=4)
+    generate(root / "data", n_studies, 0, workers=workers)
+    ingest(root / "data", root / "train.zarr", split="train", workers=workers)
     return str(root / "train.zarr")
 
 

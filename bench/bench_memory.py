@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 import torch
+from bench_gpu import synth_store
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS = ("slice_finder", "keypoints", "grade_spinal", "grade_foraminal", "grade_subarticular", "grade_spinal_axial")
@@ -136,15 +137,6 @@ def run_preflight(task, network: torch.nn.Module, data) -> tuple[float, str]:
     return time.perf_counter() - start, ""
 
 
-def synth_store(n_studies: int, root: Path) -> str:
-    from spinedata.ingest import ingest
-    from spinedata.synth import generate
-
-    generate(root / "data", n_studies, 0, workers=2)
-    ingest(root / "data", root / "train.zarr", split="train", workers=2)
-    return str(root / "train.zarr")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", help="an ingested training store (spine ingest)")
@@ -163,7 +155,7 @@ def main() -> None:
     if not (args.data or args.synth):
         parser.error("give --data or --synth")
     with tempfile.TemporaryDirectory() as tmp:
-        store = args.data or synth_store(args.synth, Path(tmp))
+        store = args.data or synth_store(args.synth, Path(tmp), workers=2)
         kept = {None: "2 (slice finder), all (others)", 0: "all"}.get(args.slices, args.slices)
         print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); slices per stack/crop in the "
               f"measured step: {kept}")
