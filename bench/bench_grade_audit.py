@@ -26,7 +26,7 @@ from spinedata.constants import CONDITIONS
 from spinedata.metric import score
 from spinemodels.classify import classify
 from spinemodels.config import load_config
-from spinemodels.grade_audit import audit_grades
+from spinemodels.grade_audit import DISAGREEMENT, audit_grades
 from spinemodels.rundir import RunDir
 from spinemodels.training import train
 
@@ -61,21 +61,25 @@ def main() -> None:
     parser.add_argument("--eval-store", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--clean-store", default=None, help="the same studies with their true grades (optional)")
+    parser.add_argument("--threshold", type=float, nargs="+", default=[DISAGREEMENT],
+                        help="smallest |expected grade - label| listed; one cleaned run per value")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
     out = Path(args.out)
     all_folds = trained(args.store, out / "all_folds", [*args.overrides, "train.folds=[0,1,2,3,4]"])
-    found = audit_grades(RunDir(all_folds).oof())
-    found.to_csv(out / "grade_findings.csv", index=False)
-    listed = set(zip(found["study_id"], found["condition"], found["level"], strict=True))
-    wrong = injected(args.flaws, CONDITIONS[0])
-    hits = len(listed & wrong)
-    print(f"injected wrong spinal grades: {len(wrong)}; listed: {len(listed)}; of them injected: {hits} "
-          f"(precision {hits / max(len(listed), 1):.2f}, recall {hits / max(len(wrong), 1):.2f})")
-    findings = out / "grade_findings.csv"
-    runs = {"noisy labels": trained(args.store, out / "noisy", args.overrides),
-            "listed labels left out": trained(args.store, out / "cleaned",
-                                              [*args.overrides, f"data.exclude_labels={findings}"])}
+    oof, wrong = RunDir(all_folds).oof(), injected(args.flaws, CONDITIONS[0])
+    runs, found_counts = {"noisy labels": trained(args.store, out / "noisy", args.overrides)}, {}
+    for threshold in args.threshold:
+        found = audit_grades(oof, threshold)
+        findings = out / f"grade_findings_{threshold:g}.csv"
+        found.to_csv(findings, index=False)
+        listed = set(zip(found["study_id"], found["condition"], found["level"], strict=True))
+        hits = len(listed & wrong)
+        found_counts[threshold] = {"listed": len(listed), "hits": hits}
+        print(f"threshold {threshold:g}: injected wrong spinal grades {len(wrong)}; listed {len(listed)}; of them "
+              f"injected {hits} (precision {hits / max(len(listed), 1):.2f}, recall {hits / max(len(wrong), 1):.2f})")
+        runs[f"listed labels left out (threshold {threshold:g})"] = trained(
+            args.store, out / f"cleaned_{threshold:g}", [*args.overrides, f"data.exclude_labels={findings}"])
     if args.clean_store:
         runs["true labels"] = trained(args.clean_store, out / "clean", args.overrides)
     eval_ds = spinedata.open_dataset(args.eval_store)
@@ -86,8 +90,8 @@ def main() -> None:
         submission, _ = classify(eval_ds, eval_ds.labels, [run], device="cpu", progress=False)
         results[name] = score(submission, eval_ds.targets)["spinal_canal_stenosis"]
         print(f"| {name} | {results[name]:.4f} |")
-    (out / "result.json").write_text(json.dumps({"injected": len(wrong), "listed": len(listed), "hits": hits,
-                                                 "spinal": results}, indent=1))
+    (out / "result.json").write_text(json.dumps({"injected": len(wrong), "found": found_counts, "spinal": results},
+                                                indent=1))
 
 
 if __name__ == "__main__":
