@@ -28,6 +28,7 @@ from spinemodels.classify import classify
 from spinemodels.config import load_config
 from spinemodels.grade_audit import DISAGREEMENT, audit_grades
 from spinemodels.rundir import RunDir
+from spinemodels.tasks.grading import calibrate_run
 from spinemodels.training import train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,7 +48,10 @@ def injected(flaws_csv: str, condition: str) -> set[tuple[str, str, str]]:
 
 
 def trained(store: str, out: Path, overrides: list[str]) -> Path:
-    if not RunDir(out).trained_folds():
+    """A spinal grader run trained into ``out``, or reused (its calibration fitted again with the current code)."""
+    if RunDir(out).trained_folds():
+        calibrate_run(RunDir(out))
+    else:
         start = time.perf_counter()
         train(load_config(CONFIG, overrides), store, out, progress=False)
         print(f"trained {out.name} in {time.perf_counter() - start:.0f} s")
