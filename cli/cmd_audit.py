@@ -22,18 +22,21 @@ def audit(
     grade_findings: Annotated[Path | None, typer.Option(
         "--grade-findings", help="Write the suspicious severity labels as CSV (data.exclude_labels reads it).")
     ] = None,
+    min_disagreement: Annotated[float | None, typer.Option(
+        "--min-disagreement", min=0.0, max=2.0, help="Smallest |expected grade - label| listed (default 1.3).")
+    ] = None,
 ) -> None:
     """Labels that disagree with out-of-fold predictions: points (levels off by one, points far from any
     level; --coords) and severities (--grades)."""
     if coords is None and not grades:
         raise typer.BadParameter("give --coords (point labels) and/or --grades (severity labels)")
     if grades:
-        audit_severities(grades, grade_findings)
+        audit_severities(grades, grade_findings, min_disagreement)
     if coords is not None:
         audit_points(data, coords, out, corrected)
 
 
-def audit_severities(runs: list[Path], findings_csv: Path | None) -> None:
+def audit_severities(runs: list[Path], findings_csv: Path | None, threshold: float | None) -> None:
     """List (and write) severity labels whose out-of-fold grades disagree."""
     import pandas as pd
     from rich.console import Console
@@ -43,9 +46,10 @@ def audit_severities(runs: list[Path], findings_csv: Path | None) -> None:
     from spinemodels.rundir import RunDir
 
     oof = pd.concat([RunDir(run).oof().assign(run=str(run)) for run in runs], ignore_index=True)
-    found = audit_grades(oof)
+    threshold = DISAGREEMENT if threshold is None else threshold
+    found = audit_grades(oof, threshold)
     labelled = int((oof["target"] >= 0).sum())
-    table = Table(title=f"{len(found)} of {labelled} severity labels with |expected grade - label| >= {DISAGREEMENT}")
+    table = Table(title=f"{len(found)} of {labelled} severity labels with |expected grade - label| >= {threshold:g}")
     for column in ("study_id", "condition", "level", "label", "expected_grade", "p_label"):
         table.add_column(column)
     for row in found.head(20).itertuples():
