@@ -12,7 +12,8 @@ training store. Also reports inference seconds per study.
 Runs already trained in ``--out`` are reused (delete them to retrain). ``--seeds 42 1 2`` trains one set of
 graders per ``train.seed`` (each seed also draws its own fold split) and reports every metric part as the
 mean and standard deviation over seeds, next to the class priors of the training store on the same
-studies. ``--master`` also trains the master model on top of each seed's graders.
+studies. ``--master`` also trains the master model on top of each seed's graders; ``--axial`` the cross-view
+spinal grader (scored with and without it); ``--recalibrate`` fits reused runs' calibration again.
 """
 
 from __future__ import annotations
