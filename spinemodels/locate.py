@@ -34,7 +34,7 @@ from spinemodels.data.spinal import SPINAL_ROLES, slice_window
 from spinemodels.data.stackio import PhysicalGrid, spinal_stack_candidates
 from spinemodels.heatmaps import peak_candidates
 from spinemodels.placement import OFFSETS_FILE, average_offsets, place_point
-from spinemodels.rundir import RunDir, RunDirError
+from spinemodels.rundir import FoldModels, RunDir, RunDirError
 from spinemodels.slice_refine import SliceRefineOptions, refine_levels
 from spinemodels.stage1_checks import MIN_LEVEL_GAP_MM, check_levels, level_confidence, slice_support
 from spinemodels.tasks.slice_finder import slice_probabilities, soft_slices
@@ -55,34 +55,6 @@ FALLBACK_CONFIDENCE = 0.5
 
 class LocateError(SpineError):
     """The models given to ``locate`` cannot be used together."""
-
-
-@dataclass
-class FoldModels:
-    """The trained folds of one run: networks, config and the fold of each study."""
-
-    run: RunDir
-    task: Any
-    networks: dict[int, torch.nn.Module]
-    study_fold: dict[str, int]
-
-    @classmethod
-    def load(cls, run: RunDir, device: torch.device) -> FoldModels:
-        folds = run.trained_folds()
-        if not folds:
-            raise RunDirError(f"{run.path} has no trained fold (no fold_*/best.pt)")
-        networks, task = {}, None
-        for k in folds:
-            task, networks[k] = run.load_network(k, device)
-        table = run.folds()
-        return cls(run, task, networks, dict(zip(table["study_id"].astype(str), table["fold"], strict=True)))
-
-    def select(self, study_id: str, oof: bool) -> list[int]:
-        """Folds to average for a study: all, or (oof) only the one that held it out (empty if none did)."""
-        if not oof:
-            return list(self.networks)
-        fold = self.study_fold.get(study_id)
-        return [fold] if fold in self.networks else []
 
 
 def load_stage_one(run_paths: list[str | Path], device: torch.device) -> tuple[list[FoldModels], list[FoldModels]]:

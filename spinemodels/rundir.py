@@ -23,6 +23,7 @@ import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
@@ -186,3 +187,31 @@ class RunDir:
         network = task.build_network(pretrained=False)
         load_weights(network, load_checkpoint(path, device)["model"], path)
         return task, network.to(device).eval()
+
+
+@dataclass
+class FoldModels:
+    """The trained folds of one run: networks, config and the fold of each study."""
+
+    run: RunDir
+    task: Any
+    networks: dict[int, torch.nn.Module]
+    study_fold: dict[str, int]
+
+    @classmethod
+    def load(cls, run: RunDir, device: torch.device) -> FoldModels:
+        folds = run.trained_folds()
+        if not folds:
+            raise RunDirError(f"{run.path} has no trained fold (no fold_*/best.pt)")
+        networks, task = {}, None
+        for k in folds:
+            task, networks[k] = run.load_network(k, device)
+        table = run.folds()
+        return cls(run, task, networks, dict(zip(table["study_id"].astype(str), table["fold"], strict=True)))
+
+    def select(self, study_id: str, oof: bool) -> list[int]:
+        """Folds to average for a study: all, or (oof) only the one that held it out (empty if none did)."""
+        if not oof:
+            return list(self.networks)
+        fold = self.study_fold.get(study_id)
+        return [fold] if fold in self.networks else []
