@@ -368,3 +368,11 @@ def test_master_with_the_axial_view_starts_from_the_mean_of_both_spinal_views(ru
     run = train(config_from_dict(config), fake, tmp_path / "master_axial", progress=False)
     submission, _ = classify(fake, fake.labels, [run.path], progress=False)
     assert len(submission) == 25 * len(fake.study_ids)
+
+
+def test_grader_configs_refuse_impossible_oversampling():
+    for bad in ([1, 0, 2], [1, 2], [1, 1.5, 2]):
+        config = tiny_config("grade_spinal")
+        config["data"]["oversample"] = bad
+        with pytest.raises(ConfigError, match="data.oversample"):
+            get_task("grade_spinal")(config_from_dict(config))

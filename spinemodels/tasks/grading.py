@@ -102,6 +102,9 @@ class GradeTask(Task):
         super().__init__(config)
         if len(config.model.class_weights) != 3 or min(config.model.class_weights) <= 0:
             raise ConfigError(f"model.class_weights: expected 3 positive numbers, got {config.model.class_weights}")
+        repeats = config.data.oversample
+        if len(repeats) != 3 or any(int(r) != r or r < 1 for r in repeats):
+            raise ConfigError(f"data.oversample: expected 3 whole numbers >= 1 (times each grade is shown), got {repeats}")
 
     def training_targets(self, dataset) -> pd.DataFrame:
         """``dataset.targets`` without the labels of ``data.exclude_labels``."""
@@ -126,11 +129,13 @@ class GradeTask(Task):
                                    slices_as_channels=self.config.data.n_slices if m.slices_as_channels else 0)
 
     def prepare_network(self, network, train_set):
-        """Start from the log of the weighted class priors of each level and side as trained (repeats
-        included), and undo the oversampling at inference."""
+        """Start from the log of the class priors of each level and side as trained (repeats included),
+        weighted by the loss's class weights (the best constant under that loss), and undo the oversampling at
+        inference."""
         counts = self.grade_counts(train_set)
         with torch.no_grad():
-            network.prior_logit.copy_(torch.as_tensor(weighted_prior_logits(counts), dtype=torch.float32))
+            network.prior_logit.copy_(torch.as_tensor(weighted_prior_logits(counts, self.config.model.class_weights),
+                                                      dtype=torch.float32))
             network.log_correction.copy_(torch.as_tensor(oversampling_correction(self.config.data.oversample),
                                                          dtype=torch.float32))
 
