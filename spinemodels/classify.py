@@ -108,8 +108,9 @@ def _usable_points(study: Any, sample: GradeSample, group: GradeGroup) -> tuple[
 
 @torch.no_grad()
 def grade_study(dataset: Any, sample: GradeSample, group: GradeGroup, group_runs: list[FoldModels],
-                device: torch.device) -> np.ndarray:
-    """``(5, K, 3)`` probabilities averaged over every fold of every run; NaN where no crop exists."""
+                device: torch.device, calibrations: dict[Path, Calibration]) -> np.ndarray:
+    """``(5, K, 3)`` probabilities: each run's folds averaged and calibrated, then the runs averaged; NaN where no
+    crop exists."""
     total = np.zeros((len(LEVELS), group.sides, 3))
     count = 0
     present = None
@@ -122,12 +123,7 @@ def grade_study(dataset: Any, sample: GradeSample, group: GradeGroup, group_runs
         present = item["present"].numpy()
         run_probs = np.mean([grid_outputs(network, image)[1].float().softmax(dim=-1)[0].cpu().numpy()
                              for network in fm.networks.values()], axis=0)  # (5, K, 3)
-        calibration = run_calibration(fm)
-        for k, condition in enumerate(group.conditions):
-            run_probs[:, k] = calibration.apply(condition, run_probs[:, k])
-        if group.conditions == (CONDITIONS[0],):  # spinal canal, on either view
-            run_probs[present[:, 0], 0] = calibration.apply_study_spinal(run_probs[present[:, 0], 0])
-        total += run_probs
+        total += calibrated(run_probs, group.conditions, present[:, 0], calibrations[fm.run.path])
         count += 1
     out = total / max(count, 1)
     if present is None:
@@ -138,7 +134,7 @@ def grade_study(dataset: Any, sample: GradeSample, group: GradeGroup, group_runs
 
 @torch.no_grad()
 def grade_master_study(dataset: Any, coords: pd.DataFrame, study_id: str, master_runs: list[FoldModels],
-                       device: torch.device) -> np.ndarray | None:
+                       device: torch.device, calibrations: dict[Path, Calibration]) -> np.ndarray | None:
     """``(5, 5, 3)`` probabilities (level, condition, class) averaged over the master runs' folds; None when
     the study has no usable point of any group (the master would only see its "missing" vectors)."""
     from spinemodels.tasks.master import master_parts
@@ -156,20 +152,31 @@ def grade_master_study(dataset: Any, coords: pd.DataFrame, study_id: str, master
         batch = {key: value[None].to(device) for key, value in item.items() if isinstance(value, torch.Tensor)}
         run_probs = np.mean([network(batch).float().softmax(dim=-1)[0].cpu().numpy()
                              for network in fm.networks.values()], axis=0)  # (5, 5, 3)
-        calibration = run_calibration(fm)
-        for j, condition in enumerate(CONDITIONS):
-            run_probs[:, j] = calibration.apply(condition, run_probs[:, j])
-        spinal_present = item["present_spinal"].numpy()[:, 0]
-        run_probs[spinal_present, 0] = calibration.apply_study_spinal(run_probs[spinal_present, 0])
-        total += run_probs
+        total += calibrated(run_probs, CONDITIONS, item["present_spinal"].numpy()[:, 0], calibrations[fm.run.path])
         count += 1
     return total / count
 
 
-def run_calibration(fm: FoldModels) -> Calibration:
-    """The run's ``calibration.json`` (fitted on its out-of-fold predictions), or no change without one."""
-    path = fm.run.path / CALIBRATION_FILE
-    return Calibration.load(path) if path.is_file() else Calibration()
+def run_calibrations(runs: dict[str, list[FoldModels]]) -> dict[Path, Calibration]:
+    """Each run's ``calibration.json`` (fitted on its out-of-fold predictions), or no change without one."""
+    out = {}
+    for group_runs in runs.values():
+        for fm in group_runs:
+            path = fm.run.path / CALIBRATION_FILE
+            out[fm.run.path] = Calibration.load(path) if path.is_file() else Calibration()
+    return out
+
+
+def calibrated(probs: np.ndarray, conditions, spinal_rows: np.ndarray, calibration: Calibration) -> np.ndarray:
+    """``(5, C, 3)`` probabilities of one run (``conditions`` in its columns) with each condition's temperature,
+    then, when the first column is the spinal canal, the any_severe scale over the levels ``spinal_rows``
+    graded."""
+    out = probs.copy()
+    for j, condition in enumerate(conditions):
+        out[:, j] = calibration.apply(condition, out[:, j])
+    if conditions[0] == CONDITIONS[0]:
+        out[spinal_rows, 0] = calibration.apply_study_spinal(out[spinal_rows, 0])
+    return out
 
 
 def _usable_coords(study: Any, rows: pd.DataFrame) -> pd.DataFrame:
@@ -192,6 +199,7 @@ def classify(dataset: Any, coords: pd.DataFrame, run_paths: list[str | Path], *,
     torch_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     runs = load_grade_runs(run_paths, torch_device)
     priors = run_priors(runs)
+    calibrations = run_calibrations(runs)
     ids = [str(s) for s in (study_ids if study_ids is not None else dataset.study_ids)]
     graded_conditions = {c for name, group_runs in runs.items() if name != MASTER and group_runs
                          for c in GRADE_GROUPS[name].conditions}
@@ -216,12 +224,12 @@ def classify(dataset: Any, coords: pd.DataFrame, run_paths: list[str | Path], *,
                 (sample,) = make_grade_samples(points, None, [study_id], group, need_points=False)
                 sample, notes = _usable_points(study, sample, group)
                 warnings += notes
-                probs = grade_study(dataset, sample, group, group_runs, torch_device)
+                probs = grade_study(dataset, sample, group, group_runs, torch_device, calibrations)
                 for i, level in enumerate(LEVELS):
                     for k, condition in enumerate(group.conditions):
                         graded.setdefault(target_name(condition, level), []).append(probs[i, k])
             if runs[MASTER]:
-                master = grade_master_study(dataset, coords, study_id, runs[MASTER], torch_device)
+                master = grade_master_study(dataset, coords, study_id, runs[MASTER], torch_device, calibrations)
                 if master is not None:
                     for i, level in enumerate(LEVELS):
                         for j, condition in enumerate(CONDITIONS):
