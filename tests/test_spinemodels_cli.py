@@ -86,14 +86,19 @@ def test_locate_and_audit_from_the_command_line(store, runs, tmp_path):
     assert len(corrected) <= len(ds.labels)
 
 
-def test_a_wrong_config_key_is_one_line_error(store, configs, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", ["spine", "train", str(configs["keypoints"]), "--data", str(store),
-                                      "--out", str(tmp_path / "run"), "--set", "optim.learning_rate=1"])
+def cli_error(monkeypatch, capsys, args: list[str]) -> str:
+    """Run ``spine ARGS`` as the console script does; assert exit code 1 and return its stderr, stripped."""
+    monkeypatch.setattr(sys, "argv", ["spine", *args])
     monkeypatch.delenv("SPINE_DEBUG", raising=False)
     with pytest.raises(SystemExit) as info:
         run_app(app)
     assert info.value.code == 1
-    err = capsys.readouterr().err.strip()
+    return capsys.readouterr().err.strip()
+
+
+def test_a_wrong_config_key_is_one_line_error(store, configs, tmp_path, monkeypatch, capsys):
+    err = cli_error(monkeypatch, capsys, ["train", str(configs["keypoints"]), "--data", str(store),
+                                      "--out", str(tmp_path / "run"), "--set", "optim.learning_rate=1"])
     assert err.startswith("error: ") and "unknown key optim.learning_rate; valid keys of optim" in err
 
 
@@ -102,13 +107,8 @@ def test_resume_from_a_planted_last_pt_is_one_line_error(store, configs, tmp_pat
 
     marker = tmp_path / "planted_ran"
     plant(tmp_path / "run" / "fold_0" / "last.pt", marker)
-    monkeypatch.setattr(sys, "argv", ["spine", "train", str(configs["slice_finder"]), "--data", str(store),
+    err = cli_error(monkeypatch, capsys, ["train", str(configs["slice_finder"]), "--data", str(store),
                                       "--out", str(tmp_path / "run"), "--resume", "--no-progress"])
-    monkeypatch.delenv("SPINE_DEBUG", raising=False)
-    with pytest.raises(SystemExit) as info:
-        run_app(app)
-    assert info.value.code == 1
-    err = capsys.readouterr().err.strip()
     assert err.startswith("error: refused to load ") and "last.pt" in err and "\n" not in err
     assert not marker.exists()
 
@@ -117,12 +117,7 @@ def test_a_run_that_cannot_fit_memory_is_one_line_error(store, configs, tmp_path
     from spinemodels import memory
 
     monkeypatch.setattr(memory, "available_bytes", lambda device: 2**20)
-    monkeypatch.setattr(sys, "argv", ["spine", "train", str(configs["keypoints"]), "--data", str(store),
+    err = cli_error(monkeypatch, capsys, ["train", str(configs["keypoints"]), "--data", str(store),
                                       "--out", str(tmp_path / "run"), "--no-progress"])
-    monkeypatch.delenv("SPINE_DEBUG", raising=False)
-    with pytest.raises(SystemExit) as info:
-        run_app(app)
-    assert info.value.code == 1
-    err = capsys.readouterr().err.strip()
     assert err.startswith("error: a training step of keypoints needs about ") and "\n" not in err
     assert err.endswith("or skip this estimate with --set train.memory_check=false")
