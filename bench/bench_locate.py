@@ -33,7 +33,7 @@ import pandas as pd
 import spinedata
 from spinedata.constants import CONDITIONS
 from spinemodels.config import load_config
-from spinemodels.locate import locate
+from spinemodels.locate import keypoint_shift_set, locate
 from spinemodels.slice_refine import SliceRefineOptions
 from spinemodels.training import train
 
@@ -168,6 +168,8 @@ def main() -> None:
     parser.add_argument("--keypoints-set", action="append", default=[], help="override for the keypoint model")
     parser.add_argument("--demo-epochs", action="store_true", help="the epochs `spine demo` trains with")
     parser.add_argument("--skip-train", action="store_true")
+    parser.add_argument("--shifts", type=int, default=1, choices=[1, 4],
+                        help="sub-pixel placements of the keypoint grid averaged (1: none; 4: 0/0.5 px each axis)")
     parser.add_argument("--no-refine", action="store_true", help="the slice finder's slices, not refined")
     parser.add_argument("--inject", type=int, default=5, help="eval studies whose labels are shifted for the audit")
     args = parser.parse_args()
@@ -184,7 +186,8 @@ def main() -> None:
             name = Path(store).name.removesuffix(".zarr")
             dataset = spinedata.open_dataset(store)
             start = time.perf_counter()
-            coords, _ = locate(dataset, runs, progress=False, device="cpu", slice_refine=refine)
+            coords, _ = locate(dataset, runs, progress=False, device="cpu", slice_refine=refine,
+                                keypoint_shifts=keypoint_shift_set(args.shifts))
             locate_seconds = time.perf_counter() - start
             result = evaluate(dataset, coords, pd.read_csv(truth_csv, dtype={"study_id": str}))
             coords.to_csv(seed_dir / f"{name}_coords.csv", index=False)

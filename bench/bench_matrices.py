@@ -23,7 +23,7 @@ import spinedata
 from spinedata.constants import CONDITIONS
 from spinedata.ingest import ingest
 from spinedata.synth import generate
-from spinemodels.locate import locate
+from spinemodels.locate import keypoint_shift_set, locate
 
 WORLD = ["world_x", "world_y", "world_z"]
 
@@ -35,7 +35,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=31)
     parser.add_argument("--matrices", type=int, nargs="+", default=[192, 256, 384, 512])
     parser.add_argument("--out", required=True)
+    parser.add_argument("--shifts", type=int, default=1, choices=[1, 4],
+                        help="sub-pixel placements of the keypoint grid averaged (1: none; 4: 0/0.5 px each axis)")
     args = parser.parse_args()
+    shifts = keypoint_shift_set(args.shifts)
     out = Path(args.out)
     located = {}
     for matrix in args.matrices:
@@ -43,7 +46,8 @@ def main() -> None:
         if not store.is_dir():
             generate(data, args.studies, args.seed, sagittal_matrices=(matrix,), axial_matrices=(128,))
             ingest(data, store, workers=1)
-        coords, _ = locate(spinedata.open_dataset(str(store)), args.model, progress=False, device="cpu")
+        coords, _ = locate(spinedata.open_dataset(str(store)), args.model, progress=False, device="cpu",
+                           keypoint_shifts=shifts)
         located[matrix] = coords[coords["condition"] == CONDITIONS[0]].set_index(["study_id", "level"])
     truth = pd.read_csv(out / f"synth_{args.matrices[0]}" / "synth_truth.csv", dtype={"study_id": str})
     truth = truth[truth["condition"] == CONDITIONS[0]].set_index(["study_id", "level"])

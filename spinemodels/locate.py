@@ -48,6 +48,22 @@ MAX_CANDIDATE_STACKS = 4
 
 LEVEL_CANDIDATES = 3
 """Peaks considered per level heatmap when the levels are decoded together."""
+KEYPOINT_SHIFTS: tuple[tuple[float, float], ...] = ((0.0, 0.0),)
+"""Sub-pixel placements of the keypoint grid (grid pixels) whose points are averaged."""
+
+
+def keypoint_shift_set(n: int) -> tuple[tuple[float, float], ...]:
+    """The placements of ``n`` in {1, 4}: the grid as it is, or also moved by half a grid pixel along each axis
+    and both."""
+    if n == 1:
+        return ((0.0, 0.0),)
+    if n == 4:
+        return ((0.0, 0.0), (0.5, 0.0), (0.0, 0.5), (0.5, 0.5))
+    raise LocateError(f"keypoint shifts: 1 or 4 placements, got {n}")
+
+
+SHIFT_MATCH_SIGMAS = 2.0
+"""A shifted grid's peak counts for a level when within this many heatmap sigmas of the unshifted point."""
 
 FALLBACK_CONFIDENCE = 0.5
 """Factor on the confidence of a point placed outside its own series' stacks or in another series."""
@@ -107,12 +123,14 @@ def slice_probs(runs: list[FoldModels], stack: Any, study_id: str, oof: bool, de
 
 
 @torch.no_grad()
-def keypoint_points(runs: list[FoldModels], stack: Any, centre: int, study_id: str, oof: bool, device, cache):
-    """(5, 2) (row, col) in the stack's pixel grid and (5,) confidence, or None when no fold applies."""
+def _keypoint_log_probs(runs: list[FoldModels], stack: Any, centre: int, study_id: str, oof: bool, device, cache,
+                        shift: tuple[float, float]):
+    """The runs' mean heatmap probabilities as log (5, S, S) on the grid placed at ``shift``, with the grid and
+    the heatmaps' sigma; None when no fold applies."""
     total, count, sigma, grid = None, 0, None, None
     for fm in runs:
         data = fm.task.config.data
-        own = PhysicalGrid.of_stack(stack, data.image_size, data.fov_mm)
+        own = PhysicalGrid.of_stack(stack, data.image_size, data.fov_mm, shift)
         if grid is not None and own != grid:
             raise LocateError("keypoint runs given together must share data.image_size and data.fov_mm")
         grid, sigma = own, data.sigma_px
@@ -125,13 +143,41 @@ def keypoint_points(runs: list[FoldModels], stack: Any, centre: int, study_id: s
             count += 1
     if count == 0:
         return None
-    log_p = torch.log((total / count).clamp_min(1e-20))[0].double().cpu().numpy()  # (5, S, S)
+    return torch.log((total / count).clamp_min(1e-20))[0].double().cpu().numpy(), grid, sigma
+
+
+def keypoint_points(runs: list[FoldModels], stack: Any, centre: int, study_id: str, oof: bool, device, cache,
+                    shifts: tuple[tuple[float, float], ...] = KEYPOINT_SHIFTS):
+    """(5, 2) (row, col) in the stack's pixel grid and (5,) confidence, or None when no fold applies.
+
+    The levels are chosen on the unshifted grid; each point is then the mean, in the stack's pixels, of its
+    peak on the grid placed at every one of ``shifts`` (sub-pixel placements: the network's reading of one
+    grid pixel's content averages out)."""
+    base = _keypoint_log_probs(runs, stack, centre, study_id, oof, device, cache, (0.0, 0.0))
+    if base is None:
+        return None
+    log_p, grid, sigma = base
     candidates = [peak_candidates(log_p[j], sigma, LEVEL_CANDIDATES) for j in range(len(LEVELS))]
     chosen = ordered_levels(candidates, lambda rc: stack.voxel_to_world(
         np.array([centre, *grid.to_stack(rc)], dtype=np.float64))[2])
-    points = np.array([candidates[j][i][0] for j, i in enumerate(chosen)])
+    points = grid.to_stack(np.array([candidates[j][i][0] for j, i in enumerate(chosen)]))
     confidence = np.array([candidates[j][i][1] for j, i in enumerate(chosen)])
-    return grid.to_stack(points), confidence
+    found = [points]
+    for shift in shifts:
+        if tuple(shift) == (0.0, 0.0):
+            continue
+        other_log_p, other, _ = _keypoint_log_probs(runs, stack, centre, study_id, oof, device, cache, shift)
+        near = np.full_like(points, np.nan)
+        for j in range(len(LEVELS)):
+            expected = other.to_grid(points[j])
+            peaks = [rc for rc, _ in peak_candidates(other_log_p[j], sigma, LEVEL_CANDIDATES)]
+            if not peaks:
+                continue
+            best = min(peaks, key=lambda rc: float(np.linalg.norm(rc - expected)))
+            if np.linalg.norm(best - expected) <= SHIFT_MATCH_SIGMAS * sigma:
+                near[j] = other.to_stack(best)
+        found.append(near)
+    return np.nanmean(np.stack(found), axis=0), confidence
 
 
 def ordered_levels(candidates: list[list[tuple[np.ndarray, float]]], height) -> tuple[int, ...]:
@@ -216,12 +262,13 @@ class SpinalFit:
 
 def fit_spinal(stack: Any, series_id: str, k: int, role: str, probs: np.ndarray | None, starts: np.ndarray,
                keypoints, study_id: str, oof: bool, device, cache: dict,
-               slice_refine: SliceRefineOptions | None, how: str = "") -> SpinalFit | None:
+               slice_refine: SliceRefineOptions | None, how: str = "",
+               keypoint_shifts: tuple[tuple[float, float], ...] = KEYPOINT_SHIFTS) -> SpinalFit | None:
     """Keypoints around ``starts`` (5,) (their median is the centre slice), each level's slice refined from its
     start (``slice_refine``; None keeps the starts), then the checks. None when no keypoint fold applies."""
     starts = np.asarray(starts, dtype=np.float64)
     centre = int(round(float(np.median(starts))))
-    found = keypoint_points(keypoints, stack, centre, study_id, oof, device, cache)
+    found = keypoint_points(keypoints, stack, centre, study_id, oof, device, cache, keypoint_shifts)
     if found is None:
         return None
     points, heat = found
@@ -253,7 +300,8 @@ def fallback_centres(probs: np.ndarray, tried: set[int], n: int) -> list[int]:
 
 
 def locate_spinal(study: Any, candidates: list, finders, keypoints, *, oof: bool, device, cache: dict,
-                  slice_refine: SliceRefineOptions | None) -> tuple[SpinalFit | None, list[str]]:
+                  slice_refine: SliceRefineOptions | None,
+                  keypoint_shifts: tuple[tuple[float, float], ...] = KEYPOINT_SHIFTS) -> tuple[SpinalFit | None, list[str]]:
     """The spinal points of a study: the slice finder's choice on the stack where it is most confident; when
     they fail a check, other centre slices of that stack (refinement only), then the other sagittal stacks.
     The first try that passes every check wins; without one, the try with the fewest failing levels (the
@@ -278,7 +326,7 @@ def locate_spinal(study: Any, candidates: list, finders, keypoints, *, oof: bool
 
     def attempt(series_id, k, stack, probs, starts, how, options) -> SpinalFit | None:
         fit = fit_spinal(stack, series_id, k, study.series[series_id].role, probs, starts, keypoints, study_id,
-                         oof, device, cache, options, how)
+                         oof, device, cache, options, how, keypoint_shifts)
         if fit is not None:
             tries.append(fit)
         return fit
@@ -332,7 +380,8 @@ def level_warnings(fit: SpinalFit) -> list[str]:
 
 
 def locate_study(study: Any, finders, keypoints, *, oof: bool, device,
-                 slice_refine: SliceRefineOptions | None = None) -> tuple[list[dict], list[str]]:
+                 slice_refine: SliceRefineOptions | None = None,
+                 keypoint_shifts: tuple[tuple[float, float], ...] = KEYPOINT_SHIFTS) -> tuple[list[dict], list[str]]:
     """Rows of coords.csv for one study (25, or none with a warning when no model or stack applies)."""
     study_id = str(study.study_id)
     warnings: list[str] = []
@@ -353,7 +402,8 @@ def locate_study(study: Any, finders, keypoints, *, oof: bool, device,
         return [], [*warnings, f"study {study_id}: no usable sagittal stack; no points located"]
     cache: dict = {}
     fit, notes = locate_spinal(study, candidates[:MAX_CANDIDATE_STACKS], finders, keypoints, oof=oof,
-                               device=device, cache=cache, slice_refine=slice_refine)
+                               device=device, cache=cache, slice_refine=slice_refine,
+                               keypoint_shifts=keypoint_shifts)
     warnings += notes
     if fit is None:
         return [], warnings
@@ -400,12 +450,13 @@ def _row(study_id, series_id, stack, slice_, instance, condition, level, row, co
 
 def locate(dataset: Any, run_paths: list[str | Path], *, study_ids: list[str] | None = None, oof: bool = False,
            device: str | None = None, progress: bool = True,
-           slice_refine: SliceRefineOptions | None = SliceRefineOptions()) -> tuple[pd.DataFrame, list[str]]:
+           slice_refine: SliceRefineOptions | None = SliceRefineOptions(),
+           keypoint_shifts: tuple[tuple[float, float], ...] = KEYPOINT_SHIFTS) -> tuple[pd.DataFrame, list[str]]:
     """Locate every condition and level of every (or the given) study of an opened dataset.
 
     ``slice_refine``: settings of the sub-slice refinement of the spinal points (None: the slice finder's
     slices as they are). Returns coords (``COORD_COLUMNS``) and the warnings (also in the rows' ``warning``
-    column).
+    column). ``keypoint_shifts``: sub-pixel placements of the keypoint grid whose points are averaged.
     """
     from rich.progress import Progress
 
@@ -417,7 +468,7 @@ def locate(dataset: Any, run_paths: list[str | Path], *, study_ids: list[str] | 
         task = bar.add_task("locating", total=len(ids))
         for study_id in ids:
             found, notes = locate_study(dataset.study(study_id), finders, keypoints, oof=oof, device=torch_device,
-                                        slice_refine=slice_refine)
+                                        slice_refine=slice_refine, keypoint_shifts=keypoint_shifts)
             rows += found
             warnings += notes
             bar.advance(task)

@@ -13,7 +13,7 @@ from spinemodels.data.stackio import PhysicalGrid
 spacings = st.floats(0.3, 3.0)
 grids = st.builds(PhysicalGrid, rows=st.integers(8, 600), cols=st.integers(8, 600),
                   pixel_spacing=st.tuples(spacings, spacings), size=st.integers(8, 512),
-                  fov_mm=st.floats(20.0, 500.0))
+                  fov_mm=st.floats(20.0, 500.0), shift=st.tuples(st.floats(-1, 1), st.floats(-1, 1)))
 
 
 @settings(max_examples=200, deadline=None)
@@ -68,6 +68,24 @@ def test_one_scene_looks_the_same_at_any_matrix_and_pixel_shape(shape, spacing):
     assert out.sum() * grid.mm_per_pixel**2 == pytest.approx(np.pi * radius**2, rel=0.01)
 
 
+@pytest.mark.parametrize("shift", [(0.5, 0.0), (0.0, 0.5), (0.5, 0.5), (-0.25, 0.75)])
+def test_a_shifted_grid_moves_the_scene_by_the_shift_and_maps_back(shift):
+    """The keypoint model's sub-pixel placements: the same disc lands ``shift`` grid pixels further along,
+    and ``to_stack`` of the found centre is the same stack point as on the unshifted grid."""
+    shape, spacing, centre_mm = (300, 240), (0.96, 1.2), (31.0, -47.0)
+    image = _disc(*shape, spacing, centre_mm, 20.0)
+    plain = PhysicalGrid(*shape, spacing, size=96, fov_mm=320.0)
+    moved = PhysicalGrid(*shape, spacing, size=96, fov_mm=320.0, shift=shift)
+    rows, cols = np.mgrid[:96, :96]
+
+    def centre(grid):
+        out = grid.apply(image)[0]
+        return np.array([(out * rows).sum(), (out * cols).sum()]) / out.sum()
+
+    assert np.allclose(centre(moved) - centre(plain), shift, atol=0.02)
+    assert np.allclose(moved.to_stack(centre(moved)), plain.to_stack(centre(plain)), atol=0.03)
+
+
 def test_outside_the_image_is_zero_and_a_flat_image_stays_flat_inside():
     grid = PhysicalGrid(100, 100, (1.0, 1.0), size=64, fov_mm=200.0)  # the image covers the middle half
     out = grid.apply(np.ones((2, 100, 100), dtype=np.float32))
@@ -81,6 +99,9 @@ def test_bad_grids_are_refused():
         PhysicalGrid(10, 10, (0.0, 1.0), 8, 100.0)
     with pytest.raises(ValueError, match="does not match"):
         PhysicalGrid(10, 10, (1.0, 1.0), 8, 100.0).apply(np.zeros((1, 10, 12)))
+    for shift in [(float("nan"), 0.0), (3.0, 0.0), (0.5,)]:
+        with pytest.raises(ValueError, match="shift"):
+            PhysicalGrid(10, 10, (1.0, 1.0), 8, 100.0, shift)
 
 
 MATRICES = (192, 256, 384, 512)

@@ -12,7 +12,15 @@ from test_spinemodels_training import TINY
 from spinedata.constants import CONDITIONS, LEVELS
 from spinemodels.audit import audit_labels, correct_labels
 from spinemodels.config import config_from_dict
-from spinemodels.locate import COORD_COLUMNS, LocateError, locate
+from spinemodels.locate import (
+    COORD_COLUMNS,
+    SHIFT_MATCH_SIGMAS,
+    LocateError,
+    keypoint_points,
+    keypoint_shift_set,
+    load_stage_one,
+    locate,
+)
 from spinemodels.training import train
 
 BOTH_FOLDS = ["train.folds=[0, 1]", "train.epochs=1"]
@@ -134,3 +142,26 @@ def test_audit_reports_far_off_points_and_accepts_good_labels(fake):
     moved.loc[0, "world_x"] += 40.0
     findings = audit_labels(moved, coords)
     assert len(findings) == 1 and findings.iloc[0]["kind"] == "far"
+
+
+def test_keypoint_points_averaged_over_shifted_grids_stay_near_the_unshifted_ones(fake, runs):
+    """Four sub-pixel placements of the keypoint grid: each level's point is the mean of peaks within
+    ``SHIFT_MATCH_SIGMAS`` heatmap sigmas of the unshifted grid's point, mapped back to the stack."""
+    import torch
+
+    _, keypoints = load_stage_one(runs, torch.device("cpu"))
+    data = TINY["keypoints"]["data"]
+    bound_mm = SHIFT_MATCH_SIGMAS * data["sigma_px"] * data["fov_mm"] / data["image_size"]
+    moved = []
+    for study_id in fake.study_ids:
+        stack = fake.study(study_id).series["1"].stacks[0]
+        centre = stack.shape[0] // 2
+        plain, heat = keypoint_points(keypoints, stack, centre, study_id, False, "cpu", {}, keypoint_shift_set(1))
+        shifted, heat_4 = keypoint_points(keypoints, stack, centre, study_id, False, "cpu", {},
+                                          keypoint_shift_set(4))
+        assert plain.shape == shifted.shape == (5, 2) and np.array_equal(heat, heat_4)
+        moved.append(np.linalg.norm((shifted - plain) * np.asarray(stack.geometry.pixel_spacing), axis=1))
+    moved = np.concatenate(moved)
+    assert moved.max() <= bound_mm + 1e-6 and moved.max() > 0
+    with pytest.raises(LocateError, match="1 or 4"):
+        keypoint_shift_set(3)

@@ -35,7 +35,8 @@ class PhysicalGrid:
     of a stack do not change what lands on the grid: one grid pixel is always ``fov_mm / size`` mm, and the
     middle of the image is the middle of the grid. Coordinates are pixel centres (0 = the first pixel's
     centre) in both grids: ``grid = (rc - image_centre) * spacing / mm_per_pixel + grid_centre``.
-    Parts of the grid outside the image are zeros.
+    Parts of the grid outside the image are zeros. ``shift`` (grid pixels, (row, col)) moves the image
+    centre off the grid's middle, for test-time averaging over sub-pixel placements.
     """
 
     rows: int
@@ -43,18 +44,23 @@ class PhysicalGrid:
     pixel_spacing: tuple[float, float]
     size: int
     fov_mm: float
+    shift: tuple[float, float] = (0.0, 0.0)
 
     def __post_init__(self) -> None:
         drow, dcol = (float(v) for v in self.pixel_spacing)
         if not (drow > 0 and dcol > 0 and self.fov_mm > 0 and self.size > 0 and self.rows > 0 and self.cols > 0):
             raise ValueError(f"PhysicalGrid needs positive sizes and spacings, got {self}")
         object.__setattr__(self, "pixel_spacing", (drow, dcol))
+        shift = tuple(float(v) for v in self.shift)
+        if len(shift) != 2 or not all(np.isfinite(shift)) or max(abs(v) for v in shift) > self.size / 4:
+            raise ValueError(f"PhysicalGrid shift must be two finite grid-pixel offsets, got {self.shift}")
+        object.__setattr__(self, "shift", shift)
 
     @classmethod
-    def of_stack(cls, stack: Any, size: int, fov_mm: float) -> PhysicalGrid:
+    def of_stack(cls, stack: Any, size: int, fov_mm: float, shift: tuple[float, float] = (0.0, 0.0)) -> PhysicalGrid:
         """The grid of a stack (its shape and ``geometry.pixel_spacing``)."""
         _, rows, cols = stack.shape
-        return cls(int(rows), int(cols), tuple(stack.geometry.pixel_spacing), int(size), float(fov_mm))
+        return cls(int(rows), int(cols), tuple(stack.geometry.pixel_spacing), int(size), float(fov_mm), shift)
 
     @property
     def mm_per_pixel(self) -> float:
@@ -64,8 +70,9 @@ class PhysicalGrid:
         """Grid pixels per stack pixel, (row, col)."""
         return np.asarray(self.pixel_spacing) / self.mm_per_pixel
 
-    def _centres(self) -> tuple[np.ndarray, float]:
-        return np.array([(self.rows - 1) / 2, (self.cols - 1) / 2]), (self.size - 1) / 2
+    def _centres(self) -> tuple[np.ndarray, np.ndarray]:
+        middle = (self.size - 1) / 2
+        return np.array([(self.rows - 1) / 2, (self.cols - 1) / 2]), middle + np.asarray(self.shift)
 
     def to_grid(self, rc: np.ndarray) -> np.ndarray:
         """(..., 2) (row, col) in the stack's pixel grid -> the physical grid."""
@@ -83,7 +90,7 @@ class PhysicalGrid:
         n_in = self.rows if axis == 0 else self.cols
         image_centre, grid_centre = self._centres()
         scale = self._scale()[axis]
-        source = (np.arange(self.size) - grid_centre) / scale + image_centre[axis]  # (size,)
+        source = (np.arange(self.size) - grid_centre[axis]) / scale + image_centre[axis]  # (size,)
         support = max(1.0 / scale, 1.0)  # stack pixels per grid pixel, at least one
         reach = int(np.ceil(support)) + 1
         base = np.floor(source).astype(int)
