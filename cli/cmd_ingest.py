@@ -1,4 +1,5 @@
-"""``spine ingest DATA_DIR OUT.zarr [--split train|test] [--workers N] [--report PATH] [--strict]``."""
+"""``spine ingest DATA_DIR OUT.zarr [--split train|test] [--workers N] [--report PATH] [--strict]
+[--max-image-mb MB]``."""
 
 from __future__ import annotations
 
@@ -24,6 +25,11 @@ def ingest(
                      "inside DATA_DIR or OUT, as a folder, or over a file that is not an ingest report."),
     ] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit with 1 when the report has any line.")] = False,
+    max_image_mb: Annotated[
+        int | None,
+        typer.Option("--max-image-mb", min=1, help="Decoded size one DICOM file may declare (MiB); a file that "
+                     "declares more is a report line, never decoded (default: 2048)."),
+    ] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
 ) -> None:
     """DICOM studies -> a geometry-true Zarr store (parallel, resumable, every skipped file reported)."""
@@ -36,7 +42,13 @@ def ingest(
         from spinedata.ingest import check_report_path
         from spinedata.ingest import ingest as run_ingest
 
-    check_report_path(data_dir, out, report)  # before any work (and before the progress bar)
+    from spinedata.dicomio import DEFAULT_LIMITS, ReadLimits
+    from spinedata.ingest.run import check_path_names, check_store_path
+
+    check_path_names(data_dir, "input folder")  # before any work (and before the progress bar)
+    check_store_path(out)
+    check_report_path(data_dir, out, report)
+    limits = DEFAULT_LIMITS if max_image_mb is None else ReadLimits(max_image_bytes=max_image_mb << 20)
 
     if not no_progress and sys.stderr.isatty():
         from rich.console import Console
@@ -52,9 +64,10 @@ def ingest(
                     tasks[stage] = bar.add_task(labels.get(stage, stage), total=total)
                 bar.update(tasks[stage], completed=done, total=total)
 
-            result = run_ingest(data_dir, out, split=split, workers=workers, report=report, progress=progress)
+            result = run_ingest(data_dir, out, split=split, workers=workers, report=report, progress=progress,
+                                limits=limits)  # fmt: skip
     else:  # no bar: rich is not even imported (a batch job starts sooner)
-        result = run_ingest(data_dir, out, split=split, workers=workers, report=report)
+        result = run_ingest(data_dir, out, split=split, workers=workers, report=report, limits=limits)
 
     summary = (
         f"{result.store}: {result.n_written} studies written, {result.n_already} already complete, "

@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import stat
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ import numpy as np
 
 from spinedata.dicomscan import LONG_VRS, PIXEL_DATA, UNDEFINED, ScannedHeader, scan
 from spinedata.errors import DicomReadError, GeometryError, MultiFrameFile
-from spinedata.geometry import unit_orientation
+from spinedata.geometry import geometry_problem, unit_orientation
 
 RAW_DATASET_GROUPS = {0x0002, 0x0008}
 """A file without the 128-byte preamble is read with ``force=True`` only if it starts with one of these."""
@@ -63,6 +64,70 @@ EXPLICIT_VR_BIG_ENDIAN = "1.2.840.10008.1.2.2"
 
 MONOCHROME1 = "MONOCHROME1"
 SUPPORTED_PHOTOMETRIC = {"MONOCHROME1", "MONOCHROME2"}
+SUPPORTED_BITS_ALLOCATED = (1, 8, 16, 32)
+"""BitsAllocated of the grey-scale images read (anything else is reported before decoding)."""
+
+DEFAULT_MAX_IMAGE_BYTES = 2 << 30
+"""Decoded bytes one file may declare (Rows x Columns x frames x bytes per sample), by default: a file
+declaring more is reported before anything is decoded (``ReadLimits``)."""
+MAX_COMPRESSION_RATIO = 1000
+"""An encapsulated (compressed) or deflated file may declare at most this many times its size in decoded
+bytes (generous: RLE and JPEG of real images stay far below, though an all-zero image can go higher)..."""
+COMPRESSED_FLOOR_BYTES = 16 << 20
+"""... or this many decoded bytes, whichever is more, so that a small file of a blank image is never refused."""
+MAX_ABS_RESCALE = 1e10
+"""|RescaleSlope| and |RescaleIntercept| above this are reported (the rescaled values would not be exact
+in any stored dtype, and the arithmetic could overflow)."""
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """What one file may declare before it is decoded: ``max_image_bytes`` decoded bytes at most (the
+    memory cap), and for compressed or deflated files at most ``max_compression_ratio`` times the file's
+    size (or ``compressed_floor_bytes``). Native pixel data must hold what the header declares."""
+
+    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+    max_compression_ratio: float = MAX_COMPRESSION_RATIO
+    compressed_floor_bytes: int = COMPRESSED_FLOOR_BYTES
+
+
+DEFAULT_LIMITS = ReadLimits()
+
+
+def contained(error: BaseException) -> bool:
+    """Whether a failure while reading one file is that file's problem (a report line), not the run's:
+    everything but an interrupt or an exit. Decoders written in Rust raise ``PanicException``, a
+    ``BaseException``, on damaged data; MemoryError, zlib.error or OverflowError are the file's too."""
+    return not isinstance(error, KeyboardInterrupt | SystemExit | GeneratorExit)
+
+
+def failure_reason(error: BaseException) -> str:
+    """The report text of an unexpected failure while reading a file (one line, bounded length)."""
+    if isinstance(error, MemoryError):
+        return "out of memory while reading it"
+    text = " ".join(str(error).split())
+    text = text if len(text) <= 200 else text[:197] + "..."
+    name = type(error).__name__
+    if not isinstance(error, Exception):
+        return f"the decoder crashed ({name}: {text})"
+    return f"unexpected {name}: {text}"
+
+
+def _contain(function):
+    """Any contained failure of ``function`` (see ``contained``) becomes a ``DicomReadError``."""
+
+    @functools.wraps(function)
+    def reading(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except DicomReadError:
+            raise
+        except BaseException as error:
+            if not contained(error):
+                raise
+            raise DicomReadError(failure_reason(error)) from error
+
+    return reading
 
 
 @dataclass(frozen=True)
@@ -105,6 +170,19 @@ class SliceHeader:
     image_type: str = ""
     """ImageType (a frame's FrameType in an enhanced MR file), upper case, values joined by ``\\``, e.g.
     ``ORIGINAL\\PRIMARY\\M\\DIXON\\W``; tells apart volumes at the same positions (Dixon water / fat)."""
+    bits_allocated: int = 16
+    """BitsAllocated."""
+    pixel_representation: int = 0
+    """PixelRepresentation (1: signed)."""
+    samples_per_pixel: int = 1
+    """SamplesPerPixel (always 1: only grey-scale images are read)."""
+
+    @property
+    def pixel_format(self) -> tuple[int, int, int, int, str]:
+        """``(BitsAllocated, BitsStored, PixelRepresentation, SamplesPerPixel, PhotometricInterpretation)``:
+        slices of one stack share it (``build_stacks`` never merges two formats)."""
+        return (self.bits_allocated, self.bits_stored, self.pixel_representation, self.samples_per_pixel,
+                self.photometric)  # fmt: skip
 
     @property
     def where(self) -> str:
@@ -292,6 +370,11 @@ def _rescale(values: Values) -> tuple[float, float]:
     intercept = _number(values, "RescaleIntercept", float, 0.0)
     if slope == 0 or not math.isfinite(slope) or not math.isfinite(intercept):
         raise DicomReadError(f"invalid rescale: RescaleSlope {slope}, RescaleIntercept {intercept}")
+    if abs(slope) > MAX_ABS_RESCALE or abs(intercept) > MAX_ABS_RESCALE:
+        raise DicomReadError(
+            f"invalid rescale: RescaleSlope {slope:g}, RescaleIntercept {intercept:g} (implausible: "
+            f"beyond +-{MAX_ABS_RESCALE:g})"
+        )
     return slope, intercept
 
 
@@ -315,23 +398,43 @@ def _finite_floats(found: tuple, keyword: str, length: int) -> tuple[float, ...]
     return numbers
 
 
-def read_header(path) -> SliceHeader:
+FILE_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
+              stat.S_IFBLK: "a block device", stat.S_IFDIR: "a folder"}  # fmt: skip
+
+
+def check_regular_file(path: str) -> None:
+    """``DicomReadError`` unless ``path`` is a regular file (links followed): a FIFO, socket or device is
+    never opened (reading a FIFO would wait forever), a broken link is reported as one."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        if os.path.islink(path):
+            raise DicomReadError("cannot open file (a broken symbolic link)") from error
+        raise DicomReadError(f"cannot open file ({error.strerror})") from error
+    if not stat.S_ISREG(mode):
+        kind = FILE_KINDS.get(stat.S_IFMT(mode), "not a regular file")
+        raise DicomReadError(f"not a regular file ({kind}): not opened")
+
+
+def read_header(path, limits: ReadLimits = DEFAULT_LIMITS) -> SliceHeader:
     """Read one file's header (no pixels). Raises ``DicomReadError`` with the reason when the file is not
-    a readable single-frame image with ImagePositionPatient, ImageOrientationPatient and PixelSpacing.
+    a readable single-frame image with ImagePositionPatient, ImageOrientationPatient and PixelSpacing, or
+    declares more pixel data than ``limits`` allow.
 
     The common encodings are scanned without pydicom (``spinedata.dicomscan``); every other file, and
     every file that scan is unsure of, is read with pydicom. Both give the same header."""
     path = os.fspath(path)
+    check_regular_file(path)
     scanned = scan(path, SCAN_TAGS)
     if scanned is not None:
         try:
-            header = _header_from_scan(path, scanned)
+            header = _header_from_scan(path, scanned, limits)
         except (ValueError, TypeError, KeyError, IndexError, OverflowError, struct.error):
             header = None  # a value the scan did not expect: pydicom reads the file and names the problem
         if header is not None:
             return header
     try:
-        return _read_header(path)
+        return _read_header(path, limits)
     except corrupt_file_errors() as error:
         raise DicomReadError(f"corrupt header ({type(error).__name__}: {error})") from error
 
@@ -342,7 +445,7 @@ SCAN_CHARSETS = {"": "ascii", "ISO_IR 6": "ascii", "ISO_IR 100": "latin-1", "ISO
 """Character sets whose SeriesDescription the scan decodes itself (others: pydicom)."""
 
 
-def _header_from_scan(path: str, scanned: ScannedHeader) -> SliceHeader | None:
+def _header_from_scan(path: str, scanned: ScannedHeader, limits: ReadLimits = DEFAULT_LIMITS) -> SliceHeader | None:
     """The header from scanned raw values, or None when pydicom must read the file (a value the scan
     does not convert exactly as pydicom would)."""
     raw = scanned.values
@@ -370,7 +473,7 @@ def _header_from_scan(path: str, scanned: ScannedHeader) -> SliceHeader | None:
             except UnicodeDecodeError:
                 return None
         return _build_header(path, values, text, scanned.transfer_syntax, True,
-                             lambda: (scanned.pixel_offset, scanned.pixel_length))
+                             lambda: (scanned.pixel_offset, scanned.pixel_length), scanned.size, limits)
     except _NotScannable:
         return None
 
@@ -399,29 +502,32 @@ def _pixel_element(fp, dataset, size: int, transfer_syntax: str) -> tuple[int, i
     return _check_pixel_element(fp, dataset, size)
 
 
-def _read_header(path: str) -> SliceHeader:
+def _read_header(path: str, limits: ReadLimits = DEFAULT_LIMITS) -> SliceHeader:
     size, fp = _open_file(path)
     with fp:
         dataset = _open_dataset(path, fp)
-        if fp.tell() >= size:
+        transfer_syntax = _transfer_syntax(dataset)
+        # a deflated file is read whole by pydicom (the position in the file says nothing about the data set)
+        if fp.tell() >= size and transfer_syntax != DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
             raise DicomReadError(
                 f"no pixel data (the file ends after {size} bytes of header; truncated, or not an image)"
             )
-        transfer_syntax = _transfer_syntax(dataset)
         _, little = dataset.original_encoding
         return _build_header(path, _dataset_values(dataset), str(dataset.get("SeriesDescription", "")),
                              transfer_syntax, little in (True, None),
-                             lambda: _pixel_element(fp, dataset, size, transfer_syntax))
+                             lambda: _pixel_element(fp, dataset, size, transfer_syntax), size, limits)
 
 
-def read_headers(path) -> list[SliceHeader]:
+@_contain
+def read_headers(path, limits: ReadLimits = DEFAULT_LIMITS) -> list[SliceHeader]:
     """Headers of every image in one file: ``[read_header(path)]`` for a single-frame file, one header per
     frame for a multi-frame file (enhanced MR and other files with per-frame functional groups; see the
-    module notes). Raises ``DicomReadError`` with the reason when the file gives no usable image."""
+    module notes). Raises ``DicomReadError`` with the reason when the file gives no usable image, for any
+    failure but an interrupt (``contained``)."""
     try:
-        return [read_header(path)]
+        return [read_header(path, limits)]
     except MultiFrameFile:
-        return _read_frame_headers(os.fspath(path))
+        return _read_frame_headers(os.fspath(path), limits)
 
 
 FRAME_ELEMENTS = {
@@ -472,15 +578,15 @@ def _dimension_indices(dataset, per_frame: list) -> list[str]:
     return found
 
 
-def _read_frame_headers(path: str) -> list[SliceHeader]:
+def _read_frame_headers(path: str, limits: ReadLimits) -> list[SliceHeader]:
     """One header per frame of a multi-frame file (read with pydicom, functional groups included)."""
     try:
-        return _frame_headers(path)
+        return _frame_headers(path, limits)
     except corrupt_file_errors() as error:  # a damaged value deep in the functional groups
         raise DicomReadError(f"corrupt multi-frame header ({type(error).__name__}: {error})") from error
 
 
-def _frame_headers(path: str) -> list[SliceHeader]:
+def _frame_headers(path: str, limits: ReadLimits) -> list[SliceHeader]:
     from pydicom.multival import MultiValue
 
     size, fp = _open_file(path)
@@ -508,6 +614,7 @@ def _frame_headers(path: str) -> list[SliceHeader]:
         raise DicomReadError(
             f"truncated pixel data: {length} bytes hold {length // max(frame_bytes, 1)} of {frames} frames"
         )
+    _check_declared(top, frames, rows, cols, transfer_syntax, length, size, limits)  # before the loop
     description = str(dataset.get("SeriesDescription", ""))
     dimensions = _dimension_indices(dataset, per_frame) if per_frame else [""] * frames
     headers = []
@@ -533,16 +640,61 @@ def _frame_headers(path: str) -> list[SliceHeader]:
         else:
             element = (offset + frame * frame_bytes, frame_bytes)
         headers.append(_build_header(path, values, description, transfer_syntax, little,
-                                     lambda element=element: element, frame=frame,
+                                     lambda element=element: element, size, limits, frame=frame,
                                      dimension_index=dimensions[frame]))  # fmt: skip
     return headers
 
 
+def _itemsize(bits: int) -> int:
+    """Bytes per decoded sample of ``bits`` allocated bits (what a decoder hands out: 1-bit pixels as bytes)."""
+    return 1 if bits <= 8 else 2 if bits <= 16 else 4 if bits <= 32 else 8
+
+
+def _check_declared(values: Values, frames: int, rows: int, cols: int, transfer_syntax: str, length: int,
+                    size: int, limits: ReadLimits) -> None:
+    """Before anything is decoded (header arithmetic only): what the header declares (frames x rows x
+    columns x bytes per sample) must fit ``limits.max_image_bytes``; native pixel data must hold it; an
+    encapsulated or deflated file may declare at most ``max_compression_ratio`` times its size (or
+    ``compressed_floor_bytes``), and at most one frame per 8 bytes of the file (a frame of encapsulated
+    pixel data is at least one item)."""
+    if frames < 1:
+        raise DicomReadError(f"invalid NumberOfFrames {frames}")
+    bits = _number(values, "BitsAllocated", int, 0)
+    samples = _number(values, "SamplesPerPixel", int, 1)
+    if bits not in SUPPORTED_BITS_ALLOCATED:
+        raise DicomReadError(f"BitsAllocated {bits} is not supported (expected one of {SUPPORTED_BITS_ALLOCATED})")
+    if samples != 1:
+        raise DicomReadError(f"SamplesPerPixel {samples}: not a grey-scale image")
+    decoded = frames * rows * cols * _itemsize(bits)
+    shape = f"{frames} x {rows} x {cols}" if frames > 1 else f"{rows} x {cols}"
+    if decoded > limits.max_image_bytes:
+        raise DicomReadError(
+            f"declares {shape} pixels ({decoded / 2**20:.0f} MiB decoded), more than the limit of "
+            f"{limits.max_image_bytes / 2**20:.0f} MiB per file: not decoded"
+        )
+    if length == UNDEFINED or transfer_syntax not in NATIVE_SYNTAXES:  # encapsulated or deflated
+        if decoded > max(size * limits.max_compression_ratio, limits.compressed_floor_bytes):
+            raise DicomReadError(
+                f"declares {shape} pixels ({decoded} bytes decoded) in a file of {size} bytes, more than "
+                f"{limits.max_compression_ratio:g} times its size: not decoded"
+            )
+        if frames > max(size // 8, 1):
+            raise DicomReadError(f"declares {frames} frames, more than a file of {size} bytes can hold")
+    else:
+        needed = -(-frames * rows * cols * bits // 8)
+        if length < needed:
+            raise DicomReadError(
+                f"truncated pixel data (the header declares {shape} pixels of {bits} bits, {needed} bytes; "
+                f"the pixel data hold {length})"
+            )
+
+
 def _build_header(path: str, values: Values, description: str, transfer_syntax: str, little: bool,
-                  pixel_element: Callable[[], tuple[int, int]], frame: int = -1,
-                  dimension_index: str = "") -> SliceHeader:
+                  pixel_element: Callable[[], tuple[int, int]], size: int, limits: ReadLimits,
+                  frame: int = -1, dimension_index: str = "") -> SliceHeader:
     """Check and convert the header values of one file or frame (shared by the scan and pydicom);
-    ``pixel_element()`` -> (offset, length) of the PixelData value (of this frame), called last."""
+    ``pixel_element()`` -> (offset, length) of the PixelData value (of this frame), called last; ``size``:
+    the file's size in bytes (what it can hold, checked against what it declares: ``_check_declared``)."""
     rows, cols = _number(values, "Rows", int), _number(values, "Columns", int)
     if not rows or not cols:
         raise DicomReadError("not an image (no Rows/Columns)")
@@ -563,10 +715,13 @@ def _build_header(path: str, values: Values, description: str, transfer_syntax: 
     except GeometryError as error:
         raise DicomReadError(str(error)) from error
     spacing = _vector(values, "PixelSpacing", 2)
-    if min(spacing) <= 0:
-        raise DicomReadError(f"PixelSpacing must be positive, got {list(spacing)}")
+    problem = geometry_problem(position, spacing)
+    if problem:
+        raise DicomReadError(problem)
     slope, intercept = _rescale(values)
     offset, length = pixel_element()
+    if frame < 0:  # a multi-frame file is checked whole, before its frames (``_frame_headers``)
+        _check_declared(values, frames, rows, cols, transfer_syntax, length, size, limits)
     pixel_dtype = "" if offset < 0 else _native_dtype(values, little, transfer_syntax, length, rows * cols)
     return SliceHeader(
         path=path,
@@ -595,6 +750,9 @@ def _build_header(path: str, values: Values, description: str, transfer_syntax: 
         frame=frame,
         dimension_index=dimension_index,
         image_type="\\".join(image_type),
+        bits_allocated=_number(values, "BitsAllocated", int, 0),
+        pixel_representation=_number(values, "PixelRepresentation", int, 0),
+        samples_per_pixel=_number(values, "SamplesPerPixel", int, 1),
     )
 
 
@@ -794,6 +952,7 @@ def _pixels_of(item, decoded: Decoded | None = None) -> tuple[np.ndarray, np.dty
     return _rescaled(stored, slope, intercept), stored.dtype, rows, cols
 
 
+@_contain
 def read_pixels(path_or_header: str | Path | SliceHeader) -> np.ndarray:
     """Decoded pixels ``(rows, cols)`` with RescaleSlope/Intercept applied (stored dtype when it holds the
     values exactly, else the dtype ``common_dtype`` picks)."""
@@ -833,6 +992,7 @@ def _read_native_stack(headers: list[SliceHeader]) -> np.ndarray | None:
     return out
 
 
+@_contain
 def read_stack(headers: list[SliceHeader]) -> np.ndarray:
     """Pixels of a stack ``(n, rows, cols)`` in the order given, in one common dtype for the stack."""
     if not headers:
@@ -860,6 +1020,7 @@ def read_stack(headers: list[SliceHeader]) -> np.ndarray:
     return out
 
 
+@_contain
 def read_stack_stored(headers: list[SliceHeader]) -> tuple[np.ndarray, float, float]:
     """Stored values of a stack with one rescale: ``(stored (n, rows, cols), slope, intercept)`` such that
     ``stored * slope + intercept`` are the values ``read_stack`` returns (like NIfTI's ``scl_slope``/

@@ -54,6 +54,11 @@ SHEAR_ATOL = 1e-3
 """The sine of the angle between the slice step and ``n`` above which the stack is flagged ``shear``."""
 DEFAULT_SINGLE_SLICE_MM = 1.0
 """Slice step of a one-slice stack when neither SpacingBetweenSlices nor SliceThickness is known."""
+MAX_ABS_COORDINATE_MM = 1e5
+"""Plausible patient coordinates: every ImagePositionPatient component within +-100 m (``geometry_problem``)."""
+MIN_SPACING_MM = 1e-3
+"""Plausible pixel and slice spacings lie in [MIN_SPACING_MM, MAX_SPACING_MM] (1 micrometre to 1 m)."""
+MAX_SPACING_MM = 1e3
 
 FLAG_NONUNIFORM = "nonuniform"
 FLAG_MISSING_SLICES = "missing_slices"
@@ -103,6 +108,33 @@ def _unit_orientation(iop: tuple[float, ...]) -> tuple[float, ...]:
             f"tolerance {ORTHOGONALITY_ATOL:g})"
         )
     return (*r, *c)
+
+
+def geometry_problem(position: Sequence[float] | None = None, pixel_spacing: Sequence[float] | None = None
+                     ) -> str | None:  # fmt: skip
+    """The one plausibility rule for a slice's geometry (orientation: ``unit_orientation``): ``None`` when
+    the position's components are finite and within ``MAX_ABS_COORDINATE_MM`` and the pixel spacings are
+    finite and within [``MIN_SPACING_MM``, ``MAX_SPACING_MM``], else why not (a finite but absurd value
+    would give an absurd affine)."""
+    if position is not None:
+        if not all(math.isfinite(v) for v in position):
+            return f"non-finite ImagePositionPatient {[float(v) for v in position]}"
+        if not all(abs(v) <= MAX_ABS_COORDINATE_MM for v in position):
+            return (f"implausible ImagePositionPatient {[float(v) for v in position]} (each component must lie "
+                    f"within +-{MAX_ABS_COORDINATE_MM:g} mm)")  # fmt: skip
+    if pixel_spacing is not None:
+        spacing = [float(v) for v in pixel_spacing]
+        if not all(math.isfinite(v) and v > 0 for v in spacing):
+            return f"PixelSpacing must be positive and finite, got {spacing}"
+        if not all(plausible_spacing(v) for v in spacing):
+            return (f"implausible PixelSpacing {spacing} (must lie within [{MIN_SPACING_MM:g}, "
+                    f"{MAX_SPACING_MM:g}] mm)")  # fmt: skip
+    return None
+
+
+def plausible_spacing(value: float | None) -> bool:
+    """Whether ``value`` (mm) is a plausible pixel or slice spacing (finite, within [MIN, MAX]_SPACING_MM)."""
+    return value is not None and math.isfinite(value) and MIN_SPACING_MM <= value <= MAX_SPACING_MM
 
 
 def slice_normal(orientation) -> np.ndarray:

@@ -15,10 +15,15 @@ from spinedata.errors import StoreError
 
 _BAD_CHARACTER = re.compile(r"[/\\\x00-\x1f]")
 """Path separators (both kinds) and control characters, NUL included."""
+MAX_ID_LENGTH = 128
+"""Longest id (characters): a folder name must leave room for the store's staging suffix within the 255
+bytes file systems allow (DICOM UIDs have at most 64 characters)."""
 
 
 def id_problem(kind: str, value: object) -> str | None:
     """``None`` if ``value`` can be a study or series id (``kind`` names it in the message), else why not."""
+    if isinstance(value, str) and len(value.encode("utf-8", "surrogateescape")) > MAX_ID_LENGTH:
+        return f"{kind} {value[:40]!r}... is {len(value)} characters long, more than the {MAX_ID_LENGTH} an id may have"
     if (
         isinstance(value, str)
         and value

@@ -3,7 +3,8 @@
 Steps (DESIGN.md, ``docs/geometry.md``):
 
 1. headers without usable geometry, and second copies of one SOPInstanceUID, become ``Skipped`` lines;
-2. group by series, orientation (within ``ORIENTATION_ATOL``), matrix and pixel spacing (``SPACING_RTOL``);
+2. group by series, orientation (within ``ORIENTATION_ATOL``), matrix, pixel format (``SliceHeader.pixel_format``:
+   a file of another BitsAllocated, sign or photometric never joins a stack) and pixel spacing (``SPACING_RTOL``);
 3. where positions repeat, split into volumes: by EchoNumbers / TemporalPositionIdentifier /
    AcquisitionNumber / ImageType / a multi-frame file's other dimension indices when one of them (or a
    combination) explains the repeats, else by order of
@@ -32,7 +33,9 @@ from spinedata.geometry import (
     StackGeometry,
     base_gap,
     classify_gaps,
+    geometry_problem,
     normalise_orientation,
+    plausible_spacing,
     slice_normal,
     unit_orientation,
 )
@@ -69,10 +72,9 @@ def _usable(header: SliceHeader) -> tuple[str | None, tuple[float, ...]]:
         return "no PixelSpacing", ()
     if header.rows < 1 or header.cols < 1:
         return f"empty matrix {header.rows}x{header.cols}", ()
-    if not all(math.isfinite(v) for v in header.position):
-        return f"non-finite ImagePositionPatient {header.position}", ()
-    if min(header.pixel_spacing) <= 0:
-        return f"PixelSpacing must be positive, got {header.pixel_spacing}", ()
+    problem = geometry_problem(header.position, header.pixel_spacing)
+    if problem:
+        return problem, ()
     try:
         return None, unit_orientation(header.orientation)
     except GeometryError as error:
@@ -80,8 +82,9 @@ def _usable(header: SliceHeader) -> tuple[str | None, tuple[float, ...]]:
 
 
 def _same_grid(a: SliceHeader, a_iop, b: SliceHeader, b_iop) -> bool:
-    """Same series, matrix, pixel spacing (relative SPACING_RTOL) and orientation (ORIENTATION_ATOL)."""
-    if (a.series_uid, a.rows, a.cols) != (b.series_uid, b.rows, b.cols):
+    """Same series, matrix, pixel format, pixel spacing (relative SPACING_RTOL) and orientation
+    (ORIENTATION_ATOL)."""
+    if (a.series_uid, a.rows, a.cols, a.pixel_format) != (b.series_uid, b.rows, b.cols, b.pixel_format):
         return False
     if any(abs(x - y) > SPACING_RTOL * abs(x) for x, y in zip(a.pixel_spacing, b.pixel_spacing, strict=True)):
         return False
@@ -94,7 +97,7 @@ def _group(headers: list[SliceHeader], iops: list[tuple[float, ...]]) -> list[li
     groups: list[tuple[tuple[float, ...], list[SliceHeader]]] = []
     group_of: dict[tuple, list[SliceHeader]] = {}
     for header, iop in zip(headers, iops, strict=True):
-        key = (header.series_uid, header.rows, header.cols, header.pixel_spacing, iop)
+        key = (header.series_uid, header.rows, header.cols, header.pixel_format, header.pixel_spacing, iop)
         known = group_of.get(key)
         if known is None:
             for reference_iop, group in groups:
@@ -229,7 +232,7 @@ def _geometry(headers: list[SliceHeader], reference: SliceHeader) -> StackGeomet
     single = None
     if len(headers) == 1:
         single = headers[0].spacing_between_slices or headers[0].slice_thickness
-        single = single if single and single > 0 else None
+        single = single if plausible_spacing(single) else None  # absent, zero, negative or absurd: the default
     return StackGeometry.from_positions(
         reference.orientation,
         reference.pixel_spacing,

@@ -260,13 +260,13 @@ def test_resume_after_kill_9(tmp_path):
         check_study(ds, truth, study_id)
 
 
-def _die_on_1001(store_root, job):
+def _die_on_1001(store_root, job, *args):
     """Stands in for ``ingest_study`` in a worker: the process dies on study 1001 (as if killed for memory)."""
     from spinedata.ingest.worker import ingest_study
 
     if job.study_id == "1001":
         os._exit(3)
-    return ingest_study(store_root, job)
+    return ingest_study(store_root, job, *args)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the patched worker reaches the pool by fork")
@@ -276,7 +276,8 @@ def test_a_dying_worker_is_reported_and_a_rerun_finishes(dataset, tmp_path, monk
     monkeypatch.setattr("spinedata.ingest.run.ingest_study", _die_on_1001)
     first = ingest(data, out, workers=2)
     died = [s.study_id for s in first.skipped if s.reason.startswith("worker process died")]
-    assert "1001" in died and "1001" not in sd.open_dataset(out).study_ids
+    assert died == ["1001"] and sd.open_dataset(out).study_ids == ["1002"]  # the other study is written
+    assert first.report.is_file() and len(sd.open_dataset(out).labels) == 2  # the run completed
     monkeypatch.undo()
     second = ingest(data, out, workers=2)
     assert second.n_complete == 2 and second.skipped == []

@@ -206,10 +206,16 @@ def test_headers_without_geometry_are_skipped_with_reasons():
         dataclasses.replace(good[0], path="/x/no_ps", pixel_spacing=None),
         dataclasses.replace(good[0], path="/x/skew", orientation=(1, 0, 0, 0.1, 0.995, 0)),
         dataclasses.replace(good[0], path="/x/nan", position=(0.0, float("nan"), 0.0)),
+        dataclasses.replace(good[0], path="/x/far", position=(-1e300, 0.0, 0.0), sop_uid="far"),
+        dataclasses.replace(good[0], path="/x/tiny", pixel_spacing=(1e-300, 1.0), sop_uid="tiny"),
+        dataclasses.replace(good[0], path="/x/huge", pixel_spacing=(1e300, 1e300), sop_uid="huge"),
     ]
     stacks, skipped = build_stacks(good + bad)
     assert [g.shape[0] for g, _ in stacks] == [3]
     reasons = {s.path: s.reason for s in skipped}
+    assert reasons["/x/far"].startswith("implausible ImagePositionPatient")
+    assert reasons["/x/tiny"].startswith("implausible PixelSpacing")
+    assert reasons["/x/huge"].startswith("implausible PixelSpacing")
     assert reasons["/x/no_ipp"] == "no ImagePositionPatient"
     assert reasons["/x/no_iop"] == "no ImageOrientationPatient"
     assert reasons["/x/no_ps"] == "no PixelSpacing"
@@ -331,3 +337,16 @@ def test_missing_slice_positions_stay_true(testdata_dir):
     np.testing.assert_allclose(geometry.positions[:, 2], [18.1075, 23.1075, 28.107498, 38.107498])
     np.testing.assert_allclose(geometry.voxel_to_world([3, 0, 0]), geometry.positions[3])
     assert geometry.project(geometry.positions[3] + [0, 0, 0.4]).slice == 3
+
+
+def test_a_slice_of_another_pixel_format_is_never_merged_into_a_stack():
+    """A file with BitsAllocated 1 (or another sign or photometric) in a 16-bit series is split off into a
+    stack of its own, never merged with 0/1 values among the 16-bit ones."""
+    headers = _series(np.eye(3), 3.0, 5)
+    odd = dataclasses.replace(headers[2], bits_allocated=1, bits_stored=1)
+    signed = dataclasses.replace(headers[4], pixel_representation=1)
+    stacks, skipped = build_stacks([*headers[:2], odd, headers[3], signed])
+    assert skipped == []
+    formats = sorted((g.shape[0], piece[0].pixel_format[:3]) for g, piece in stacks)
+    assert formats == [(1, (1, 1, 0)), (1, (16, 0, 1)), (3, (16, 0, 0))]
+    assert all(len({h.pixel_format for h in piece}) == 1 for _, piece in stacks)

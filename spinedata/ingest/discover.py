@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from spinedata.dicomio import Skipped, SliceHeader, read_headers
+from spinedata.dicomio import DEFAULT_LIMITS, ReadLimits, Skipped, SliceHeader, read_headers
 from spinedata.errors import DataLayoutError, DicomReadError
 from spinedata.ids import id_problem
 from spinedata.labels import read_series_descriptions
@@ -152,19 +152,20 @@ def discover_competition(data_dir: Path, split: str) -> Discovery:
     )
 
 
-def read_headers_or_reason(path: str) -> list[SliceHeader | Skipped]:
+def read_headers_or_reason(path: str, limits: ReadLimits = DEFAULT_LIMITS) -> list[SliceHeader | Skipped]:
     """A file's headers (one per frame of a multi-frame file), or the report line saying why it has none
-    (picklable, for worker processes)."""
+    (picklable, for worker processes; ``read_headers`` turns any failure but an interrupt into
+    ``DicomReadError``)."""
     try:
-        return list(read_headers(path))
+        return list(read_headers(path, limits))
     except DicomReadError as error:
         return [Skipped(path=path, reason=str(error))]
 
 
-def read_all_headers(paths: Iterable[str]) -> Iterator[SliceHeader | Skipped]:
+def read_all_headers(paths: Iterable[str], limits: ReadLimits = DEFAULT_LIMITS) -> Iterator[SliceHeader | Skipped]:
     """``read_headers_or_reason`` over ``paths``, in this process, one item per header or report line."""
     for path in paths:
-        yield from read_headers_or_reason(path)
+        yield from read_headers_or_reason(path, limits)
 
 
 def group_headers(results: Iterable[SliceHeader | Skipped]) -> tuple[list[StudyJob], list[Skipped]]:

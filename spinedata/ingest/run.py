@@ -9,18 +9,24 @@ against the store and (re)write them -> write the report.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import json
 import multiprocessing
 import os
+import shutil
+import signal
 import sys
+import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from spinedata.dicomio import Skipped, SliceHeader
+from spinedata.dicomio import DEFAULT_LIMITS, ReadLimits, Skipped, SliceHeader, contained, failure_reason
 from spinedata.errors import OutputPathError
 from spinedata.ingest.discover import (
     LAYOUT_COMPETITION,
@@ -97,12 +103,46 @@ WORKER_TRIM_THRESHOLD = 1 << 30
 
 
 def _init_worker() -> None:
-    """Worker processes compress on one thread each (the pool already uses every core) and keep the memory
-    they free for the next stack (see ``keep_freed_memory``)."""
+    """Worker processes end when their parent dies (``end_with_parent``), compress on one thread each (the
+    pool already uses every core) and keep the memory they free for the next stack (``keep_freed_memory``)."""
+    end_with_parent()
     import blosc
 
     blosc.set_nthreads(1)
     keep_freed_memory()
+
+
+PR_SET_PDEATHSIG = 1
+"""Linux ``prctl`` option: the signal this process gets when its parent dies."""
+PARENT_CHECK_S = 1.0
+"""Where ``prctl`` is not available, how often a worker's watchdog thread checks that its parent lives."""
+
+
+def end_with_parent() -> str:
+    """Make this (worker) process end when its parent dies, however the parent dies (``kill -9`` too): on
+    Linux the kernel sends SIGKILL (``prctl(PR_SET_PDEATHSIG)``); elsewhere a daemon thread checks
+    ``os.getppid()`` every ``PARENT_CHECK_S`` and exits when the parent has changed. Returns which
+    (``"prctl"`` or ``"watchdog"``)."""
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+                if os.getppid() != parent:  # the parent died before the call: nobody would signal us
+                    os._exit(1)
+                return "prctl"
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="spine-parent-watchdog", daemon=True).start()
+    return "watchdog"
 
 
 def keep_freed_memory() -> bool:
@@ -159,7 +199,7 @@ def _worker_pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
         yield None
         return
     with _blosc_threads_stopped():
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_init_worker)
+        pool = _new_pool(workers)
         try:
             yield pool
         finally:
@@ -181,20 +221,50 @@ def _blosc_threads_stopped() -> Iterator[None]:
         blosc.set_nthreads(previous)
 
 
-def _read_batch(paths: list[str]) -> list[SliceHeader | Skipped]:
-    return list(read_all_headers(paths))
+def _read_batch(paths: list[str], limits: ReadLimits = DEFAULT_LIMITS) -> list[SliceHeader | Skipped]:
+    return list(read_all_headers(paths, limits))
 
 
-def _scan_in_pool(pool: ProcessPoolExecutor | None, progress: Progress | None):
-    """A ``read_all`` for ``discover_plain``: header reads in batches over the pool, with progress."""
+def _new_pool(workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_init_worker)
+
+
+def _read_batch_alone(paths: list[str], limits: ReadLimits) -> list[SliceHeader | Skipped]:
+    """A batch of headers read in a worker of its own, after a worker died while the pool read headers:
+    if this one dies too, every file of the batch is a report line."""
+    with _blosc_threads_stopped():
+        pool = _new_pool(1)
+        try:
+            return pool.submit(_read_batch, paths, limits).result()
+        except BrokenProcessPool:
+            return [Skipped(path, "worker process died while reading the headers of this file's batch")
+                    for path in paths]  # fmt: skip
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _scan_in_pool(pool: ProcessPoolExecutor | None, progress: Progress | None, limits: ReadLimits = DEFAULT_LIMITS):
+    """A ``read_all`` for ``discover_plain``: header reads in batches over the pool, with progress. Should a
+    worker die, the batches not read yet are read each in a worker of its own."""
+    read = functools.partial(_read_batch, limits=limits)
+
+    def results_of(batches: list[list[str]]) -> Iterator[list[SliceHeader | Skipped]]:
+        if pool is None:
+            yield from map(read, batches)
+            return
+        futures = [pool.submit(read, batch) for batch in batches]
+        for files, future in zip(batches, futures, strict=True):
+            try:
+                yield future.result()
+            except BrokenProcessPool:
+                yield _read_batch_alone(files, limits)
 
     def read_all(paths: list[str]) -> Iterator[SliceHeader | Skipped]:
         batches = [paths[i : i + HEADER_BATCH] for i in range(0, len(paths), HEADER_BATCH)]
         done = 0
         if progress:
             progress("scan", 0, len(paths))
-        results = pool.map(_read_batch, batches) if pool else map(_read_batch, batches)
-        for files, batch in zip(batches, results, strict=True):
+        for files, batch in zip(batches, results_of(batches), strict=True):
             yield from batch
             done += len(files)  # files, not headers: a multi-frame file gives one header per frame
             if progress:
@@ -204,20 +274,109 @@ def _scan_in_pool(pool: ProcessPoolExecutor | None, progress: Progress | None):
 
 
 def _run_jobs(
-    store: Path, jobs: list[StudyJob], pool: ProcessPoolExecutor | None, progress: Progress | None
-) -> Iterator[StudyResult]:
+    store: Path, jobs: list[StudyJob], pool: ProcessPoolExecutor | None, progress: Progress | None,
+    workers: int = 1, limits: ReadLimits = DEFAULT_LIMITS,
+) -> Iterator[StudyResult]:  # fmt: skip
     """Submit every job to the pool at once (largest first, so that no big study starts last); the returned
-    iterator yields the results as they come. Without a pool, each job runs in this process as the
-    iterator reaches it."""
+    iterator yields the results as they come (``_run_in_pools``: a dead worker costs only its study).
+    Without a pool, each job runs in this process as the iterator reaches it."""
     ordered = sorted(jobs, key=lambda j: -j.n_files)
     if progress:
         progress("ingest", 0, len(ordered))
     if pool is None:
-        results: Iterable[StudyResult] = (ingest_study(str(store), job) for job in ordered)
+        results: Iterable[StudyResult] = (ingest_study(str(store), job, limits) for job in ordered)
     else:
-        futures = {pool.submit(ingest_study, str(store), job): job for job in ordered}
-        results = (_result_of(future, futures[future]) for future in as_completed(futures))
+        results = _run_in_pools(str(store), ordered, pool, workers, limits)
     return _with_progress(results, len(ordered), progress)
+
+
+def _ingest_marked(store: str, job: StudyJob, limits: ReadLimits, marks: str) -> StudyResult:
+    """``ingest_study`` in a worker, with the study's id in ``marks/<pid>`` while it runs: when a worker
+    dies, the parent knows which studies were in progress."""
+    mark = Path(marks) / str(os.getpid())
+    mark.write_text(job.study_id)
+    result = ingest_study(store, job, limits)
+    mark.write_text("")
+    return result
+
+
+def _in_progress(marks: str) -> set[str]:
+    """Study ids marked in progress (``_ingest_marked``); the marks are removed."""
+    running = set()
+    for mark in Path(marks).iterdir():
+        with contextlib.suppress(OSError):
+            running.add(mark.read_text())
+            mark.unlink()
+    return running - {""}
+
+
+def _run_in_pools(store: str, jobs: list[StudyJob], pool: ProcessPoolExecutor, workers: int,
+                  limits: ReadLimits) -> Iterator[StudyResult]:  # fmt: skip
+    """Results of ``jobs`` as they come. A worker that dies (a decoder crashing the process, the kernel
+    killing it for memory) breaks the pool: the studies that were in progress are then ingested again, each
+    in a worker of its own, and the one whose worker dies again is a report line; the studies not started
+    yet go on in a new pool. A worker that raises (anything but an interrupt) leaves its study out with a
+    report line. So the run, its labels table and its report always complete."""
+    marks = tempfile.mkdtemp(prefix="spine-ingest-")
+    replacements: list[ProcessPoolExecutor] = []
+    suspects: list[StudyJob] = []
+    queue, current = list(jobs), pool
+    try:
+        while queue:
+            futures: dict[Future, StudyJob] = {}
+            unfinished: list[StudyJob] = []
+            for job in queue:
+                try:
+                    futures[current.submit(_ingest_marked, store, job, limits, marks)] = job
+                except BrokenProcessPool:  # broken before this round (a worker died reading headers)
+                    unfinished.append(job)
+            for future in as_completed(futures):
+                try:
+                    yield future.result()
+                except BrokenProcessPool:
+                    unfinished.append(futures[future])
+                except BaseException as error:
+                    if not contained(error):
+                        raise
+                    yield _left_out(futures[future], f"study left out: {failure_reason(error)}")
+            running = _in_progress(marks)
+            known = {job.study_id for job in unfinished} & running
+            if not known:  # nobody to blame: every unfinished study runs alone
+                known = {job.study_id for job in unfinished}
+            suspects += [job for job in unfinished if job.study_id in known]
+            queue = [job for job in unfinished if job.study_id not in known]
+            if unfinished:
+                with _blosc_threads_stopped():
+                    current = _new_pool(workers)
+                replacements.append(current)
+        for job in suspects:
+            yield _alone(store, job, limits, marks)
+    finally:
+        for replacement in replacements:
+            replacement.shutdown(wait=True, cancel_futures=True)
+        shutil.rmtree(marks, ignore_errors=True)
+
+
+def _alone(store: str, job: StudyJob, limits: ReadLimits, marks: str) -> StudyResult:
+    """One study in a worker process of its own; a report line when that worker dies too."""
+    with _blosc_threads_stopped():
+        pool = _new_pool(1)
+    try:
+        return pool.submit(_ingest_marked, store, job, limits, marks).result()
+    except BrokenProcessPool as error:
+        return _died(job, error)
+    except BaseException as error:
+        if not contained(error):
+            raise
+        return _left_out(job, f"study left out: {failure_reason(error)}")
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _left_out(job: StudyJob, reason: str) -> StudyResult:
+    result = StudyResult(job.study_id)
+    result.skipped.append(Skipped("", reason, job.study_id))
+    return result
 
 
 def _with_progress(results: Iterable[StudyResult], total: int, progress: Progress | None) -> Iterator[StudyResult]:
@@ -227,18 +386,13 @@ def _with_progress(results: Iterable[StudyResult], total: int, progress: Progres
         yield result
 
 
-def _result_of(future: Future, job: StudyJob) -> StudyResult:
-    """A worker's result; a worker process that died (killed for memory, a crash in a decoder) becomes a
-    report line for each study it left unfinished instead of ending the run."""
-    try:
-        return future.result()
-    except BrokenProcessPool as error:
-        result = StudyResult(job.study_id)
-        result.skipped.append(
-            Skipped("", f"worker process died before finishing this study ({error}); re-run to retry it",
-                    job.study_id)
-        )  # fmt: skip
-        return result
+def _died(job: StudyJob, error: BaseException) -> StudyResult:
+    """The report line of a study whose worker process died (killed for memory, a crash in a decoder) even
+    when it ran alone."""
+    return _left_out(
+        job, f"worker process died while ingesting this study alone ({job.n_files} files; {error}); "
+             "re-run to retry it",
+    )  # fmt: skip
 
 
 def _previous_report_lines(store: Path, study_ids: Iterable[str]) -> list[Skipped]:
@@ -346,7 +500,54 @@ def check_report_path(data_dir: str | os.PathLike, out: str | os.PathLike,
     folder = next(p for p in target.parents if p.exists())
     if not folder.is_dir():
         raise OutputPathError(f"--report {str(path)!r} cannot be written: {str(folder)!r} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise OutputPathError(f"--report {str(path)!r} cannot be written: no permission to write in {str(folder)!r}")
     return path
+
+
+STORE_NAME_ROOM = 160
+"""Characters kept free below the store's path for the names the store adds inside it (study and series ids
+of up to ``ids.MAX_ID_LENGTH``, staging suffixes)."""
+
+
+def _name_limits(folder: Path) -> tuple[int, int]:
+    """``(longest file name, longest path)`` of the file system holding ``folder`` (255 and 4096 where unknown)."""
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX"), os.pathconf(folder, "PC_PATH_MAX")
+    except (OSError, ValueError, AttributeError):
+        return 255, 4096
+
+
+def _existing_ancestor(path: Path) -> Path:
+    absolute = Path(os.path.abspath(path))
+    return next(p for p in (absolute, *absolute.parents) if os.path.lexists(p))
+
+
+def check_path_names(path: Path, what: str) -> None:
+    """``OutputPathError`` (one line) when a component of ``path`` is longer than its file system allows,
+    or the whole path too long to hold a store (``STORE_NAME_ROOM``)."""
+    name_max, path_max = _name_limits(_existing_ancestor(path))
+    for part in Path(os.path.abspath(path)).parts:
+        if len(os.fsencode(part)) > name_max:
+            raise OutputPathError(f"{what} {str(path)!r}: the name {part[:40]!r}... is {len(os.fsencode(part))} "
+                                  f"bytes long, more than the {name_max} this file system allows")  # fmt: skip
+    if len(os.fsencode(os.path.abspath(path))) + STORE_NAME_ROOM > path_max:
+        raise OutputPathError(f"{what} {str(path)!r}: the path is too long ({len(os.path.abspath(path))} characters; "
+                              f"at most {path_max - STORE_NAME_ROOM})")  # fmt: skip
+
+
+def check_store_path(out: str | os.PathLike) -> Path:
+    """The store's path, checked before any work: ``OutputPathError`` (one line) for a name too long, a path
+    that is (or lies below) a file, or a folder this process may not write in."""
+    store = Path(out)
+    check_path_names(store, "output")
+    existing = _existing_ancestor(store)
+    if not existing.is_dir():
+        where = "is a file" if existing == Path(os.path.abspath(store)) else f"lies below the file {str(existing)!r}"
+        raise OutputPathError(f"output {str(store)!r} {where}, not a folder; name a new or existing store folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputPathError(f"output {str(store)!r}: no permission to write in {str(existing)!r} (read-only?)")
+    return store
 
 
 def ingest(
@@ -357,34 +558,42 @@ def ingest(
     workers: int | None = None,
     report: str | os.PathLike | None = None,
     progress: Progress | None = None,
+    limits: ReadLimits = DEFAULT_LIMITS,
 ) -> IngestResult:
     """Ingest a competition-layout or plain DICOM folder into the store ``out`` (created or resumed).
 
     ``workers``: processes (default: all cores; 1 runs in this process). ``report``: CSV of every line
     left out or handled specially (default ``OUT/ingest_report.csv``; ``check_report_path`` refuses one that
-    could overwrite data, before any work). Studies already complete in the
+    could overwrite data, before any work). ``limits``: what one DICOM file may declare before it is decoded
+    (``dicomio.ReadLimits``; a file beyond them is a report line). Studies already complete in the
     store are kept and not read again; labels and targets are always rewritten. Raises ``SpineError``
-    only for unusable arguments (missing folder, a store of another split, a concurrent ingest).
+    only for unusable arguments (missing folder, a store of another split, a concurrent ingest, an output
+    that cannot be written).
     """
     data_dir, store = Path(data_dir), Path(out)
+    check_path_names(data_dir, "input folder")
+    check_store_path(store)
     report_path = check_report_path(data_dir, store, report)
     layout = detect_layout(data_dir, split)
     workers = default_workers() if workers is None else int(workers)
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    create_or_open_store(store, split=split, source=str(data_dir.resolve()))
+    try:
+        create_or_open_store(store, split=split, source=str(data_dir.resolve()))
+    except OSError as error:
+        raise OutputPathError(f"cannot create or open the store {str(store)!r}: {error.strerror or error}") from error
     with IngestLock(store), _imports_frozen():
         removed = clean_stale(store)
         with _worker_pool(workers) as pool:
             if layout == LAYOUT_COMPETITION:
                 discovery = discover_competition(data_dir, split)
             else:
-                discovery = discover_plain(data_dir, _scan_in_pool(pool, progress))
+                discovery = discover_plain(data_dir, _scan_in_pool(pool, progress, limits))
             already = complete_study_ids(store)
             jobs = [job for job in discovery.jobs if job.study_id not in already]
             job_ids = {job.study_id for job in discovery.jobs}
             skipped = list(discovery.skipped)
-            running = _run_jobs(store, jobs, pool, progress)
+            running = _run_jobs(store, jobs, pool, progress, workers, limits)
             try:
                 tables = _read_labels_write_targets(store, discovery, job_ids)  # while the workers ingest
             finally:  # an unreadable CSV still lets every study finish first

@@ -1,7 +1,9 @@
 """Ingesting one study (runs in a worker process): headers -> stacks -> pixels -> staged study -> commit.
 
-Memory is bounded by one series of decoded pixels. Every file, series or study left out becomes a
-report line; nothing is sent back to the parent but counts and those lines.
+Memory is bounded by one series of decoded pixels (and every file's declared size by ``ReadLimits``, checked
+before it is decoded). Every file, series or study left out becomes a report line; nothing is sent back to
+the parent but counts and those lines. A failure while reading one file, whatever it is (a decoder's panic,
+MemoryError, a corrupt deflate stream; not an interrupt), leaves out that file only (``dicomio.contained``).
 """
 
 from __future__ import annotations
@@ -11,7 +13,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spinedata.dicomio import Skipped, SliceHeader, read_headers, read_pixels, read_stack, read_stack_stored
+from spinedata.dicomio import (
+    DEFAULT_LIMITS,
+    ReadLimits,
+    Skipped,
+    SliceHeader,
+    contained,
+    read_headers,
+    read_pixels,
+    read_stack,
+    read_stack_stored,
+)
 from spinedata.errors import DicomReadError, SpineError
 from spinedata.geometry import StackGeometry
 from spinedata.ingest.discover import SeriesJob, StudyJob
@@ -38,7 +50,7 @@ class StudyResult:
     """The geometry of each written stack, per series id, in stack order (labels are resolved with it)."""
 
 
-def _headers(series: SeriesJob, study_id: str, skipped: list[Skipped]) -> list[SliceHeader]:
+def _headers(series: SeriesJob, study_id: str, skipped: list[Skipped], limits: ReadLimits) -> list[SliceHeader]:
     """Headers of a series' files (already read for plain folders; one per frame of a multi-frame file);
     unreadable files become report lines."""
     if series.headers:
@@ -46,7 +58,7 @@ def _headers(series: SeriesJob, study_id: str, skipped: list[Skipped]) -> list[S
     headers = []
     for path in series.files:
         try:
-            headers.extend(read_headers(path))
+            headers.extend(read_headers(path, limits))
         except DicomReadError as error:
             skipped.append(Skipped(path, str(error), study_id, series.series_id))
     return headers
@@ -105,11 +117,12 @@ def _decoded_stacks(
                 bad.add(header.path)
 
 
-def _write_series(writer: StudyWriter, series: SeriesJob, study_id: str, result: StudyResult) -> list[str]:
+def _write_series(writer: StudyWriter, series: SeriesJob, study_id: str, result: StudyResult,
+                  limits: ReadLimits = DEFAULT_LIMITS) -> list[str]:  # fmt: skip
     """Read, stack and write one series; returns the study warnings it produced."""
     warnings: list[str] = []
     sid = series.series_id
-    headers = _headers(series, study_id, result.skipped)
+    headers = _headers(series, study_id, result.skipped, limits)
     if not headers:
         result.skipped.append(Skipped(series.files[0] if series.files else "", "series without a readable image",
                                       study_id, sid))
@@ -128,6 +141,15 @@ def _write_series(writer: StudyWriter, series: SeriesJob, study_id: str, result:
                     study_id, sid)
         )
         warnings.append(f"series {sid}: mixed matrices ({text}), {len(stacks)} stacks")
+    formats = sorted({h.pixel_format for h in headers})
+    if len(formats) > 1:
+        text = ", ".join(f"{bits}/{stored} bits{' signed' if sign else ''} {photometric}"
+                         for bits, stored, sign, _, photometric in formats)  # fmt: skip
+        result.skipped.append(
+            Skipped(str(headers[0].path), f"series with mixed pixel formats ({text}): never merged into one stack",
+                    study_id, sid)
+        )  # fmt: skip
+        warnings.append(f"series {sid}: mixed pixel formats ({text}), {len(stacks)} stacks")
     n_images = len(headers) + len(set(series.files) - {h.path for h in headers})  # unreadable files count once
     n_used = sum(g.shape[0] for g, _, _ in stacks)
     if n_used < n_images:
@@ -146,17 +168,19 @@ def _write_series(writer: StudyWriter, series: SeriesJob, study_id: str, result:
     return warnings
 
 
-def ingest_study(store_root: str, job: StudyJob) -> StudyResult:
+def ingest_study(store_root: str, job: StudyJob, limits: ReadLimits = DEFAULT_LIMITS) -> StudyResult:
     """Ingest one study into the store at ``store_root``; it becomes visible only when written whole.
 
-    Never raises for bad input: an unexpected error leaves the study out with a report line.
+    Never raises for bad input (nor for anything but an interrupt): a file that cannot be read is a report
+    line and the rest of its series is written; an unexpected error elsewhere leaves the study out with a
+    report line.
     """
     result = StudyResult(job.study_id)
     try:
         with StudyWriter(store_root, job.study_id) as writer:
             warnings: list[str] = []
             for series in job.series:
-                warnings.extend(_write_series(writer, series, job.study_id, result))
+                warnings.extend(_write_series(writer, series, job.study_id, result, limits))
             if writer.n_stacks == 0:
                 result.skipped.append(Skipped("", "study without a usable image: nothing written", job.study_id))
                 return result
@@ -165,7 +189,9 @@ def ingest_study(store_root: str, job: StudyJob) -> StudyResult:
     except SpineError as error:
         result.skipped.append(Skipped("", f"study left out: {error}", job.study_id))
         _nothing_written(result)
-    except Exception as error:  # noqa: BLE001 - a bug or an unforeseen file must not stop the whole run
+    except BaseException as error:  # a bug or an unforeseen file must not stop the whole run
+        if not contained(error):
+            raise
         last = traceback.extract_tb(error.__traceback__)[-1]
         result.skipped.append(
             Skipped("", f"study left out: unexpected {type(error).__name__}: {error} "
