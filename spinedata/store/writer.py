@@ -40,10 +40,10 @@ def read_root_attrs(path: str | os.PathLike) -> dict:
     version = attrs.get(L.FORMAT_KEY)
     if version is None:
         raise StoreError(f"{str(root)!r} is a Zarr store but not a spinedata store (no {L.FORMAT_KEY!r} attribute)")
-    if version != L.FORMAT_VERSION:
+    if version not in L.READABLE_FORMATS:
         raise StoreError(
-            f"{str(root)!r} has spinedata format {version!r}, this version reads format {L.FORMAT_VERSION}; "
-            "re-ingest the data or install a matching spinedata"
+            f"{str(root)!r} has spinedata format {version!r}, this version reads formats "
+            f"{', '.join(map(str, L.READABLE_FORMATS))}; re-ingest the data or install a matching spinedata"
         )
     return attrs
 
@@ -58,6 +58,11 @@ def create_or_open_store(path: str | os.PathLike, *, split: str, source: str) ->
     if root.exists():
         if (root / "zarr.json").is_file():
             attrs = read_root_attrs(root)
+            if attrs.get(L.FORMAT_KEY) != L.FORMAT_VERSION:
+                raise StoreError(
+                    f"store {str(root)!r} has spinedata format {attrs.get(L.FORMAT_KEY)} (no chunk checksums); "
+                    f"this version writes format {L.FORMAT_VERSION}: ingest into a new store"
+                )
             if attrs.get("split") != split:
                 raise StoreError(
                     f"store {str(root)!r} holds split {attrs.get('split')!r}, not {split!r}; "
