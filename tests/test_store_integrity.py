@@ -1,10 +1,14 @@
-"""Damage is detected: chunk checksums, missing chunks and shards, ``spine verify``, old stores."""
+"""Damage is detected: chunk checksums, missing chunks and shards, ``spine verify``, old stores, the lock."""
 
 from __future__ import annotations
 
 import functools
 import json
+import multiprocessing
+import os
+import socket
 import struct
+import time
 
 import google_crc32c
 import numpy as np
@@ -23,6 +27,7 @@ from spinedata.store.fastwrite import write_array
 from spinedata.store.integrity import DamagedStoreError, has_checksums
 from spinedata.store.tables import replace_table
 from spinedata.store.verify import verify_store
+from spinedata.store.writer import IngestLock
 
 runner = CliRunner()
 STACK = "studies/7/42/0"
@@ -161,3 +166,48 @@ def test_a_format_1_store_reads_as_before_and_is_noted(tmp_path, monkeypatch):
         create_or_open_store(root, split="test", source="tests")
     (root / STACK / "image" / "c.0.0.0").unlink()
     np.testing.assert_array_equal(stack(root).read(), 0)  # format 1: no way to tell
+
+
+def _take_lock(root, barrier, results) -> None:
+    barrier.wait()
+    try:
+        with IngestLock(root):
+            results.put(os.getpid())
+            barrier.wait()  # hold it until every process has tried
+            return
+    except StoreError:
+        results.put(None)
+    barrier.wait()
+
+
+@pytest.mark.parametrize("stale", [False, True])
+def test_exactly_one_of_many_processes_takes_the_lock(tmp_path, stale):
+    """20 trials of 6 processes starting together (on a stale lock of a dead process when ``stale``): in
+    each exactly one holds the lock, and none sees a lock without its owner."""
+    context = multiprocessing.get_context("fork")
+    n, start = 6, time.monotonic()
+    for trial in range(20):
+        root = tmp_path / f"t{trial}"
+        root.mkdir()
+        if stale:
+            (root / ".ingest.lock").write_text(f"{socket.gethostname()} 999999999")
+        barrier, results = context.Barrier(n), context.Queue()
+        processes = [context.Process(target=_take_lock, args=(root, barrier, results)) for _ in range(n)]
+        for process in processes:
+            process.start()
+        holders = [results.get(timeout=30) for _ in range(n)]
+        for process in processes:
+            process.join(timeout=30)
+            assert process.exitcode == 0
+        assert sum(h is not None for h in holders) == 1, holders
+        assert not (root / ".ingest.lock").exists()
+        assert sorted(p.name for p in root.iterdir()) == []  # no temporary owner files left
+    assert time.monotonic() - start < 120
+
+
+def test_a_lock_appears_whole(store):
+    with IngestLock(store) as lock:
+        host, pid, token = (store / ".ingest.lock").read_text().split()
+        assert (host, int(pid)) == (socket.gethostname(), os.getpid()) and token in lock.owner
+        with pytest.raises(StoreError, match=f"another ingest \\({host} {pid}\\)"):
+            IngestLock(store).__enter__()
