@@ -28,8 +28,12 @@ def audit(
 ) -> None:
     """Labels that disagree with out-of-fold predictions: points (levels off by one, points far from any
     level; --coords) and severities (--grades)."""
+    from cli.outputs import output_file
+
     if coords is None and not grades:
         raise typer.BadParameter("give --coords (point labels) and/or --grades (severity labels)")
+    for path, option in ((out, "--out"), (corrected, "--corrected"), (grade_findings, "--grade-findings")):
+        output_file(path, option)
     if grades:
         audit_severities(grades, grade_findings, min_disagreement)
     if coords is not None:
@@ -63,17 +67,17 @@ def audit_severities(runs: list[Path], findings_csv: Path | None, threshold: flo
 
 def audit_points(data: Path, coords: Path, out: Path | None, corrected: Path | None) -> None:
     """List (and write) point labels that disagree with out-of-fold keypoints."""
-    import pandas as pd
     from rich.console import Console
     from rich.table import Table
 
     import spinedata
+    from spinedata.csvio import read_user_csv
     from spinemodels.audit import audit_labels, correct_labels
 
     if not coords.is_file():
         raise FileNotFoundError(f"{coords} is not a file; write it with `spine locate --oof`")
     dataset = spinedata.open_dataset(str(data))
-    table = pd.read_csv(coords, dtype={"study_id": str, "series_id": str})
+    table = read_user_csv(coords, "coords file", dtype={"study_id": str, "series_id": str})
     findings = audit_labels(dataset.labels, table)
     studies = findings["study_id"].nunique()
     audited = table["study_id"].nunique()

@@ -21,15 +21,17 @@ def classify(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:
     """Stage 2: the severity of every condition at every level, 25 rows per study."""
-    import pandas as pd
-
     import spinedata
+    from cli.outputs import output_file
+    from spinedata.csvio import read_user_csv
     from spinemodels.classify import classify as run_classify
+
+    output_file(out)
 
     if not coords.is_file():
         raise FileNotFoundError(f"coords file {coords} not found; write it with `spine locate`")
     dataset = spinedata.open_dataset(str(data))
-    points = pd.read_csv(coords, dtype={"study_id": str, "series_id": str})
+    points = read_user_csv(coords, "coords file", dtype={"study_id": str, "series_id": str})
     submission, warnings = run_classify(dataset, points, model, device=device, progress=progress)
     out.parent.mkdir(parents=True, exist_ok=True)
     submission.to_csv(out, index=False)

@@ -36,8 +36,10 @@ def demo(
     from rich.console import Console
     from rich.table import Table
 
+    from cli.outputs import output_dir
     from spinemodels.demo import DemoSettings, run_demo
 
+    output_dir(workdir, "--workdir")
     console = Console()
     changes = {k: v for k, v in {"studies": studies, "test_studies": test_studies, "epochs": epochs,
                                    "matrix": matrix}.items()

@@ -22,7 +22,13 @@ def info(
     from rich.table import Table
 
     from spinedata.store import open_dataset
-    from spinedata.store.summary import dataset_summary, study_summary, table_or_none
+    from spinedata.store.summary import (
+        dataset_summary,
+        missing_pieces,
+        study_summary,
+        table_or_none,
+        table_state,
+    )
 
     console = Console(width=None if sys.stdout.isatty() else WIDE)
     dataset = open_dataset(store)
@@ -42,14 +48,23 @@ def info(
             f"{store}: split {attrs.get('split')!r}, space {attrs.get('space')} {attrs.get('unit')}, "
             f"format {attrs.get('spinedata_format')}, source {attrs.get('source')}"
         )
+        if not dataset.checksums:
+            console.print(
+                f"note: format {dataset.format} predates chunk checksums: damaged or missing chunks cannot be "
+                "told from data (`spine verify` finds only unreadable ones); re-ingest into a new store to add them"
+            )
         frame = dataset_summary(dataset)
         console.print(render(frame, f"{len(frame)} complete studies"))
-        targets = table_or_none(dataset, "targets")
-        missing = "not written (re-run spine ingest)"
+        (labels, labels_state), (targets, targets_state) = (table_state(dataset, n) for n in ("labels", "targets"))
         console.print(
-            f"labels: {missing if labels is None else f'{len(labels)} points'}; "
-            f"targets: {missing if targets is None else f'{len(targets)} studies'}"
-        )
+            f"labels: {labels_state if labels is None else f'{len(labels)} points'}; "
+            f"targets: {targets_state if targets is None else f'{len(targets)} studies'}", soft_wrap=True,
+        )  # fmt: skip
+        missing = missing_pieces(dataset)
+        for study, problems in missing.items():
+            console.print(f"damage: study {study}: {'; '.join(problems)}", soft_wrap=True)
+        if missing:
+            console.print(f"{len(missing)} studies have missing chunks; `spine verify {store}` reads every chunk")
         return
     study = dataset.study(study_id)
     frame = study_summary(study, labels)

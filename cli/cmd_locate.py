@@ -26,9 +26,12 @@ def locate(
 ) -> None:
     """Stage 1: the point of every condition at every level (x, y on an instance, and LPS mm)."""
     import spinedata
+    from cli.outputs import output_file
     from spinemodels.locate import locate as run_locate
     from spinemodels.slice_refine import SliceRefineOptions
     from spinemodels.stage1_report import locate_summary
+
+    output_file(out)
 
     dataset = spinedata.open_dataset(str(data))
     coords, warnings = run_locate(dataset, model, oof=oof, device=device, progress=progress,

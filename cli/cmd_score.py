@@ -16,18 +16,18 @@ def score(
     """The competition metric: mean of three weighted log losses and any_severe_spinal."""
     import json
 
-    import pandas as pd
     from rich.console import Console
     from rich.table import Table
 
+    from spinedata.csvio import read_user_csv
     from spinedata.metric import SCORE_KEYS, SUM_ATOL, unnormalised_rows
     from spinedata.metric import score as metric_score
 
     for path in (submission, truth):
         if not path.is_file():
             raise FileNotFoundError(f"{path} is not a file")
-    sub = pd.read_csv(submission, dtype={"row_id": str})
-    truth_table = pd.read_csv(truth, dtype={"study_id": str})
+    sub = read_user_csv(submission, "submission", dtype={"row_id": str})
+    truth_table = read_user_csv(truth, "truth", dtype={"study_id": str})
     result = metric_score(sub, truth_table)
     off = unnormalised_rows(sub)
     if off:

@@ -27,14 +27,16 @@ def show(
     import pandas as pd
 
     import spinedata
+    from cli.outputs import output_file
+    from spinedata.csvio import read_user_csv
     from spinedata.pictures import render_study
+
+    output_file(out)
 
     def table(path: Path | None) -> pd.DataFrame | None:
         if path is None:
             return None
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} is not a file")
-        return pd.read_csv(path, dtype={"study_id": str, "series_id": str, "row_id": str})
+        return read_user_csv(path, "table", dtype={"study_id": str, "series_id": str, "row_id": str})
 
     dataset = spinedata.open_dataset(str(data))
     truth_table = table(truth)

@@ -44,8 +44,11 @@ def synth(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from cli.outputs import output_dir
     from spinedata.synth import generate
     from spinedata.synth.preview import render_preview
+
+    output_dir(out_dir, "OUT_DIR")
 
     overrides: dict = {
         "off_by_one_fraction": off_by_one_fraction,

@@ -20,11 +20,13 @@ def train(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
 ) -> None:
     """Train one model of the pipeline (one per fold); several GPUs: `torchrun --nproc-per-node N -m cli.app train ...`."""
+    from cli.outputs import output_dir
     from spinemodels.config import load_config
     from spinemodels.training import train as run_training
 
     if not data.exists():
         raise FileNotFoundError(f"store {data} not found; write one with `spine ingest`")
+    output_dir(out, hint="name a new folder or a run directory")
     cfg = load_config(config, overrides or [])
     run = run_training(cfg, str(data), out, fold=fold, resume=resume, progress=progress, device=device)
     folds = run.trained_folds()

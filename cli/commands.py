@@ -11,6 +11,7 @@ COMMANDS: tuple[str, ...] = (
     "score",
     "ingest",
     "info",
+    "verify",
     "train",
     "locate",
     "audit",

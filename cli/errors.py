@@ -11,11 +11,24 @@ from spinedata.errors import SpineError
 
 
 def run_app(app: typer.Typer) -> None:
-    """Run the Typer app; a ``SpineError`` (or a missing file) prints ``error: ...`` and exits 1."""
+    """Run the Typer app; a ``SpineError`` or an ``OSError`` (a missing file, a folder that cannot be written,
+    a full disk) prints ``error: ...`` and exits 1."""
     try:
         app(standalone_mode=True)
-    except (SpineError, FileNotFoundError) as error:
+    except (SpineError, OSError) as error:
         if os.environ.get("SPINE_DEBUG"):
             raise
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {one_line(error)}", file=sys.stderr)
         sys.exit(1)
+
+
+def one_line(error: BaseException) -> str:
+    """The message of ``error`` on one line: an ``OSError`` of the system as ``what: path`` (``Permission
+    denied: 'out/x.csv'``), any other as its text."""
+    if isinstance(error, OSError) and error.strerror and error.filename is not None:
+        text = f"{error.strerror}: {str(error.filename)!r}"
+        if error.filename2 is not None:
+            text += f" -> {str(error.filename2)!r}"
+    else:
+        text = str(error) or type(error).__name__
+    return " ".join(text.split())

@@ -8,7 +8,7 @@ import gc
 import os
 from collections.abc import Iterator, Sequence
 
-WITHOUT_TORCH: frozenset[str] = frozenset({"version", "score", "ingest", "info", "synth", "show"})
+WITHOUT_TORCH: frozenset[str] = frozenset({"version", "score", "ingest", "info", "verify", "synth", "show"})
 """Commands that never import torch (``tests/test_cli_startup.py`` checks their modules)."""
 
 BLAS_THREADS = "OPENBLAS_NUM_THREADS"

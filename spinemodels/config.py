@@ -8,22 +8,83 @@ A config has five sections::
     optim: {...}              # OptimConfig (shared by every task)
     train: {...}              # TrainSection (shared by every task)
 
-Every key is checked: an unknown key, a wrong type or a value outside its choices raises
-``ConfigError`` naming the key, what came and what is valid.
+Every key is checked: an unknown key, a wrong type, a value outside its choices or its range (``BOUNDS``)
+raises ``ConfigError`` naming the key, what came and what is valid.
+
+YAML is read by ``load_yaml`` only: a file of at most ``MAX_YAML_BYTES``, safe tags, at most
+``MAX_YAML_ALIASES`` aliases (an "alias bomb" of a few hundred bytes otherwise expands into gigabytes).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 
 from spinedata.errors import ConfigError
+
+MAX_YAML_BYTES = 1 << 20
+"""Largest YAML file read (a config or a run's ``config.yaml`` is a few kilobytes)."""
+MAX_YAML_ALIASES = 16
+"""Most YAML aliases (``*name``) a document may use; the project's configs use none. With 16, a document
+expands at most a few hundred times (an alias bomb nests aliases of aliases: 9 levels of 9 make 10^8 nodes)."""
+
+
+class _LimitedLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a document with more than ``MAX_YAML_ALIASES`` aliases."""
+
+    aliases = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_YAML_ALIASES:
+                raise ConfigError(
+                    f"more than {MAX_YAML_ALIASES} YAML aliases (*name); write the values out instead"
+                )
+        return super().compose_node(parent, index)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse one YAML document with safe tags and at most ``MAX_YAML_ALIASES`` aliases; ``ConfigError``
+    (one line) for anything else or invalid YAML."""
+    loader = _LimitedLoader(text)
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as error:
+        raise ConfigError(f"not valid YAML ({' '.join(str(error).split())[:300]})") from None
+    finally:
+        loader.dispose()
+
+
+def read_yaml_file(path: str | Path) -> Any:
+    """``load_yaml`` of a file of at most ``MAX_YAML_BYTES``; ``ConfigError`` naming the file otherwise."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_YAML_BYTES + 1)
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read it ({error.strerror or error})") from None
+    if len(raw) > MAX_YAML_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_YAML_BYTES} bytes; not a config")
+    try:
+        return load_yaml(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def _show(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for messages."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + " ..."
 
 
 @dataclass
@@ -40,6 +101,14 @@ class OptimConfig:
     grad_clip: float = 1.0  # max gradient norm; 0 disables clipping
     ema_decay: float = 0.0  # exponential moving average of the weights per step (e.g. 0.99); validation,
     # best.pt and the out-of-fold predictions then use the averaged weights; 0 disables
+
+    BOUNDS: ClassVar[dict[str, tuple[float | None, float | None]]] = {
+        "lr": (0, None), "weight_decay": (0, None), "gamma": (0, None), "warmup_epochs": (0, None),
+        "grad_clip": (0, None), "ema_decay": (0, 1), "milestones": (0, None),
+    }  # fmt: skip
+    """Inclusive ``(low, high)`` of numeric fields (of each item of a list); None: unbounded. ``lr`` and
+    ``gamma`` must be above 0 (``POSITIVE``)."""
+    POSITIVE: ClassVar[tuple[str, ...]] = ("lr", "gamma")
 
 
 @dataclass
@@ -58,6 +127,12 @@ class TrainSection:
     log_every: int = 10  # steps between progress-bar refreshes of the running loss
     checkpoint: Literal["best", "last"] = "best"  # weights kept in best.pt: lowest validation loss, or last epoch
     memory_check: bool = True  # estimate a step's peak memory first; refuse a run that cannot fit the device
+
+    BOUNDS: ClassVar[dict[str, tuple[float | None, float | None]]] = {
+        "epochs": (1, None), "batch_size": (1, None), "n_folds": (2, None), "folds": (0, None),
+        "patience": (0, None), "num_workers": (0, None), "log_every": (1, None),
+    }  # fmt: skip
+    """Inclusive ``(low, high)`` of numeric fields (of each item of a list); None: unbounded."""
 
 
 @dataclass
@@ -91,7 +166,7 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
     if origin is Literal:
         choices = typing.get_args(tp)
         if value not in choices:
-            raise ConfigError(f"{key}: expected one of {list(choices)}, got {value!r}")
+            raise ConfigError(f"{key}: expected one of {list(choices)}, got {_show(value)}")
         return value
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
@@ -109,32 +184,32 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
     if origin is list:
         (item_type,) = typing.get_args(tp)
         if not isinstance(value, list | tuple):
-            raise ConfigError(f"{key}: expected a list of {_type_name(item_type)}, got {value!r}")
+            raise ConfigError(f"{key}: expected a list of {_type_name(item_type)}, got {_show(value)}")
         return [_convert(v, item_type, f"{key}[{i}]") for i, v in enumerate(value)]
     if dataclasses.is_dataclass(tp):
         return build_section(tp, value, key)
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+            raise ConfigError(f"{key}: expected true or false, got {_show(value)}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+            raise ConfigError(f"{key}: expected an integer, got {_show(value)}")
         return value
     if tp is float:
         if isinstance(value, bool):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
+            raise ConfigError(f"{key}: expected a number, got {_show(value)}")
         if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
             try:
                 return float(value)
             except ValueError:
-                raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+                raise ConfigError(f"{key}: expected a number, got {_show(value)}") from None
         if not isinstance(value, int | float):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
+            raise ConfigError(f"{key}: expected a number, got {_show(value)}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
+            raise ConfigError(f"{key}: expected a string, got {_show(value)}")
         return value
     raise ConfigError(f"{key}: unsupported annotation {tp!r}")  # a bug in a config dataclass
 
@@ -144,7 +219,7 @@ def build_section(cls: type, values: Any, key: str) -> Any:
     if values is None:
         values = {}
     if not isinstance(values, dict):
-        raise ConfigError(f"{key}: expected a mapping of keys to values, got {values!r}")
+        raise ConfigError(f"{key}: expected a mapping of keys to values, got {_show(values)}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(values) - set(names))
@@ -154,30 +229,50 @@ def build_section(cls: type, values: Any, key: str) -> Any:
             f"{', '.join(names)}"
         )
     kwargs = {name: _convert(v, hints[name], f"{key}.{name}" if key else name) for name, v in values.items()}
+    _check_bounds(cls, kwargs, key)
     try:
         return cls(**kwargs)
     except TypeError as error:  # a required field is missing
         raise ConfigError(f"{key or 'config'}: {error}") from None
 
 
+def _check_bounds(cls: type, kwargs: dict, key: str) -> None:
+    """``ConfigError`` for a value outside the class's ``BOUNDS`` (or not above 0 where ``POSITIVE``)."""
+    bounds = getattr(cls, "BOUNDS", {})
+    positive = getattr(cls, "POSITIVE", ())
+    for name, value in kwargs.items():
+        if name not in bounds:
+            continue
+        low, high = bounds[name]
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, bool) or not isinstance(item, int | float):
+                continue
+            full = f"{key}.{name}" if key else name
+            if name in positive and item <= 0:
+                raise ConfigError(f"{full}: must be above 0, got {item!r}")
+            if (low is not None and item < low) or (high is not None and item > high):
+                allowed = f"at least {low}" if high is None else f"between {low} and {high}"
+                raise ConfigError(f"{full}: must be {allowed}, got {item!r}")
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``"optim.lr=3e-4"`` -> ``(["optim", "lr"], 3e-4)``; the value is read as YAML."""
     if "=" not in text:
-        raise ConfigError(f"override {text!r}: expected KEY=VALUE, e.g. optim.lr=3e-4")
+        raise ConfigError(f"override {_show(text)}: expected KEY=VALUE, e.g. optim.lr=3e-4")
     key, raw = text.split("=", 1)
     path = [p for p in key.strip().split(".") if p]
     if not path:
-        raise ConfigError(f"override {text!r}: empty key")
+        raise ConfigError(f"override {_show(text)}: empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as error:
-        raise ConfigError(f"override {text!r}: value is not valid YAML ({error})") from None
+        value = load_yaml(raw) if raw.strip() else ""
+    except ConfigError as error:
+        raise ConfigError(f"override {_show(text)}: value: {error}") from None
     return path, value
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     """Return a copy of the raw config dict with each ``a.b=c`` override set."""
-    out = yaml.safe_load(yaml.safe_dump(raw))
+    out = copy.deepcopy(raw)
     for text in overrides:
         path, value = parse_override(text)
         node = out
@@ -186,7 +281,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
             if child is None:
                 child = node[part] = {}
             if not isinstance(child, dict):
-                raise ConfigError(f"override {text!r}: {'.'.join(path[: i + 1])} is not a section")
+                raise ConfigError(f"override {_show(text)}: {'.'.join(path[: i + 1])} is not a section")
             node = child
         node[path[-1]] = value
     return out
@@ -197,7 +292,7 @@ def config_from_dict(raw: dict, overrides: list[str] | tuple[str, ...] = ()) -> 
     from spinemodels.registry import get_task
 
     if not isinstance(raw, dict):
-        raise ConfigError(f"a config must be a mapping with keys task, model, data, optim, train; got {raw!r}")
+        raise ConfigError(f"a config must be a mapping with keys task, model, data, optim, train; got {_show(raw)}")
     raw = apply_overrides(raw, list(overrides))
     valid = [f.name for f in dataclasses.fields(TrainConfig)]
     unknown = sorted(set(raw) - set(valid))
@@ -220,10 +315,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} not found; configs live in configs/*.yaml")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({error})") from None
+    raw = read_yaml_file(path)
     try:
         return config_from_dict(raw, overrides)
     except ConfigError as error:

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from cli_helpers import cli_error
 from typer.testing import CliRunner
 
 from cli.app import app
@@ -86,3 +87,34 @@ def test_missing_file_is_an_error(tmp_path, csv_pair):
     result = runner.invoke(app, ["score", str(tmp_path / "nope.csv"), "--truth", str(truth_path)])
     assert result.exit_code != 0
     assert isinstance(result.exception, FileNotFoundError)
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("", "is empty (no header, no rows)"),
+    ("row_id,normal_mild,moderate,severe\n", "has a header but no rows"),
+    ('row_id,normal_mild\n"x,1\n', "is not a readable CSV (Error tokenizing data."),
+    (b"\xff\xfe\x00r\x00o", "is not a readable CSV"),
+])  # fmt: skip
+def test_an_empty_or_malformed_submission_is_one_line_error(csv_pair, tmp_path, monkeypatch, capsys, content, message):
+    _, truth_path, _ = csv_pair
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(content if isinstance(content, bytes) else content.encode())
+    err = cli_error(monkeypatch, capsys, ["score", str(bad), "--truth", str(truth_path)])
+    assert err.startswith(f"error: submission {bad} {message}") and "\n" not in err
+
+
+def test_an_os_error_is_one_line_error(csv_pair, monkeypatch, capsys):
+    """A write the system refuses (here PermissionError, as for a read-only output folder; tests may run as
+    root, which no permission stops) is one line; SPINE_DEBUG=1 shows the traceback."""
+    import spinedata.metric
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", "/read-only/out.csv")
+
+    sub_path, truth_path, _ = csv_pair
+    monkeypatch.setattr(spinedata.metric, "score", refuse)
+    err = cli_error(monkeypatch, capsys, ["score", str(sub_path), "--truth", str(truth_path)])
+    assert err == "error: Permission denied: '/read-only/out.csv'"
+    monkeypatch.setenv("SPINE_DEBUG", "1")
+    with pytest.raises(PermissionError):
+        run_app(app)

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from cli_helpers import cli_error
 from spinemodels_fakes import one_torch_thread  # noqa: F401
 from test_spinemodels_training import TINY
 from typer.testing import CliRunner
 
 import spinedata as sd
 from cli.app import app
-from cli.errors import run_app
 from spinedata.ingest import ingest
 from spinemodels.locate import COORD_COLUMNS
 
@@ -86,16 +84,6 @@ def test_locate_and_audit_from_the_command_line(store, runs, tmp_path):
     assert len(corrected) <= len(ds.labels)
 
 
-def cli_error(monkeypatch, capsys, args: list[str]) -> str:
-    """Run ``spine ARGS`` as the console script does; assert exit code 1 and return its stderr, stripped."""
-    monkeypatch.setattr(sys, "argv", ["spine", *args])
-    monkeypatch.delenv("SPINE_DEBUG", raising=False)
-    with pytest.raises(SystemExit) as info:
-        run_app(app)
-    assert info.value.code == 1
-    return capsys.readouterr().err.strip()
-
-
 def test_a_wrong_config_key_is_one_line_error(store, configs, tmp_path, monkeypatch, capsys):
     err = cli_error(monkeypatch, capsys, ["train", str(configs["keypoints"]), "--data", str(store),
                                       "--out", str(tmp_path / "run"), "--set", "optim.learning_rate=1"])
@@ -121,3 +109,39 @@ def test_a_run_that_cannot_fit_memory_is_one_line_error(store, configs, tmp_path
                                       "--out", str(tmp_path / "run"), "--no-progress"])
     assert err.startswith("error: a training step of keypoints needs about ") and "\n" not in err
     assert err.endswith("or skip this estimate with --set train.memory_check=false")
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("train.num_workers=-3", "train.num_workers: must be at least 0, got -3"),
+    ("optim.lr=0", "optim.lr: must be above 0, got 0.0"),
+    ("train.folds=[0, -1]", "train.folds: must be at least 0, got -1"),
+])  # fmt: skip
+def test_an_out_of_range_value_is_one_line_error(store, configs, tmp_path, monkeypatch, capsys, override, message):
+    err = cli_error(monkeypatch, capsys, ["train", str(configs["keypoints"]), "--data", str(store),
+                                          "--out", str(tmp_path / "run"), "--set", override])  # fmt: skip
+    assert err.startswith("error: ") and err.endswith(message) and "\n" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_out_naming_an_existing_file_or_folder_is_one_line_error(store, configs, tmp_path, monkeypatch, capsys):
+    planted = tmp_path / "a_file"
+    planted.write_text("keep me")
+    err = cli_error(monkeypatch, capsys, ["train", str(configs["keypoints"]), "--data", str(store),
+                                          "--out", str(planted)])  # fmt: skip
+    assert err == f"error: --out {planted} is a file, not a folder; name a new folder or a run directory"
+    err = cli_error(monkeypatch, capsys, ["locate", str(store), "--model", str(tmp_path), "--out", str(tmp_path)])
+    assert err == f"error: --out {tmp_path} is a folder; name the file to write"
+    err = cli_error(monkeypatch, capsys, ["show", str(store), "1", "--out", str(planted / "x.png")])
+    assert err == f"error: --out {planted / 'x.png'}: {planted} is a file, not a folder"
+    assert planted.read_text() == "keep me"
+
+
+def test_a_run_whose_config_is_an_alias_bomb_is_one_line_error(store, tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    levels = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
+        levels.append(f"{name}: &{name} [{','.join([f'*{prev}'] * 9)}]")
+    (run / "config.yaml").write_text("\n".join(levels) + "\n")  # ~850 bytes, 9^9 strings if expanded
+    err = cli_error(monkeypatch, capsys, ["locate", str(store), "--model", str(run), "--out", str(tmp_path / "c.csv")])
+    assert err == f"error: {run / 'config.yaml'}: more than 16 YAML aliases (*name); write the values out instead"

@@ -77,3 +77,22 @@ def test_missing_config_file(tmp_path):
 def test_registry_knows_the_stage_one_tasks():
     assert get_task("slice_finder").name == "slice_finder"
     assert get_task("keypoints").data_config.__name__ == "KeypointDataConfig"
+
+
+def test_yaml_is_read_with_an_alias_and_size_limit(tmp_path):
+    from spinemodels.config import MAX_YAML_ALIASES, MAX_YAML_BYTES, load_yaml, read_yaml_file
+
+    assert load_yaml("a: &x [1, 2]\nb: *x\n") == {"a": [1, 2], "b": [1, 2]}  # a few aliases are fine
+    bomb = "a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
+        f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi", strict=True)
+    )
+    with pytest.raises(ConfigError, match=f"more than {MAX_YAML_ALIASES} YAML aliases"):
+        load_yaml(bomb)
+    big = tmp_path / "big.yaml"
+    big.write_text("# " + "x" * MAX_YAML_BYTES + "\n")
+    with pytest.raises(ConfigError, match=f"big.yaml: larger than {MAX_YAML_BYTES} bytes"):
+        read_yaml_file(big)
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_yaml("a: [1, 2")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_yaml("!!python/object/apply:os.system ['true']")  # safe tags only

@@ -4,9 +4,12 @@ Why: zarr-python 3 routes every metadata and chunk operation through its asyncio
 about 35 ms of CPU per stack (group + 3 arrays) before any compression (measured in
 ``docs/benchmarks.md``); ingest writes each array exactly once, whole, into a folder nobody else reads
 yet, so this module writes the same bytes directly: ``zarr.json`` per node (regular chunk grid, default
-``.`` chunk keys, ``bytes`` little-endian codec, optional ``blosc``) and one file per chunk (edge chunks
-padded with the fill value, as the spec requires). ``tests/test_store_fastwrite.py`` checks that
-zarr-python reads every array back identically and parses the same metadata it would have written.
+``.`` chunk keys, ``bytes`` little-endian codec, optional ``blosc``, then ``crc32c``) and one file per
+chunk (edge chunks padded with the fill value, as the spec requires), or one shard per array. Every chunk
+of the grid is written, also one holding only the fill value (zarr-python leaves those out unless
+``write_empty_chunks``), so a reader can tell a missing chunk from an empty one.
+``tests/test_store_fastwrite.py`` checks that zarr-python reads every array back identically, parses the
+same metadata it would have written, and writes the same bytes (whole shards included).
 
 Chunks are compressed by Blosc's own Python binding (``blosc``, the C-Blosc 1 library that numcodecs
 bundles too, so the bytes are the same): it imports in a third of numcodecs' time (whose codec registry
@@ -16,6 +19,7 @@ imports one of them before its first study starts.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -119,6 +123,7 @@ def write_array(
     attributes: dict | None = None,
     blosc: tuple[str, int, str] | None = None,
     shard: bool = False,
+    checksum: bool = True,
 ) -> Path:
     """Write ``data`` as a new Zarr v3 array at ``folder`` (which must not exist yet).
 
@@ -129,6 +134,9 @@ def write_array(
     ``shard``: keep every chunk in one file (the ``sharding_indexed`` codec, one shard covering the whole
     array, its index at the end with a CRC32C checksum, as zarr-python writes it by default): ``chunks``
     stay the unit of reading, one file instead of one per chunk is written.
+
+    ``checksum``: end every chunk with its CRC32C (the ``crc32c`` codec, last in the chain, inside the
+    shard for a sharded array), which zarr-python and other Zarr v3 readers verify on every read.
     """
     data = np.asarray(data)
     text = data.dtype.kind in "UOT"
@@ -146,6 +154,8 @@ def write_array(
         config = blosc_config(*blosc, typesize=dtype.itemsize)
         codecs.append({"name": "blosc", "configuration": config})
         compressor = blosc_encoder(config)
+    if checksum:
+        codecs.append(CRC32C_CODEC)
     fill = "" if text else False if dtype.kind == "b" else 0.0 if dtype.kind == "f" else 0
     grid_shape = list(chunks)
     if shard:
@@ -174,7 +184,8 @@ def write_array(
     )
     grid = [range(-(-n // c)) for n, c in zip(data.shape, chunks, strict=True)]
     block = np.full(chunks, fill, dtype=dtype)
-    parts: list[bytes] = []
+    parts: dict[tuple[int, ...], bytes] = {}
+    crc = _crc32c() if checksum else None
     for index in itertools.product(*grid):
         region = tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(index, chunks, data.shape, strict=True))
         part = data[region]
@@ -193,16 +204,48 @@ def write_array(
             payload = compressor(raw)
         else:
             payload = raw.tobytes()
+        if crc is not None:
+            payload = payload + struct.pack("<I", crc(payload))
         if shard:
-            parts.append(payload)
+            parts[index] = payload
             continue
         with open(os.path.join(folder, chunk_key(index)), "wb", buffering=0) as handle:
             _write_all(handle, payload)
     if shard:
+        counts = tuple(len(r) for r in grid)
+        order = morton_order(counts)
         with open(os.path.join(folder, chunk_key((0,) * data.ndim)), "wb", buffering=0) as handle:
-            for piece in (*parts, _shard_index(parts, tuple(len(r) for r in grid))):
+            for piece in (*(parts[index] for index in order), _shard_index(parts, order, counts)):
                 _write_all(handle, piece)
     return folder
+
+
+def _crc32c() -> Callable[[bytes], int]:
+    import google_crc32c  # the library zarr-python's crc32c codec uses
+
+    return google_crc32c.value
+
+
+CRC32C_CODEC = {"name": "crc32c"}
+"""The Zarr v3 ``crc32c`` codec: the chunk's bytes, then their CRC32C as a little-endian uint32."""
+
+
+@functools.lru_cache(maxsize=64)
+def morton_order(counts: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
+    """The chunk indices of a shard of ``counts`` chunks in Morton (Z) order, the order zarr-python writes
+    a shard's chunks in: bits of the indices interleaved, the first axis's bit lowest at each level."""
+    bits = [(c - 1).bit_length() for c in counts]
+
+    def code(index: tuple[int, ...]) -> int:
+        z = out = 0
+        for level in range(max(bits, default=0)):
+            for axis, n in enumerate(bits):
+                if level < n:
+                    z |= ((index[axis] >> level) & 1) << out
+                    out += 1
+        return z
+
+    return tuple(sorted(itertools.product(*(range(c) for c in counts)), key=code))
 
 
 def _write_all(handle, data: bytes) -> None:
@@ -216,15 +259,15 @@ SHARD_INDEX_CODECS = [{"name": "bytes", "configuration": {"endian": "little"}}, 
 """Codecs of a shard's index (zarr-python's default): little-endian uint64 pairs, then their CRC32C."""
 
 
-def _shard_index(parts: list[bytes], counts: tuple[int, ...]) -> bytes:
-    """The end of a shard whose encoded chunks (C order) are ``parts``: the index of ``(offset, nbytes)``
-    per chunk as little-endian uint64, then the index's CRC32C (uint32, little-endian)."""
-    import google_crc32c
-
-    index = np.empty((len(parts), 2), dtype="<u8")
+def _shard_index(parts: dict[tuple[int, ...], bytes], order: tuple[tuple[int, ...], ...],
+                 counts: tuple[int, ...]) -> bytes:  # fmt: skip
+    """The end of a shard whose encoded chunks ``parts`` (by chunk index) lie in the file in ``order``: the
+    index of ``(offset, nbytes)`` per chunk (C order of the indices) as little-endian uint64, then the
+    index's CRC32C (uint32, little-endian)."""
+    index = np.empty((*counts, 2), dtype="<u8")
     offset = 0
-    for k, part in enumerate(parts):
-        index[k] = (offset, len(part))
-        offset += len(part)
-    raw_index = index.reshape(*counts, 2).tobytes()
-    return raw_index + struct.pack("<I", google_crc32c.value(raw_index))
+    for chunk in order:
+        index[chunk] = (offset, len(parts[chunk]))
+        offset += len(parts[chunk])
+    raw_index = index.tobytes()
+    return raw_index + struct.pack("<I", _crc32c()(raw_index))

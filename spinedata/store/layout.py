@@ -22,8 +22,15 @@ if TYPE_CHECKING:
     from zarr.codecs import BloscCodec
 
 FORMAT_KEY = "spinedata_format"
-FORMAT_VERSION = 1
-"""Version of this layout; readers refuse stores of another version."""
+FORMAT_VERSION = 2
+"""Version of this layout, written by this version; readers refuse versions not in ``READABLE_FORMATS``.
+
+2: every chunk ends with its CRC32C (the Zarr v3 ``crc32c`` codec, also inside shards), and every chunk of
+an array's grid is written, even one holding only the fill value, so a chunk that is not there is damage.
+1: the same arrays without chunk checksums (a missing chunk read as the fill value); still read."""
+READABLE_FORMATS = (1, 2)
+CHECKSUMS_SINCE = 2
+"""The first format whose chunks carry checksums and whose arrays are written whole (every chunk)."""
 SPACE = "LPS"
 UNIT = "mm"
 

@@ -15,9 +15,9 @@ from spinedata.geometry import Projection, StackGeometry
 from spinedata.ids import check_id
 from spinedata.labels import LABEL_COLUMNS, TARGET_COLUMNS, empty_labels, empty_targets
 from spinedata.store import layout as L
-from spinedata.store.fastwrite import DATA_TYPES
+from spinedata.store.integrity import ZARR_READ_ERRORS, check_array, damaged, read_array, zarr_problem
 from spinedata.store.scaling import ADD_OFFSET, SCALE_FACTOR, decode_scaled
-from spinedata.store.tables import read_table
+from spinedata.store.tables import COLUMNS_ATTR
 from spinedata.store.writer import complete_study_ids, read_root_attrs
 
 if TYPE_CHECKING:
@@ -58,54 +58,15 @@ def _child_groups(folder: Path) -> list[str]:
     ]
 
 
-PLAIN_DTYPES = {name: code for code, name in DATA_TYPES.items()}
-"""Zarr v3 data type -> little-endian NumPy dtype, for ``_read_plain_array`` (the types ``fastwrite`` writes)."""
-
-
-def _read_plain_array(folder: Path) -> np.ndarray | None:
-    """A whole array stored as one uncompressed little-endian chunk (as ``fastwrite`` writes the store's
-    small arrays), read straight from its file; ``None`` for any other layout (then zarr reads it)."""
-    meta = _metadata(folder)
-    shape = meta.get("shape")
-    grid = meta.get("chunk_grid", {}).get("configuration", {}).get("chunk_shape")
-    keys = meta.get("chunk_key_encoding", {})
-    dtype = PLAIN_DTYPES.get(meta.get("data_type"))
-    if (
-        not shape or grid != shape or dtype is None or keys.get("name") != "default"
-        or meta.get("codecs") != [{"name": "bytes", "configuration": {"endian": "little"}}]
-        or meta.get("storage_transformers")
-    ):
-        return None
-    separator = keys.get("configuration", {}).get("separator", "/")
-    chunk = folder / ("c" + "".join(f"{separator}0" for _ in shape))
-    count = int(np.prod(shape))
-    if not chunk.is_file():
-        return None
-    values = np.fromfile(chunk, dtype=dtype)
-    if values.size != count:
-        raise StoreError(f"{chunk}: {values.size} values where the array's shape {shape} needs {count}")
-    return values.astype(np.dtype(dtype).newbyteorder("="), copy=False).reshape(shape)
-
-
-def _read_small_arrays(folders: list[Path]) -> list[np.ndarray]:
-    """Read whole (small) arrays: single uncompressed chunks straight from their files (as ingest writes
-    them), any other array (a store rewritten by other tools) through zarr's public API."""
-    plain = [_read_plain_array(folder) for folder in folders]
-    return [array if array is not None else _read_with_zarr(folder) for folder, array in zip(folders, plain, strict=True)]
-
-
-def _read_with_zarr(folder: Path) -> np.ndarray:
-    import zarr
-    from zarr.storage import LocalStore
-
-    return np.asarray(zarr.open_array(store=LocalStore(folder, read_only=True), mode="r")[...])
-
-
 class Stack:
     """One stack of a series: a regular ``(slice,row,col)`` grid with its geometry (LPS mm)."""
 
-    def __init__(self, store_root: Path, study_id: str, series_id: str, index: int, attrs: dict):
+    def __init__(
+        self, store_root: Path, study_id: str, series_id: str, index: int, attrs: dict, *, checked: bool = True
+    ):
         self.store_root = store_root
+        self.checked = checked
+        """Whether every chunk must be there (stores of format 2 on): a missing one is damage, not zeros."""
         self.path = f"{L.STUDIES}/{study_id}/{series_id}/{index}"
         """Store-relative path of the stack's group (for plain zarr/xarray)."""
         self.study_id = study_id
@@ -114,15 +75,18 @@ class Stack:
         self.attrs = attrs
         """The stack group's attributes (``StackGeometry.to_attrs()``)."""
 
-    def _array(self, name: str) -> zarr.Array:
+    @cached_property
+    def _image(self) -> zarr.Array:
+        """The image array, opened once its chunks are known to be all there (``DamagedStoreError``)."""
         import zarr
         from zarr.storage import LocalStore
 
-        return zarr.open_array(LocalStore(self.store_root / self.path / name, read_only=True), mode="r")
-
-    @cached_property
-    def _image(self) -> zarr.Array:
-        return self._array(L.IMAGE)
+        folder = self.store_root / self.path / L.IMAGE
+        check_array(self.store_root, folder, every_chunk=self.checked)
+        try:
+            return zarr.open_array(LocalStore(folder, read_only=True), mode="r")
+        except ZARR_READ_ERRORS as error:
+            raise damaged(self.store_root, folder, zarr_problem(error)) from error
 
     def __repr__(self) -> str:
         return f"Stack({self.path!r}, shape={self.shape}, flags={list(self.flags)})"
@@ -130,8 +94,9 @@ class Stack:
     @cached_property
     def geometry(self) -> StackGeometry:
         """The stack's ``StackGeometry`` (affine, real per-slice positions, instance numbers, flags)."""
-        positions, instance_numbers = _read_small_arrays(
-            [self.store_root / self.path / L.POSITION, self.store_root / self.path / L.INSTANCE_NUMBER]
+        positions, instance_numbers = (
+            read_array(self.store_root, self.store_root / self.path / name, every_chunk=self.checked)
+            for name in (L.POSITION, L.INSTANCE_NUMBER)
         )
         return StackGeometry.from_attrs(self.attrs, positions, instance_numbers)
 
@@ -140,8 +105,11 @@ class Stack:
         """The pixels as a lazy ``xarray.DataArray``, dims ``(slice,row,col)``, coord ``instance_number``,
         geometry in ``attrs``; values are read from Zarr on access (``.values``, ``.isel(...)``). A stack
         stored with CF ``scale_factor``/``add_offset`` is decoded by xarray to float64 (``read`` gives the
-        float32 values ingest read)."""
+        float32 values ingest read). A missing chunk raises ``DamagedStoreError`` here; a damaged one raises
+        zarr's checksum error when it is read."""
         import xarray as xr  # imported on first use: it costs ~0.5 s and ingest workers never need it
+
+        _ = self._image  # every chunk there
 
         ds = xr.open_zarr(str(self.store_root), group=self.path, consolidated=False, chunks=None)
         return ds[L.IMAGE]
@@ -199,7 +167,9 @@ class Stack:
         """Read the pixels ``(n, rows, cols)``: all slices, or a range (``slice(a, b)`` or ``(a, b)``).
 
         The values ingest read (RescaleSlope/Intercept applied): a stack stored as integers with CF
-        ``scale_factor``/``add_offset`` comes back as the same float32 values, bit for bit."""
+        ``scale_factor``/``add_offset`` comes back as the same float32 values, bit for bit.
+        ``DamagedStoreError`` (one line: study, array, problem) for a missing chunk or shard, or a chunk
+        failing its checksum."""
         if slices is None:
             selection = slice(None)
         elif isinstance(slices, slice):
@@ -207,7 +177,10 @@ class Stack:
         else:
             start, stop = slices
             selection = slice(start, stop)
-        values = self._image[selection]
+        try:
+            values = self._image[selection]
+        except ZARR_READ_ERRORS as error:
+            raise damaged(self.store_root, self.store_root / self.path / L.IMAGE, zarr_problem(error)) from error
         attrs = self._image.attrs
         if SCALE_FACTOR in attrs or ADD_OFFSET in attrs:
             return decode_scaled(values, float(attrs.get(SCALE_FACTOR, 1.0)), float(attrs.get(ADD_OFFSET, 0.0)))
@@ -217,7 +190,7 @@ class Stack:
 class Series:
     """One DICOM series of a study: description, role and its stacks."""
 
-    def __init__(self, store_root: Path, study_id: str, series_id: str):
+    def __init__(self, store_root: Path, study_id: str, series_id: str, *, checked: bool = True):
         folder = store_root / L.STUDIES / check_id("study id", study_id) / check_id("series id", series_id)
         attrs = _attributes(folder)
         self.series_id = series_id
@@ -227,7 +200,7 @@ class Series:
         self.series_instance_uid: str = attrs.get("SeriesInstanceUID", "")
         keys = sorted((k for k in _child_groups(folder) if k.isdigit()), key=int)
         self.stacks: list[Stack] = [
-            Stack(store_root, study_id, series_id, int(k), _attributes(folder / k)) for k in keys
+            Stack(store_root, study_id, series_id, int(k), _attributes(folder / k), checked=checked) for k in keys
         ]
 
     def __repr__(self) -> str:
@@ -245,13 +218,13 @@ class Series:
 class Study:
     """One complete study: its series (``dict`` series id -> Series) and ingest warnings."""
 
-    def __init__(self, store_root: Path, study_id: str):
+    def __init__(self, store_root: Path, study_id: str, *, checked: bool = True):
         self.study_id = check_id("study id", study_id)
         self.path = f"{L.STUDIES}/{study_id}"
         folder = store_root / self.path
         self.warnings: list[str] = list(_attributes(folder).get(L.WARNINGS, []))
         self.series: dict[str, Series] = {
-            sid: Series(store_root, study_id, sid) for sid in sorted(_child_groups(folder), key=_sort_key)
+            sid: Series(store_root, study_id, sid, checked=checked) for sid in sorted(_child_groups(folder), key=_sort_key)
         }
 
     def __repr__(self) -> str:
@@ -268,6 +241,10 @@ class Dataset:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.attrs = read_root_attrs(self.path)
+        self.format: int = self.attrs[L.FORMAT_KEY]
+        self.checksums = self.format >= L.CHECKSUMS_SINCE
+        """Whether the store's chunks carry checksums and its arrays every chunk (format 2 on); a store of
+        format 1 is read as before: a missing chunk reads as the fill value, a changed byte goes unseen."""
 
     def __repr__(self) -> str:
         return f"Dataset({str(self.path)!r}, split={self.split!r}, studies={len(self.study_ids)})"
@@ -305,7 +282,7 @@ class Dataset:
                 f"study {sid!r} is not in {str(self.path)!r} (or was not written whole); "
                 f"it has {len(self.study_ids)} complete studies - see `spine info {self.path}`"
             )
-        return Study(self.path, sid)
+        return Study(self.path, sid, checked=self.checksums)
 
     def _table(self, name: str, empty: pd.DataFrame) -> pd.DataFrame:
         if not (self.path / name / "zarr.json").is_file():
@@ -315,10 +292,17 @@ class Dataset:
                 f"store {str(self.path)!r} has no {name} table (the ingest was interrupted before writing it); "
                 "re-run `spine ingest` to finish it"
             )
-        import zarr
-        from zarr.storage import LocalStore
+        import pandas as pd
 
-        return read_table(zarr.open_group(LocalStore(self.path / name, read_only=True), mode="r"))
+        folder = self.path / name
+        columns = _attributes(folder).get(COLUMNS_ATTR)
+        if not isinstance(columns, list):
+            raise StoreError(f"group {name!r} of {str(self.path)!r} is not a spinedata table (no {COLUMNS_ATTR!r})")
+        data = {}
+        for column in map(str, columns):
+            values = read_array(self.path, folder / column, every_chunk=self.checksums)
+            data[column] = values.astype(object) if values.dtype.kind == "T" else values  # Zarr v3 strings
+        return pd.DataFrame(data, columns=columns)
 
     @cached_property
     def _labels(self) -> pd.DataFrame:

@@ -8,6 +8,8 @@ from spinedata.constants import ROLE_AXIAL_T2, ROLE_SAG_T1, ROLE_SAG_T2
 from spinedata.errors import StoreError
 from spinedata.labels import empty_labels
 from spinedata.roles import plane_from_orientation
+from spinedata.store.integrity import DamagedStoreError, chunk_problems
+from spinedata.store.layout import STUDIES
 from spinedata.store.reader import Dataset, Study
 
 ROLE_SHORT = {ROLE_SAG_T1: "sag T1", ROLE_SAG_T2: "sag T2/STIR", ROLE_AXIAL_T2: "ax T2"}
@@ -19,13 +21,40 @@ STACK_COLUMNS = (
 """``spacing mm`` is ``drow x dcol x slice step``."""
 
 
-def table_or_none(dataset: Dataset, name: str) -> pd.DataFrame | None:
-    """The store's ``labels`` or ``targets``, or None when that table was not written (an interrupted
-    ingest)."""
+def table_state(dataset: Dataset, name: str) -> tuple[pd.DataFrame | None, str]:
+    """``(table, "")`` for the store's ``labels`` or ``targets``; ``(None, why)`` when it was not written
+    (an interrupted ingest) or is damaged (the one-line ``DamagedStoreError`` message)."""
     try:
-        return getattr(dataset, name)
+        return getattr(dataset, name), ""
+    except DamagedStoreError as error:
+        return None, str(error)
     except StoreError:
-        return None
+        return None, "not written (re-run spine ingest)"
+
+
+def table_or_none(dataset: Dataset, name: str) -> pd.DataFrame | None:
+    """The store's ``labels`` or ``targets``, or None when that table was not written or is damaged."""
+    return table_state(dataset, name)[0]
+
+
+def missing_pieces(dataset: Dataset) -> dict[str, list[str]]:
+    """Arrays of complete studies with chunks or shards missing (store-relative path: problem), by study;
+    from the files and shard indexes alone, nothing decoded (``spine verify`` decodes every chunk too).
+    Empty for a store of format 1, whose arrays may legitimately lack chunks."""
+    if not dataset.checksums:
+        return {}
+    out: dict[str, list[str]] = {}
+    for study_id in dataset.study_ids:
+        for folder in sorted((dataset.path / STUDIES / study_id).glob("*/*/*/zarr.json")):
+            array = folder.parent
+            try:
+                problems = chunk_problems(array)
+            except StoreError as error:
+                problems = [str(error)]
+            if problems:
+                relative = array.relative_to(dataset.path).as_posix()
+                out.setdefault(study_id, []).extend(f"{relative}: {p}" for p in problems)
+    return out
 
 
 def dataset_summary(dataset: Dataset) -> pd.DataFrame:

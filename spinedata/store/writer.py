@@ -40,10 +40,10 @@ def read_root_attrs(path: str | os.PathLike) -> dict:
     version = attrs.get(L.FORMAT_KEY)
     if version is None:
         raise StoreError(f"{str(root)!r} is a Zarr store but not a spinedata store (no {L.FORMAT_KEY!r} attribute)")
-    if version != L.FORMAT_VERSION:
+    if version not in L.READABLE_FORMATS:
         raise StoreError(
-            f"{str(root)!r} has spinedata format {version!r}, this version reads format {L.FORMAT_VERSION}; "
-            "re-ingest the data or install a matching spinedata"
+            f"{str(root)!r} has spinedata format {version!r}, this version reads formats "
+            f"{', '.join(map(str, L.READABLE_FORMATS))}; re-ingest the data or install a matching spinedata"
         )
     return attrs
 
@@ -58,6 +58,11 @@ def create_or_open_store(path: str | os.PathLike, *, split: str, source: str) ->
     if root.exists():
         if (root / "zarr.json").is_file():
             attrs = read_root_attrs(root)
+            if attrs.get(L.FORMAT_KEY) != L.FORMAT_VERSION:
+                raise StoreError(
+                    f"store {str(root)!r} has spinedata format {attrs.get(L.FORMAT_KEY)} (no chunk checksums); "
+                    f"this version writes format {L.FORMAT_VERSION}: ingest into a new store"
+                )
             if attrs.get("split") != split:
                 raise StoreError(
                     f"store {str(root)!r} holds split {attrs.get('split')!r}, not {split!r}; "
@@ -76,46 +81,90 @@ def create_or_open_store(path: str | os.PathLike, *, split: str, source: str) ->
 
 
 class IngestLock:
-    """Exclusive writer lock on a store (a file holding host and pid); a dead holder's lock is taken over."""
+    """Exclusive writer lock on a store: the file ``.ingest.lock`` holding host, pid and a random token.
+
+    The lock file appears whole: the owner is written to a file of its own, which is then hard-linked to
+    the lock's name (``os.link`` fails when the name exists), so a reader never sees an empty or partial
+    lock. A lock whose process is gone (same host, no such pid) is taken over; the check and the takeover
+    run under ``flock`` on the store's folder, so of several processes finding one stale lock exactly one
+    replaces it (a lock of another host is never taken over: its process cannot be checked from here).
+    """
 
     def __init__(self, root: str | os.PathLike):
-        self.path = Path(root) / L.LOCK_FILE
-        self.owner = f"{socket.gethostname()} {os.getpid()}"
+        self.root = Path(root)
+        self.path = self.root / L.LOCK_FILE
+        self.owner = f"{socket.gethostname()} {os.getpid()} {uuid.uuid4().hex}"
 
-    def _holder_alive(self) -> bool:
+    def _holder(self) -> str | None:
+        """The lock file's text, or None when there is none."""
         try:
-            host, pid = self.path.read_text().split()
-        except (OSError, ValueError):
-            return False
-        if host != socket.gethostname():
+            return self.path.read_text()
+        except FileNotFoundError:
+            return None
+
+    @staticmethod
+    def _alive(holder: str) -> bool:
+        """Whether the process named by a lock's text may still run (another host's: assumed so)."""
+        fields = holder.split()
+        if len(fields) not in (2, 3) or not fields[1].isdigit():
+            return False  # not a lock this code writes (every version wrote host and pid before linking)
+        if fields[0] != socket.gethostname():
             return True  # cannot tell: another machine may be writing
         try:
-            os.kill(int(pid), 0)
+            os.kill(int(fields[1]), 0)
         except ProcessLookupError:
             return False
-        except PermissionError:
+        except (PermissionError, OverflowError):
             return True
         return True
 
+    def _link(self) -> bool:
+        """Create the lock file whole, holding ``owner``; False when a lock exists."""
+        temporary = self.root / f"{L.LOCK_FILE}.{uuid.uuid4().hex}"
+        temporary.write_text(self.owner)
+        try:
+            os.link(temporary, self.path)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            temporary.unlink(missing_ok=True)
+
     def __enter__(self) -> IngestLock:
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                if self._holder_alive():
-                    raise StoreError(
-                        f"another ingest ({self.path.read_text().strip()}) is writing this store; wait for it, "
-                        f"or remove {self.path} if that process is gone"
-                    ) from None
-                self.path.unlink(missing_ok=True)
-                continue
-            with os.fdopen(fd, "w") as handle:
-                handle.write(self.owner)
+        if self._link():
             return self
-        raise StoreError(f"could not take the lock {self.path}; remove it if no ingest is running")
+        with _folder_flock(self.root):
+            holder = self._holder()
+            if holder is not None and self._alive(holder):
+                raise StoreError(
+                    f"another ingest ({' '.join(holder.split()[:2])}) is writing this store; wait for it, "
+                    f"or remove {self.path} if that process is gone"
+                )
+            if holder is not None:
+                self.path.unlink(missing_ok=True)  # stale, and no other process can replace it meanwhile
+            if self._link():
+                return self
+        raise StoreError(f"could not take the lock {self.path}; another ingest took it just now")
 
     def __exit__(self, *exc) -> None:
-        self.path.unlink(missing_ok=True)
+        if self._holder() == self.owner:
+            self.path.unlink(missing_ok=True)
+
+
+class _folder_flock:
+    """``flock`` (exclusive, blocking) on a folder while inside; processes of one host queue on it."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def __enter__(self) -> None:
+        import fcntl
+
+        self.fd = os.open(self.folder, os.O_RDONLY)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc) -> None:
+        os.close(self.fd)  # releases the flock
 
 
 def complete_study_ids(root: str | os.PathLike) -> set[str]:

@@ -1,0 +1,265 @@
+"""Is an array of the store whole? Its chunks present, its shard index sound, its chunks' checksums right.
+
+From format 2 (``layout.CHECKSUMS_SINCE``) every chunk of an array's grid is written, one holding only the
+fill value too, and ends with its CRC32C (the Zarr v3 ``crc32c`` codec; inside shards too). So:
+
+- a chunk file, or a shard's entry, that is not there is damage, not an empty chunk (``chunk_problems``
+  finds them from the array's shape, chunk grid and shard index, without decoding anything);
+- a flipped byte of a chunk fails its checksum when the chunk is decoded (zarr-python's ``crc32c`` codec,
+  or ``read_plain_array`` here), and a shard's index carries a checksum of its own.
+
+Zarr itself reads a missing chunk as the fill value, so the reader calls ``chunk_problems`` before it
+reads an array through zarr, and ``spinedata.store.verify`` runs both checks over a whole store.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from spinedata.errors import StoreError
+from spinedata.store.fastwrite import CRC32C_CODEC, DATA_TYPES
+
+MAX_UINT64 = 2**64 - 1
+"""A shard index entry ``(MAX_UINT64, MAX_UINT64)`` marks a chunk that is not in the shard."""
+PLAIN_DTYPES = {name: code for code, name in DATA_TYPES.items()}
+"""Zarr v3 data type -> little-endian NumPy dtype, for ``read_plain_array`` (the types ``fastwrite`` writes)."""
+BYTES_CODEC = {"name": "bytes", "configuration": {"endian": "little"}}
+
+
+class DamagedStoreError(StoreError):
+    """An array of a store is damaged or incomplete: a chunk missing, a checksum wrong, bytes undecodable."""
+
+
+def describe(root: Path, folder: Path) -> str:
+    """``study 7, array 42/0/image`` or ``table labels, column x``: where an array lies, for messages."""
+    try:
+        parts = Path(folder).relative_to(root).parts
+    except ValueError:
+        return str(folder)
+    if len(parts) >= 3 and parts[0] == "studies":
+        return f"study {parts[1]}, array {'/'.join(parts[2:])}"
+    if len(parts) == 2:
+        return f"table {parts[0]}, column {parts[1]}"
+    return "/".join(parts)
+
+
+def damaged(root: Path, folder: Path, problem: str) -> DamagedStoreError:
+    """The one-line error for ``problem`` of the array at ``folder``."""
+    return DamagedStoreError(
+        f"damaged store {str(root)!r}: {describe(root, folder)}: {problem}; `spine verify {root}` lists all damage"
+    )
+
+
+def array_metadata(folder: Path) -> dict:
+    """An array's ``zarr.json``; ``StoreError`` when it is missing, unreadable or not an array's."""
+    try:
+        meta = json.loads((folder / "zarr.json").read_text())
+    except FileNotFoundError:
+        raise StoreError("missing (no zarr.json)") from None
+    except (OSError, ValueError) as error:
+        raise StoreError(f"unreadable zarr.json ({error})") from None
+    if not isinstance(meta, dict) or meta.get("node_type") != "array":
+        raise StoreError("zarr.json does not describe an array")
+    return meta
+
+
+def _sharding(meta: dict) -> dict | None:
+    codecs = meta.get("codecs") or []
+    if codecs and isinstance(codecs[0], dict) and codecs[0].get("name") == "sharding_indexed":
+        return codecs[0].get("configuration", {})
+    return None
+
+
+def has_checksums(meta: dict) -> bool:
+    """Whether every chunk of the array carries a CRC32C (the ``crc32c`` codec, inside the shard if any)."""
+    sharding = _sharding(meta)
+    codecs = sharding.get("codecs", []) if sharding is not None else meta.get("codecs", [])
+    return any(isinstance(c, dict) and c.get("name") == "crc32c" for c in codecs)
+
+
+def _grid(meta: dict) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``(shape, chunk grid's chunk shape)``; ``StoreError`` for a grid other than regular."""
+    grid = meta.get("chunk_grid", {})
+    if grid.get("name") != "regular":
+        raise StoreError(f"chunk grid {grid.get('name')!r} is not checked (only 'regular')")
+    shape = tuple(int(n) for n in meta.get("shape", ()))
+    chunks = tuple(int(c) for c in grid.get("configuration", {}).get("chunk_shape", ()))
+    if len(shape) != len(chunks) or min(chunks, default=1) < 1:
+        raise StoreError(f"chunk shape {list(chunks)} does not fit the shape {list(shape)}")
+    return shape, chunks
+
+
+def chunk_key(meta: dict, index: tuple[int, ...]) -> str:
+    """The file name of a chunk (Zarr v3 ``default`` or ``v2`` chunk key encoding)."""
+    encoding = meta.get("chunk_key_encoding", {})
+    name = encoding.get("name", "default")
+    separator = encoding.get("configuration", {}).get("separator", "/" if name == "default" else ".")
+    if name == "v2":
+        return separator.join(map(str, index)) if index else "0"
+    return separator.join(["c", *map(str, index)])
+
+
+def chunk_problems(folder: Path, meta: dict | None = None) -> list[str]:
+    """What is missing from the array at ``folder`` (empty when every chunk of its grid is there): chunk or
+    shard files, chunks a shard's index does not hold, a shard index failing its checksum or pointing
+    past the shard's end. Nothing is decoded; checksums of chunks are checked when they are read."""
+    meta = array_metadata(folder) if meta is None else meta
+    shape, chunks = _grid(meta)
+    sharding = _sharding(meta)
+    problems = []
+    for index in itertools.product(*(range(-(-n // c)) for n, c in zip(shape, chunks, strict=True))):
+        key = chunk_key(meta, index)
+        path = folder / key
+        if not path.is_file():
+            problems.append(f"{'shard' if sharding is not None else 'chunk'} {key} missing")
+        elif sharding is not None:
+            inner = tuple(int(c) for c in sharding.get("chunk_shape", ()))
+            problems += [f"shard {key}: {p}" for p in _shard_problems(path, chunks, inner, sharding)]
+    return problems
+
+
+def _shard_problems(path: Path, shard_shape: tuple[int, ...], inner: tuple[int, ...], config: dict) -> list[str]:
+    """Problems of one shard's index (spec: ``(offset, nbytes)`` uint64 pairs per inner chunk, C order)."""
+    if len(inner) != len(shard_shape) or min(inner, default=1) < 1:
+        return [f"inner chunk shape {list(inner)} does not fit the shard {list(shard_shape)}"]
+    if any(s % c for s, c in zip(shard_shape, inner, strict=True)):
+        return [f"inner chunk shape {list(inner)} does not divide the shard {list(shard_shape)}"]
+    codecs = [c.get("name") for c in config.get("index_codecs", []) if isinstance(c, dict)]
+    if codecs not in (["bytes"], ["bytes", "crc32c"]):
+        return [f"shard index codecs {codecs} are not checked"]
+    counts = tuple(s // c for s, c in zip(shard_shape, inner, strict=True))
+    n = math.prod(counts)
+    checksum = 4 if "crc32c" in codecs else 0
+    index_size = 16 * n + checksum
+    size = path.stat().st_size
+    if size < index_size:
+        return [f"{size} bytes, shorter than its index ({index_size} bytes)"]
+    with open(path, "rb") as handle:
+        if config.get("index_location", "end") == "start":
+            raw = handle.read(index_size)
+        else:
+            handle.seek(size - index_size)
+            raw = handle.read(index_size)
+    if checksum and struct.unpack("<I", raw[-4:])[0] != _crc32c(raw[:-4]):
+        return ["index checksum mismatch (the index is damaged)"]
+    entries = np.frombuffer(raw[: 16 * n], dtype="<u8").reshape(n, 2)
+    problems = []
+    data_start, data_end = (index_size, size) if config.get("index_location") == "start" else (0, size - index_size)
+    missing = int(np.sum((entries[:, 0] == MAX_UINT64) & (entries[:, 1] == MAX_UINT64)))
+    if missing:
+        problems.append(f"{missing} of its {n} chunks missing")
+    present = entries[entries[:, 0] != MAX_UINT64]
+    if len(present) and (np.any(present[:, 0] < data_start) or np.any(present[:, 0] + present[:, 1] > data_end)):
+        problems.append("index points outside the shard's data (truncated?)")
+    return problems
+
+
+def _crc32c(data: bytes) -> int:
+    import google_crc32c
+
+    return google_crc32c.value(data)
+
+
+def read_plain_array(folder: Path, *, every_chunk: bool) -> np.ndarray | None:
+    """A whole array stored as one uncompressed little-endian chunk, with or without a CRC32C (as
+    ``fastwrite`` writes the store's small arrays), read straight from its file; ``None`` for any other
+    layout (zarr reads it then), and for a missing chunk unless ``every_chunk``. ``StoreError`` (the
+    problem alone; ``damaged`` makes the message) for a missing chunk, a wrong size or checksum."""
+    meta = array_metadata(folder)
+    shape = meta.get("shape")
+    grid = meta.get("chunk_grid", {}).get("configuration", {}).get("chunk_shape")
+    keys = meta.get("chunk_key_encoding", {})
+    dtype = PLAIN_DTYPES.get(meta.get("data_type"))
+    codecs = meta.get("codecs")
+    if (
+        not shape or grid != shape or dtype is None or keys.get("name") != "default"
+        or codecs not in ([BYTES_CODEC], [BYTES_CODEC, CRC32C_CODEC]) or meta.get("storage_transformers")
+    ):  # fmt: skip
+        return None
+    key = chunk_key(meta, (0,) * len(shape))
+    try:
+        raw = (folder / key).read_bytes()
+    except FileNotFoundError:
+        if every_chunk:
+            raise StoreError(f"chunk {key} missing") from None
+        return None
+    except OSError as error:
+        raise StoreError(f"chunk {key} unreadable ({error})") from None
+    count = math.prod(shape)
+    expected = count * np.dtype(dtype).itemsize + (4 if len(codecs) == 2 else 0)
+    if len(raw) != expected:
+        raise StoreError(f"chunk {key} holds {len(raw)} bytes where shape {shape} needs {expected}")
+    if len(codecs) == 2:
+        if struct.unpack("<I", raw[-4:])[0] != _crc32c(raw[:-4]):
+            raise StoreError(f"chunk {key} fails its checksum (its bytes changed)")
+        raw = raw[:-4]
+    values = np.frombuffer(raw, dtype=dtype)
+    return values.astype(np.dtype(dtype).newbyteorder("="), copy=True).reshape(shape)
+
+
+ZARR_READ_ERRORS = (ValueError, RuntimeError, TypeError, KeyError, OSError, struct.error)
+"""What zarr-python raises for damaged bytes: a checksum mismatch (``ValueError``), an undecodable Blosc
+frame (``RuntimeError``), a chunk of the wrong size (``ValueError``), an unreadable file (``OSError``)."""
+
+
+def read_with_zarr(folder: Path, selection=Ellipsis) -> np.ndarray:
+    """``selection`` of the array at ``folder`` through zarr-python; ``StoreError`` (the problem alone)
+    when zarr cannot read or decode it (``chunk_problems`` must be checked first: zarr reads a missing
+    chunk as the fill value)."""
+    import zarr
+    from zarr.storage import LocalStore
+
+    try:
+        array = zarr.open_array(store=LocalStore(folder, read_only=True), mode="r")
+        return np.asarray(array[selection])
+    except ZARR_READ_ERRORS as error:
+        raise StoreError(zarr_problem(error)) from error
+
+
+def zarr_problem(error: BaseException) -> str:
+    """What zarr-python's ``error`` says of the array, in a few words."""
+    if isinstance(error, ValueError) and "checksum" in str(error):
+        return "a chunk fails its checksum (its bytes changed)"
+    return f"cannot be read ({type(error).__name__}: {_short(error)})"
+
+
+def _short(error: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def check_array(root: Path, folder: Path, *, every_chunk: bool) -> dict:
+    """The array's metadata once its chunks are all there (when ``every_chunk``); ``DamagedStoreError``
+    naming the array and its first problem otherwise."""
+    try:
+        meta = array_metadata(folder)
+        problems = chunk_problems(folder, meta) if every_chunk else []
+    except StoreError as error:
+        raise damaged(root, folder, str(error)) from None
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise damaged(root, folder, problems[0] + more)
+    return meta
+
+
+def read_array(root: Path, folder: Path, *, every_chunk: bool, selection=Ellipsis) -> np.ndarray:
+    """``selection`` of a store's array, checked: small single-chunk arrays straight from their file, any
+    other through zarr after ``check_array``; ``DamagedStoreError`` naming the array and the problem."""
+    try:
+        if selection is Ellipsis:
+            plain = read_plain_array(folder, every_chunk=every_chunk)
+            if plain is not None:
+                return plain
+        check_array(root, folder, every_chunk=every_chunk)
+        return read_with_zarr(folder, selection)
+    except DamagedStoreError:
+        raise
+    except StoreError as error:
+        raise damaged(root, folder, str(error)) from None
+
