@@ -32,6 +32,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from spinedata.conditions import CONDITION_GROUPS, SCORED_GROUPS
 from spinedata.constants import (
     MISSING,
     SEVERITIES,
@@ -45,11 +46,7 @@ from spinedata.errors import SpineError
 PROBABILITY_EPS: float = float(np.finfo(np.float64).eps)
 """Probabilities are clipped to ``[PROBABILITY_EPS, 1 - PROBABILITY_EPS]`` (scikit-learn's ``eps='auto'``)."""
 
-GROUPS: dict[str, str] = {
-    "spinal": "spinal_canal_stenosis",
-    "foraminal": "neural_foraminal_narrowing",
-    "subarticular": "subarticular_stenosis",
-}
+GROUPS: dict[str, str] = {name: CONDITION_GROUPS[name].metric_key for name in SCORED_GROUPS}
 """Row-id substring of each condition group -> its key in the result of :func:`score`."""
 
 ANY_SEVERE_KEY = "any_severe_spinal"

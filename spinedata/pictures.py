@@ -147,7 +147,7 @@ def _draw_points(ax, stack: Any, table: pd.DataFrame, marker: str, size: float, 
 
 def _stack_for(study: Any, point: pd.Series, condition: str) -> Any | None:
     """The stack a point was located in (coords rows), else the first stack of the condition's series role."""
-    from spinedata.constants import CONDITION_ROLE
+    from spinedata.conditions import CONDITION_ROLE
 
     if "series_id" in point.index and pd.notna(point.get("series_id")) and "stack" in point.index:
         series = study.series.get(str(point["series_id"]).split(".")[0])

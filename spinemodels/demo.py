@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from spinedata.constants import CONDITIONS, SEVERITY_CODE, TARGETS, target_name
+from spinedata.conditions import CONDITION_GROUPS, SCORED_GROUPS
+from spinedata.constants import SEVERITY_CODE, TARGETS, target_name
 from spinedata.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "cpu"
@@ -65,7 +66,7 @@ DEFAULT_MATRIX = 192
 """In-plane matrix of every synthetic series in the demo: the small models resize to 64-128 px anyway, and
 smaller DICOM files make synth, ingest and loading several times faster than the generator's 256-384."""
 
-LOCATION_GROUPS = {"spinal": CONDITIONS[:1], "foraminal": CONDITIONS[1:3], "subarticular": CONDITIONS[3:]}
+LOCATION_GROUPS = {name: CONDITION_GROUPS[name].conditions for name in SCORED_GROUPS}
 
 WORK_ITEMS = ("data", "train.zarr", "test.zarr", "runs", "pictures", "coords.csv", "submission.csv",
               "test_truth.csv", "summary.json")
