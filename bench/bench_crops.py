@@ -19,8 +19,9 @@ import numpy as np
 import xarray as xr
 import zarr
 
-from spinedata.crops import crop_around, stack_intensity_range
+from spinedata.crops import crop_around
 from spinedata.geometry import StackGeometry
+from spinedata.intensity import stack_intensity_range
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,9 @@ from spinedata.constants import (
     SUBMISSION_COLUMNS,
     row_id,
 )
-from spinedata.crops import crop_around, stack_intensity_range
+from spinedata.crops import crop_around
 from spinedata.errors import ConfigError
+from spinedata.intensity import stack_intensity_range
 
 WORLD = ("world_x", "world_y", "world_z")
 LEVEL_COLOURS = ("#e41a1c", "#ff7f00", "#ffd92f", "#4daf4a", "#377eb8")

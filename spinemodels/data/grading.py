@@ -28,8 +28,9 @@ from scipy import ndimage
 
 from spinedata.conditions import CONDITION_GROUPS, ConditionGroup
 from spinedata.constants import LEVELS, MISSING, target_name
-from spinedata.crops import crop_around, stack_intensity_range
+from spinedata.crops import crop_around
 from spinedata.errors import ConfigError
+from spinedata.intensity import stack_intensity_range
 from spinemodels.data.sampling import unpack_index
 from spinemodels.data.stackio import LazyStoreDataset
 
