@@ -19,8 +19,9 @@ import numpy as np
 import xarray as xr
 import zarr
 
-from spinedata.crops import crop_around, stack_intensity_range
+from spinedata.crops import crop_around
 from spinedata.geometry import StackGeometry
+from spinedata.intensity import stack_intensity_range
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def time_crops(volume, geometry: StackGeometry, setting: Setting, size: int, rep
 
 def bench_store(path: str, n_studies: int, size: int) -> None:
     import spinedata as sd
-    from spinedata.constants import CONDITION_ROLE
+    from spinedata.conditions import CONDITION_ROLE
 
     by_group = {"Spinal": SETTINGS[0], "Neural Foraminal": SETTINGS[1], "Subarticular": SETTINGS[2]}
     ds = sd.open_dataset(path)

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 import spinedata
+from spinedata.conditions import CONDITION_GROUPS, SCORED_GROUPS
 from spinedata.constants import CONDITIONS
 from spinemodels.config import load_config
 from spinemodels.locate import keypoint_shift_set, locate
@@ -38,7 +39,7 @@ from spinemodels.slice_refine import SliceRefineOptions
 from spinemodels.training import train
 
 CONFIGS = {"finder": "configs/cpu/slice_finder.yaml", "keypoints": "configs/cpu/keypoints.yaml"}
-GROUPS = {"spinal": CONDITIONS[:1], "foraminal": CONDITIONS[1:3], "subarticular": CONDITIONS[3:]}
+GROUPS = {name: CONDITION_GROUPS[name].conditions for name in SCORED_GROUPS}
 LARGE_ERROR_MM = 15.0
 """A point this far from the truth must carry a warning."""
 CONFIDENCE_BANDS = (0.0, 0.05, 0.2, 0.5, 1.0001)

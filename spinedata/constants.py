@@ -33,16 +33,7 @@ ROLE_SAG_T1 = "Sagittal T1"
 ROLE_SAG_T2 = "Sagittal T2/STIR"
 ROLE_AXIAL_T2 = "Axial T2"
 ROLES: tuple[str, ...] = (ROLE_SAG_T1, ROLE_SAG_T2, ROLE_AXIAL_T2)
-"""Series roles, as written in ``*_series_descriptions.csv``."""
-
-CONDITION_ROLE: dict[str, str] = {
-    "Spinal Canal Stenosis": ROLE_SAG_T2,
-    "Left Neural Foraminal Narrowing": ROLE_SAG_T1,
-    "Right Neural Foraminal Narrowing": ROLE_SAG_T1,
-    "Left Subarticular Stenosis": ROLE_AXIAL_T2,
-    "Right Subarticular Stenosis": ROLE_AXIAL_T2,
-}
-"""The series on which each condition is labelled (and graded)."""
+"""Series roles, as written in ``*_series_descriptions.csv`` (each condition's: ``spinedata.conditions``)."""
 
 
 def condition_key(condition: str) -> str:

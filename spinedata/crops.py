@@ -32,39 +32,10 @@ import numpy as np
 from scipy import ndimage
 
 from spinedata.errors import ConfigError
-
-PERCENTILES: tuple[float, float] = (1.0, 99.0)
-"""Intensities are scaled so that these percentiles of a stack map to 0 and 1 (then clipped)."""
-
-PERCENTILE_MAX_VOXELS = 4_000_000
-"""Stacks larger than this are subsampled (a regular stride) to estimate their percentiles."""
+from spinedata.intensity import normalise
 
 ANTIALIAS_TRUNCATE = 3.0
 """Gaussian prefilter truncated at this many sigmas; the read block gets the same margin."""
-
-
-def stack_intensity_range(volume: Any, percentiles: tuple[float, float] = PERCENTILES) -> tuple[float, float]:
-    """``(low, high)`` intensity percentiles of a whole stack ``(n, rows, cols)``; compute once per stack.
-
-    Stacks over PERCENTILE_MAX_VOXELS voxels are estimated from a regular subsample of their pixels.
-    A constant stack gives ``high = low + 1`` so that normalisation maps it to 0 instead of dividing by 0.
-    """
-    shape = tuple(int(v) for v in volume.shape)
-    stride = max(1, int(np.ceil(np.sqrt(np.prod(shape) / PERCENTILE_MAX_VOXELS))))
-    values = np.asarray(volume[:, ::stride, ::stride], dtype=np.float64)
-    low, high = (float(v) for v in np.percentile(values, percentiles))
-    if not high > low:
-        high = low + 1.0
-    return low, high
-
-
-def normalise(values: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
-    """Scale ``values`` so that ``value_range`` maps to 0..1, clipped; float32, same shape."""
-    low, high = value_range
-    if not high > low:
-        raise ConfigError(f"intensity range must have high > low, got {value_range}")
-    scaled = (np.asarray(values, dtype=np.float32) - np.float32(low)) / np.float32(high - low)
-    return np.clip(scaled, 0.0, 1.0, out=scaled)
 
 
 def crop_matrix(
@@ -183,8 +154,8 @@ def crop_around(
     geometry: its :class:`~spinedata.geometry.StackGeometry` (the point is placed by :func:`crop_centre`,
     which follows each slice's real position). Slices ``k - n_slices//2 ... k + (n_slices-1)//2`` around the
     nearest slice ``k``; those beyond the stack and pixels beyond its rows/cols are 0.
-    intensity_range: ``(low, high)`` from :func:`stack_intensity_range` (once per stack) -> values scaled to 0..1;
-    None keeps the stored values.
+    intensity_range: ``(low, high)`` from ``spinedata.intensity.stack_intensity_range`` (once per stack) ->
+    values scaled to 0..1; None keeps the stored values.
     mirror: flip the crop's columns (the right side made to look like the left).
     jitter_mm: the centre moves by a uniform offset in ``[-jitter_mm, jitter_mm]`` mm along rows and along
     columns; jitter_slices: the centre slice moves by an integer in ``[-jitter_slices, jitter_slices]``;

@@ -32,6 +32,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from spinedata.conditions import CONDITION_GROUPS, SCORED_GROUPS
 from spinedata.constants import (
     MISSING,
     SEVERITIES,
@@ -45,11 +46,7 @@ from spinedata.errors import SpineError
 PROBABILITY_EPS: float = float(np.finfo(np.float64).eps)
 """Probabilities are clipped to ``[PROBABILITY_EPS, 1 - PROBABILITY_EPS]`` (scikit-learn's ``eps='auto'``)."""
 
-GROUPS: dict[str, str] = {
-    "spinal": "spinal_canal_stenosis",
-    "foraminal": "neural_foraminal_narrowing",
-    "subarticular": "subarticular_stenosis",
-}
+GROUPS: dict[str, str] = {name: CONDITION_GROUPS[name].metric_key for name in SCORED_GROUPS}
 """Row-id substring of each condition group -> its key in the result of :func:`score`."""
 
 ANY_SEVERE_KEY = "any_severe_spinal"
@@ -180,6 +177,26 @@ def weighted_log_loss(codes: np.ndarray, probs: np.ndarray, weights: np.ndarray)
     return float(np.sum(weights * losses) / np.sum(weights))
 
 
+def any_severe_spinal(study_ids: Iterable, codes: Iterable, severe: Iterable) -> float:
+    """The any_severe_spinal part of the metric from scored spinal rows (one per study and level).
+
+    study_ids, codes (true class 0/1/2), severe (predicted ``severe`` value): one entry per row. Per study,
+    the label is 1 when any row is Severe, the prediction the largest ``severe`` value (clipped, not
+    renormalised), the weight the largest row weight; the result is their weighted binary log loss.
+    """
+    weights_by_class = np.asarray(SEVERITY_WEIGHTS, dtype=np.float64)
+    codes = np.asarray(codes, dtype=np.int64)
+    rows = pd.DataFrame({"study_id": np.asarray(study_ids),
+                         "is_severe": (codes == SEVERITY_CODE["Severe"]).astype(np.int64),
+                         "weight": weights_by_class[codes], "severe": np.asarray(severe, dtype=np.float64)})
+    per_study = rows.groupby("study_id").agg(label=("is_severe", "max"), weight=("weight", "max"),
+                                             prediction=("severe", "max"))
+    p_severe = np.clip(per_study["prediction"].to_numpy(dtype=np.float64), PROBABILITY_EPS, 1 - PROBABILITY_EPS)
+    binary = np.stack([1.0 - p_severe, p_severe], axis=1)
+    return weighted_log_loss(per_study["label"].to_numpy(dtype=np.int64), binary,
+                             per_study["weight"].to_numpy(dtype=np.float64))
+
+
 def unnormalised_rows(submission: pd.DataFrame, atol: float = SUM_ATOL) -> list[str]:
     """Row ids whose three values do not sum to 1 within ``atol`` (the metric renormalises them)."""
     sums = submission[list(SUBMISSION_COLUMNS)].to_numpy(dtype=np.float64).sum(axis=1)
@@ -225,18 +242,8 @@ def score(submission: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:
         probs = part[list(SUBMISSION_COLUMNS)].to_numpy(dtype=np.float64)
         result[key] = weighted_log_loss(codes, probs, weights_by_class[codes])
 
-    spinal = merged[merged["group"] == "spinal"].assign(
-        is_severe=lambda frame: (frame["code"] == SEVERITY_CODE["Severe"]).astype(np.int64),
-        weight=lambda frame: weights_by_class[frame["code"].to_numpy(dtype=np.int64)],
-    )
-    per_study = spinal.groupby("study_id").agg(label=("is_severe", "max"), weight=("weight", "max"),
-                                               prediction=("severe", "max"))
-    p_severe = per_study["prediction"].to_numpy(dtype=np.float64)
-    binary = np.stack([1.0 - np.clip(p_severe, PROBABILITY_EPS, 1 - PROBABILITY_EPS),
-                       np.clip(p_severe, PROBABILITY_EPS, 1 - PROBABILITY_EPS)], axis=1)
-    result[ANY_SEVERE_KEY] = weighted_log_loss(
-        per_study["label"].to_numpy(dtype=np.int64), binary, per_study["weight"].to_numpy(dtype=np.float64)
-    )
+    spinal = merged[merged["group"] == "spinal"]
+    result[ANY_SEVERE_KEY] = any_severe_spinal(spinal["study_id"], spinal["code"], spinal["severe"])
 
     parts = np.array([result[key] for key in GROUPS.values()] + [result[ANY_SEVERE_KEY]])
     result["score"] = float(np.average(parts, weights=[1.0, 1.0, 1.0, ANY_SEVERE_SCALAR]))

@@ -24,8 +24,9 @@ from spinedata.constants import (
     SUBMISSION_COLUMNS,
     row_id,
 )
-from spinedata.crops import crop_around, stack_intensity_range
+from spinedata.crops import crop_around
 from spinedata.errors import ConfigError
+from spinedata.intensity import stack_intensity_range
 
 WORLD = ("world_x", "world_y", "world_z")
 LEVEL_COLOURS = ("#e41a1c", "#ff7f00", "#ffd92f", "#4daf4a", "#377eb8")
@@ -147,7 +148,7 @@ def _draw_points(ax, stack: Any, table: pd.DataFrame, marker: str, size: float, 
 
 def _stack_for(study: Any, point: pd.Series, condition: str) -> Any | None:
     """The stack a point was located in (coords rows), else the first stack of the condition's series role."""
-    from spinedata.constants import CONDITION_ROLE
+    from spinedata.conditions import CONDITION_ROLE
 
     if "series_id" in point.index and pd.notna(point.get("series_id")) and "stack" in point.index:
         series = study.series.get(str(point["series_id"]).split(".")[0])

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar
 
+from spinedata.conditions import GROUP_OF
 from spinedata.constants import CONDITIONS, SEVERITY_WEIGHTS, SUBMISSION_COLUMNS
 from spinedata.errors import SpineError
 from spinedata.metric import weighted_log_loss
@@ -35,8 +36,6 @@ MIN_STUDIES_PER_SIDE = 5
 """The any_severe scale is fitted only on at least this many studies with a severe spinal level, and as many
 without: on fewer, one or two studies decide it (a fold with one severe study drove it to its bound)."""
 SPINAL = CONDITIONS[0]
-GROUP_OF = {CONDITIONS[0]: "spinal", CONDITIONS[1]: "foraminal", CONDITIONS[2]: "foraminal",
-            CONDITIONS[3]: "subarticular", CONDITIONS[4]: "subarticular"}
 
 
 class CalibrationError(SpineError):

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from spinedata.conditions import CONDITION_ROLE
 from spinedata.constants import (
-    CONDITION_ROLE,
     CONDITIONS,
     LEVELS,
     SUBMISSION_COLUMNS,

@@ -32,8 +32,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from spinedata.constants import CONDITIONS, SEVERITY_CODE, TARGETS, target_name
+from spinedata.conditions import CONDITION_GROUPS, SCORED_GROUPS
+from spinedata.constants import SEVERITY_CODE, TARGETS, target_name
 from spinedata.errors import ConfigError
+from spinedata.ingest import default_workers
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "cpu"
 """The small CPU configs the demo trains (shipped with the source checkout)."""
@@ -65,7 +67,7 @@ DEFAULT_MATRIX = 192
 """In-plane matrix of every synthetic series in the demo: the small models resize to 64-128 px anyway, and
 smaller DICOM files make synth, ingest and loading several times faster than the generator's 256-384."""
 
-LOCATION_GROUPS = {"spinal": CONDITIONS[:1], "foraminal": CONDITIONS[1:3], "subarticular": CONDITIONS[3:]}
+LOCATION_GROUPS = {name: CONDITION_GROUPS[name].conditions for name in SCORED_GROUPS}
 
 WORK_ITEMS = ("data", "train.zarr", "test.zarr", "runs", "pictures", "coords.csv", "submission.csv",
               "test_truth.csv", "summary.json")
@@ -222,7 +224,7 @@ def run_demo(settings: DemoSettings, announce: Callable[[str, str], None] | None
             finished(record)
         return value
 
-    synth_workers = settings.workers or _cpu_count()
+    synth_workers = settings.workers or default_workers()
     synth = step("synth", _command("spine", "synth", data, "--studies", settings.studies, "--test-studies",
                                    settings.test_studies, "--seed", settings.seed, "--matrix", settings.matrix,
                                    "--workers", synth_workers),
@@ -295,7 +297,7 @@ def run_demo(settings: DemoSettings, announce: Callable[[str, str], None] | None
         "epochs": {name: settings.epochs_of(name) for name in names},
         "device": device,
         "torch_threads": torch.get_num_threads(),
-        "machine": f"{platform.machine()}, {_cpu_count()} cores, Python {platform.python_version()}",
+        "machine": f"{platform.machine()}, {default_workers()} cores, Python {platform.python_version()}",
         "train_studies": len(synth.train_study_ids),
         "test_studies": len(test_ds.study_ids),
         "scores": scored,
@@ -321,7 +323,3 @@ def _cpu_seconds() -> float:
 
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
-def _cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from spinedata.constants import CONDITION_ROLE, CONDITIONS, LEVELS, ROLE_AXIAL_T2, ROLE_SAG_T1, ROLE_SAG_T2
+from spinedata.conditions import CONDITION_ROLE
+from spinedata.constants import CONDITIONS, LEVELS, ROLE_AXIAL_T2, ROLE_SAG_T1, ROLE_SAG_T2
 
 SPINAL = CONDITIONS[0]
 OFFSETS_FILE = "offsets.csv"

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import map_coordinates
 
+from spinedata import intensity
 from spinedata.errors import SpineError
 
 
@@ -73,11 +74,7 @@ class Refinement:
 
 def percentile_scaled(volume: np.ndarray, low: float = 1.0, high: float = 99.0) -> np.ndarray:
     """(n, r, c) -> float32 with the stack's ``low`` and ``high`` percentiles at 0 and 1 (not clipped)."""
-    volume = np.asarray(volume, dtype=np.float32)
-    lo, hi = np.percentile(volume, [low, high])
-    if not np.isfinite(hi - lo) or hi - lo <= 0:
-        return np.zeros_like(volume)
-    return (volume - lo) / (hi - lo)
+    return intensity.percentile_scaled(volume, (low, high), clip=False)
 
 
 def band_design(ks: np.ndarray, centres: np.ndarray, half_widths: np.ndarray) -> np.ndarray:

@@ -8,9 +8,10 @@ import xarray as xr
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
-from spinedata.crops import antialias_sigma, bilinear_sample, crop_around, normalise, stack_intensity_range
+from spinedata.crops import antialias_sigma, bilinear_sample, crop_around
 from spinedata.errors import ConfigError
 from spinedata.geometry import StackGeometry
+from spinedata.intensity import normalise, stack_intensity_range
 
 DOT_SIGMA_MM = 1.2
 

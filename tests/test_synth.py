@@ -12,8 +12,8 @@ import pandas as pd
 import pydicom
 import pytest
 
+from spinedata.conditions import CONDITION_ROLE
 from spinedata.constants import (
-    CONDITION_ROLE,
     CONDITIONS,
     LEVELS,
     ROLES,

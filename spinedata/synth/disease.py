@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm
 
+from spinedata.conditions import GROUP_OF
 from spinedata.constants import CONDITIONS, LEVELS, SEVERITIES
 from spinedata.errors import ConfigError
 
@@ -46,9 +47,8 @@ RECESS_DEPTH_MM = ((6.5, 1.0, 4.5, 9.0), (4.0, 0.7, 2.6, 5.5), (2.2, 0.45, 1.2, 
 
 def condition_group(condition: str) -> str:
     """``'Left Neural Foraminal Narrowing'`` -> ``'foraminal'``."""
-    for group in ("spinal", "foraminal", "subarticular"):
-        if group in condition.lower():
-            return group
+    if condition in GROUP_OF:
+        return GROUP_OF[condition]
     raise ConfigError(f"unknown condition {condition!r}; expected one of {CONDITIONS}")
 
 

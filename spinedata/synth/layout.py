@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from spinedata.conditions import CONDITION_ROLE
 from spinedata.constants import (
-    CONDITION_ROLE,
     CONDITIONS,
     LEVELS,
     ROLE_AXIAL_T2,

@@ -26,17 +26,11 @@ import pandas as pd
 import torch
 from scipy import ndimage
 
-from spinedata.constants import (
-    CONDITIONS,
-    LEVELS,
-    MISSING,
-    ROLE_AXIAL_T2,
-    ROLE_SAG_T1,
-    ROLE_SAG_T2,
-    target_name,
-)
-from spinedata.crops import crop_around, stack_intensity_range
+from spinedata.conditions import CONDITION_GROUPS, ConditionGroup
+from spinedata.constants import LEVELS, MISSING, target_name
+from spinedata.crops import crop_around
 from spinedata.errors import ConfigError
+from spinedata.intensity import stack_intensity_range
 from spinemodels.data.sampling import unpack_index
 from spinemodels.data.stackio import LazyStoreDataset
 
@@ -45,27 +39,11 @@ POINT_COLUMNS = ["study_id", "series_id", "stack", "condition", "level", *WORLD]
 """Columns a point table needs (``dataset.labels`` and ``coords.csv`` both have them)."""
 
 
-@dataclass(frozen=True)
-class GradeGroup:
-    """A condition group graded by one model: its conditions (one per side), series role and mirroring."""
+GradeGroup = ConditionGroup
+"""A condition group graded by one model (``spinedata.conditions``)."""
 
-    name: str
-    conditions: tuple[str, ...]
-    role: str
-    mirror: tuple[bool, ...]
-
-    @property
-    def sides(self) -> int:
-        return len(self.conditions)
-
-
-GRADE_GROUPS: dict[str, GradeGroup] = {
-    "spinal": GradeGroup("spinal", (CONDITIONS[0],), ROLE_SAG_T2, (False,)),
-    "foraminal": GradeGroup("foraminal", (CONDITIONS[1], CONDITIONS[2]), ROLE_SAG_T1, (False, False)),
-    "subarticular": GradeGroup("subarticular", (CONDITIONS[3], CONDITIONS[4]), ROLE_AXIAL_T2, (False, True)),
-    # cross-view: the spinal canal's cross-section on Axial T2 at each spinal point (spinemodels.data.views)
-    "spinal_axial": GradeGroup("spinal_axial", (CONDITIONS[0],), ROLE_AXIAL_T2, (False,)),
-}
+GRADE_GROUPS: dict[str, GradeGroup] = CONDITION_GROUPS
+"""The groups a grader can be trained for: every condition group (``spinedata.conditions``)."""
 
 
 @dataclass(frozen=True)

@@ -13,18 +13,15 @@ from typing import Any
 import numpy as np
 import torch
 
-LOW_PERCENTILE = 1.0
-"""Intensities are clipped to this percentile of the stack (and the next) and scaled to 0-1."""
-HIGH_PERCENTILE = 99.0
+from spinedata.intensity import PERCENTILES, percentile_scaled
+
+LOW_PERCENTILE, HIGH_PERCENTILE = PERCENTILES
+"""Intensities are clipped to these percentiles of the stack and scaled to 0-1 (``spinedata.intensity``)."""
 
 
 def normalise(volume: np.ndarray) -> np.ndarray:
     """(n, r, c) any dtype -> float32 in [0, 1], clipped to the stack's 1st-99th percentile."""
-    volume = np.asarray(volume, dtype=np.float32)
-    low, high = np.percentile(volume, [LOW_PERCENTILE, HIGH_PERCENTILE])
-    if not np.isfinite(high - low) or high - low <= 0:
-        return np.zeros_like(volume)
-    return np.clip((volume - low) / (high - low), 0.0, 1.0)
+    return percentile_scaled(volume, (LOW_PERCENTILE, HIGH_PERCENTILE), clip=True)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from spinedata.constants import CONDITION_ROLE
+from spinedata.conditions import CONDITION_ROLE
 from spinemodels.data.grading import WORLD, GradeGroup
 from spinemodels.placement import place_in_role
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from spinedata.conditions import CONDITION_GROUPS, CROSS_VIEWS, SCORED_GROUPS
 from spinedata.constants import CONDITIONS, SEVERITIES
 from spinemodels.networks.grader import SliceSequenceGrader, grid_outputs
 
-GROUP_ORDER: tuple[str, ...] = ("spinal", "foraminal", "subarticular")
+GROUP_ORDER: tuple[str, ...] = SCORED_GROUPS
 """Groups in the order their sides fill the five condition slots (the order of CONDITIONS)."""
-EXTRA_VIEWS: dict[str, int] = {"spinal_axial": 0}
+EXTRA_VIEWS: dict[str, int] = {name: CONDITION_GROUPS[name].slots.start for name in CROSS_VIEWS}
 """Optional graders of a condition on a second series (group name -> the condition slot they also grade)."""
 
 

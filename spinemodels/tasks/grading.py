@@ -19,7 +19,7 @@ import torch
 
 from spinedata.constants import LEVELS, SEVERITY_WEIGHTS, SUBMISSION_COLUMNS
 from spinedata.errors import ConfigError
-from spinedata.metric import class_priors, weighted_log_loss
+from spinedata.metric import any_severe_spinal, class_priors, weighted_log_loss
 from spinemodels.calibration import (
     CALIBRATION_FILE,
     fit_calibration,
@@ -171,11 +171,7 @@ class GradeTask(Task):
         probs = known[list(SUBMISSION_COLUMNS)].to_numpy(dtype=np.float64)
         out = {"wll": weighted_log_loss(codes, probs, weights[codes])}
         if self.group.name == "spinal":
-            per_study = known.assign(severe_true=codes == 2, w=weights[codes]).groupby("study_id").agg(
-                label=("severe_true", "max"), weight=("w", "max"), p=("severe", "max"))
-            p = per_study["p"].to_numpy()
-            out["any_severe"] = weighted_log_loss(per_study["label"].to_numpy(dtype=np.int64),
-                                                  np.stack([1 - p, p], axis=1), per_study["weight"].to_numpy())
+            out["any_severe"] = any_severe_spinal(known["study_id"], codes, known["severe"])
         return out
 
     def after_fit(self, dataset, train_ids, fold_dir):

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from spinedata.conditions import CONDITION_GROUPS
 from spinedata.constants import CONDITIONS, LEVELS, SEVERITY_WEIGHTS, SUBMISSION_COLUMNS, TARGETS, target_name
 from spinedata.errors import ConfigError
 from spinedata.metric import MetricError, class_priors, score
@@ -31,7 +32,7 @@ from spinemodels.registry import Task, register_task
 from spinemodels.rundir import BEST_FILE, RunDir, load_checkpoint, load_weights
 from spinemodels.tasks.grading import PRIORS_FILE, calibrate_run, crop_settings
 
-CONDITION_SLOTS: dict[str, slice] = {"spinal": slice(0, 1), "foraminal": slice(1, 3), "subarticular": slice(3, 5)}
+CONDITION_SLOTS: dict[str, slice] = {name: CONDITION_GROUPS[name].slots for name in GROUP_ORDER}
 """Which of the five condition slots (CONDITIONS order) each group fills."""
 
 
