@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterator, Sequence
 
 WITHOUT_TORCH: frozenset[str] = frozenset({"version", "score", "ingest", "info", "verify", "synth", "show"})
-"""Commands that never import torch (``tests/test_cli_startup.py`` checks their modules)."""
+"""Commands that never import torch (``tests/cli/test_startup.py`` checks their modules)."""
 
 BLAS_THREADS = "OPENBLAS_NUM_THREADS"
 """OpenBLAS (NumPy's BLAS in its wheels) reads its thread count from this variable when it is loaded."""

@@ -53,7 +53,7 @@ HEADER_ELEMENTS = {
     "RescaleSlope": (0x00281053, "DS"), "RescaleIntercept": (0x00281052, "DS"),
 }  # fmt: skip
 """The only elements ``read_header`` reads: keyword -> (tag, VR) of the DICOM data dictionary (checked
-against pydicom's in ``tests/test_dicomscan.py``; written out so that the scan needs no pydicom import)."""
+against pydicom's in ``tests/spinedata/test_dicomscan.py``; written out so that the scan needs no pydicom import)."""
 HEADER_KEYWORDS = list(HEADER_ELEMENTS)
 HEADER_TAGS = {keyword: tag for keyword, (tag, _) in HEADER_ELEMENTS.items()}
 

@@ -7,7 +7,7 @@ of: a file with the 128-byte preamble and ``DICM``, an explicit or implicit VR l
 (native or encapsulated pixel data), every element whole. Anything else (big endian, deflated, a file
 without preamble, an unexpected VR for a wanted tag, an odd length, a truncated file, a broken sequence)
 makes ``scan`` return ``None``, and the caller reads the file with pydicom, which gives the precise
-error for damaged files. ``tests/test_dicomscan.py`` checks that both readers agree on every test file.
+error for damaged files. ``tests/spinedata/test_dicomscan.py`` checks that both readers agree on every test file.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ yet, so this module writes the same bytes directly: ``zarr.json`` per node (regu
 chunk (edge chunks padded with the fill value, as the spec requires), or one shard per array. Every chunk
 of the grid is written, also one holding only the fill value (zarr-python leaves those out unless
 ``write_empty_chunks``), so a reader can tell a missing chunk from an empty one.
-``tests/test_store_fastwrite.py`` checks that zarr-python reads every array back identically, parses the
+``tests/spinedata/test_store_fastwrite.py`` checks that zarr-python reads every array back identically, parses the
 same metadata it would have written, and writes the same bytes (whole shards included).
 
 Chunks are compressed by Blosc's own Python binding (``blosc``, the C-Blosc 1 library that numcodecs

@@ -16,8 +16,6 @@ import numpy as np
 import pydicom
 import pytest
 import zarr
-from dicom_writer import write_enhanced
-from ingest_data import write_competition_dataset, write_competition_series
 from pydicom.uid import generate_uid
 from typer.testing import CliRunner
 
@@ -30,8 +28,10 @@ from spinedata.ingest import check_report_path, ingest
 from spinedata.report import read_report
 from spinedata.store.layout import STAGING
 from spinedata.store.writer import StudyWriter
+from tests.helpers.dicom_writer import write_enhanced
+from tests.helpers.ingest_data import write_competition_dataset, write_competition_series
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

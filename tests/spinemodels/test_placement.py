@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from spinemodels_fakes import FORAMINAL_X_MM, SUBARTICULAR_X_MM, SUBARTICULAR_Y_MM, make_fake_dataset
 
 from spinedata.constants import CONDITIONS, LEVELS
 from spinemodels.placement import average_offsets, learn_offsets, place_point
+from tests.helpers.spinemodels_fakes import (
+    FORAMINAL_X_MM,
+    SUBARTICULAR_X_MM,
+    SUBARTICULAR_Y_MM,
+    make_fake_dataset,
+)
 
 
 @pytest.fixture(scope="module")

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from spinemodels_fakes import make_fake_dataset
 
 from spinedata.constants import CONDITIONS, LEVELS
 from spinedata.pictures import render_study, warned
 from spinemodels.stage1_report import coords_warnings, locate_summary
+from tests.helpers.spinemodels_fakes import make_fake_dataset
 
 
 def _coords(fake) -> pd.DataFrame:

@@ -10,7 +10,7 @@ from spinedata.errors import ConfigError
 from spinemodels.config import config_from_dict, load_config, parse_override, save_config
 from spinemodels.registry import get_task, task_names
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.rglob("*.yaml")), ids=lambda p: str(p.relative_to(CONFIGS)))

@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from spinemodels_fakes import FakeStack, make_fake_dataset, one_torch_thread  # noqa: F401
 
 import spinemodels.locate as locate_module
 from spinedata.constants import CONDITIONS, LEVELS
 from spinemodels.slice_refine import Refinement, SliceRefineOptions
 from spinemodels.stage1_checks import FAILED_CHECK_FACTOR, check_levels, level_confidence, slice_support
+from tests.helpers.spinemodels_fakes import FakeStack, make_fake_dataset, one_torch_thread  # noqa: F401
 
 SPINE = np.array([[0.0, 20.0, 60.0 - 33.0 * j] for j in range(5)])  # L1/L2 on top, 33 mm apart
 USED = [Refinement(8.0, True, 0.05, 0.9)] * 5
@@ -190,9 +190,8 @@ def test_unusable_or_missing_sagittal_stacks_give_warnings_not_crashes(patched, 
 def test_a_series_of_the_wrong_role_or_too_few_slices_is_not_used(patched):
     """A "Sagittal T2/STIR" series whose slices are axial, and one with 2 slices, are skipped with a warning;
     the Sagittal T1 series is used (with its own warning)."""
-    from spinemodels_fakes import AX_IOP
-
     from spinedata.geometry import StackGeometry
+    from tests.helpers.spinemodels_fakes import AX_IOP
 
     fake, study, spinal, midline = patched
     t2 = study.series["1"].stacks[0]

@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 import torch
 import torch.multiprocessing as mp
-from spinemodels_fakes import make_fake_dataset
-from test_spinemodels_training import TINY
 
 from spinemodels.config import config_from_dict
 from spinemodels.registry import get_task
 from spinemodels.rundir import RunDir
+from tests.helpers.spinemodels_fakes import make_fake_dataset
+from tests.spinemodels.test_training import TINY
 
 WORLD = 2
 

@@ -6,15 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from cli_helpers import cli_error
-from spinemodels_fakes import one_torch_thread  # noqa: F401
-from test_spinemodels_training import TINY
 from typer.testing import CliRunner
 
 import spinedata as sd
 from cli.app import app
 from spinedata.ingest import ingest
 from spinemodels.locate import COORD_COLUMNS
+from tests.helpers.cli_helpers import cli_error
+from tests.helpers.spinemodels_fakes import one_torch_thread  # noqa: F401
+from tests.spinemodels.test_training import TINY
 
 runner = CliRunner()
 
@@ -91,7 +91,7 @@ def test_a_wrong_config_key_is_one_line_error(store, configs, tmp_path, monkeypa
 
 
 def test_resume_from_a_planted_last_pt_is_one_line_error(store, configs, tmp_path, monkeypatch, capsys):
-    from test_spinemodels_training import plant
+    from tests.spinemodels.test_training import plant
 
     marker = tmp_path / "planted_ran"
     plant(tmp_path / "run" / "fold_0" / "last.pt", marker)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pydicom
 import pytest
-from dicom_writer import write_enhanced, write_series, write_slice
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydicom.filebase import DicomBytesIO
@@ -24,6 +23,7 @@ from spinedata.dicomio import (
 )
 from spinedata.errors import DicomReadError, MultiFrameFile
 from spinedata.stacks import build_stacks
+from tests.helpers.dicom_writer import write_enhanced, write_series, write_slice
 
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 

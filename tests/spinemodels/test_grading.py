@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from spinemodels_fakes import make_fake_dataset
 from typer.testing import CliRunner
 
 from spinedata.constants import CONDITIONS, LEVELS, SEVERITY_WEIGHTS, TARGETS, target_name
@@ -26,6 +25,7 @@ from spinemodels.networks.grader import SliceSequenceGrader, grid_outputs
 from spinemodels.registry import get_task
 from spinemodels.rundir import RunDir
 from spinemodels.training import train
+from tests.helpers.spinemodels_fakes import make_fake_dataset
 
 SETTINGS = CropSettings(image_size=24, side_mm=30.0, n_slices=3)
 

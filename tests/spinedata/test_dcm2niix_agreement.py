@@ -14,13 +14,13 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from dicom_writer import spatial_order, write_enhanced, write_series
 from pydicom.uid import RLELossless
 
 from spinedata.dicomio import read_header, read_headers, read_pixels, read_stack
 from spinedata.errors import DicomReadError
 from spinedata.geometry import lps_to_ras
 from spinedata.stacks import build_stacks
+from tests.helpers.dicom_writer import spatial_order, write_enhanced, write_series
 
 AFFINE_ATOL_MM = 1e-3
 """dcm2niix stores its affine as float32: agreement to about 1e-3 mm."""

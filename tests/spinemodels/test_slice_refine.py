@@ -124,12 +124,12 @@ def test_helpers_and_bad_input():
 
 def test_locate_refines_only_bright_csf_and_only_when_asked(monkeypatch):
     import torch
-    from spinemodels_fakes import SAG_IOP, FakeStack
 
     import spinemodels.locate as locate_module
     from spinedata.constants import ROLE_SAG_T1, ROLE_SAG_T2
     from spinedata.geometry import StackGeometry
     from spinemodels.tasks.slice_finder import soft_slices
+    from tests.helpers.spinemodels_fakes import SAG_IOP, FakeStack
 
     volume = canal_volume(7.3) * 1000
     n, size = volume.shape[0], volume.shape[1]

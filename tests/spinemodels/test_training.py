@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from spinemodels_fakes import make_fake_dataset, one_torch_thread  # noqa: F401
 
 from spinedata.errors import ConfigError
 from spinemodels.config import config_from_dict
 from spinemodels.rundir import RunDir, RunDirError, load_checkpoint
 from spinemodels.trainer import BestCheckpoint, Callback, LastCheckpoint, LoopState, fit, make_ema
 from spinemodels.training import lr_factor, train
+from tests.helpers.spinemodels_fakes import make_fake_dataset, one_torch_thread  # noqa: F401
 
 TINY_TRAIN = {"epochs": 2, "batch_size": 3, "n_folds": 2, "folds": [0], "num_workers": 0, "patience": 0}
 TINY = {

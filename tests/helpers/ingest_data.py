@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from dicom_writer import expected_affine, rotation, write_slice
 from pydicom.uid import generate_uid
 
 from spinedata.constants import TARGETS
+from tests.helpers.dicom_writer import expected_affine, rotation, write_slice
 
 SAGITTAL = (0.0, 90.0, 0.0)
 """Euler angles (deg) turning the identity IOP into a sagittal one (normal along x)."""

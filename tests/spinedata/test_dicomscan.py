@@ -17,7 +17,7 @@ from pydicom.uid import ImplicitVRLittleEndian
 from spinedata import dicomio
 from spinedata.dicomscan import scan
 from spinedata.errors import DicomReadError
-from tests.dicom_writer import write_slice
+from tests.helpers.dicom_writer import write_slice
 
 GEOMETRY = {"position": (-10.0, 20.0, 30.0), "orientation": (1, 0, 0, 0, 1, 0), "pixel_spacing": (0.7, 0.8)}
 

@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import zarr
-from test_store import make_geometry, write_study
 from typer.testing import CliRunner
 
 from cli.app import app
@@ -28,6 +27,7 @@ from spinedata.store.integrity import DamagedStoreError, has_checksums
 from spinedata.store.tables import replace_table
 from spinedata.store.verify import verify_store
 from spinedata.store.writer import IngestLock
+from tests.spinedata.test_store import make_geometry, write_study
 
 runner = CliRunner()
 STACK = "studies/7/42/0"

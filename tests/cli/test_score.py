@@ -8,13 +8,13 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from cli_helpers import cli_error
 from typer.testing import CliRunner
 
 from cli.app import app
 from cli.errors import run_app
 from spinedata.constants import SEVERITIES, TARGETS
 from spinedata.metric import SCORE_KEYS, priors_submission, score
+from tests.helpers.cli_helpers import cli_error
 
 runner = CliRunner()
 

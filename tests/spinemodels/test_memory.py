@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from spinemodels_fakes import make_fake_dataset, one_torch_thread  # noqa: F401
-from test_spinemodels_training import TINY
 
 from spinedata.errors import SpineError
 from spinemodels import memory
@@ -19,8 +17,10 @@ from spinemodels.config import config_from_dict
 from spinemodels.registry import get_task
 from spinemodels.rundir import RunDir
 from spinemodels.training import make_optimizer, train
+from tests.helpers.spinemodels_fakes import make_fake_dataset, one_torch_thread  # noqa: F401
+from tests.spinemodels.test_training import TINY
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -147,8 +147,7 @@ def test_checkpointing_lowers_the_estimate():
 MEASURE = """
 import json, sys, torch
 from pathlib import Path
-sys.path.insert(0, "tests")
-from test_memory import small_slice_finder
+from tests.spinemodels.test_memory import small_slice_finder
 from spinemodels import memory
 from spinemodels.training import make_optimizer
 torch.set_num_threads(1)

@@ -6,8 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from spinemodels_fakes import make_fake_dataset, one_torch_thread  # noqa: F401
-from test_spinemodels_training import TINY
 
 from spinedata.constants import CONDITIONS, LEVELS
 from spinemodels.audit import audit_labels, correct_labels
@@ -22,6 +20,8 @@ from spinemodels.locate import (
     locate,
 )
 from spinemodels.training import train
+from tests.helpers.spinemodels_fakes import make_fake_dataset, one_torch_thread  # noqa: F401
+from tests.spinemodels.test_training import TINY
 
 BOTH_FOLDS = ["train.folds=[0, 1]", "train.epochs=1"]
 

@@ -14,7 +14,7 @@ import pytest
 from cli.commands import COMMANDS
 from cli.startup import BLAS_THREADS, WITHOUT_TORCH, collector_paused, prepare_process
 
-CLI = Path(__file__).resolve().parents[1] / "cli"
+CLI = Path(__file__).resolve().parents[2] / "cli"
 
 
 def imported_modules(path: Path) -> set[str]:

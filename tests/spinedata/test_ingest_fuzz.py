@@ -22,10 +22,8 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from dicom_writer import write_enhanced
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ingest_data import write_competition_dataset, write_competition_series
 from pydicom.encaps import encapsulate
 from pydicom.uid import DeflatedExplicitVRLittleEndian, RLELossless, generate_uid
 
@@ -34,8 +32,10 @@ from spinedata import dicomio
 from spinedata.dicomio import ReadLimits, read_headers, read_pixels
 from spinedata.errors import DicomReadError, OutputPathError
 from spinedata.ingest import ingest
+from tests.helpers.dicom_writer import write_enhanced
+from tests.helpers.ingest_data import write_competition_dataset, write_competition_series
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 STUDY, SERIES = "1", "11"
 BOUND_S = 20.0
 """Wall-clock bound of one small ingest, whatever its input (generous: the machine is shared)."""
