@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=31)
     parser.add_argument("--matrices", type=int, nargs="+", default=[192, 256, 384, 512])
     parser.add_argument("--out", required=True)
-    parser.add_argument("--shifts", type=int, default=1, choices=[1, 4],
+    parser.add_argument("--shifts", type=int, default=4, choices=[1, 4],
                         help="sub-pixel placements of the keypoint grid averaged (1: none; 4: 0/0.5 px each axis)")
     args = parser.parse_args()
     shifts = keypoint_shift_set(args.shifts)

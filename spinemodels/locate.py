@@ -48,8 +48,6 @@ MAX_CANDIDATE_STACKS = 4
 
 LEVEL_CANDIDATES = 3
 """Peaks considered per level heatmap when the levels are decoded together."""
-KEYPOINT_SHIFTS: tuple[tuple[float, float], ...] = ((0.0, 0.0),)
-"""Sub-pixel placements of the keypoint grid (grid pixels) whose points are averaged."""
 
 
 def keypoint_shift_set(n: int) -> tuple[tuple[float, float], ...]:
@@ -62,6 +60,9 @@ def keypoint_shift_set(n: int) -> tuple[tuple[float, float], ...]:
     raise LocateError(f"keypoint shifts: 1 or 4 placements, got {n}")
 
 
+KEYPOINT_SHIFTS = keypoint_shift_set(4)
+"""Sub-pixel placements of the keypoint grid (grid pixels) whose points are averaged (chosen on validation:
+docs/benchmarks.md, "The demo's stage 1")."""
 SHIFT_MATCH_SIGMAS = 2.0
 """A shifted grid's peak counts for a level when within this many heatmap sigmas of the unshifted point."""
 

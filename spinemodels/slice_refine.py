@@ -35,7 +35,7 @@ class SliceRefineError(SpineError):
 class SliceRefineOptions:
     """Settings of the sub-slice refinement (``spinemodels.locate.locate(slice_refine=...)``)."""
 
-    half_length_mm: float = 12.0  # canal stretch sampled above and below the point, along the spine
+    half_length_mm: float = 20.0  # canal stretch sampled above and below the point, along the spine
     half_width_mm: float = 2.0  # and in front of and behind it
     step_mm: float = 1.0  # sampling step in the plane
     window: int = 4  # slices on each side of the starting slice
