@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Literal
 
 import yaml
 
-from spinedata.errors import ConfigError
+from spinemodels.errors import ConfigError
 
 MAX_YAML_BYTES = 1 << 20
 """Largest YAML file read (a config or a run's ``config.yaml`` is a few kilobytes)."""

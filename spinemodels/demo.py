@@ -34,8 +34,8 @@ import pandas as pd
 
 from spinedata.conditions import CONDITION_GROUPS, SCORED_GROUPS
 from spinedata.constants import SEVERITY_CODE, TARGETS, target_name
-from spinedata.errors import ConfigError
 from spinedata.ingest import default_workers
+from spinemodels.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "cpu"
 """The small CPU configs the demo trains (shipped with the source checkout)."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from spinedata.errors import ConfigError
+from spinemodels.errors import ConfigError
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -28,8 +28,8 @@ from typing import Any
 import pandas as pd
 import torch
 
-from spinedata.errors import ConfigError, SpineError
 from spinemodels.config import TrainConfig, load_config, save_config
+from spinemodels.errors import ConfigError, RunDirError
 
 CONFIG_FILE = "config.yaml"
 FOLDS_FILE = "folds.csv"
@@ -38,10 +38,6 @@ BEST_FILE = "best.pt"
 LAST_FILE = "last.pt"
 OOF_FILE = "oof.csv"
 _FOLD_DIR = re.compile(r"^fold_(\d+)$")
-
-
-class RunDirError(SpineError):
-    """A run directory is missing, incomplete or belongs to another config."""
 
 
 _UNREADABLE = (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, KeyError, IndexError, TypeError,

@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from spinedata.errors import ConfigError
 from spinemodels import distributed
 from spinemodels.config import OptimConfig, TrainConfig
 from spinemodels.data.sampling import EpochSampler, ShardSampler
+from spinemodels.errors import ConfigError
 from spinemodels.folds import assign_folds
 from spinemodels.memory import preflight
 from spinemodels.registry import Task, get_task

@@ -21,11 +21,11 @@ import torch
 
 from spinedata.conditions import CONDITION_GROUPS
 from spinedata.constants import CONDITIONS, LEVELS, SEVERITY_WEIGHTS, SUBMISSION_COLUMNS, TARGETS, target_name
-from spinedata.errors import ConfigError
 from spinedata.metric import MetricError, class_priors, score
 from spinemodels.data.grading import GRADE_GROUPS, GradeDataset, make_grade_samples
 from spinemodels.data.sampling import unpack_index
 from spinemodels.data.views import points_for_group
+from spinemodels.errors import ConfigError
 from spinemodels.grading_loss import any_severe_loss, weighted_cross_entropy
 from spinemodels.networks.master import EXTRA_VIEWS, GROUP_ORDER, MasterGrader
 from spinemodels.registry import Task, register_task

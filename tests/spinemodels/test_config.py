@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from spinedata.errors import ConfigError
 from spinemodels.config import config_from_dict, load_config, parse_override, save_config
+from spinemodels.errors import ConfigError
 from spinemodels.registry import get_task, task_names
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
-from spinedata.errors import ConfigError
 from spinemodels.config import config_from_dict
+from spinemodels.errors import ConfigError
 from spinemodels.rundir import RunDir, RunDirError, load_checkpoint
 from spinemodels.trainer import BestCheckpoint, Callback, LastCheckpoint, LoopState, fit, make_ema
 from spinemodels.training import lr_factor, train
