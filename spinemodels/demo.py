@@ -197,8 +197,8 @@ def run_demo(settings: DemoSettings, announce: Callable[[str, str], None] | None
     from spinedata.metric import SCORE_KEYS, priors_submission, score
     from spinedata.pictures import render_study
     from spinedata.synth import generate
+    from spinemodels.catalog import load_config
     from spinemodels.classify import classify
-    from spinemodels.config import load_config
     from spinemodels.locate import locate
     from spinemodels.training import train
 
