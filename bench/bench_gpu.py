@@ -37,8 +37,7 @@ def images_per_sample(batch: dict) -> int:
 def bench_config(name: str, store: str, steps: int, warmup: int, batch_size: int | None,
                  device: torch.device) -> dict:
     import spinedata
-    from spinemodels.config import load_config
-    from spinemodels.registry import get_task
+    from spinemodels.catalog import get_task, load_config
     from spinemodels.trainer import autocast, to_device
 
     config = load_config(REPO / "configs" / f"{name}.yaml", [])

@@ -24,8 +24,8 @@ import pandas as pd
 import spinedata
 from spinedata.constants import CONDITIONS
 from spinedata.metric import score
+from spinemodels.catalog import load_config
 from spinemodels.classify import classify
-from spinemodels.config import load_config
 from spinemodels.grade_audit import DISAGREEMENT, audit_grades
 from spinemodels.rundir import RunDir
 from spinemodels.tasks.grading import calibrate_run

@@ -14,9 +14,8 @@ import time
 
 import torch
 
-from spinemodels.config import load_config
+from spinemodels.catalog import get_task, load_config
 from spinemodels.networks.grader import grid_outputs
-from spinemodels.registry import get_task
 
 
 def seconds_per_study(config_path: str, repeats: int) -> tuple[str, tuple[int, ...], float]:

@@ -29,8 +29,8 @@ import torch
 
 import spinedata
 from spinedata.metric import SCORE_KEYS, priors_submission, score
+from spinemodels.catalog import load_config
 from spinemodels.classify import classify
-from spinemodels.config import load_config
 from spinemodels.data.grading import WORLD
 from spinemodels.rundir import RunDir
 from spinemodels.tasks.grading import calibrate_run

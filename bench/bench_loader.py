@@ -16,9 +16,8 @@ import torch
 from torch.utils.data import DataLoader
 
 import spinedata
-from spinemodels.config import load_config
+from spinemodels.catalog import get_task, load_config
 from spinemodels.data.sampling import EpochSampler
-from spinemodels.registry import get_task
 from spinemodels.trainer import to_device
 
 

@@ -35,7 +35,7 @@ import pandas as pd
 import spinedata
 from spinedata.conditions import CONDITION_GROUPS, SCORED_GROUPS
 from spinedata.constants import CONDITIONS
-from spinemodels.config import load_config
+from spinemodels.catalog import load_config
 from spinemodels.locate import keypoint_shift_set, locate
 from spinemodels.slice_refine import SliceRefineOptions
 from spinemodels.training import train

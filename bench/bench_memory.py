@@ -70,9 +70,8 @@ def cut_slices(task_name: str, batch: dict, slices: int | None) -> dict:
 
 def measure_one(config_path: str, store: str, samples: int, slices: int | None, overrides: list[str]) -> dict:
     import spinedata
-    from spinemodels.config import load_config
+    from spinemodels.catalog import get_task, load_config
     from spinemodels.memory import GIB, describe, estimate_step
-    from spinemodels.registry import get_task
     from spinemodels.training import make_optimizer
 
     torch.manual_seed(0)

@@ -37,10 +37,10 @@ def main() -> None:
     """Console-script entry point: known errors become one line and exit code 1.
 
     Only the command named on the command line is built (Typer reads the parameters of every command it
-    is given, ~35 ms for all of them at each start); help and unknown names get the whole app. The process
+    is given); help and unknown names get the whole app. The process
     is set up for that command first (``cli.startup.prepare_process``). At the end
     the objects still alive are frozen: the process is ending, and the interpreter's last garbage
-    collections would otherwise walk every imported module's objects (~0.1 s with numpy, more with pandas).
+    collections would otherwise walk every imported module's objects (``docs/benchmarks.md``).
     """
     from cli.errors import run_app
 

@@ -21,7 +21,7 @@ def train(
 ) -> None:
     """Train one model of the pipeline (one per fold); several GPUs: `torchrun --nproc-per-node N -m cli.app train ...`."""
     from cli.outputs import output_dir
-    from spinemodels.config import load_config
+    from spinemodels.catalog import load_config
     from spinemodels.training import train as run_training
 
     if not data.exists():

@@ -21,7 +21,7 @@ def prepare_process(names: Sequence[str]) -> None:
     Commands that never import torch run NumPy's BLAS on one thread unless the user set
     ``OPENBLAS_NUM_THREADS``: their linear algebra is on 4x4 matrices, their parallelism is worker
     processes, and the thread per core that OpenBLAS starts at import spins for a while on the cores those
-    workers need (~0.1 s of CPU at every import of NumPy: ``bench/bench_ingest_parts.py``). torch is left alone:
+    workers need (``docs/benchmarks.md``). torch is left alone:
     on some platforms its matrix products run on OpenBLAS too."""
     if names and all(name in WITHOUT_TORCH for name in names):
         os.environ.setdefault(BLAS_THREADS, "1")
@@ -31,8 +31,8 @@ def prepare_process(names: Sequence[str]) -> None:
 def collector_paused() -> Iterator[None]:
     """Run the body (a command's imports) with the garbage collector off, as it was before afterwards.
 
-    Importing NumPy and the libraries creates ~10^5 long-lived objects and no garbage; the collections they
-    trigger walk all of them (~10 % of the time of ``spine ingest``'s imports: ``bench/bench_ingest_parts.py``)."""
+    Importing NumPy and the libraries creates many long-lived objects and no garbage; the collections they
+    trigger walk all of them for nothing (``docs/benchmarks.md``)."""
     enabled = gc.isenabled()
     gc.disable()
     try:

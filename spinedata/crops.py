@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from spinedata.errors import ConfigError
+from spinedata.errors import OptionError
 from spinedata.intensity import normalise
 
 ANTIALIAS_TRUNCATE = 3.0
@@ -76,15 +76,15 @@ def antialias_sigma(side_mm: float, size: int, pixel_spacing: tuple[float, float
 
 def _check(side_mm: float, n_slices: int, size: int, jitter_mm: float, jitter_slices: int, scale: float, rng):
     if not side_mm > 0:
-        raise ConfigError(f"crop side must be > 0 mm, got {side_mm}")
+        raise OptionError(f"crop side must be > 0 mm, got {side_mm}")
     if n_slices < 1 or size < 1:
-        raise ConfigError(f"crop needs n_slices >= 1 and size >= 1, got n_slices={n_slices}, size={size}")
+        raise OptionError(f"crop needs n_slices >= 1 and size >= 1, got n_slices={n_slices}, size={size}")
     if jitter_mm < 0 or jitter_slices < 0:
-        raise ConfigError(f"jitter must be >= 0, got jitter_mm={jitter_mm}, jitter_slices={jitter_slices}")
+        raise OptionError(f"jitter must be >= 0, got jitter_mm={jitter_mm}, jitter_slices={jitter_slices}")
     if not scale > 0:
-        raise ConfigError(f"crop scale must be > 0, got {scale}")
+        raise OptionError(f"crop scale must be > 0, got {scale}")
     if (jitter_mm > 0 or jitter_slices > 0) and rng is None:
-        raise ConfigError("jitter needs a numpy.random.Generator: pass rng=np.random.default_rng(seed)")
+        raise OptionError("jitter needs a numpy.random.Generator: pass rng=np.random.default_rng(seed)")
 
 
 def bilinear_sample(block: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:

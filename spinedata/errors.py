@@ -19,8 +19,9 @@ class StoreError(SpineError):
     """A store is missing, incomplete or of an unknown format version."""
 
 
-class ConfigError(SpineError):
-    """A configuration file or override is invalid."""
+class OptionError(SpineError):
+    """An option is invalid (a crop size, a synthetic-study option, a table passed in); training configs raise
+    ``spinemodels.errors.ConfigError``, a subclass."""
 
 
 class DataLayoutError(SpineError):

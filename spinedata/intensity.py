@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from spinedata.errors import ConfigError
+from spinedata.errors import OptionError
 
 PERCENTILES: tuple[float, float] = (1.0, 99.0)
 """Intensities are scaled so that these percentiles of a stack map to 0 and 1."""
@@ -58,6 +58,6 @@ def normalise(values: np.ndarray, value_range: tuple[float, float]) -> np.ndarra
     """Scale ``values`` so that ``value_range`` maps to 0..1, clipped; float32, same shape."""
     low, high = value_range
     if not high > low:
-        raise ConfigError(f"intensity range must have high > low, got {value_range}")
+        raise OptionError(f"intensity range must have high > low, got {value_range}")
     scaled = (np.asarray(values, dtype=np.float32) - np.float32(low)) / np.float32(high - low)
     return np.clip(scaled, 0.0, 1.0, out=scaled)

@@ -25,7 +25,7 @@ from spinedata.constants import (
     row_id,
 )
 from spinedata.crops import crop_around
-from spinedata.errors import ConfigError
+from spinedata.errors import OptionError
 from spinedata.intensity import stack_intensity_range
 
 WORLD = ("world_x", "world_y", "world_z")
@@ -66,7 +66,7 @@ def _points_of(table: pd.DataFrame | None, study_id: str) -> pd.DataFrame:
         return pd.DataFrame(columns=["condition", "level", *WORLD])
     missing = {"study_id", "condition", "level", *WORLD} - set(table.columns)
     if missing:
-        raise ConfigError(f"a points table needs columns study_id, condition, level, {', '.join(WORLD)}; "
+        raise OptionError(f"a points table needs columns study_id, condition, level, {', '.join(WORLD)}; "
                           f"missing {sorted(missing)} (write one with `spine locate`)")
     rows = table[table["study_id"].astype(str) == str(study_id)]
     return rows[np.isfinite(rows[list(WORLD)].to_numpy(float)).all(axis=1)].reset_index(drop=True)
@@ -94,11 +94,11 @@ def mid_sagittal(study: Any, points: StudyPoints) -> tuple[str, int, Any, int]:
 
     The Sagittal T2/STIR stack (Sagittal T1 when there is none) that ``spine locate`` chose when its rows
     are given, else the one of the spinal labels, else the largest; the slice nearest to the spinal points (their median), else the middle one.
-    Raises ``ConfigError`` for a study without a sagittal series.
+    Raises ``OptionError`` for a study without a sagittal series.
     """
     candidates = _sagittal_stacks(study, ROLE_SAG_T2) or _sagittal_stacks(study, ROLE_SAG_T1)
     if not candidates:
-        raise ConfigError(f"study {study.study_id} has no Sagittal T2/STIR or Sagittal T1 series to show")
+        raise OptionError(f"study {study.study_id} has no Sagittal T2/STIR or Sagittal T1 series to show")
     series_id, k, stack = candidates[0]
     spinal = points.predicted[points.predicted["condition"] == CONDITIONS[0]]
     if not len(spinal):
@@ -211,7 +211,7 @@ def render_study(dataset: Any, study_id: str, out: str | Path, *, coords: pd.Dat
 
     study_id = str(study_id)
     if study_id not in {str(s) for s in dataset.study_ids}:
-        raise ConfigError(f"study {study_id} is not a complete study of this store "
+        raise OptionError(f"study {study_id} is not a complete study of this store "
                           f"({len(dataset.study_ids)} studies, e.g. {', '.join(map(str, dataset.study_ids[:3]))})")
     study = dataset.study(study_id)
     points = study_points(dataset, study_id, coords=coords, labels=labels, submission=submission)

@@ -38,8 +38,8 @@ from spinemodels.data.grading import (
     make_grade_samples,
 )
 from spinemodels.data.views import is_cross_view, points_for_group
+from spinemodels.inference.runs import FoldModels, RunDir
 from spinemodels.networks.grader import grid_outputs
-from spinemodels.rundir import FoldModels, RunDir
 from spinemodels.stage1_report import coords_warnings
 from spinemodels.tasks.grading import GRADE_TASKS, PRIORS_FILE, crop_settings
 

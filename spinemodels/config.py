@@ -2,14 +2,16 @@
 
 A config has five sections::
 
-    task: slice_finder        # a name in the task registry (spinemodels.registry)
+    task: slice_finder        # a name in the task registry (spinemodels.registry, spinemodels.catalog)
     model: {...}              # the task's own ModelConfig dataclass
     data: {...}               # the task's own DataConfig dataclass
     optim: {...}              # OptimConfig (shared by every task)
     train: {...}              # TrainSection (shared by every task)
 
 Every key is checked: an unknown key, a wrong type, a value outside its choices or its range (``BOUNDS``)
-raises ``ConfigError`` naming the key, what came and what is valid.
+raises ``ConfigError`` naming the key, what came and what is valid. This module knows no task: the caller
+passes how a task name becomes a task (``spinemodels.catalog.config_from_dict`` and ``load_config`` pass
+the catalog's ``get_task``).
 
 YAML is read by ``load_yaml`` only: a file of at most ``MAX_YAML_BYTES``, safe tags, at most
 ``MAX_YAML_ALIASES`` aliases (an "alias bomb" of a few hundred bytes otherwise expands into gigabytes).
@@ -21,13 +23,14 @@ import copy
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import yaml
 
-from spinedata.errors import ConfigError
+from spinemodels.errors import ConfigError
 
 MAX_YAML_BYTES = 1 << 20
 """Largest YAML file read (a config or a run's ``config.yaml`` is a few kilobytes)."""
@@ -287,10 +290,12 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return out
 
 
-def config_from_dict(raw: dict, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
-    """Validate a raw dict (plus overrides) into a ``TrainConfig`` for its task."""
-    from spinemodels.registry import get_task
+TaskLookup = Callable[[str], Any]
+"""Task name -> task class (its ``model_config`` and ``data_config``); raises ``ConfigError`` for an unknown name."""
 
+
+def build_config(raw: dict, overrides: list[str] | tuple[str, ...], get_task: TaskLookup) -> TrainConfig:
+    """Validate a raw dict (plus overrides) into a ``TrainConfig`` for its task, found by ``get_task``."""
     if not isinstance(raw, dict):
         raise ConfigError(f"a config must be a mapping with keys task, model, data, optim, train; got {_show(raw)}")
     raw = apply_overrides(raw, list(overrides))
@@ -310,14 +315,14 @@ def config_from_dict(raw: dict, overrides: list[str] | tuple[str, ...] = ()) -> 
     )
 
 
-def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
-    """Read a YAML config file, apply ``key=value`` overrides and validate it."""
+def read_config(path: str | Path, overrides: list[str] | tuple[str, ...], get_task: TaskLookup) -> TrainConfig:
+    """Read a YAML config file, apply ``key=value`` overrides and validate it (``build_config``)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} not found; configs live in configs/*.yaml")
     raw = read_yaml_file(path)
     try:
-        return config_from_dict(raw, overrides)
+        return build_config(raw, overrides, get_task)
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
 

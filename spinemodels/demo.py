@@ -34,8 +34,8 @@ import pandas as pd
 
 from spinedata.conditions import CONDITION_GROUPS, SCORED_GROUPS
 from spinedata.constants import SEVERITY_CODE, TARGETS, target_name
-from spinedata.errors import ConfigError
 from spinedata.ingest import default_workers
+from spinemodels.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "cpu"
 """The small CPU configs the demo trains (shipped with the source checkout)."""
@@ -197,8 +197,8 @@ def run_demo(settings: DemoSettings, announce: Callable[[str, str], None] | None
     from spinedata.metric import SCORE_KEYS, priors_submission, score
     from spinedata.pictures import render_study
     from spinedata.synth import generate
+    from spinemodels.catalog import load_config
     from spinemodels.classify import classify
-    from spinemodels.config import load_config
     from spinemodels.locate import locate
     from spinemodels.training import train
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from spinedata.constants import TARGETS
-from spinedata.errors import ConfigError
+from spinemodels.errors import ConfigError
 
 NO_TARGETS = -1
 """Stratum of a study without any known severity."""

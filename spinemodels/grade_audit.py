@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from spinedata.constants import SEVERITIES, target_name
-from spinedata.errors import ConfigError
+from spinemodels.errors import ConfigError
 
 DISAGREEMENT = 1.3
 """Smallest |expected grade - label| (grades 0, 1, 2) that is reported: chosen on validation studies with injected

@@ -33,8 +33,8 @@ from spinedata.errors import SpineError
 from spinemodels.data.spinal import SPINAL_ROLES, slice_window
 from spinemodels.data.stackio import PhysicalGrid, spinal_stack_candidates
 from spinemodels.heatmaps import peak_candidates
+from spinemodels.inference.runs import FoldModels, RunDir, RunDirError
 from spinemodels.placement import OFFSETS_FILE, average_offsets, place_point
-from spinemodels.rundir import FoldModels, RunDir, RunDirError
 from spinemodels.slice_refine import SliceRefineOptions, refine_levels
 from spinemodels.stage1_checks import MIN_LEVEL_GAP_MM, check_levels, level_confidence, slice_support
 from spinemodels.tasks.slice_finder import slice_probabilities, soft_slices

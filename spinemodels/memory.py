@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from spinedata.errors import SpineError
+from spinemodels.trainer import autocast, to_device
 
 GIB = 2**30
 PROBE_SIDES = ((32, 64), (64, 128))
@@ -208,8 +209,6 @@ def probe_saved(task: Any, network: torch.nn.Module, sample: Any, device: torch.
     """Saved bytes of ``task.forward`` on one sample in training mode, as the training step runs it, and
     with ``backward`` of its backward too (where checkpointed blocks are recomputed). The network's
     buffers (normalisation statistics), gradients, mode and the RNG states are left as they were."""
-    from spinemodels.trainer import autocast, to_device
-
     sample = to_device(sample, device, channels_last)
     buffers = [(b, b.detach().clone()) for b in network.buffers()]
     grads = [p.grad for p in network.parameters()]

@@ -13,15 +13,15 @@ and metrics over those predictions. A new model type plugs in by subclassing ``T
         def loss(self, outputs, batch): ...
         def predict(self, outputs, batch): ...
 
-and by importing its module in ``spinemodels/tasks/__init__.py``.
+and by importing its module in ``spinemodels/tasks/__init__.py``; ``spinemodels.catalog`` looks tasks up by
+name. This module imports no task, so tasks, configs and run directories can all build on it.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from spinedata.errors import ConfigError
+from spinemodels.folds import worst_severity
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -48,8 +48,6 @@ class Task:
 
         Default: the study's worst severity over all 25 targets (0/1/2), from ``dataset.targets``.
         """
-        from spinemodels.folds import worst_severity
-
         return worst_severity(dataset.targets, dataset.study_ids)
 
     def build_dataset(self, dataset: Any, source: Any, study_ids: list[str], train: bool
@@ -108,19 +106,6 @@ def register_task(cls: type[Task]) -> type[Task]:
     return cls
 
 
-def _load_builtin_tasks() -> None:
-    importlib.import_module("spinemodels.tasks")
-
-
-def task_names() -> list[str]:
-    """Names of every registered task."""
-    _load_builtin_tasks()
-    return sorted(_TASKS)
-
-
-def get_task(name: str) -> type[Task]:
-    """The task class registered under ``name``; ``ConfigError`` listing the valid names otherwise."""
-    _load_builtin_tasks()
-    if name not in _TASKS:
-        raise ConfigError(f"unknown task {name!r}; valid tasks: {', '.join(sorted(_TASKS))}")
-    return _TASKS[name]
+def registered_tasks() -> dict[str, type[Task]]:
+    """Every task registered so far, by name (``spinemodels.catalog`` registers the built-in ones first)."""
+    return dict(_TASKS)

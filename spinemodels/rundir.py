@@ -1,134 +1,32 @@
-"""A run directory describes itself: inference needs nothing but run directories.
-
-Layout::
-
-    RUN_DIR/
-      config.yaml          the resolved config (every value, after overrides)
-      folds.csv            study_id, fold, stratum: the split by study
-      fold_<k>/
-        metrics.csv        one row per epoch: epoch, train_loss, val_loss, lr, seconds, samples_per_s, ...
-        best.pt            weights with the lowest validation loss (+ epoch, val_loss)
-        last.pt            weights, optimiser, scheduler, counters and random states after the last epoch (for
-                           resuming); both .pt files hold plain data and load with weights_only=True
-        oof.csv            predictions of best.pt on the fold's validation studies
-        ...                task extras (e.g. offsets.csv of the keypoint task)
-"""
+"""A run directory of a built-in (or registered) task: its config read through the catalog, the start of a
+training run, one fold's network. The files themselves: ``spinemodels.runfiles``."""
 
 from __future__ import annotations
 
-import os
-import pickle
-import re
-import struct
-import warnings
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import torch
 
-from spinedata.errors import ConfigError, SpineError
-from spinemodels.config import TrainConfig, load_config, save_config
-
-CONFIG_FILE = "config.yaml"
-FOLDS_FILE = "folds.csv"
-METRICS_FILE = "metrics.csv"
-BEST_FILE = "best.pt"
-LAST_FILE = "last.pt"
-OOF_FILE = "oof.csv"
-_FOLD_DIR = re.compile(r"^fold_(\d+)$")
-
-
-class RunDirError(SpineError):
-    """A run directory is missing, incomplete or belongs to another config."""
-
-
-_UNREADABLE = (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, KeyError, IndexError, TypeError,
-               AttributeError, struct.error)
-"""What ``torch.load`` raises for a file that is not a checkpoint of plain data (seen: a planted object is an
-``UnpicklingError``; garbled or truncated files raise any of these)."""
-
-
-def load_checkpoint(path: str | os.PathLike, map_location: torch.device | str = "cpu",
-                    required: tuple[str, ...] = ("model",)) -> dict:
-    """A checkpoint (``best.pt``, ``last.pt``) as plain data: ``torch.load(weights_only=True)`` builds only
-    tensors, numbers, strings, lists, tuples and dicts, so a planted file cannot run code. ``RunDirError``
-    (one line) for a file that is not such a dict with the ``required`` keys."""
-    try:
-        with warnings.catch_warnings():  # a plain pickle (not torch.save's) warns about its protocol first
-            warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            saved = torch.load(path, map_location=map_location, weights_only=True)
-    except _UNREADABLE as error:
-        raise RunDirError(
-            f"refused to load {path}: not a checkpoint of plain tensors and numbers ({one_line(error)})"
-        ) from error
-    missing = [key for key in required if not isinstance(saved, dict) or key not in saved]
-    if missing:
-        raise RunDirError(f"{path} is not a checkpoint of this project (no {', '.join(missing)})")
-    return saved
-
-
-def load_weights(network: torch.nn.Module, weights: dict, path: str | os.PathLike) -> None:
-    """``network.load_state_dict(weights)``; ``RunDirError`` (one line, naming ``path``) when they do not fit."""
-    try:
-        network.load_state_dict(weights)
-    except (RuntimeError, TypeError, AttributeError) as error:
-        raise RunDirError(f"the weights in {path} do not fit this run's network ({one_line(error)})") from error
-
-
-_BOILERPLATE = ("Weights only load failed", "Check the documentation", "Please file an issue")
-"""Lines of torch's weights-only message that say nothing about the file."""
-
-
-def one_line(error: Exception, limit: int = 200) -> str:
-    """An exception's type and message on one line (torch's advice lines left out, at most ``limit`` characters)."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    text = "; ".join(line for line in lines if not line.startswith(_BOILERPLATE))
-    text = text if len(text) <= limit else text[: limit - 3] + "..."
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+from spinemodels.catalog import get_task
+from spinemodels.config import TrainConfig, save_config
+from spinemodels.errors import ConfigError, RunDirError
+from spinemodels.runfiles import BEST_FILE, RunFiles, load_checkpoint, load_weights
 
 
 @dataclass(frozen=True)
-class RunDir:
-    """Files of one training run (all folds of one config)."""
-
-    path: Path
-
-    def __post_init__(self):
-        object.__setattr__(self, "path", Path(self.path))
-
-    @property
-    def config_path(self) -> Path:
-        return self.path / CONFIG_FILE
-
-    @property
-    def folds_path(self) -> Path:
-        return self.path / FOLDS_FILE
-
-    def fold_dir(self, fold: int) -> Path:
-        return self.path / f"fold_{fold}"
-
-    def exists(self) -> bool:
-        return self.config_path.is_file()
+class RunDir(RunFiles):
+    """Files of one training run (all folds of one config), its config validated against the catalog."""
 
     def config(self) -> TrainConfig:
         """The run's resolved config."""
-        if not self.exists():
-            raise RunDirError(f"{self.path} is not a run directory (no {CONFIG_FILE}); train one with `spine train`")
-        return load_config(self.config_path)
-
-    def folds(self) -> pd.DataFrame:
-        """The fold split: study_id (str), fold, stratum."""
-        if not self.folds_path.is_file():
-            raise RunDirError(f"{self.path} has no {FOLDS_FILE}; was training interrupted before it began?")
-        return pd.read_csv(self.folds_path, dtype={"study_id": str})
+        return self.read_config(get_task)
 
     def write_start(self, config: TrainConfig, folds: pd.DataFrame) -> None:
         """Create the directory with its config and split; refuse a directory of another config."""
         self.path.mkdir(parents=True, exist_ok=True)
         if self.exists():
-            old = load_config(self.config_path).to_dict()
+            old = self.config().to_dict()
             new = config.to_dict()
             changed = [
                 f"{section}.{key}"
@@ -152,33 +50,8 @@ class RunDir:
         else:
             folds.to_csv(self.folds_path, index=False)
 
-    def trained_folds(self) -> list[int]:
-        """Folds with a best checkpoint, ascending."""
-        found = []
-        for child in self.path.glob("fold_*"):
-            match = _FOLD_DIR.match(child.name)
-            if match and (child / BEST_FILE).is_file():
-                found.append(int(match.group(1)))
-        return sorted(found)
-
-    def metrics(self, fold: int) -> pd.DataFrame:
-        return pd.read_csv(self.fold_dir(fold) / METRICS_FILE)
-
-    def oof(self) -> pd.DataFrame:
-        """Out-of-fold predictions of every trained fold, with a fold column."""
-        frames = []
-        for fold in self.trained_folds():
-            path = self.fold_dir(fold) / OOF_FILE
-            if path.is_file():
-                frames.append(pd.read_csv(path, dtype={"study_id": str}).assign(fold=fold))
-        if not frames:
-            raise RunDirError(f"{self.path} has no {OOF_FILE} in any fold")
-        return pd.concat(frames, ignore_index=True)
-
     def load_network(self, fold: int, device: torch.device | str = "cpu"):
         """``(task, network)`` of one fold with its best weights, in eval mode."""
-        from spinemodels.registry import get_task
-
         config = self.config()
         path = self.fold_dir(fold) / BEST_FILE
         if not path.is_file():
@@ -187,31 +60,3 @@ class RunDir:
         network = task.build_network(pretrained=False)
         load_weights(network, load_checkpoint(path, device)["model"], path)
         return task, network.to(device).eval()
-
-
-@dataclass
-class FoldModels:
-    """The trained folds of one run: networks, config and the fold of each study."""
-
-    run: RunDir
-    task: Any
-    networks: dict[int, torch.nn.Module]
-    study_fold: dict[str, int]
-
-    @classmethod
-    def load(cls, run: RunDir, device: torch.device) -> FoldModels:
-        folds = run.trained_folds()
-        if not folds:
-            raise RunDirError(f"{run.path} has no trained fold (no fold_*/best.pt)")
-        networks, task = {}, None
-        for k in folds:
-            task, networks[k] = run.load_network(k, device)
-        table = run.folds()
-        return cls(run, task, networks, dict(zip(table["study_id"].astype(str), table["fold"], strict=True)))
-
-    def select(self, study_id: str, oof: bool) -> list[int]:
-        """Folds to average for a study: all, or (oof) only the one that held it out (empty if none did)."""
-        if not oof:
-            return list(self.networks)
-        fold = self.study_fold.get(study_id)
-        return [fold] if fold in self.networks else []

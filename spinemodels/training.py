@@ -11,20 +11,21 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from spinedata.errors import ConfigError
+import spinedata
 from spinemodels import distributed
+from spinemodels.catalog import get_task
 from spinemodels.config import OptimConfig, TrainConfig
 from spinemodels.data.sampling import EpochSampler, ShardSampler
+from spinemodels.errors import ConfigError, RunDirError
 from spinemodels.folds import assign_folds
 from spinemodels.memory import preflight
-from spinemodels.registry import Task, get_task
-from spinemodels.rundir import (
+from spinemodels.registry import Task
+from spinemodels.rundir import RunDir
+from spinemodels.runfiles import (
     BEST_FILE,
     LAST_FILE,
     METRICS_FILE,
     OOF_FILE,
-    RunDir,
-    RunDirError,
     load_checkpoint,
     load_weights,
     one_line,
@@ -45,8 +46,6 @@ from spinemodels.trainer import (
 def open_source(data: Any):
     """A store path -> ``spinedata.open_dataset(path)``; an already opened dataset is returned as is."""
     if isinstance(data, str | Path):
-        import spinedata
-
         return spinedata.open_dataset(str(data))
     return data
 

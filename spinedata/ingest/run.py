@@ -48,9 +48,10 @@ from spinedata.labels import (
 )
 from spinedata.report import from_records, is_report, write_report
 from spinedata.store import layout as L
+from spinedata.store.layout import complete_study_ids
 from spinedata.store.reader import open_dataset
 from spinedata.store.tables import replace_table
-from spinedata.store.writer import IngestLock, clean_stale, complete_study_ids, create_or_open_store
+from spinedata.store.writer import IngestLock, clean_stale, create_or_open_store
 
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: stage is ``"scan"`` (plain folders: headers) or ``"ingest"``."""

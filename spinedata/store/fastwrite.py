@@ -1,8 +1,7 @@
 """Writing new Zarr v3 groups and whole arrays straight to files, following the Zarr v3 specification.
 
-Why: zarr-python 3 routes every metadata and chunk operation through its asyncio machinery, which costs
-about 35 ms of CPU per stack (group + 3 arrays) before any compression (measured in
-``docs/benchmarks.md``); ingest writes each array exactly once, whole, into a folder nobody else reads
+Why: zarr-python 3 routes every metadata and chunk operation through its asyncio machinery, a large
+per-stack cost before any compression (figures in ``docs/benchmarks.md``); ingest writes each array exactly once, whole, into a folder nobody else reads
 yet, so this module writes the same bytes directly: ``zarr.json`` per node (regular chunk grid, default
 ``.`` chunk keys, ``bytes`` little-endian codec, optional ``blosc``, then ``crc32c``) and one file per
 chunk (edge chunks padded with the fill value, as the spec requires), or one shard per array. Every chunk
@@ -54,8 +53,8 @@ def chunk_key(index: tuple[int, ...]) -> str:
 
 
 def _write_json(path: str | os.PathLike, document: dict) -> None:
-    """Write ``document`` as compact JSON (no indent: the C encoder, ~10x faster) in one unbuffered binary
-    write (``Path.write_text``'s text layer took a third of the time of writing a small file)."""
+    """Write ``document`` as compact JSON (no indent, so the C encoder runs) in one unbuffered binary write
+    (no text layer)."""
     with open(path, "wb", buffering=0) as handle:
         _write_all(handle, json.dumps(document, allow_nan=False).encode())
 
@@ -81,8 +80,7 @@ def blosc_encoder(config: dict) -> Callable[[np.ndarray], bytes]:
     ``blosc.set_nthreads`` (on import, ``blosc`` starts a pool of one thread per core, up to 8).
 
     The configuration is checked here, once; each chunk then goes straight to the C extension
-    (``blosc.compress`` checks its arguments again at every call: 8 % more CPU per file,
-    ``bench/bench_ingest_parts.py``)."""
+    (``blosc.compress`` would check its arguments again at every call; ``docs/benchmarks.md``)."""
     import blosc
     from blosc.blosc_extension import compress
 

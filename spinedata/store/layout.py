@@ -16,7 +16,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+from spinedata.errors import StoreError
 
 if TYPE_CHECKING:
     from zarr.codecs import BloscCodec
@@ -53,16 +58,13 @@ COMPLETE = "complete"
 WARNINGS = "warnings"
 
 IMAGE_CHUNKS = (12, 128, 128)
-"""Chunk shape of stack images (slice,row,col): a dozen slices by 128 pixels (about 6-12 cm) holds a
-50 mm crop in 1-8 chunks; among the fastest crops of the candidates measured by ``bench/bench_store_chunks.py``
-(64-pixel chunks read crops 2x slower and write 2x slower; whole slices read crops 2x slower)."""
+"""Chunk shape of stack images (slice,row,col): a dozen slices by 128 pixels holds a 50 mm crop in a few
+chunks, the fastest crops of the shapes compared in ``docs/benchmarks.md`` (Chunking)."""
 
 
 IMAGE_BLOSC = ("lz4", 5, "bitshuffle")
-"""Compressor of stack images, ``(cname, clevel, shuffle)`` of Blosc: LZ4 with bit shuffle, lossless.
-Against zstd level 1 + bit shuffle on synthetic studies: about 10 % bigger, writing a stack 1.3-1.7x faster
-(compression was a fifth of ingest's time with zstd); crops read as fast; LZ4's level (1, 5, 9) hardly
-matters (``bench/bench_store_chunks.py``, figures in ``docs/benchmarks.md``)."""
+"""Compressor of stack images, ``(cname, clevel, shuffle)`` of Blosc: LZ4 with bit shuffle, lossless;
+chosen over zstd for write speed at a slightly bigger store (figures in ``docs/benchmarks.md``)."""
 
 IMAGE_SHARDED = True
 """Stack images keep all their chunks in one file (Zarr v3 ``sharding_indexed``, one shard per stack):
@@ -95,3 +97,49 @@ def image_chunks(shape: tuple[int, ...], nominal: tuple[int, ...] = IMAGE_CHUNKS
 CHUNK_ALIGN = 8
 """Rows and columns of a chunk are a multiple of this (see ``image_chunks``)."""
 
+
+# --- reading the layout (shared by the reader and the writer) ---------------------------------------------
+
+
+def read_root_attrs(path: str | os.PathLike) -> dict:
+    """The root attributes of the store at ``path``; ``StoreError`` if it is not a spinedata store."""
+    root = Path(path)
+    meta = root / "zarr.json"
+    if not root.is_dir() or not meta.is_file():
+        raise StoreError(
+            f"no Zarr store at {str(root)!r} (expected a folder with zarr.json); create one with `spine ingest`"
+        )
+    try:
+        attrs = json.loads(meta.read_text()).get("attributes", {})
+    except (OSError, ValueError) as error:
+        raise StoreError(f"cannot read {meta}: {error}") from error
+    version = attrs.get(FORMAT_KEY)
+    if version is None:
+        raise StoreError(f"{str(root)!r} is a Zarr store but not a spinedata store (no {FORMAT_KEY!r} attribute)")
+    if version not in READABLE_FORMATS:
+        raise StoreError(
+            f"{str(root)!r} has spinedata format {version!r}, this version reads formats "
+            f"{', '.join(map(str, READABLE_FORMATS))}; re-ingest the data or install a matching spinedata"
+        )
+    return attrs
+
+
+def complete_study_ids(root: str | os.PathLike) -> set[str]:
+    """Ids of the studies under ``studies/`` whose ``complete`` attribute is true."""
+    studies = Path(root) / STUDIES
+    done = set()
+    if not studies.is_dir():
+        return done
+    for entry in os.scandir(studies):
+        if entry.is_dir() and is_complete(Path(entry.path)):
+            done.add(entry.name)
+    return done
+
+
+def is_complete(study_dir: Path) -> bool:
+    """Whether the study folder's ``complete`` attribute is true (it is written last)."""
+    try:
+        attrs = json.loads((study_dir / "zarr.json").read_text()).get("attributes", {})
+    except (OSError, ValueError):
+        return False
+    return attrs.get(COMPLETE) is True

@@ -16,9 +16,9 @@ from spinedata.ids import check_id
 from spinedata.labels import LABEL_COLUMNS, TARGET_COLUMNS, empty_labels, empty_targets
 from spinedata.store import layout as L
 from spinedata.store.integrity import ZARR_READ_ERRORS, check_array, damaged, read_array, zarr_problem
+from spinedata.store.layout import complete_study_ids, read_root_attrs
 from spinedata.store.scaling import ADD_OFFSET, SCALE_FACTOR, decode_scaled
 from spinedata.store.tables import COLUMNS_ATTR
-from spinedata.store.writer import complete_study_ids, read_root_attrs
 
 if TYPE_CHECKING:
     import pandas as pd

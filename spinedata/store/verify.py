@@ -16,9 +16,9 @@ from spinedata.errors import SpineError, StoreError
 from spinedata.geometry import StackGeometry
 from spinedata.store import layout as L
 from spinedata.store.integrity import array_metadata, chunk_problems, has_checksums, read_with_zarr
+from spinedata.store.layout import is_complete
 from spinedata.store.reader import Dataset, _attributes, _child_groups
 from spinedata.store.tables import COLUMNS_ATTR
-from spinedata.store.writer import _is_complete
 
 STACK_ARRAYS = (L.IMAGE, L.INSTANCE_NUMBER, L.POSITION)
 
@@ -123,7 +123,7 @@ def verify_store(path: str | os.PathLike, progress: Callable[[str], None] | None
     incomplete = sorted(
         entry.name
         for entry in os.scandir(root / L.STUDIES)
-        if entry.is_dir() and not _is_complete(Path(entry.path))
+        if entry.is_dir() and not is_complete(Path(entry.path))
     ) if (root / L.STUDIES).is_dir() else []  # fmt: skip
     if incomplete:
         report.notes.append(

@@ -4,11 +4,13 @@ A study is written by one process into ``.staging/<study_id>.<random>/`` as a Za
 ``complete`` attribute is set, and the folder is renamed to ``studies/<study_id>`` (atomic on one file
 system). Readers list only studies under ``studies/`` whose ``complete`` is true, so an interrupted
 writer (even ``kill -9``) leaves at most a staging folder that the next run removes.
+
+
+``complete_study_ids`` and ``read_root_attrs`` (shared with the reader) live in ``spinedata.store.layout``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -22,30 +24,8 @@ from spinedata.geometry import StackGeometry
 from spinedata.ids import check_id
 from spinedata.store import layout as L
 from spinedata.store.fastwrite import write_array, write_group
+from spinedata.store.layout import is_complete, read_root_attrs
 from spinedata.store.scaling import ADD_OFFSET, SCALE_FACTOR
-
-
-def read_root_attrs(path: str | os.PathLike) -> dict:
-    """The root attributes of the store at ``path``; ``StoreError`` if it is not a spinedata store."""
-    root = Path(path)
-    meta = root / "zarr.json"
-    if not root.is_dir() or not meta.is_file():
-        raise StoreError(
-            f"no Zarr store at {str(root)!r} (expected a folder with zarr.json); create one with `spine ingest`"
-        )
-    try:
-        attrs = json.loads(meta.read_text()).get("attributes", {})
-    except (OSError, ValueError) as error:
-        raise StoreError(f"cannot read {meta}: {error}") from error
-    version = attrs.get(L.FORMAT_KEY)
-    if version is None:
-        raise StoreError(f"{str(root)!r} is a Zarr store but not a spinedata store (no {L.FORMAT_KEY!r} attribute)")
-    if version not in L.READABLE_FORMATS:
-        raise StoreError(
-            f"{str(root)!r} has spinedata format {version!r}, this version reads formats "
-            f"{', '.join(map(str, L.READABLE_FORMATS))}; re-ingest the data or install a matching spinedata"
-        )
-    return attrs
 
 
 def create_or_open_store(path: str | os.PathLike, *, split: str, source: str) -> Path:
@@ -167,26 +147,6 @@ class _folder_flock:
         os.close(self.fd)  # releases the flock
 
 
-def complete_study_ids(root: str | os.PathLike) -> set[str]:
-    """Ids of the studies under ``studies/`` whose ``complete`` attribute is true."""
-    studies = Path(root) / L.STUDIES
-    done = set()
-    if not studies.is_dir():
-        return done
-    for entry in os.scandir(studies):
-        if entry.is_dir() and _is_complete(Path(entry.path)):
-            done.add(entry.name)
-    return done
-
-
-def _is_complete(study_dir: Path) -> bool:
-    try:
-        attrs = json.loads((study_dir / "zarr.json").read_text()).get("attributes", {})
-    except (OSError, ValueError):
-        return False
-    return attrs.get(L.COMPLETE) is True
-
-
 def clean_stale(root: str | os.PathLike) -> list[str]:
     """Remove what an interrupted run left (staging folders, studies without ``complete``); return their
     store-relative paths. Call only while holding the ``IngestLock``."""
@@ -203,7 +163,7 @@ def clean_stale(root: str | os.PathLike) -> list[str]:
     studies = root / L.STUDIES
     if studies.is_dir():
         for entry in sorted(studies.iterdir()):
-            if entry.is_dir() and not _is_complete(entry):
+            if entry.is_dir() and not is_complete(entry):
                 shutil.rmtree(entry)
                 removed.append(f"{L.STUDIES}/{entry.name}")
     return removed
@@ -287,7 +247,7 @@ class StudyWriter:
         self.attrs.update({L.WARNINGS: list(warnings), L.COMPLETE: True})
         write_group(self.staging, self.attrs)
         if self.final.exists():
-            if _is_complete(self.final):
+            if is_complete(self.final):
                 raise StoreError(f"study {self.study_id!r} is already complete in {self.root}; not overwriting it")
             shutil.rmtree(self.final)
         self.final.parent.mkdir(exist_ok=True)

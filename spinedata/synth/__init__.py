@@ -5,7 +5,7 @@ anatomical model (``anatomy``), whose severities (``disease``) change what a rad
 like real protocols (``acquisition``, ``render``, ``dicomwrite``), plus the CSVs (``layout``).
 """
 
-from spinedata.synth.layout import SynthResult, generate
+from spinedata.synth.competition import SynthResult, generate
 from spinedata.synth.options import SynthOptions
 
 __all__ = ["SynthOptions", "SynthResult", "generate"]

@@ -15,7 +15,7 @@ from scipy.stats import norm
 
 from spinedata.conditions import GROUP_OF
 from spinedata.constants import CONDITIONS, LEVELS, SEVERITIES
-from spinedata.errors import ConfigError
+from spinedata.errors import OptionError
 
 SPINAL, LEFT_FORAMINAL, RIGHT_FORAMINAL, LEFT_SUBARTICULAR, RIGHT_SUBARTICULAR = CONDITIONS
 
@@ -49,7 +49,7 @@ def condition_group(condition: str) -> str:
     """``'Left Neural Foraminal Narrowing'`` -> ``'foraminal'``."""
     if condition in GROUP_OF:
         return GROUP_OF[condition]
-    raise ConfigError(f"unknown condition {condition!r}; expected one of {CONDITIONS}")
+    raise OptionError(f"unknown condition {condition!r}; expected one of {CONDITIONS}")
 
 
 def priors_for(class_balance: str) -> dict[str, tuple[tuple[float, float, float], ...]]:
@@ -58,7 +58,7 @@ def priors_for(class_balance: str) -> dict[str, tuple[tuple[float, float, float]
         return REAL_PRIORS
     if class_balance == "balanced":
         return BALANCED_PRIORS
-    raise ConfigError(f"class balance {class_balance!r} is unknown; use one of {CLASS_BALANCES}")
+    raise OptionError(f"class balance {class_balance!r} is unknown; use one of {CLASS_BALANCES}")
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from spinedata.errors import ConfigError
+from spinedata.errors import OptionError
 from spinedata.synth.disease import CLASS_BALANCES
 
 
@@ -45,25 +45,25 @@ class SynthOptions:
 
     def __post_init__(self) -> None:
         if self.class_balance not in CLASS_BALANCES:
-            raise ConfigError(f"class_balance must be one of {CLASS_BALANCES}, got {self.class_balance!r}")
+            raise OptionError(f"class_balance must be one of {CLASS_BALANCES}, got {self.class_balance!r}")
         for name in ("off_by_one_fraction", "missing_series_fraction", "extra_series_fraction",
                      "grade_noise_fraction", "slab_fraction",
                      "non_square_fraction", "stir_fraction", "reverse_instance_fraction"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
-                raise ConfigError(f"{name} must lie in [0, 1], got {value}")
+                raise OptionError(f"{name} must lie in [0, 1], got {value}")
         for name in ("sagittal_matrices", "axial_matrices"):
             sizes = getattr(self, name)
             if not sizes or any(int(m) < 32 or int(m) > 1024 for m in sizes):
-                raise ConfigError(f"{name} must be matrix sizes between 32 and 1024, got {sizes}")
+                raise OptionError(f"{name} must be matrix sizes between 32 and 1024, got {sizes}")
         for name in ("sagittal_fov_mm", "axial_fov_mm", "sagittal_slices", "slab_slices"):
             low, high = getattr(self, name)
             if not 0 < low <= high:
-                raise ConfigError(f"{name} must be a range (low, high) with 0 < low <= high, got {(low, high)}")
+                raise OptionError(f"{name} must be a range (low, high) with 0 < low <= high, got {(low, high)}")
         if not 0.0 <= self.max_rotation_deg <= 30.0:
-            raise ConfigError(f"max_rotation_deg must lie in [0, 30], got {self.max_rotation_deg}")
+            raise OptionError(f"max_rotation_deg must lie in [0, 30], got {self.max_rotation_deg}")
         if self.noise < 0.0:
-            raise ConfigError(f"noise must be >= 0, got {self.noise}")
+            raise OptionError(f"noise must be >= 0, got {self.noise}")
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

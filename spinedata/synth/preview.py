@@ -14,7 +14,7 @@ import pandas as pd
 import pydicom
 
 from spinedata.constants import CONDITIONS, LEVELS, ROLE_AXIAL_T2, ROLE_SAG_T1, ROLE_SAG_T2, target_name
-from spinedata.errors import ConfigError
+from spinedata.errors import OptionError
 
 SPINAL, LEFT_FORAMINAL, RIGHT_FORAMINAL, LEFT_SUBARTICULAR, RIGHT_SUBARTICULAR = CONDITIONS
 LEVEL_COLOURS = ("#e41a1c", "#ff7f00", "#ffff33", "#4daf4a", "#377eb8")
@@ -55,13 +55,13 @@ def render_preview(data_dir: str | Path, out_png: str | Path, study_id: str | No
     root = Path(data_dir)
     for name in ("train.csv", "train_label_coordinates.csv", "train_series_descriptions.csv"):
         if not (root / name).is_file():
-            raise ConfigError(f"{root} has no {name}; expected a dataset written by `spine synth`")
+            raise OptionError(f"{root} has no {name}; expected a dataset written by `spine synth`")
     targets = pd.read_csv(root / "train.csv", dtype={"study_id": str}).set_index("study_id")
     labels = pd.read_csv(root / "train_label_coordinates.csv", dtype={"study_id": str, "series_id": str})
     series = pd.read_csv(root / "train_series_descriptions.csv", dtype={"study_id": str, "series_id": str})
     study_id = str(study_id or targets.index[0])
     if study_id not in targets.index:
-        raise ConfigError(f"study {study_id} is not in {root / 'train.csv'}; pick one of {list(targets.index)[:5]}...")
+        raise OptionError(f"study {study_id} is not in {root / 'train.csv'}; pick one of {list(targets.index)[:5]}...")
     labels = labels[labels["study_id"] == study_id]
     study_series = series[series["study_id"] == study_id]
 

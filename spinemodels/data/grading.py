@@ -29,10 +29,10 @@ from scipy import ndimage
 from spinedata.conditions import CONDITION_GROUPS, ConditionGroup
 from spinedata.constants import LEVELS, MISSING, target_name
 from spinedata.crops import crop_around
-from spinedata.errors import ConfigError
 from spinedata.intensity import stack_intensity_range
 from spinemodels.data.sampling import unpack_index
 from spinemodels.data.stackio import LazyStoreDataset
+from spinemodels.errors import ConfigError
 
 WORLD = ["world_x", "world_y", "world_z"]
 POINT_COLUMNS = ["study_id", "series_id", "stack", "condition", "level", *WORLD]

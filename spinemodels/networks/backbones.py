@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from spinedata.errors import ConfigError
+from spinemodels.errors import ConfigError
 
 _OFFLINE_HINT = ("weights for {what} are not available offline ({error}); set `pretrained: false` to train "
                  "from scratch, or put the weights in the torch/Hugging Face cache (HF_HOME, TORCH_HOME)")

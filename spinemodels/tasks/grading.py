@@ -18,7 +18,6 @@ import pandas as pd
 import torch
 
 from spinedata.constants import LEVELS, SEVERITY_WEIGHTS, SUBMISSION_COLUMNS
-from spinedata.errors import ConfigError
 from spinedata.metric import any_severe_spinal, class_priors, weighted_log_loss
 from spinemodels.calibration import (
     CALIBRATION_FILE,
@@ -35,6 +34,7 @@ from spinemodels.data.grading import (
     make_grade_samples,
 )
 from spinemodels.data.views import points_for_group
+from spinemodels.errors import ConfigError
 from spinemodels.grade_audit import exclude_targets, read_exclusions
 from spinemodels.grading_loss import weighted_cross_entropy
 from spinemodels.networks.grader import SliceSequenceGrader

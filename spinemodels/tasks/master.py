@@ -3,7 +3,8 @@
 The config names the three grading runs it builds on (``model.spinal_run``, ``foraminal_run``,
 ``subarticular_run``). Fold k of the master starts from fold k of each grader, which must have been trained
 on the same split (same store, ``n_folds`` and ``seed``): the fold is found from the training studies and
-a different split is refused, so no validation study was ever seen by a grader. The checkpoint holds the
+a different split is refused, so no validation study was ever seen by a grader. The graders' weights are
+loaded in ``prepare_network`` (training), from the fold trained on that fold's training studies. The checkpoint holds the
 graders' weights too; inference reads only the graders' ``config.yaml`` (their architecture and crops).
 
 Loss: the mean of the three groups' class-weighted cross-entropies and the any_severe_spinal term, as the
@@ -21,16 +22,16 @@ import torch
 
 from spinedata.conditions import CONDITION_GROUPS
 from spinedata.constants import CONDITIONS, LEVELS, SEVERITY_WEIGHTS, SUBMISSION_COLUMNS, TARGETS, target_name
-from spinedata.errors import ConfigError
 from spinedata.metric import MetricError, class_priors, score
 from spinemodels.data.grading import GRADE_GROUPS, GradeDataset, make_grade_samples
 from spinemodels.data.sampling import unpack_index
 from spinemodels.data.views import points_for_group
+from spinemodels.errors import ConfigError
 from spinemodels.grading_loss import any_severe_loss, weighted_cross_entropy
 from spinemodels.networks.master import EXTRA_VIEWS, GROUP_ORDER, MasterGrader
 from spinemodels.registry import Task, register_task
-from spinemodels.rundir import BEST_FILE, RunDir, load_checkpoint, load_weights
-from spinemodels.tasks.grading import PRIORS_FILE, calibrate_run, crop_settings
+from spinemodels.runfiles import BEST_FILE, RunFiles, load_checkpoint, load_weights
+from spinemodels.tasks.grading import GRADE_TASKS, PRIORS_FILE, calibrate_run, crop_settings
 
 CONDITION_SLOTS: dict[str, slice] = {name: CONDITION_GROUPS[name].slots for name in GROUP_ORDER}
 """Which of the five condition slots (CONDITIONS order) each group fills."""
@@ -55,16 +56,32 @@ class MasterDataConfig:
     cache_mb: int = 2048  # per-worker cache of whole stacks (shared by the three groups)
 
 
+def grade_task(name: str) -> type:
+    """The grading task named ``name`` (the runs a master builds on); ``ConfigError`` otherwise."""
+    if name not in GRADE_TASKS:
+        raise ConfigError(f"unknown grading task {name!r}; valid: {', '.join(sorted(GRADE_TASKS))}")
+    return GRADE_TASKS[name]
+
+
+class GraderRun(RunFiles):
+    """A grading run the master builds on: its files, its config read with the grading tasks."""
+
+    def config(self):
+        return self.read_config(grade_task)
+
+
 class MasterDataset(torch.utils.data.Dataset):
     """Sample: ``image_<group>``, ``present_<group>`` for the three groups, ``target`` ``(5, 5)`` (level,
-    condition in CONDITIONS order; -1 missing), ``study_id``."""
+    condition in CONDITIONS order; -1 missing), ``study_id``. ``requested_ids``: the studies asked for (also
+    those without a point), sorted."""
 
-    def __init__(self, parts: dict[str, GradeDataset]):
+    def __init__(self, parts: dict[str, GradeDataset], requested_ids: list[str] | None = None):
         self.parts = parts
         ids = [[s.study_id for s in part.samples] for part in parts.values()]
         if any(i != ids[0] for i in ids):
             raise ValueError("the three group datasets must hold the same studies in the same order")
         self.study_ids = ids[0]
+        self.requested_ids = sorted(str(s) for s in (self.study_ids if requested_ids is None else requested_ids))
 
     def __len__(self) -> int:
         return len(self.study_ids)
@@ -83,7 +100,7 @@ class MasterDataset(torch.utils.data.Dataset):
         return out
 
 
-def master_parts(dataset, source, points: pd.DataFrame, targets, study_ids, runs: dict[str, RunDir], train: bool,
+def master_parts(dataset, source, points: pd.DataFrame, targets, study_ids, runs: dict[str, RunFiles], train: bool,
                  augment: bool, cache_mb: int) -> MasterDataset:
     """The group datasets of ``runs`` (the three groups, and the extra views given) over the studies that have
     a point of any of the three groups."""
@@ -97,7 +114,7 @@ def master_parts(dataset, source, points: pd.DataFrame, targets, study_ids, runs
         data = runs[g].config().data
         parts[g] = GradeDataset(source, [samples[g][j] for j in keep], GRADE_GROUPS[g], crop_settings(data),
                                 train=train and augment, cache_mb=cache_mb)
-    return MasterDataset(parts)
+    return MasterDataset(parts, list(study_ids))
 
 
 @register_task
@@ -106,11 +123,7 @@ class GradeMasterTask(Task):
     model_config = MasterModelConfig
     data_config = MasterDataConfig
 
-    def __init__(self, config):
-        super().__init__(config)
-        self._train_ids: list[str] | None = None
-
-    def runs(self) -> dict[str, RunDir]:
+    def runs(self) -> dict[str, GraderRun]:
         m = self.config.model
         paths = {"spinal": m.spinal_run, "foraminal": m.foraminal_run, "subarticular": m.subarticular_run,
                  "spinal_axial": m.spinal_axial_run}
@@ -120,7 +133,7 @@ class GradeMasterTask(Task):
                 continue
             if not path:
                 raise ConfigError(f"model.{group}_run: name the grade_{group} run directory the master builds on")
-            run = RunDir(path)
+            run = GraderRun(path)
             task = run.config().task
             if task != f"grade_{group}":
                 raise ConfigError(f"model.{group}_run: {path} is a {task!r} run, expected grade_{group}")
@@ -128,16 +141,15 @@ class GradeMasterTask(Task):
         return runs
 
     def build_dataset(self, dataset, source, study_ids, train):
-        if train:
-            self._train_ids = sorted(str(s) for s in study_ids)
         return master_parts(dataset, source, dataset.labels, dataset.targets, study_ids, self.runs(), train,
                             self.config.data.augment, self.config.data.cache_mb)
 
-    def grader_fold(self, run: RunDir) -> int:
-        """The fold of ``run`` trained on exactly this master fold's training studies."""
+    @staticmethod
+    def grader_fold(run: RunFiles, train_ids: list[str]) -> int:
+        """The fold of ``run`` trained on exactly the studies ``train_ids`` (sorted str)."""
         folds = run.folds()
         for k in run.trained_folds():
-            if sorted(folds.loc[folds["fold"] != k, "study_id"].astype(str)) == self._train_ids:
+            if sorted(folds.loc[folds["fold"] != k, "study_id"].astype(str)) == train_ids:
                 return k
         raise ConfigError(
             f"{run.path} has no fold trained on this master fold's training studies; train the graders and the "
@@ -145,25 +157,19 @@ class GradeMasterTask(Task):
         )
 
     def build_network(self, pretrained=None):
+        """The graders' architectures (weights: ``prepare_network``) joined by the per-level MLP."""
         m = self.config.model
         graders = {}
         for group, run in self.runs().items():
-            task = GradeMasterTask._grader_task(run)
-            network = task.build_network(pretrained=False)
-            if pretrained is not False:  # training: start from the matching fold's weights
-                if self._train_ids is None:
-                    raise ConfigError("grade_master builds its network after its training dataset")
-                path = run.fold_dir(self.grader_fold(run)) / BEST_FILE
-                load_weights(network, load_checkpoint(path)["model"], path)
-            graders[group] = network
+            config = run.config()
+            graders[group] = grade_task(config.task)(config).build_network(pretrained=False)
         return MasterGrader(graders, hidden=m.hidden, dropout=m.dropout, freeze_graders=m.freeze_graders)
 
-    @staticmethod
-    def _grader_task(run: RunDir):
-        from spinemodels.registry import get_task
-
-        config = run.config()
-        return get_task(config.task)(config)
+    def prepare_network(self, network, train_set):
+        """Start each grader from its fold trained on this fold's training studies."""
+        for group, run in self.runs().items():
+            path = run.fold_dir(self.grader_fold(run, train_set.requested_ids)) / BEST_FILE
+            load_weights(network.graders[group], load_checkpoint(path)["model"], path)
 
     def forward(self, network, batch):
         return network(batch)

@@ -9,7 +9,7 @@ from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
 from spinedata.crops import antialias_sigma, bilinear_sample, crop_around
-from spinedata.errors import ConfigError
+from spinedata.errors import OptionError as ConfigError
 from spinedata.geometry import StackGeometry
 from spinedata.intensity import normalise, stack_intensity_range
 

@@ -17,9 +17,9 @@ from spinedata.errors import StoreError
 from spinedata.geometry import StackGeometry
 from spinedata.ids import check_id
 from spinedata.store import Series, Study, StudyWriter, create_or_open_store, open_dataset
-from spinedata.store.layout import STAGING
+from spinedata.store.layout import STAGING, complete_study_ids
 from spinedata.store.tables import read_table, replace_table
-from spinedata.store.writer import IngestLock, clean_stale, complete_study_ids
+from spinedata.store.writer import IngestLock, clean_stale
 
 ORIENTATION = np.array([0.0, 1.0, 0.0, 0.0, 0.0, -1.0])  # sagittal: r = +y, c = -z, n = -x
 

@@ -22,7 +22,7 @@ from spinedata.constants import (
     TARGETS,
     target_name,
 )
-from spinedata.errors import ConfigError
+from spinedata.errors import OptionError as ConfigError
 from spinedata.synth import SynthOptions, generate
 from spinedata.synth.acquisition import plan_series
 from spinedata.synth.anatomy import LEVEL_DISC, sample_spine

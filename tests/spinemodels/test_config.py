@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from spinedata.errors import ConfigError
-from spinemodels.config import config_from_dict, load_config, parse_override, save_config
-from spinemodels.registry import get_task, task_names
+from spinemodels.catalog import config_from_dict, get_task, load_config, task_names
+from spinemodels.config import parse_override, save_config
+from spinemodels.errors import ConfigError
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 

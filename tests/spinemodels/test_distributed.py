@@ -12,8 +12,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from spinemodels.config import config_from_dict
-from spinemodels.registry import get_task
+from spinemodels.catalog import config_from_dict, get_task
 from spinemodels.rundir import RunDir
 from tests.helpers.spinemodels_fakes import make_fake_dataset
 from tests.spinemodels.test_training import TINY

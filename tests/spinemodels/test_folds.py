@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from spinedata.constants import TARGETS
-from spinedata.errors import ConfigError
+from spinemodels.errors import ConfigError
 from spinemodels.folds import assign_folds, worst_severity
 
 

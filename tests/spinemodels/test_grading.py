@@ -12,17 +12,16 @@ from typer.testing import CliRunner
 
 from spinedata.constants import CONDITIONS, LEVELS, SEVERITY_WEIGHTS, TARGETS, target_name
 from spinedata.crops import crop_around
-from spinedata.errors import ConfigError
 from spinedata.metric import score, weighted_log_loss
 from spinemodels.calibration import Calibration, weighted_prior_logits
+from spinemodels.catalog import config_from_dict, get_task
 from spinemodels.classify import ClassifyError, classify
-from spinemodels.config import config_from_dict
 from spinemodels.data.grading import GRADE_GROUPS, CropSettings, GradeDataset, make_grade_samples
 from spinemodels.data.views import points_for_group
+from spinemodels.errors import ConfigError
 from spinemodels.grade_audit import audit_grades
 from spinemodels.grading_loss import any_severe_loss, weighted_cross_entropy
 from spinemodels.networks.grader import SliceSequenceGrader, grid_outputs
-from spinemodels.registry import get_task
 from spinemodels.rundir import RunDir
 from spinemodels.training import train
 from tests.helpers.spinemodels_fakes import make_fake_dataset

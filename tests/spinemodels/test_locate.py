@@ -9,7 +9,7 @@ import pytest
 
 from spinedata.constants import CONDITIONS, LEVELS
 from spinemodels.audit import audit_labels, correct_labels
-from spinemodels.config import config_from_dict
+from spinemodels.catalog import config_from_dict
 from spinemodels.locate import (
     COORD_COLUMNS,
     SHIFT_MATCH_SIGMAS,

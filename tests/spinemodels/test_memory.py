@@ -13,8 +13,7 @@ import torch
 
 from spinedata.errors import SpineError
 from spinemodels import memory
-from spinemodels.config import config_from_dict
-from spinemodels.registry import get_task
+from spinemodels.catalog import config_from_dict, get_task
 from spinemodels.rundir import RunDir
 from spinemodels.training import make_optimizer, train
 from tests.helpers.spinemodels_fakes import make_fake_dataset, one_torch_thread  # noqa: F401

@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 import torch
 
-from spinedata.errors import ConfigError
-from spinemodels.config import config_from_dict
-from spinemodels.rundir import RunDir, RunDirError, load_checkpoint
+from spinemodels.catalog import config_from_dict
+from spinemodels.errors import ConfigError, RunDirError
+from spinemodels.rundir import RunDir
+from spinemodels.runfiles import load_checkpoint
 from spinemodels.trainer import BestCheckpoint, Callback, LastCheckpoint, LoopState, fit, make_ema
 from spinemodels.training import lr_factor, train
 from tests.helpers.spinemodels_fakes import make_fake_dataset, one_torch_thread  # noqa: F401
@@ -93,7 +94,7 @@ def test_pretrained_weights_offline_give_a_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at import time
     config = config_from_dict(TINY["slice_finder"], ["model.pretrained=true", "model.backbone=resnet14t"])
-    from spinemodels.registry import get_task
+    from spinemodels.catalog import get_task
 
     with pytest.raises(ConfigError, match="not available offline.*pretrained: false"):
         get_task("slice_finder")(config).build_network()

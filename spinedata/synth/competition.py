@@ -27,7 +27,7 @@ from spinedata.constants import (
     TARGETS,
     row_id,
 )
-from spinedata.errors import ConfigError
+from spinedata.errors import OptionError
 from spinedata.synth.acquisition import SeriesPlan, plan_series
 from spinedata.synth.anatomy import LEVEL_DISC, sample_spine
 from spinedata.synth.dicomwrite import write_series
@@ -212,14 +212,14 @@ def generate(out_dir: str | Path, n_studies: int, seed: int, *, n_test_studies: 
     """
     start = time.perf_counter()
     if n_studies < 0 or n_test_studies < 0 or n_studies + n_test_studies == 0:
-        raise ConfigError(f"ask for at least one study (got {n_studies} train, {n_test_studies} test)")
+        raise OptionError(f"ask for at least one study (got {n_studies} train, {n_test_studies} test)")
     unknown = set(overrides) - set(SynthOptions.names())
     if unknown:
-        raise ConfigError(f"unknown synth option(s) {sorted(unknown)}; known: {SynthOptions.names()}")
+        raise OptionError(f"unknown synth option(s) {sorted(unknown)}; known: {SynthOptions.names()}")
     options = replace(options or SynthOptions(), **overrides)
     root = Path(out_dir)
     if root.exists() and any(root.iterdir()):
-        raise ConfigError(f"output folder {root} is not empty; choose a new folder or remove it first")
+        raise OptionError(f"output folder {root} is not empty; choose a new folder or remove it first")
     root.mkdir(parents=True, exist_ok=True)
     id_rng, taken = np.random.default_rng([seed, ID_STREAM]), set()
     ids, series_ids = [], []
