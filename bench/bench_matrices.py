@@ -35,6 +35,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=31)
     parser.add_argument("--matrices", type=int, nargs="+", default=[192, 256, 384, 512])
     parser.add_argument("--out", required=True)
+    parser.add_argument("--noise", type=float, default=None,
+                        help="the generator's noise level (default: its own); 0 shows the pipeline without pixel noise")
     parser.add_argument("--shifts", type=int, default=4, choices=[1, 4],
                         help="sub-pixel placements of the keypoint grid averaged (1: none; 4: 0/0.5 px each axis)")
     args = parser.parse_args()
@@ -43,8 +45,9 @@ def main() -> None:
     located = {}
     for matrix in args.matrices:
         data, store = out / f"synth_{matrix}", out / f"m{matrix}.zarr"
+        noise = {} if args.noise is None else {"noise": args.noise}
         if not store.is_dir():
-            generate(data, args.studies, args.seed, sagittal_matrices=(matrix,), axial_matrices=(128,))
+            generate(data, args.studies, args.seed, sagittal_matrices=(matrix,), axial_matrices=(128,), **noise)
             ingest(data, store, workers=1)
         coords, _ = locate(spinedata.open_dataset(str(store)), args.model, progress=False, device="cpu",
                            keypoint_shifts=shifts)
