@@ -6,8 +6,9 @@ which was the largest cost of ``spine ingest``. This module walks a Part 10 file
 of: a file with the 128-byte preamble and ``DICM``, an explicit or implicit VR little-endian data set
 (native or encapsulated pixel data), every element whole. Anything else (big endian, deflated, a file
 without preamble, an unexpected VR for a wanted tag, an odd length, a truncated file, a broken sequence)
-makes ``scan`` return ``None``, and the caller reads the file with pydicom, which gives the precise
-error for damaged files. ``tests/spinedata/test_dicomscan.py`` checks that both readers agree on every test file.
+makes ``scan`` return ``None``, and ``headers.read_header`` reads the file with pydicom, which gives the
+precise error for damaged files. ``tests/spinedata/test_dicom_fastscan.py`` checks that both readers agree on
+every test file.
 """
 
 from __future__ import annotations
@@ -15,27 +16,31 @@ from __future__ import annotations
 import os
 import struct
 
-PIXEL_DATA = 0x7FE00010
-ITEM, ITEM_END, SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
-UNDEFINED = 0xFFFFFFFF
-LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
-EXPLICIT_LE = "1.2.840.10008.1.2.1"
-IMPLICIT_LE = "1.2.840.10008.1.2"
-NOT_SCANNED = frozenset({"1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"})
+from spinedata.dicom.elements import (
+    DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
+    EXPLICIT_VR_BIG_ENDIAN,
+    IMPLICIT_VR_LITTLE_ENDIAN,
+    ITEM,
+    ITEM_END,
+    PIXEL_DATA,
+    SEQUENCE_END,
+    UNDEFINED,
+    ShortBuffer,
+    element_head,
+    is_vr,
+)
+
+NOT_SCANNED = frozenset({EXPLICIT_VR_BIG_ENDIAN, DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN})
 """Big endian and deflated syntaxes: left to pydicom."""
 FIRST_READ = 8192
 """Bytes read first; a longer header is read in growing steps up to ``MAX_HEADER``."""
 MAX_HEADER = 4 << 20
 
 _TAG = struct.Struct("<HH")
-_U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
-_EXPLICIT_SHORT = struct.Struct("<HH2sH")
-_IMPLICIT = struct.Struct("<HHI")
 
-
-class _Incomplete(Exception):
-    """The buffer ends inside an element (read more of the file, or give up at its end)."""
+_Incomplete = ShortBuffer
+"""The buffer ends inside an element (read more of the file, or give up at its end)."""
 
 
 class _Unsure(Exception):
@@ -74,32 +79,28 @@ def scan(path: str | os.PathLike, wanted: dict[int, str]) -> ScannedHeader | Non
         return None
 
 
+def _head(data: bytes, position: int, implicit: bool) -> tuple[int, int, int, bytes]:
+    """``element_head`` (little endian), unsure of an explicit VR that is not one."""
+    head = element_head(data, position, implicit)
+    if head[3] and not is_vr(head[3]):
+        raise _Unsure  # not a VR: the data set is not encoded as its transfer syntax says
+    return head
+
+
 def _scan_buffer(data: bytes, size: int, wanted: dict[int, str]) -> ScannedHeader:
     if len(data) < 144 or data[128:132] != b"DICM":
         raise _Unsure
     position, transfer_syntax = _file_meta(data)
     if transfer_syntax in NOT_SCANNED or not transfer_syntax:
         raise _Unsure
-    implicit = transfer_syntax == IMPLICIT_LE
+    implicit = transfer_syntax == IMPLICIT_VR_LITTLE_ENDIAN
     values: dict[int, tuple[str, bytes]] = {}
     end = len(data)
-    head = _IMPLICIT if implicit else _EXPLICIT_SHORT
     while True:
         if position + 12 > end:
             raise _Incomplete
-        if implicit:
-            group, element, length = head.unpack_from(data, position)
-            vr, offset = b"", position + 8
-        else:
-            group, element, vr, length = head.unpack_from(data, position)
-            if vr in LONG_VRS:
-                length, offset = _U32.unpack_from(data, position + 8)[0], position + 12
-            elif 65 <= vr[0] <= 90 and 65 <= vr[1] <= 90:
-                offset = position + 8
-            else:
-                raise _Unsure  # not a VR: the data set is not encoded as its transfer syntax says
-        tag = group << 16 | element
-        if tag >= PIXEL_DATA or group == 0xFFFE:
+        tag, offset, length, vr = _head(data, position, implicit)
+        if tag >= PIXEL_DATA or tag >> 16 == 0xFFFE:
             if tag != PIXEL_DATA or (not implicit and vr not in (b"OB", b"OW")):
                 raise _Unsure
             if length != UNDEFINED and offset + length > size:
@@ -128,31 +129,13 @@ def _file_meta(data: bytes) -> tuple[int, str]:
         group, element = _TAG.unpack_from(data, position)
         if group != 0x0002:
             return position, syntax
-        offset, length, _ = _element_head(data, position, False, end)
+        _, offset, length, _ = _head(data, position, False)
         if length == UNDEFINED or offset + length > end:
             raise _Unsure
         if element == 0x0010:
             syntax = data[offset : offset + length].decode("ascii").strip(" \x00")
         position = offset + length
     raise _Incomplete
-
-
-def _element_head(data: bytes, position: int, implicit: bool, end: int) -> tuple[int, int, bytes]:
-    """``(value offset, value length, VR bytes or b'')`` of the element starting at ``position``."""
-    if implicit:
-        if position + 8 > end:
-            raise _Incomplete
-        return position + 8, _IMPLICIT.unpack_from(data, position)[2], b""
-    if position + 8 > end:
-        raise _Incomplete
-    _, _, vr, short = _EXPLICIT_SHORT.unpack_from(data, position)
-    if vr in LONG_VRS:
-        if position + 12 > end:
-            raise _Incomplete
-        return position + 12, _U32.unpack_from(data, position + 8)[0], vr
-    if not (65 <= vr[0] <= 90 and 65 <= vr[1] <= 90):
-        raise _Unsure  # not a VR: the data set is not encoded as its transfer syntax says
-    return position + 8, short, vr
 
 
 def _skip_undefined_sequence(data: bytes, position: int, implicit: bool, end: int) -> int:
@@ -182,7 +165,7 @@ def _skip_undefined_item(data: bytes, position: int, implicit: bool, end: int) -
         group, element = _TAG.unpack_from(data, position)
         if group << 16 | element == ITEM_END:
             return position + 8
-        offset, length, vr = _element_head(data, position, implicit, end)
+        _, offset, length, vr = _head(data, position, implicit)
         if length == UNDEFINED:
             if not implicit and vr not in (b"SQ", b"UN"):
                 raise _Unsure
