@@ -15,8 +15,8 @@ from spinedata.dicom.elements import (
     IMPLICIT_VR_LITTLE_ENDIAN,
     PIXEL_DATA,
     UNDEFINED,
-    element_head,
     raw_values,
+    walk,
 )
 from spinedata.dicom.values import Values
 from spinedata.errors import DicomReadError
@@ -87,8 +87,9 @@ def _check_pixel_element(fp, dataset, size: int) -> tuple[int, int]:
     head = fp.read(12)
     if len(head) < 8:
         raise DicomReadError(f"no pixel data (the file ends after {start} bytes of header; truncated?)")
-    tag, header_len, length, _ = element_head(head.ljust(12, b"\0"), 0, dataset.original_encoding[0],
-                                              little_endian(dataset))  # fmt: skip
+    # this element's header (stop=0); padded, so that a header cut short is found below, after the tag
+    _, tag, header_len, length, _ = walk(head.ljust(12, b"\0"), 0, dataset.original_encoding[0],
+                                         little=little_endian(dataset))
     if tag != PIXEL_DATA:
         raise DicomReadError(f"no pixel data (found tag ({tag >> 16:04X},{tag & 0xFFFF:04X}) instead of PixelData)")
     if header_len > len(head):

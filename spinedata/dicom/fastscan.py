@@ -20,14 +20,12 @@ from spinedata.dicom.elements import (
     DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
     EXPLICIT_VR_BIG_ENDIAN,
     IMPLICIT_VR_LITTLE_ENDIAN,
-    ITEM,
-    ITEM_END,
     PIXEL_DATA,
-    SEQUENCE_END,
     UNDEFINED,
     ShortBuffer,
-    element_head,
+    Unsure,
     is_vr,
+    walk,
 )
 
 NOT_SCANNED = frozenset({EXPLICIT_VR_BIG_ENDIAN, DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN})
@@ -35,16 +33,6 @@ NOT_SCANNED = frozenset({EXPLICIT_VR_BIG_ENDIAN, DEFLATED_EXPLICIT_VR_LITTLE_END
 FIRST_READ = 8192
 """Bytes read first; a longer header is read in growing steps up to ``MAX_HEADER``."""
 MAX_HEADER = 4 << 20
-
-_TAG = struct.Struct("<HH")
-_U32 = struct.Struct("<I")
-
-_Incomplete = ShortBuffer
-"""The buffer ends inside an element (read more of the file, or give up at its end)."""
-
-
-class _Unsure(Exception):
-    """Something this scanner does not read with certainty: leave the file to pydicom."""
 
 
 class ScannedHeader:
@@ -71,104 +59,39 @@ def scan(path: str | os.PathLike, wanted: dict[int, str]) -> ScannedHeader | Non
             while True:
                 try:
                     return _scan_buffer(data, size, wanted)
-                except _Incomplete:
+                except ShortBuffer:
                     if len(data) >= size or len(data) >= MAX_HEADER:
                         return None
                     data += handle.read(len(data))
-    except (OSError, _Unsure, struct.error, UnicodeDecodeError):
+    except (OSError, Unsure, struct.error, UnicodeDecodeError):
         return None
-
-
-def _head(data: bytes, position: int, implicit: bool) -> tuple[int, int, int, bytes]:
-    """``element_head`` (little endian), unsure of an explicit VR that is not one."""
-    head = element_head(data, position, implicit)
-    if head[3] and not is_vr(head[3]):
-        raise _Unsure  # not a VR: the data set is not encoded as its transfer syntax says
-    return head
 
 
 def _scan_buffer(data: bytes, size: int, wanted: dict[int, str]) -> ScannedHeader:
     if len(data) < 144 or data[128:132] != b"DICM":
-        raise _Unsure
+        raise Unsure
     position, transfer_syntax = _file_meta(data)
     if transfer_syntax in NOT_SCANNED or not transfer_syntax:
-        raise _Unsure
+        raise Unsure
     implicit = transfer_syntax == IMPLICIT_VR_LITTLE_ENDIAN
     values: dict[int, tuple[str, bytes]] = {}
-    end = len(data)
-    while True:
-        if position + 12 > end:
-            raise _Incomplete
-        tag, offset, length, vr = _head(data, position, implicit)
-        if tag >= PIXEL_DATA or tag >> 16 == 0xFFFE:
-            if tag != PIXEL_DATA or (not implicit and vr not in (b"OB", b"OW")):
-                raise _Unsure
-            if length != UNDEFINED and offset + length > size:
-                raise _Unsure  # truncated pixel data: pydicom's reader reports it
-            return ScannedHeader(values, transfer_syntax, implicit, offset, length, size)
-        if length == UNDEFINED:
-            if not implicit and vr not in (b"SQ", b"UN"):
-                raise _Unsure
-            position = _skip_undefined_sequence(data, offset, implicit or vr == b"UN", end)
-            continue
-        position = offset + length
-        expected = wanted.get(tag)
-        if expected is not None:
-            if position > end:
-                raise _Incomplete
-            if not implicit and vr.decode("ascii") != expected:
-                raise _Unsure
-            values[tag] = (expected, data[offset:position])
+    _, tag, offset, length, vr = walk(data, position, implicit, wanted, values, stop=PIXEL_DATA)
+    if tag != PIXEL_DATA or (not implicit and vr not in (b"OB", b"OW")):
+        raise Unsure
+    if length != UNDEFINED and offset + length > size:
+        raise Unsure  # truncated pixel data: pydicom's reader reports it
+    return ScannedHeader(values, transfer_syntax, implicit, offset, length, size)
 
 
 def _file_meta(data: bytes) -> tuple[int, str]:
     """Parse group 0002 (always explicit VR little endian): ``(position after it, TransferSyntaxUID)``."""
     position, syntax = 132, ""
-    end = len(data)
-    while position + 8 <= end:
-        group, element = _TAG.unpack_from(data, position)
-        if group != 0x0002:
+    while True:
+        _, tag, offset, length, vr = walk(data, position, False)  # stop=0: this element's header
+        if tag >> 16 != 0x0002:
             return position, syntax
-        _, offset, length, _ = _head(data, position, False)
-        if length == UNDEFINED or offset + length > end:
-            raise _Unsure
-        if element == 0x0010:
+        if not is_vr(vr) or length == UNDEFINED or offset + length > len(data):
+            raise Unsure
+        if tag == 0x00020010:
             syntax = data[offset : offset + length].decode("ascii").strip(" \x00")
         position = offset + length
-    raise _Incomplete
-
-
-def _skip_undefined_sequence(data: bytes, position: int, implicit: bool, end: int) -> int:
-    """Position after a sequence of undefined length whose items start at ``position``."""
-    while True:
-        if position + 8 > end:
-            raise _Incomplete
-        group, element = _TAG.unpack_from(data, position)
-        tag = group << 16 | element
-        length = _U32.unpack_from(data, position + 4)[0]
-        position += 8
-        if tag == SEQUENCE_END:
-            return position
-        if tag != ITEM:
-            raise _Unsure
-        if length != UNDEFINED:
-            position += length
-            continue
-        position = _skip_undefined_item(data, position, implicit, end)
-
-
-def _skip_undefined_item(data: bytes, position: int, implicit: bool, end: int) -> int:
-    """Position after an item of undefined length (its elements, then the item delimiter)."""
-    while True:
-        if position + 8 > end:
-            raise _Incomplete
-        group, element = _TAG.unpack_from(data, position)
-        if group << 16 | element == ITEM_END:
-            return position + 8
-        _, offset, length, vr = _head(data, position, implicit)
-        if length == UNDEFINED:
-            if not implicit and vr not in (b"SQ", b"UN"):
-                raise _Unsure
-            position = _skip_undefined_sequence(data, offset, implicit or vr == b"UN", end)
-        else:
-            position = offset + length
