@@ -3,8 +3,10 @@ element after it. pydicom is imported on first use only: files the fast scan rea
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
+from collections.abc import Iterator
 
 from spinedata.dicom.elements import (
     DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
@@ -68,6 +70,19 @@ def open_dataset(path: str, fp, specific_tags: list[str] | None = HEADER_KEYWORD
             raise DicomReadError(f"not a DICOM file ({type(error).__name__}: {error})") from error
     except (EOFError, struct.error, OSError, ValueError, KeyError, TypeError) as error:
         raise DicomReadError(f"truncated or corrupt header ({type(error).__name__}: {error})") from error
+
+
+@contextlib.contextmanager
+def opened(path: str, specific_tags: list[str] | None = HEADER_KEYWORDS) -> Iterator[tuple[object, object, int, str]]:
+    """``(data set up to the pixel data, open file pointing at them, file size, transfer syntax)``, the file
+    closed after; pydicom's errors on a damaged header become ``DicomReadError('corrupt header ...')``."""
+    size, fp = open_file(path)
+    with fp:
+        try:
+            dataset = open_dataset(path, fp, specific_tags)
+        except corrupt_file_errors() as error:
+            raise DicomReadError(f"corrupt header ({type(error).__name__}: {error})") from error
+        yield dataset, fp, size, transfer_syntax(dataset)
 
 
 def little_endian(dataset) -> bool:

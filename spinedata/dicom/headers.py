@@ -12,15 +12,7 @@ from __future__ import annotations
 import os
 import struct
 
-from spinedata.dicom.dataset import (
-    corrupt_file_errors,
-    dataset_values,
-    little_endian,
-    open_dataset,
-    open_file,
-    pixel_element,
-    transfer_syntax,
-)
+from spinedata.dicom.dataset import corrupt_file_errors, dataset_values, little_endian, opened, pixel_element
 from spinedata.dicom.elements import (
     DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
     HEADER_TAGS,
@@ -111,10 +103,7 @@ def _header_from_scan(path: str, scanned: ScannedHeader, limits: ReadLimits = DE
 
 def _read_header(path: str, limits: ReadLimits = DEFAULT_LIMITS) -> SliceHeader:
     """The header read with pydicom (the reference reader)."""
-    size, fp = open_file(path)
-    with fp:
-        dataset = open_dataset(path, fp)
-        syntax = transfer_syntax(dataset)
+    with opened(path) as (dataset, fp, size, syntax):
         # a deflated file is read whole by pydicom (the position in the file says nothing about the data set)
         if fp.tell() >= size and syntax != DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
             raise DicomReadError(

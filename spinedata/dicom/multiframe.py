@@ -7,15 +7,7 @@ multi-frame file without per-frame positions is rejected. Read with pydicom, fun
 
 from __future__ import annotations
 
-from spinedata.dicom.dataset import (
-    corrupt_file_errors,
-    dataset_values,
-    little_endian,
-    open_dataset,
-    open_file,
-    pixel_element,
-    transfer_syntax,
-)
+from spinedata.dicom.dataset import corrupt_file_errors, dataset_values, little_endian, opened, pixel_element
 from spinedata.dicom.elements import UNDEFINED
 from spinedata.dicom.limits import ReadLimits, check_declared
 from spinedata.dicom.sliceheader import SliceHeader, build_header
@@ -81,13 +73,7 @@ def read_frame_headers(path: str, limits: ReadLimits) -> list[SliceHeader]:
 def _frame_headers(path: str, limits: ReadLimits) -> list[SliceHeader]:
     from pydicom.multival import MultiValue
 
-    size, fp = open_file(path)
-    with fp:
-        try:
-            dataset = open_dataset(path, fp, specific_tags=None)
-        except corrupt_file_errors() as error:
-            raise DicomReadError(f"corrupt header ({type(error).__name__}: {error})") from error
-        syntax = transfer_syntax(dataset)
+    with opened(path, specific_tags=None) as (dataset, fp, size, syntax):
         little = little_endian(dataset)
         offset, length = pixel_element(fp, dataset, size, syntax)
     top = dataset_values(dataset)
