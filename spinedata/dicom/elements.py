@@ -52,7 +52,12 @@ BEYOND_TAGS = 1 << 32
 
 
 class ShortBuffer(Exception):
-    """The buffer ends inside an element (read more of the file, or give up at its end)."""
+    """The buffer ends inside an element (read more of the file, or give up at its end). ``position``: the
+    top-level element to walk on from with more data (everything before it is walked and recorded)."""
+
+    def __init__(self, position: int):
+        super().__init__(position)
+        self.position = position
 
 
 class Unsure(Exception):
@@ -69,8 +74,8 @@ def walk(data: bytes, position: int, implicit: bool, wanted: dict[int, str] = _N
     FFFE (an item or a delimiter). Returns that element's header: ``(its position, tag, value offset, value
     length, VR bytes or b'')``; ``stop=0`` gives the header of the element at ``position``, its VR unchecked.
 
-    ``ShortBuffer`` when ``data`` ends first (every element header is read with 12 bytes at hand);
-    ``Unsure`` for what is not encoded as expected. One loop, no call per element: the fast header scan
+    ``ShortBuffer`` when ``data`` ends first (every element header is read with 12 bytes at hand; the walk
+    goes on from its ``position`` with more data); ``Unsure`` for what is not encoded as expected. One loop, no call per element: the fast header scan
     walks about a hundred elements per file."""
     end = len(data)
     if implicit:
@@ -80,7 +85,7 @@ def walk(data: bytes, position: int, implicit: bool, wanted: dict[int, str] = _N
     u32 = _U32_LE if little else _U32_BE
     while True:
         if position + 12 > end:
-            raise ShortBuffer
+            raise ShortBuffer(position)
         if implicit:
             group, element, length = head(data, position)
             vr, offset = b"", position + 8
@@ -98,23 +103,27 @@ def walk(data: bytes, position: int, implicit: bool, wanted: dict[int, str] = _N
         if length == UNDEFINED:
             if vr not in (b"", b"SQ", b"UN"):
                 raise Unsure
-            position = _skip_undefined_sequence(data, offset, implicit or vr == b"UN")
+            try:
+                position = _skip_undefined_sequence(data, offset, implicit or vr == b"UN")
+            except ShortBuffer:
+                raise ShortBuffer(position) from None  # walk the whole sequence again with more data
             continue
-        position = offset + length
+        following = offset + length
         expected = wanted.get(tag)
         if expected is not None:
-            if position > end:
-                raise ShortBuffer
+            if following > end:
+                raise ShortBuffer(position)
             if vr and vr.decode("ascii") != expected:
                 raise Unsure
-            values[tag] = (expected, data[offset:position])
+            values[tag] = (expected, data[offset:following])
+        position = following
 
 
 def _skip_undefined_sequence(data: bytes, position: int, implicit: bool) -> int:
     """Position after a sequence of undefined length (little endian) whose items start at ``position``."""
     while True:
         if position + 8 > len(data):
-            raise ShortBuffer
+            raise ShortBuffer(position)
         group, element, length = _IMPLICIT_LE(data, position)
         tag = group << 16 | element
         position += 8

@@ -31,7 +31,8 @@ from spinedata.dicom.elements import (
 NOT_SCANNED = frozenset({EXPLICIT_VR_BIG_ENDIAN, DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN})
 """Big endian and deflated syntaxes: left to pydicom."""
 FIRST_READ = 8192
-"""Bytes read first; a longer header is read in growing steps up to ``MAX_HEADER``."""
+"""Bytes read first; a longer header is read in growing steps up to ``MAX_HEADER``, the walk going on
+from the element where the bytes read so far ended."""
 MAX_HEADER = 4 << 20
 
 
@@ -56,26 +57,41 @@ def scan(path: str | os.PathLike, wanted: dict[int, str]) -> ScannedHeader | Non
         with open(path, "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
             data = handle.read(FIRST_READ)
+            values: dict[int, tuple[str, bytes]] = {}
+            resume = None
             while True:
                 try:
-                    return _scan_buffer(data, size, wanted)
+                    return _scan_buffer(data, size, wanted, values, resume)
+                except _Resume as short:
+                    resume = short.position
                 except ShortBuffer:
-                    if len(data) >= size or len(data) >= MAX_HEADER:
-                        return None
-                    data += handle.read(len(data))
+                    pass
+                if len(data) >= size or len(data) >= MAX_HEADER:
+                    return None
+                data += handle.read(len(data))
     except (OSError, Unsure, struct.error, UnicodeDecodeError):
         return None
 
 
-def _scan_buffer(data: bytes, size: int, wanted: dict[int, str]) -> ScannedHeader:
+class _Resume(ShortBuffer):
+    """The data set's walk ran out of bytes: with more, go on from ``position`` (the values so far kept)."""
+
+
+def _scan_buffer(data: bytes, size: int, wanted: dict[int, str], values: dict[int, tuple[str, bytes]],
+                 resume: int | None) -> ScannedHeader:
+    """Scan ``data``, the first bytes of a file of ``size`` bytes, into ``values``; ``resume``: where an
+    earlier, shorter ``data`` ran out (None: from the start of the data set)."""
     if len(data) < 144 or data[128:132] != b"DICM":
         raise Unsure
     position, transfer_syntax = _file_meta(data)
     if transfer_syntax in NOT_SCANNED or not transfer_syntax:
         raise Unsure
     implicit = transfer_syntax == IMPLICIT_VR_LITTLE_ENDIAN
-    values: dict[int, tuple[str, bytes]] = {}
-    _, tag, offset, length, vr = walk(data, position, implicit, wanted, values, stop=PIXEL_DATA)
+    try:
+        _, tag, offset, length, vr = walk(data, position if resume is None else resume, implicit, wanted, values,
+                                          stop=PIXEL_DATA)  # fmt: skip
+    except ShortBuffer as short:
+        raise _Resume(short.position) from None
     if tag != PIXEL_DATA or (not implicit and vr not in (b"OB", b"OW")):
         raise Unsure
     if length != UNDEFINED and offset + length > size:

@@ -84,6 +84,31 @@ def test_scan_reads_through_undefined_length_sequences(tmp_path):
     np.testing.assert_array_equal(read_pixels(fast), np.arange(12).reshape(3, 4))
 
 
+@pytest.mark.parametrize("undefined", [False, True])
+def test_scan_reads_headers_longer_than_its_first_read(tmp_path, undefined):
+    """Headers of many KiB (a long sequence before Rows/Columns, cut by the first read and again later)
+    are read in steps, the walk going on where the bytes ran out: the same header as pydicom's."""
+    items = []
+    for k in range(600):
+        item = Dataset()
+        item.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
+        item.ReferencedSOPInstanceUID = f"1.2.3.4.5.6.7.8.9.{k}"
+        items.append(item)
+    path = write_slice(tmp_path / "long.dcm", np.arange(12, dtype=np.uint16).reshape(3, 4), study_uid="1.2",
+                       series_uid="1.2.3", extra={"ReferencedImageSequence": Sequence(items),
+                                                  "ImageComments": "x" * 9000}, **GEOMETRY)  # fmt: skip
+    if undefined:
+        ds = pydicom.dcmread(path)
+        ds["ReferencedImageSequence"].is_undefined_length = True
+        for item in ds.ReferencedImageSequence:
+            item.is_undefined_length_sequence_item = True
+        ds.save_as(path)
+    assert path.stat().st_size > 4 * 8192
+    fast, slow = _both(path)
+    assert isinstance(fast, SliceHeader) and fast == slow
+    assert (fast.rows, fast.cols) == (3, 4) and fast.pixel_offset > 4 * 8192
+
+
 def test_scan_reads_implicit_vr_and_declines_what_it_does_not_know(tmp_path):
     path = write_slice(tmp_path / "a.dcm", np.ones((2, 2), np.uint16), study_uid="1.2", series_uid="1.2.3",
                        **GEOMETRY)  # fmt: skip
