@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from spinedata.dicomio import read_header, read_stack
+from spinedata.dicom import read_header, read_stack
 from spinedata.stacks import build_stacks
 
 SERIES = (

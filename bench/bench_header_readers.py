@@ -6,7 +6,7 @@ Answers "would a compiled header reader make ingest faster?" with numbers. Over 
 ``--folder`` (warm page cache, one process, best of ``--repeats`` runs of ``time.process_time``):
 
 - ``spinedata read_header``: the whole ``SliceHeader`` (25 elements converted and checked, pixel offset);
-- ``spinedata scan only``: ``dicomscan.scan``, the raw bytes of the 25 elements and the pixel offset;
+- ``spinedata scan only``: ``spinedata.dicom.fastscan.scan``, the raw bytes of the 25 elements and the pixel offset;
 - ``pydicom dcmread``: ``stop_before_pixels`` and ``specific_tags`` of the same 25, then their values;
 - ``dicomsdl`` and ``fastdicom`` (compiled readers, timed only when importable; neither is a dependency:
   ``pip install dicomsdl fastdicom`` in a scratch environment): open the file and get the 25 values.
@@ -22,16 +22,18 @@ import importlib.util
 import time
 from pathlib import Path
 
-from spinedata import dicomio, geometry
-from spinedata.dicomio import HEADER_ELEMENTS, HEADER_KEYWORDS, SCAN_TAGS, read_header
-from spinedata.dicomscan import scan
+from spinedata import geometry
+from spinedata.dicom import HEADER_ELEMENTS, HEADER_KEYWORDS, SCAN_TAGS, read_header
+from spinedata.dicom.elements import scanned_values
+from spinedata.dicom.fastscan import scan
+from spinedata.dicom.values import finite_floats
 
 
 def forget_conversions() -> None:
-    """Empty ``dicomio``'s caches of converted values, so that each repeat reads the files as an ingest
+    """Empty ``spinedata.dicom``'s caches of converted values, so that each repeat reads the files as an ingest
     worker does, once each (a value repeated across a series is converted once, a file's own values every
     time), and not with every file's values remembered from the repeat before."""
-    for cached in (dicomio._scanned_values, dicomio._finite_floats, geometry._unit_orientation):
+    for cached in (scanned_values, finite_floats, geometry._unit_orientation):
         cached.cache_clear()
 
 
@@ -52,7 +54,7 @@ def readers() -> dict[str, object]:
 
     found = {
         "spinedata `read_header` (values converted and checked, pixel offset)": read_header,
-        "spinedata `dicomscan.scan` only (raw values, pixel offset)": lambda path: scan(path, SCAN_TAGS),
+        "spinedata `fastscan.scan` only (raw values, pixel offset)": lambda path: scan(path, SCAN_TAGS),
     }
 
     def with_pydicom(path):

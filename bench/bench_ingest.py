@@ -199,7 +199,7 @@ def run_timed(command: list[str], sample_memory: bool = False) -> tuple[float, i
 def stage_costs(images: Path) -> dict[str, float]:
     """CPU milliseconds per DICOM file of each ingest stage, in this process (one core), over ``images``:
     header read, stack building, pixel read (as the ingest worker reads them), writing the compressed image (``fastwrite``)."""
-    from spinedata.dicomio import read_header
+    from spinedata.dicom import read_header
     from spinedata.ingest.worker import read_stack_for_store
     from spinedata.stacks import build_stacks
     from spinedata.store.fastwrite import write_array

@@ -62,7 +62,7 @@ def import_cost(setup: str, body: str, env: dict[str, str | None]) -> tuple[floa
 
 def stack_images(images: Path):
     """``(n_files, stacks as ingest stores them, their headers)`` of every series under ``images``."""
-    from spinedata.dicomio import read_header
+    from spinedata.dicom import read_header
     from spinedata.ingest.worker import read_stack_for_store
     from spinedata.stacks import build_stacks
 

@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from spinedata.constants import CONDITIONS, LEVELS, MISSING, SEVERITY_CODE, TARGETS
-from spinedata.dicomio import Skipped
 from spinedata.errors import DataLayoutError
 from spinedata.ids import id_problem
+from spinedata.report import Skipped
 
 if TYPE_CHECKING:
     import pandas as pd

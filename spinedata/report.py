@@ -5,11 +5,20 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
-from spinedata.dicomio import Skipped
-
 REPORT_COLUMNS = ("path", "study_id", "series_id", "reason")
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """One line of an ingest report: a file (or group of files) left out, and why."""
+
+    path: str
+    reason: str
+    study_id: str = ""
+    series_id: str = ""
 
 
 def write_report(path: str | os.PathLike, lines: Iterable[Skipped]) -> Path:

@@ -22,7 +22,7 @@ from itertools import combinations
 
 import numpy as np
 
-from spinedata.dicomio import Skipped, SliceHeader
+from spinedata.dicom import SliceHeader
 from spinedata.errors import GeometryError
 from spinedata.geometry import (
     GAP_JUMP_FACTOR,
@@ -39,6 +39,7 @@ from spinedata.geometry import (
     slice_normal,
     unit_orientation,
 )
+from spinedata.report import Skipped
 
 SHEAR_MIN_FRACTION = 0.8
 """A gantry-tilt drift must explain this fraction of a volume's regular steps to be taken out."""

@@ -18,10 +18,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from spinedata.dicomio import DEFAULT_LIMITS, ReadLimits, Skipped, SliceHeader, read_headers
+from spinedata.dicom import DEFAULT_LIMITS, ReadLimits, SliceHeader, read_headers
 from spinedata.errors import DataLayoutError, DicomReadError
 from spinedata.ids import id_problem
 from spinedata.labels import read_series_descriptions
+from spinedata.report import Skipped
 
 SPLITS = ("train", "test")
 LAYOUT_COMPETITION = "competition"

@@ -26,7 +26,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from spinedata.dicomio import DEFAULT_LIMITS, ReadLimits, Skipped, SliceHeader, contained, failure_reason
+from spinedata.dicom import DEFAULT_LIMITS, ReadLimits, SliceHeader, contained, failure_reason
 from spinedata.errors import OutputPathError
 from spinedata.ingest.discover import (
     LAYOUT_COMPETITION,
@@ -46,7 +46,7 @@ from spinedata.labels import (
     resolve_labels,
     store_lookup,
 )
-from spinedata.report import from_records, is_report, write_report
+from spinedata.report import Skipped, from_records, is_report, write_report
 from spinedata.store import layout as L
 from spinedata.store.layout import complete_study_ids
 from spinedata.store.reader import open_dataset

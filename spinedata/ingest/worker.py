@@ -3,7 +3,7 @@
 Memory is bounded by one series of decoded pixels (and every file's declared size by ``ReadLimits``, checked
 before it is decoded). Every file, series or study left out becomes a report line; nothing is sent back to
 the parent but counts and those lines. A failure while reading one file, whatever it is (a decoder's panic,
-MemoryError, a corrupt deflate stream; not an interrupt), leaves out that file only (``dicomio.contained``).
+MemoryError, a corrupt deflate stream; not an interrupt), leaves out that file only (``spinedata.dicom.contained``).
 """
 
 from __future__ import annotations
@@ -13,21 +13,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spinedata.dicomio import (
+from spinedata.dicom import (
     DEFAULT_LIMITS,
     ReadLimits,
-    Skipped,
     SliceHeader,
     contained,
+    is_whole,
     read_headers,
     read_pixels,
     read_stack,
     read_stack_stored,
+    shared_rescale,
 )
 from spinedata.errors import DicomReadError, SpineError
 from spinedata.geometry import StackGeometry
 from spinedata.ingest.discover import SeriesJob, StudyJob
-from spinedata.report import to_records
+from spinedata.report import Skipped, to_records
 from spinedata.roles import role_from_description
 from spinedata.stacks import build_stacks
 from spinedata.store.writer import StudyWriter
@@ -68,14 +69,12 @@ def read_stack_for_store(members: list[SliceHeader]) -> tuple[np.ndarray, tuple[
     """A stack's pixels as the store keeps them: ``(image, None)`` with the values ``read_stack`` gives, or,
     when the slices share one non-integer RescaleSlope/Intercept (values that would be float32),
     ``(stored integers, (slope, intercept))`` with ``stored * slope + intercept`` those values."""
-    rescales = {(h.rescale_slope, h.rescale_intercept) for h in members}
-    if len(rescales) == 1:
-        ((slope, intercept),) = rescales
-        if slope != int(slope) or intercept != int(intercept):
-            stored, slope, intercept = read_stack_stored(members)
-            if stored.dtype.kind in "iu":
-                return stored, (slope, intercept)
-            return stored, None
+    shared = shared_rescale(members)
+    if shared is not None and not is_whole(*shared):
+        stored, slope, intercept = read_stack_stored(members)
+        if stored.dtype.kind in "iu":
+            return stored, (slope, intercept)
+        return stored, None
     return read_stack(members), None
 
 

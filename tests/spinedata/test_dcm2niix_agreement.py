@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from pydicom.uid import RLELossless
 
-from spinedata.dicomio import read_header, read_headers, read_pixels, read_stack
+from spinedata.dicom import read_header, read_headers, read_pixels, read_stack
 from spinedata.errors import DicomReadError
 from spinedata.geometry import lps_to_ras
 from spinedata.stacks import build_stacks

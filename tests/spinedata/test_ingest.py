@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 import spinedata as sd
 from cli.app import app
 from spinedata.constants import TARGETS
-from spinedata.dicomio import read_header, read_stack
+from spinedata.dicom import read_header, read_stack
 from spinedata.errors import DataLayoutError, OutputPathError
 from spinedata.ingest import check_report_path, ingest
 from spinedata.report import read_report
@@ -95,7 +95,7 @@ def test_rescaled_series_are_stored_as_integers_and_read_back_bit_for_bit(tmp_pa
     assert raw.dtype == np.uint16
     assert (raw.attrs["scale_factor"], raw.attrs["add_offset"]) == (3.6668, -0.21)
     headers = sorted((read_header(p) for p in folder.iterdir()), key=lambda h: -h.instance_number)
-    expected = read_stack(headers)  # what dicomio reads: float32 rescaled values
+    expected = read_stack(headers)  # what spinedata.dicom reads: float32 rescaled values
     assert expected.dtype == np.float32
     assert stack.read().dtype == np.float32 and np.array_equal(stack.read(), expected)
     np.testing.assert_allclose(stack.image.values, expected, rtol=1e-6)  # xarray applies the CF attributes

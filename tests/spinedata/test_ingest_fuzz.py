@@ -28,8 +28,7 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import DeflatedExplicitVRLittleEndian, RLELossless, generate_uid
 
 import spinedata as sd
-from spinedata import dicomio
-from spinedata.dicomio import ReadLimits, read_headers, read_pixels
+from spinedata.dicom import ReadLimits, pixels, read_headers, read_pixels
 from spinedata.errors import DicomReadError, OutputPathError
 from spinedata.ingest import ingest
 from tests.helpers.dicom_writer import write_enhanced
@@ -154,18 +153,18 @@ class _Panic(BaseException):
 def test_any_base_exception_of_a_decoder_is_contained_but_an_interrupt_is_not(tmp_path, monkeypatch):
     data, truth = _series(tmp_path, n=4)
     _rle(truth.paths[1])
-    real = dicomio._decode_all
+    real = pixels._decode_all
 
     def decode(path):
         if path == str(truth.paths[1]):
             raise _Panic("boom")
         return real(path)
 
-    monkeypatch.setattr(dicomio, "_decode_all", decode)
+    monkeypatch.setattr(pixels, "_decode_all", decode)
     result = _ingest(data, tmp_path / "out.zarr")
     assert _reason(result, truth.paths[1]) == "the decoder crashed (_Panic: boom)"
     _check(result, tmp_path / "out.zarr", truth, {truth.paths[1]})
-    monkeypatch.setattr(dicomio, "_decode_all", lambda path: (_ for _ in ()).throw(KeyboardInterrupt()))
+    monkeypatch.setattr(pixels, "_decode_all", lambda path: (_ for _ in ()).throw(KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):
         read_pixels(read_headers(truth.paths[1])[0])
 
@@ -261,8 +260,8 @@ def test_a_corrupt_deflate_stream_and_an_overflowing_rescale_lose_only_their_fil
 def test_a_memory_error_while_decoding_loses_only_its_file(tmp_path, monkeypatch):
     data, truth = _series(tmp_path, n=4)
     _rle(truth.paths[2])
-    real = dicomio._decode_all
-    monkeypatch.setattr(dicomio, "_decode_all",
+    real = pixels._decode_all
+    monkeypatch.setattr(pixels, "_decode_all",
                         lambda path: (_ for _ in ()).throw(MemoryError()) if path == str(truth.paths[2]) else real(path))
     result = _ingest(data, tmp_path / "out.zarr")
     assert _reason(result, truth.paths[2]) == "out of memory while reading it"

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spinedata.dicomio import Skipped, SliceHeader, read_header
+from spinedata.dicom import SliceHeader, read_header
 from spinedata.geometry import FLAG_DEFAULT_SPACING, FLAG_SHEAR, FLAG_SINGLE_SLICE
+from spinedata.report import Skipped
 from spinedata.stacks import build_stacks
 
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)

@@ -261,7 +261,7 @@ def test_rescaled_stack_keeps_integers_and_reads_back_the_float32_values(store):
         writer.add_stack("1", geometry, stored.astype(np.float32), rescale=(3.6668, -0.21))
     writer.commit()
     (stack,) = open_dataset(store).study("5").series["1"].stacks
-    expected = (stored.astype(np.float64) * 3.6668 - 0.21).astype(np.float32)  # as dicomio.read_stack
+    expected = (stored.astype(np.float64) * 3.6668 - 0.21).astype(np.float32)  # as spinedata.dicom.read_stack
     assert stack.read().dtype == np.float32 and np.array_equal(stack.read(), expected)
     np.testing.assert_array_equal(stack.read((2, 4)), expected[2:4])
     assert zarr.open_array(store / stack.path / "image", mode="r").dtype == np.uint16

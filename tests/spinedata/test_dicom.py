@@ -11,9 +11,8 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.uid import RLELossless
 
-from spinedata.dicomio import (
+from spinedata.dicom import (
     SliceHeader,
-    _whole_rescaled,
     common_dtype,
     read_header,
     read_headers,
@@ -21,6 +20,7 @@ from spinedata.dicomio import (
     read_stack,
     read_stack_stored,
 )
+from spinedata.dicom.rescale import _whole_rescaled
 from spinedata.errors import DicomReadError, MultiFrameFile
 from spinedata.stacks import build_stacks
 from tests.helpers.dicom_writer import write_enhanced, write_series, write_slice

@@ -1,4 +1,4 @@
-"""The fast header scan (``spinedata.dicomscan``) gives exactly the header pydicom's path gives, or steps aside."""
+"""The fast header scan (``spinedata.dicom.fastscan``) gives exactly the header pydicom's path gives, or steps aside."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ImplicitVRLittleEndian
 
-from spinedata import dicomio
-from spinedata.dicomscan import scan
+from spinedata.dicom import HEADER_ELEMENTS, SCAN_TAGS, SliceHeader, read_header, read_pixels
+from spinedata.dicom.dataset import corrupt_file_errors
+from spinedata.dicom.fastscan import scan
+from spinedata.dicom.headers import _header_from_scan, _read_header
 from spinedata.errors import DicomReadError
 from tests.helpers.dicom_writer import write_slice
 
@@ -24,24 +26,24 @@ GEOMETRY = {"position": (-10.0, 20.0, 30.0), "orientation": (1, 0, 0, 0, 1, 0), 
 
 def _both(path: Path):
     """``(scan result, pydicom result)``: a SliceHeader, the DicomReadError message, or None (scan declined)."""
-    scanned = scan(path, dicomio.SCAN_TAGS)
+    scanned = scan(path, SCAN_TAGS)
     fast = None
     if scanned is not None:
         try:
-            fast = dicomio._header_from_scan(str(path), scanned)
+            fast = _header_from_scan(str(path), scanned)
         except DicomReadError as error:
             fast = str(error)
     try:
-        slow = dicomio._read_header(str(path))
+        slow = _read_header(str(path))
     except DicomReadError as error:
         slow = str(error)
-    except dicomio.corrupt_file_errors() as error:
+    except corrupt_file_errors() as error:
         slow = f"corrupt header ({type(error).__name__}: {error})"
     return fast, slow
 
 
 def test_header_elements_match_the_dicom_dictionary():
-    for keyword, (tag, vr) in dicomio.HEADER_ELEMENTS.items():
+    for keyword, (tag, vr) in HEADER_ELEMENTS.items():
         assert tag_for_keyword(keyword) == tag, keyword
         assert dictionary_VR(tag) == vr, keyword
 
@@ -54,7 +56,7 @@ def test_scan_agrees_with_pydicom_on_every_test_file(testdata_dir):
         if fast is not None:
             assert fast == slow, path
             scanned[path] = fast
-    syntaxes = {h.transfer_syntax for h in scanned.values() if isinstance(h, dicomio.SliceHeader)}
+    syntaxes = {h.transfer_syntax for h in scanned.values() if isinstance(h, SliceHeader)}
     # explicit and implicit little endian, and encapsulated (JPEG, JPEG-LS, JPEG 2000, RLE) files are scanned
     assert {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"} <= syntaxes
     assert len(syntaxes) >= 5, syntaxes
@@ -77,9 +79,34 @@ def test_scan_reads_through_undefined_length_sequences(tmp_path):
     ds.save_as(path)
     assert b"\xfe\xff\xdd\xe0" in path.read_bytes()  # a sequence delimiter: the lengths are undefined
     fast, slow = _both(path)
-    assert isinstance(fast, dicomio.SliceHeader) and fast == slow
+    assert isinstance(fast, SliceHeader) and fast == slow
     assert fast.position == GEOMETRY["position"] and (fast.rows, fast.cols) == (3, 4)
-    np.testing.assert_array_equal(dicomio.read_pixels(fast), np.arange(12).reshape(3, 4))
+    np.testing.assert_array_equal(read_pixels(fast), np.arange(12).reshape(3, 4))
+
+
+@pytest.mark.parametrize("undefined", [False, True])
+def test_scan_reads_headers_longer_than_its_first_read(tmp_path, undefined):
+    """Headers of many KiB (a long sequence before Rows/Columns, cut by the first read and again later)
+    are read in steps, the walk going on where the bytes ran out: the same header as pydicom's."""
+    items = []
+    for k in range(600):
+        item = Dataset()
+        item.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
+        item.ReferencedSOPInstanceUID = f"1.2.3.4.5.6.7.8.9.{k}"
+        items.append(item)
+    path = write_slice(tmp_path / "long.dcm", np.arange(12, dtype=np.uint16).reshape(3, 4), study_uid="1.2",
+                       series_uid="1.2.3", extra={"ReferencedImageSequence": Sequence(items),
+                                                  "ImageComments": "x" * 9000}, **GEOMETRY)  # fmt: skip
+    if undefined:
+        ds = pydicom.dcmread(path)
+        ds["ReferencedImageSequence"].is_undefined_length = True
+        for item in ds.ReferencedImageSequence:
+            item.is_undefined_length_sequence_item = True
+        ds.save_as(path)
+    assert path.stat().st_size > 4 * 8192
+    fast, slow = _both(path)
+    assert isinstance(fast, SliceHeader) and fast == slow
+    assert (fast.rows, fast.cols) == (3, 4) and fast.pixel_offset > 4 * 8192
 
 
 def test_scan_reads_implicit_vr_and_declines_what_it_does_not_know(tmp_path):
@@ -89,16 +116,16 @@ def test_scan_reads_implicit_vr_and_declines_what_it_does_not_know(tmp_path):
     ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
     ds.save_as(tmp_path / "implicit.dcm", implicit_vr=True, little_endian=True)
     fast, slow = _both(tmp_path / "implicit.dcm")
-    assert isinstance(fast, dicomio.SliceHeader) and fast == slow
+    assert isinstance(fast, SliceHeader) and fast == slow
     ds = pydicom.dcmread(path)
     ds.SpecificCharacterSet = "ISO_IR 144"  # Cyrillic: left to pydicom's decoders
     ds.SeriesDescription = "сагиттальный"
     ds.save_as(tmp_path / "cyrillic.dcm")
     fast, slow = _both(tmp_path / "cyrillic.dcm")
     assert fast is None and slow.series_description == "сагиттальный"
-    assert dicomio.read_header(tmp_path / "cyrillic.dcm") == slow
+    assert read_header(tmp_path / "cyrillic.dcm") == slow
     (tmp_path / "text.dcm").write_bytes(b"not a dicom file at all" * 10)
-    assert scan(tmp_path / "text.dcm", dicomio.SCAN_TAGS) is None
+    assert scan(tmp_path / "text.dcm", SCAN_TAGS) is None
 
 
 @pytest.fixture(scope="module")
@@ -121,11 +148,11 @@ def test_damaged_files_never_crash_and_both_readers_agree(tmp_path, sample_file,
     path = tmp_path / "damaged.dcm"
     path.write_bytes(bytes(raw))
     try:
-        header = dicomio.read_header(path)
+        header = read_header(path)
     except DicomReadError:
         header = None
     fast, slow = _both(path)
-    if isinstance(fast, dicomio.SliceHeader) and isinstance(slow, dicomio.SliceHeader):
+    if isinstance(fast, SliceHeader) and isinstance(slow, SliceHeader):
         assert fast == slow
     if header is not None:
         assert header in (fast, slow)
