@@ -196,8 +196,9 @@ def resample_uniform(volume: np.ndarray, geometry: StackGeometry) -> tuple[np.nd
       within 1e-6 of a slice copies it, so the first and last slices and, with missing slices, every
       acquired slice are kept exactly);
     * in-plane, only for a stack whose slices are shifted in-plane (``shear``, e.g. gantry tilt): each of
-      the two slices is sampled bilinearly at the shifted position; points outside the acquired field of
-      view are 0.
+      the two slices is sampled bilinearly at the shifted position; within half a pixel beyond the edge
+      pixels' centres (their extent) a point takes the edge value, farther outside the acquired field of
+      view it is 0 (the grid keeps the acquired rows and columns; it does not grow to hold the shift).
 
     The result is float32 (interpolated values), the first slice's IPP stays the origin, rows and columns
     keep their spacing and direction. A stack without irregular flags comes back unchanged in value
@@ -224,9 +225,20 @@ def resample_uniform(volume: np.ndarray, geometry: StackGeometry) -> tuple[np.nd
         for index, w in pair:
             plane = source[index].astype(np.float32)
             if shifted:
-                plane = ndimage.shift(plane, (-drow, -dcol), order=1, mode="constant", cval=0.0)
+                plane = _shift_plane(ndimage, plane, float(drow), float(dcol))
             out[k] += np.float32(w) * plane if w != 1.0 else plane
     return out, affine
+
+
+def _shift_plane(ndimage, plane: np.ndarray, drow: float, dcol: float) -> np.ndarray:
+    """``plane`` sampled bilinearly at ``(row + drow, col + dcol)``: the edge pixels' values out to half a
+    pixel beyond their centres (their extent), 0 farther out."""
+    out = ndimage.shift(plane, (-drow, -dcol), order=1, mode="nearest")
+    rows = np.arange(plane.shape[0]) + drow
+    cols = np.arange(plane.shape[1]) + dcol
+    out[(rows < -0.5) | (rows > plane.shape[0] - 0.5), :] = 0
+    out[:, (cols < -0.5) | (cols > plane.shape[1] - 0.5)] = 0
+    return out
 
 
 # --------------------------------------------------------------------------------------------- targets
