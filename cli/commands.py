@@ -19,6 +19,7 @@ COMMANDS: tuple[str, ...] = (
     "synth",
     "demo",
     "show",
+    "export",
 )
 
 

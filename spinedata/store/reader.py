@@ -186,6 +186,31 @@ class Stack:
             return decode_scaled(values, float(attrs.get(SCALE_FACTOR, 1.0)), float(attrs.get(ADD_OFFSET, 0.0)))
         return values
 
+    # exports (spinedata.export; the libraries are the `interop` extra, imported on first use)
+    def to_nifti(self, *, resample: bool = False):
+        """This stack as a ``nibabel.Nifti1Image`` (RAS); see ``spinedata.export.to_nifti``."""
+        from spinedata.export import to_nifti
+
+        return to_nifti(self, resample=resample)
+
+    def to_sitk(self, *, resample: bool = False):
+        """This stack as a ``SimpleITK.Image`` (LPS); see ``spinedata.export.to_sitk``."""
+        from spinedata.export import to_sitk
+
+        return to_sitk(self, resample=resample)
+
+    def to_torchio(self, *, resample: bool = False):
+        """This stack as a ``torchio.ScalarImage`` (RAS); see ``spinedata.export.to_torchio``."""
+        from spinedata.export import to_torchio
+
+        return to_torchio(self, resample=resample)
+
+    def to_monai(self, *, resample: bool = False):
+        """This stack as a ``monai.data.MetaTensor`` (RAS); see ``spinedata.export.to_monai``."""
+        from spinedata.export import to_monai
+
+        return to_monai(self, resample=resample)
+
 
 class Series:
     """One DICOM series of a study: description, role and its stacks."""
