@@ -91,7 +91,7 @@ class StackLike(Protocol):
 @dataclass(frozen=True)
 class ArrayStack:
     """A stack held in memory: ``volume (slice, row, col)`` with its ``StackGeometry`` (e.g. from
-    ``stacks.build_stacks`` and ``dicomio.read_stack``), exportable like a store's ``Stack``."""
+    ``stacks.build_stacks`` and ``dicom.read_stack``), exportable like a store's ``Stack``."""
 
     volume: np.ndarray
     geometry: StackGeometry

@@ -566,7 +566,7 @@ def ingest(
     ``workers``: processes (default: all cores; 1 runs in this process). ``report``: CSV of every line
     left out or handled specially (default ``OUT/ingest_report.csv``; ``check_report_path`` refuses one that
     could overwrite data, before any work). ``limits``: what one DICOM file may declare before it is decoded
-    (``dicomio.ReadLimits``; a file beyond them is a report line). Studies already complete in the
+    (``dicom.ReadLimits``; a file beyond them is a report line). Studies already complete in the
     store are kept and not read again; labels and targets are always rewritten. Raises ``SpineError``
     only for unusable arguments (missing folder, a store of another split, a concurrent ingest, an output
     that cannot be written).

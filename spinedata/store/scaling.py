@@ -1,9 +1,9 @@
 """Rescaled stacks stored as their integers plus CF ``scale_factor`` / ``add_offset``.
 
 A series with a non-integer RescaleSlope or RescaleIntercept reads as float32 values
-``float32(float64(stored) * slope + intercept)`` (``spinedata.dicomio.read_stack``). When every slice of
+``float32(float64(stored) * slope + intercept)`` (``spinedata.dicom.read_stack``). When every slice of
 a stack shares one slope and intercept, ingest keeps the stored integers and the two numbers instead
-(``dicomio.read_stack_stored``; what NIfTI's ``scl_slope`` does): half the bytes, better compression, and
+(``dicom.read_stack_stored``; what NIfTI's ``scl_slope`` does): half the bytes, better compression, and
 ``decode_scaled`` gives back the float32 values bit for bit. xarray applies the CF attributes itself (to
 float64).
 """

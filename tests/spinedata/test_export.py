@@ -23,7 +23,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spinedata.dicomio import read_headers, read_stack
+from spinedata.dicom import read_headers, read_stack
 from spinedata.errors import SpineError
 from spinedata.export import (
     INSTALL_HINT,
