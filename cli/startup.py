@@ -8,6 +8,11 @@ import gc
 import os
 from collections.abc import Iterator, Sequence
 
+
+def _on(trick: str) -> bool:
+    """Whether a start-up trick is on (``SPINE_TUNING_OFF=blas,gc_pause,exit_freeze`` for A/B runs)."""
+    return trick not in os.environ.get("SPINE_TUNING_OFF", "").split(",")
+
 WITHOUT_TORCH: frozenset[str] = frozenset({"version", "score", "ingest", "info", "verify", "synth", "show"})
 """Commands that never import torch (``tests/cli/test_startup.py`` checks their modules)."""
 
@@ -23,7 +28,7 @@ def prepare_process(names: Sequence[str]) -> None:
     processes, and the thread per core that OpenBLAS starts at import spins for a while on the cores those
     workers need (~0.1 s of CPU at every import of NumPy: ``bench/bench_ingest_parts.py``). torch is left alone:
     on some platforms its matrix products run on OpenBLAS too."""
-    if names and all(name in WITHOUT_TORCH for name in names):
+    if _on("blas") and names and all(name in WITHOUT_TORCH for name in names):
         os.environ.setdefault(BLAS_THREADS, "1")
 
 
@@ -33,6 +38,9 @@ def collector_paused() -> Iterator[None]:
 
     Importing NumPy and the libraries creates ~10^5 long-lived objects and no garbage; the collections they
     trigger walk all of them (~10 % of the time of ``spine ingest``'s imports: ``bench/bench_ingest_parts.py``)."""
+    if not _on("gc_pause"):
+        yield
+        return
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -40,3 +48,10 @@ def collector_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+def process_ending() -> None:
+    """What the process does when its command is done: freeze the objects still alive, so that the
+    interpreter's last garbage collections do not walk every imported module's objects."""
+    if _on("exit_freeze"):
+        gc.freeze()

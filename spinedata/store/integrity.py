@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from spinedata.errors import StoreError
+from spinedata.store._fast import _on
 from spinedata.store.fastwrite import CRC32C_CODEC, DATA_TYPES
 
 MAX_UINT64 = 2**64 - 1
@@ -252,7 +253,7 @@ def read_array(root: Path, folder: Path, *, every_chunk: bool, selection=Ellipsi
     """``selection`` of a store's array, checked: small single-chunk arrays straight from their file, any
     other through zarr after ``check_array``; ``DamagedStoreError`` naming the array and the problem."""
     try:
-        if selection is Ellipsis:
+        if selection is Ellipsis and _on("plain_read"):
             plain = read_plain_array(folder, every_chunk=every_chunk)
             if plain is not None:
                 return plain
