@@ -3,14 +3,13 @@ libraries never change process-wide settings."""
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 
 def _on(trick: str) -> bool:
-    """Whether a start-up trick is on (``SPINE_TUNING_OFF=blas,gc_pause,exit_freeze`` for A/B runs)."""
+    """Whether a start-up trick is on (``SPINE_TUNING_OFF=blas,exit_freeze`` for A/B runs)."""
     return trick not in os.environ.get("SPINE_TUNING_OFF", "").split(",")
 
 WITHOUT_TORCH: frozenset[str] = frozenset({"version", "score", "ingest", "info", "verify", "synth", "show"})
@@ -30,24 +29,6 @@ def prepare_process(names: Sequence[str]) -> None:
     on some platforms its matrix products run on OpenBLAS too."""
     if _on("blas") and names and all(name in WITHOUT_TORCH for name in names):
         os.environ.setdefault(BLAS_THREADS, "1")
-
-
-@contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
-    """Run the body (a command's imports) with the garbage collector off, as it was before afterwards.
-
-    Importing NumPy and the libraries creates ~10^5 long-lived objects and no garbage; the collections they
-    trigger walk all of them (~10 % of the time of ``spine ingest``'s imports: ``bench/bench_ingest_parts.py``)."""
-    if not _on("gc_pause"):
-        yield
-        return
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def process_ending() -> None:
