@@ -14,7 +14,8 @@ average before and after.
   until the end; waits for the file system to settle first, ``bench/settle.py``), and ``dcm2niix -z n``.
 - ``startup``: ``spine ingest /nonexistent OUT --no-progress`` (every import ingest needs, then stops).
 - ``read``: a fresh process opens ``--store`` and reads every stack's geometry (positions, instance
-  numbers: the small arrays) and the labels table, as label resolution and loaders do.
+  numbers: the small arrays) and the labels table, as label resolution and loaders do; ``read_warm``:
+  the same reading timed inside a process that has imported zarr and pandas already.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ DCM2NIIX = "dcm2niix -z n"
 VARIANTS = {
     "ingest": ("malloc", "gc_freeze", "blosc", "fastwrite", "gc_pause", "blas", "exit_freeze"),
     "startup": ("gc_pause", "blas", "exit_freeze"),
-    "read": ("plain_read",),
+    "read": ("small_read",),
+    "read_warm": ("small_read",),
 }
 READ = """
 import sys
@@ -50,6 +52,14 @@ for study in ds:
             stack.geometry
 ds.labels
 """
+READ_WARM = """
+import sys, time
+import zarr, pandas  # already imported, as in a loader or a notebook: only the reading is timed
+from spinedata import open_dataset
+start = time.perf_counter()
+""" + READ.split("open_dataset\n", 1)[1] + """
+print(time.perf_counter() - start)
+"""
 
 
 def main() -> None:
@@ -60,6 +70,9 @@ def main() -> None:
     parser.add_argument("--store", type=Path, help="read: the store to read (e.g. an ingest of --data)")
     parser.add_argument("--workdir", type=Path, default=REPO / "bench/out")
     parser.add_argument("--no-settle", action="store_true")
+    parser.add_argument("--with-path", action="append", default=[], metavar="LABEL=DIR",
+                        help="one more variant, every trick on, with DIR on PYTHONPATH after this tree (e.g. "
+                             "another release of a library installed there with pip --target)")  # fmt: skip
     args = parser.parse_args()
     for package in ("spinedata", "spinemodels", "cli"):
         compileall.compile_dir(str(REPO / package), quiet=1)
@@ -67,6 +80,10 @@ def main() -> None:
     names = ["all on", *(f"{t} off" for t in VARIANTS[args.mode])] + ([DCM2NIIX] if args.mode == "ingest" else [])
     env = {name: {**os.environ, "PYTHONPATH": str(REPO), "SPINE_TUNING_OFF": name.split()[0] if name.endswith(" off")
                   else ""} for name in names}  # fmt: skip
+    for item in args.with_path:
+        label, folder = item.split("=", 1)
+        names.insert(len(names) - (args.mode == "ingest"), label)
+        env[label] = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{folder}", "SPINE_TUNING_OFF": ""}
     args.workdir.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(dir=args.workdir, prefix="tricks_"))
     if args.mode == "ingest" and not args.no_settle:
@@ -87,17 +104,27 @@ def main() -> None:
                 elif args.mode == "startup":
                     command = [spine, "ingest", "/nonexistent", f"{out}.zarr", "--no-progress"]
                 else:
-                    command = [sys.executable, "-c", READ, str(args.store.resolve())]
+                    script = READ if args.mode == "read" else READ_WARM
+                    command = [sys.executable, "-c", script, str(args.store.resolve())]
                 if args.mode == "startup":  # exits 1 at the missing folder
                     start = time.perf_counter()
                     subprocess.run(command, env=env[name], cwd=scratch, capture_output=True, check=False)
                     times[name].append(time.perf_counter() - start)
+                elif args.mode == "read_warm":
+                    done = subprocess.run(command, env=env[name], cwd=scratch, capture_output=True, text=True,
+                                          check=True)  # fmt: skip
+                    times[name].append(float(done.stdout.split()[-1]))
                 else:
                     times[name].append(timed(command, env[name], scratch)[0])
+        report(args, names, times, load_before)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         if args.mode == "ingest":
             record_deletion()
+
+
+def report(args, names: list[str], times: dict[str, list[float]], load_before) -> None:
+    """The table (printed before the outputs are deleted, which takes minutes)."""
     load_after = os.getloadavg()
     print(f"{args.mode}: {args.rounds} rounds, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average "
           f"(1/5/15 min) {'/'.join(f'{x:.1f}' for x in load_before)} before, "
