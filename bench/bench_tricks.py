@@ -5,7 +5,7 @@
     .venv/bin/python bench/bench_tricks.py read --rounds 30 --store STORE
 
 Every variant runs this tree's code (``PYTHONPATH``) with ``SPINE_TUNING_OFF`` naming the tricks switched
-off (``spinedata/ingest/_tuning.py``, ``spinedata/store/_fast.py``, ``cli/startup.py``); each round runs
+off (``spinedata/store/_fast.py``, ``cli/startup.py``); each round runs
 every variant once, in an order rotated from round to round. Prints, per variant, the median wall time
 and the median of the rounds' own ratios to "all on" (above 1: the trick saves time), with the load
 average before and after.
@@ -37,8 +37,8 @@ from settle import record_deletion, wait_until_settled
 REPO = Path(__file__).resolve().parents[1]
 DCM2NIIX = "dcm2niix -z n"
 VARIANTS = {
-    "ingest": ("malloc", "gc_freeze", "blosc", "fastwrite", "gc_pause", "blas", "exit_freeze"),
-    "startup": ("gc_pause", "blas", "exit_freeze"),
+    "ingest": ("fastwrite", "blas", "exit_freeze"),
+    "startup": ("blas", "exit_freeze"),
     "read": ("small_read",),
     "read_warm": ("small_read",),
 }

@@ -27,7 +27,6 @@ from pathlib import Path
 
 from spinedata.dicomio import DEFAULT_LIMITS, ReadLimits, Skipped, SliceHeader, contained, failure_reason
 from spinedata.errors import OutputPathError
-from spinedata.ingest._tuning import forking, tune_worker
 from spinedata.ingest.discover import (
     LAYOUT_COMPETITION,
     Discovery,
@@ -94,12 +93,6 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _init_worker() -> None:
-    """Worker processes end when their parent dies (``end_with_parent``)."""
-    end_with_parent()
-    tune_worker()
-
-
 PR_SET_PDEATHSIG = 1
 """Linux ``prctl`` option: the signal this process gets when its parent dies."""
 PARENT_CHECK_S = 1.0
@@ -149,12 +142,11 @@ def _worker_pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
     if workers == 1:
         yield None
         return
-    with forking():
-        pool = _new_pool(workers)
-        try:
-            yield pool
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+    pool = _new_pool(workers)
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _read_batch(paths: list[str], limits: ReadLimits = DEFAULT_LIMITS) -> list[SliceHeader | Skipped]:
@@ -162,21 +154,20 @@ def _read_batch(paths: list[str], limits: ReadLimits = DEFAULT_LIMITS) -> list[S
 
 
 def _new_pool(workers: int) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_init_worker)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=end_with_parent)
 
 
 def _read_batch_alone(paths: list[str], limits: ReadLimits) -> list[SliceHeader | Skipped]:
     """A batch of headers read in a worker of its own, after a worker died while the pool read headers:
     if this one dies too, every file of the batch is a report line."""
-    with forking():
-        pool = _new_pool(1)
-        try:
-            return pool.submit(_read_batch, paths, limits).result()
-        except BrokenProcessPool:
-            return [Skipped(path, "worker process died while reading the headers of this file's batch")
-                    for path in paths]  # fmt: skip
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+    pool = _new_pool(1)
+    try:
+        return pool.submit(_read_batch, paths, limits).result()
+    except BrokenProcessPool:
+        return [Skipped(path, "worker process died while reading the headers of this file's batch")
+                for path in paths]  # fmt: skip
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _scan_in_pool(pool: ProcessPoolExecutor | None, progress: Progress | None, limits: ReadLimits = DEFAULT_LIMITS):
@@ -282,8 +273,7 @@ def _run_in_pools(store: str, jobs: list[StudyJob], pool: ProcessPoolExecutor, w
             suspects += [job for job in unfinished if job.study_id in known]
             queue = [job for job in unfinished if job.study_id not in known]
             if unfinished:
-                with forking():
-                    current = _new_pool(workers)
+                current = _new_pool(workers)
                 replacements.append(current)
         for job in suspects:
             yield _alone(store, job, limits, marks)
@@ -295,8 +285,7 @@ def _run_in_pools(store: str, jobs: list[StudyJob], pool: ProcessPoolExecutor, w
 
 def _alone(store: str, job: StudyJob, limits: ReadLimits, marks: str) -> StudyResult:
     """One study in a worker process of its own; a report line when that worker dies too."""
-    with forking():
-        pool = _new_pool(1)
+    pool = _new_pool(1)
     try:
         return pool.submit(_ingest_marked, store, job, limits, marks).result()
     except BrokenProcessPool as error:
