@@ -7,16 +7,16 @@ import gc
 import os
 from collections.abc import Sequence
 
-
-def _on(trick: str) -> bool:
-    """Whether a start-up trick is on (``SPINE_TUNING_OFF=blas,exit_freeze`` for A/B runs)."""
-    return trick not in os.environ.get("SPINE_TUNING_OFF", "").split(",")
-
 WITHOUT_TORCH: frozenset[str] = frozenset({"version", "score", "ingest", "info", "verify", "synth", "show"})
 """Commands that never import torch (``tests/cli/test_startup.py`` checks their modules)."""
 
 BLAS_THREADS = "OPENBLAS_NUM_THREADS"
 """OpenBLAS (NumPy's BLAS in its wheels) reads its thread count from this variable when it is loaded."""
+
+
+def _on(trick: str) -> bool:
+    """Whether a start-up trick is on (``SPINE_TUNING_OFF=blas,exit_freeze`` for A/B runs)."""
+    return trick not in os.environ.get("SPINE_TUNING_OFF", "").split(",")
 
 
 def prepare_process(names: Sequence[str]) -> None:
