@@ -68,7 +68,8 @@ def fresh_memory(folder: str, pieces: int, payload: bytes) -> None:
 
 
 def reused_memory(folder: str, pieces: int, payload: bytes) -> None:
-    """Each piece copied into one buffer that stays mapped (what a worker does after ``keep_freed_memory``)."""
+    """Each piece copied into one buffer that stays mapped (what glibc does when told to keep freed memory
+    with ``mallopt``; ingest no longer asks it to: docs/benchmarks.md, "Speed tricks")."""
     with mmap.mmap(-1, len(payload)) as area:
         for _ in range(pieces):
             area.seek(0)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import gc
 import sys
 from collections.abc import Sequence
 
 import typer
 
 from cli import commands
-from cli.startup import prepare_process
+from cli.startup import prepare_process, process_ending
 
 HELP = "Lumbar spine MRI: DICOM -> Zarr store -> disc-level keypoints -> degenerative grades."
 
@@ -49,7 +48,7 @@ def main() -> None:
     try:
         run_app(app if names == commands.COMMANDS else build_app(names))
     finally:
-        gc.freeze()
+        process_ending()
 
 
 if __name__ == "__main__":

@@ -36,13 +36,9 @@ def ingest(
     import sys
     from collections import Counter
 
-    from cli.startup import collector_paused
-
-    with collector_paused():
-        from spinedata.ingest import check_report_path
-        from spinedata.ingest import ingest as run_ingest
-
     from spinedata.dicom import DEFAULT_LIMITS, ReadLimits
+    from spinedata.ingest import check_report_path
+    from spinedata.ingest import ingest as run_ingest
     from spinedata.ingest.run import check_path_names, check_store_path
 
     check_path_names(data_dir, "input folder")  # before any work (and before the progress bar)

@@ -3,16 +3,20 @@ libraries never change process-wide settings."""
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 WITHOUT_TORCH: frozenset[str] = frozenset({"version", "score", "ingest", "info", "verify", "synth", "show"})
 """Commands that never import torch (``tests/cli/test_startup.py`` checks their modules)."""
 
 BLAS_THREADS = "OPENBLAS_NUM_THREADS"
 """OpenBLAS (NumPy's BLAS in its wheels) reads its thread count from this variable when it is loaded."""
+
+
+def _on(trick: str) -> bool:
+    """Whether a start-up trick is on (``SPINE_TUNING_OFF=blas,exit_freeze`` for A/B runs)."""
+    return trick not in os.environ.get("SPINE_TUNING_OFF", "").split(",")
 
 
 def prepare_process(names: Sequence[str]) -> None:
@@ -23,20 +27,12 @@ def prepare_process(names: Sequence[str]) -> None:
     processes, and the thread per core that OpenBLAS starts at import spins for a while on the cores those
     workers need (``docs/benchmarks.md``). torch is left alone:
     on some platforms its matrix products run on OpenBLAS too."""
-    if names and all(name in WITHOUT_TORCH for name in names):
+    if _on("blas") and names and all(name in WITHOUT_TORCH for name in names):
         os.environ.setdefault(BLAS_THREADS, "1")
 
 
-@contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
-    """Run the body (a command's imports) with the garbage collector off, as it was before afterwards.
-
-    Importing NumPy and the libraries creates many long-lived objects and no garbage; the collections they
-    trigger walk all of them for nothing (``docs/benchmarks.md``)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
+def process_ending() -> None:
+    """What the process does when its command is done: freeze the objects still alive, so that the
+    interpreter's last garbage collections do not walk every imported module's objects."""
+    if _on("exit_freeze"):
+        gc.freeze()

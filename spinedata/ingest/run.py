@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import gc
 import json
 import multiprocessing
 import os
@@ -95,24 +94,6 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-"""glibc ``mallopt`` parameters (``malloc.h``)."""
-WORKER_MMAP_THRESHOLD = 32 << 20
-"""Allocations below this come from the heap (glibc's largest allowed value); larger ones are mapped."""
-WORKER_TRIM_THRESHOLD = 1 << 30
-"""Free memory a worker keeps at the top of its heap before giving it back to the system."""
-
-
-def _init_worker() -> None:
-    """Worker processes end when their parent dies (``end_with_parent``), compress on one thread each (the
-    pool already uses every core) and keep the memory they free for the next stack (``keep_freed_memory``)."""
-    end_with_parent()
-    import blosc
-
-    blosc.set_nthreads(1)
-    keep_freed_memory()
-
-
 PR_SET_PDEATHSIG = 1
 """Linux ``prctl`` option: the signal this process gets when its parent dies."""
 PARENT_CHECK_S = 1.0
@@ -146,48 +127,11 @@ def end_with_parent() -> str:
     return "watchdog"
 
 
-def keep_freed_memory() -> bool:
-    """Ask glibc to keep freed memory in this process instead of giving it back to the system at once.
-
-    A worker allocates and frees a stack's arrays (megabytes) over and over; by default glibc unmaps or
-    trims them, and the next stack faults fresh pages in again, which the kernel must zero (and a virtual
-    machine that hands free memory back to its host must first get back: a third of the minor page faults
-    of ``spine ingest`` went away, see docs/benchmarks.md). What a worker keeps is bounded by its largest
-    series, as before. Returns False where this is not glibc (nothing changes there)."""
-    if not sys.platform.startswith("linux"):
-        return False
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL(None)
-        libc.gnu_get_libc_version  # noqa: B018 - only glibc has it (musl's mallopt does nothing)
-    except (OSError, AttributeError):
-        return False
-    return bool(libc.mallopt(M_MMAP_THRESHOLD, WORKER_MMAP_THRESHOLD)) and bool(
-        libc.mallopt(M_TRIM_THRESHOLD, WORKER_TRIM_THRESHOLD)
-    )
-
-
 def _context():
     """``fork`` on Linux (fast start; zarr resets its event loop after fork), the default elsewhere."""
     if sys.platform.startswith("linux"):
         return multiprocessing.get_context("fork")
     return multiprocessing.get_context()
-
-
-@contextlib.contextmanager
-def _imports_frozen() -> Iterator[None]:
-    """The objects of every import so far in the permanent generation while the workers are forked: no
-    worker walks them in a garbage collection (less CPU, fewer copy-on-write pages). A caller that froze
-    objects itself keeps its own policy (nothing is frozen or unfrozen then)."""
-    freeze = gc.get_freeze_count() == 0
-    if freeze:
-        gc.freeze()
-    try:
-        yield
-    finally:
-        if freeze:
-            gc.unfreeze()
 
 
 @contextlib.contextmanager
@@ -199,27 +143,11 @@ def _worker_pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
     if workers == 1:
         yield None
         return
-    with _blosc_threads_stopped():
-        pool = _new_pool(workers)
-        try:
-            yield pool
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-
-
-@contextlib.contextmanager
-def _blosc_threads_stopped() -> Iterator[None]:
-    """Blosc's thread pool stopped in this process while worker processes are forked from it, restored
-    after. ``import blosc`` starts one thread per core; a forked child inherits the pool's state without its
-    threads, and changing its thread count there would join threads that do not exist. Importing Blosc
-    here, before the workers are forked, also spares each of them the import."""
-    import blosc
-
-    previous = blosc.set_nthreads(1)
+    pool = _new_pool(workers)
     try:
-        yield
+        yield pool
     finally:
-        blosc.set_nthreads(previous)
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _read_batch(paths: list[str], limits: ReadLimits = DEFAULT_LIMITS) -> list[SliceHeader | Skipped]:
@@ -227,21 +155,20 @@ def _read_batch(paths: list[str], limits: ReadLimits = DEFAULT_LIMITS) -> list[S
 
 
 def _new_pool(workers: int) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_init_worker)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=end_with_parent)
 
 
 def _read_batch_alone(paths: list[str], limits: ReadLimits) -> list[SliceHeader | Skipped]:
     """A batch of headers read in a worker of its own, after a worker died while the pool read headers:
     if this one dies too, every file of the batch is a report line."""
-    with _blosc_threads_stopped():
-        pool = _new_pool(1)
-        try:
-            return pool.submit(_read_batch, paths, limits).result()
-        except BrokenProcessPool:
-            return [Skipped(path, "worker process died while reading the headers of this file's batch")
-                    for path in paths]  # fmt: skip
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+    pool = _new_pool(1)
+    try:
+        return pool.submit(_read_batch, paths, limits).result()
+    except BrokenProcessPool:
+        return [Skipped(path, "worker process died while reading the headers of this file's batch")
+                for path in paths]  # fmt: skip
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _scan_in_pool(pool: ProcessPoolExecutor | None, progress: Progress | None, limits: ReadLimits = DEFAULT_LIMITS):
@@ -347,8 +274,7 @@ def _run_in_pools(store: str, jobs: list[StudyJob], pool: ProcessPoolExecutor, w
             suspects += [job for job in unfinished if job.study_id in known]
             queue = [job for job in unfinished if job.study_id not in known]
             if unfinished:
-                with _blosc_threads_stopped():
-                    current = _new_pool(workers)
+                current = _new_pool(workers)
                 replacements.append(current)
         for job in suspects:
             yield _alone(store, job, limits, marks)
@@ -360,8 +286,7 @@ def _run_in_pools(store: str, jobs: list[StudyJob], pool: ProcessPoolExecutor, w
 
 def _alone(store: str, job: StudyJob, limits: ReadLimits, marks: str) -> StudyResult:
     """One study in a worker process of its own; a report line when that worker dies too."""
-    with _blosc_threads_stopped():
-        pool = _new_pool(1)
+    pool = _new_pool(1)
     try:
         return pool.submit(_ingest_marked, store, job, limits, marks).result()
     except BrokenProcessPool as error:
@@ -583,7 +508,7 @@ def ingest(
         create_or_open_store(store, split=split, source=str(data_dir.resolve()))
     except OSError as error:
         raise OutputPathError(f"cannot create or open the store {str(store)!r}: {error.strerror or error}") from error
-    with IngestLock(store), _imports_frozen():
+    with IngestLock(store):
         removed = clean_stale(store)
         with _worker_pool(workers) as pool:
             if layout == LAYOUT_COMPETITION:

@@ -6,7 +6,7 @@ fill value too, and ends with its CRC32C (the Zarr v3 ``crc32c`` codec; inside s
 - a chunk file, or a shard's entry, that is not there is damage, not an empty chunk (``chunk_problems``
   finds them from the array's shape, chunk grid and shard index, without decoding anything);
 - a flipped byte of a chunk fails its checksum when the chunk is decoded (zarr-python's ``crc32c`` codec,
-  or ``read_plain_array`` here), and a shard's index carries a checksum of its own.
+  or ``_fast.read_small_array``), and a shard's index carries a checksum of its own.
 
 Zarr itself reads a missing chunk as the fill value, so the reader calls ``chunk_problems`` before it
 reads an array through zarr, and ``spinedata.store.verify`` runs both checks over a whole store.
@@ -23,13 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from spinedata.errors import StoreError
-from spinedata.store.fastwrite import CRC32C_CODEC, DATA_TYPES
+from spinedata.store._fast import read_small_array
 
 MAX_UINT64 = 2**64 - 1
 """A shard index entry ``(MAX_UINT64, MAX_UINT64)`` marks a chunk that is not in the shard."""
-PLAIN_DTYPES = {name: code for code, name in DATA_TYPES.items()}
-"""Zarr v3 data type -> little-endian NumPy dtype, for ``read_plain_array`` (the types ``fastwrite`` writes)."""
-BYTES_CODEC = {"name": "bytes", "configuration": {"endian": "little"}}
 
 
 class DamagedStoreError(StoreError):
@@ -166,43 +163,6 @@ def _crc32c(data: bytes) -> int:
     return google_crc32c.value(data)
 
 
-def read_plain_array(folder: Path, *, every_chunk: bool) -> np.ndarray | None:
-    """A whole array stored as one uncompressed little-endian chunk, with or without a CRC32C (as
-    ``fastwrite`` writes the store's small arrays), read straight from its file; ``None`` for any other
-    layout (zarr reads it then), and for a missing chunk unless ``every_chunk``. ``StoreError`` (the
-    problem alone; ``damaged`` makes the message) for a missing chunk, a wrong size or checksum."""
-    meta = array_metadata(folder)
-    shape = meta.get("shape")
-    grid = meta.get("chunk_grid", {}).get("configuration", {}).get("chunk_shape")
-    keys = meta.get("chunk_key_encoding", {})
-    dtype = PLAIN_DTYPES.get(meta.get("data_type"))
-    codecs = meta.get("codecs")
-    if (
-        not shape or grid != shape or dtype is None or keys.get("name") != "default"
-        or codecs not in ([BYTES_CODEC], [BYTES_CODEC, CRC32C_CODEC]) or meta.get("storage_transformers")
-    ):  # fmt: skip
-        return None
-    key = chunk_key(meta, (0,) * len(shape))
-    try:
-        raw = (folder / key).read_bytes()
-    except FileNotFoundError:
-        if every_chunk:
-            raise StoreError(f"chunk {key} missing") from None
-        return None
-    except OSError as error:
-        raise StoreError(f"chunk {key} unreadable ({error})") from None
-    count = math.prod(shape)
-    expected = count * np.dtype(dtype).itemsize + (4 if len(codecs) == 2 else 0)
-    if len(raw) != expected:
-        raise StoreError(f"chunk {key} holds {len(raw)} bytes where shape {shape} needs {expected}")
-    if len(codecs) == 2:
-        if struct.unpack("<I", raw[-4:])[0] != _crc32c(raw[:-4]):
-            raise StoreError(f"chunk {key} fails its checksum (its bytes changed)")
-        raw = raw[:-4]
-    values = np.frombuffer(raw, dtype=dtype)
-    return values.astype(np.dtype(dtype).newbyteorder("="), copy=True).reshape(shape)
-
-
 ZARR_READ_ERRORS = (ValueError, RuntimeError, TypeError, KeyError, OSError, struct.error)
 """What zarr-python raises for damaged bytes: a checksum mismatch (``ValueError``), an undecodable Blosc
 frame (``RuntimeError``), a chunk of the wrong size (``ValueError``), an unreadable file (``OSError``)."""
@@ -249,13 +209,13 @@ def check_array(root: Path, folder: Path, *, every_chunk: bool) -> dict:
 
 
 def read_array(root: Path, folder: Path, *, every_chunk: bool, selection=Ellipsis) -> np.ndarray:
-    """``selection`` of a store's array, checked: small single-chunk arrays straight from their file, any
-    other through zarr after ``check_array``; ``DamagedStoreError`` naming the array and the problem."""
+    """``selection`` of a store's array, checked (``check_array`` before zarr reads it; a small whole array
+    is read and checked by ``read_small_array``); ``DamagedStoreError`` naming the array and the problem."""
     try:
         if selection is Ellipsis:
-            plain = read_plain_array(folder, every_chunk=every_chunk)
-            if plain is not None:
-                return plain
+            small = read_small_array(folder, every_chunk=every_chunk)
+            if small is not None:
+                return small
         check_array(root, folder, every_chunk=every_chunk)
         return read_with_zarr(folder, selection)
     except DamagedStoreError:

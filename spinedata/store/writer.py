@@ -23,7 +23,7 @@ from spinedata.errors import StoreError
 from spinedata.geometry import StackGeometry
 from spinedata.ids import check_id
 from spinedata.store import layout as L
-from spinedata.store.fastwrite import write_array, write_group
+from spinedata.store._fast import write_array, write_group
 from spinedata.store.layout import is_complete, read_root_attrs
 from spinedata.store.scaling import ADD_OFFSET, SCALE_FACTOR
 

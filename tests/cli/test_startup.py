@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import gc
 import os
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cli.commands import COMMANDS
-from cli.startup import BLAS_THREADS, WITHOUT_TORCH, collector_paused, prepare_process
+from cli.startup import BLAS_THREADS, WITHOUT_TORCH, prepare_process
 
 CLI = Path(__file__).resolve().parents[2] / "cli"
 
@@ -74,18 +73,3 @@ def test_the_console_script_sets_up_the_process_before_numpy_is_imported(tmp_pat
                           capture_output=True, text=True, check=False)  # fmt: skip
     assert done.returncode == 1 and "error:" in done.stderr  # no store there: one line, exit code 1
     assert done.stdout.split() == ["blas", "1", "True"]
-
-
-@pytest.mark.parametrize("enabled", [True, False])
-def test_the_collector_is_paused_for_the_body_and_left_as_it_was(enabled):
-    was = gc.isenabled()
-    (gc.enable if enabled else gc.disable)()
-    try:
-        with collector_paused():
-            assert not gc.isenabled()
-        assert gc.isenabled() is enabled
-        with pytest.raises(ValueError), collector_paused():
-            raise ValueError("an import that fails")
-        assert gc.isenabled() is enabled
-    finally:
-        (gc.enable if was else gc.disable)()
