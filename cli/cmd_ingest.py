@@ -36,7 +36,7 @@ def ingest(
     import sys
     from collections import Counter
 
-    from cli.startup import collector_paused
+    from .startup import collector_paused
 
     with collector_paused():
         from spinedata.ingest import check_report_path
