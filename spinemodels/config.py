@@ -359,8 +359,8 @@ def read_config(path: str | Path, overrides: list[str] | tuple[str, ...], get_ta
     overrides and validate it (``build_config``)."""
     path = resolve_config(path)
     if not path.is_file():
-        raise ConfigError(f"config file {path} not found; packaged configs are named pkg:NAME, e.g. "
-                          f"pkg:cpu/keypoints (spine train --help lists them)")
+        raise ConfigError(f"config file {path} not found; a packaged config is named pkg:NAME: "
+                          f"{', '.join(PACKAGED_PREFIX + n for n in packaged_config_names())}")
     raw = read_yaml_file(path)
     try:
         return build_config(raw, overrides, get_task)
