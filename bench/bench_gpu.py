@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_gpu.py --data train.zarr            # your ingested training store
     .venv/bin/python bench/bench_gpu.py --synth 8                     # or: 8 synthetic studies made here first
 
-For every ``configs/<name>.yaml`` (the reference settings; the master model needs trained graders and is
+For every ``pkg:<name>`` (``spinemodels/configs/<name>.yaml``) (the reference settings; the master model needs trained graders and is
 left out) it builds the task's dataset and network exactly as ``spine train`` does, then runs the training
 step of ``spinemodels.trainer.fit`` (autocast bfloat16 where supported, else float16 with a gradient scaler;
 channels-last inputs): ``--warmup`` steps untimed, then ``--steps`` timed steps with batches already on the
@@ -40,7 +40,7 @@ def bench_config(name: str, store: str, steps: int, warmup: int, batch_size: int
     from spinemodels.catalog import get_task, load_config
     from spinemodels.trainer import autocast, to_device
 
-    config = load_config(REPO / "configs" / f"{name}.yaml", [])
+    config = load_config(f"pkg:{name}", [])
     dataset = spinedata.open_dataset(store)
     task = get_task(config.task)(config)
     ids = [str(s) for s in dataset.study_ids]

@@ -32,7 +32,7 @@ from spinemodels.tasks.grading import calibrate_run
 from spinemodels.training import train
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIG = REPO / "configs" / "cpu" / "grade_spinal.yaml"
+CONFIG = "pkg:cpu/grade_spinal"
 
 
 def injected(flaws_csv: str, condition: str) -> set[tuple[str, str, str]]:

@@ -4,7 +4,7 @@ One study is ``(1, 5, K, N, S, S)`` crops per group (K = 1 spinal, 2 foraminal/s
 ``spine classify`` feeds them; crops themselves cost 0.3-0.4 s per study at 224 px (bench_crops.py).
 Networks are built with ``pretrained: false`` (weights do not change the cost).
 
-    .venv/bin/python bench/bench_grader_inference.py configs/cpu/grade_*.yaml configs/grade_*.yaml
+    .venv/bin/python bench/bench_grader_inference.py spinemodels/configs/cpu/grade_*.yaml spinemodels/configs/grade_*.yaml
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def seconds_per_study(config_path: str, repeats: int) -> tuple[str, tuple[int, .
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("configs", nargs="+", help="grading config files (grade_spinal/foraminal/subarticular)")
+    parser.add_argument("configs", nargs="+", help="grading configs, files or pkg:NAME (grade_spinal/foraminal/subarticular)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()

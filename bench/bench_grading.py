@@ -1,6 +1,6 @@
 """Quality of stage 2: train the small CPU graders on one synthetic store, grade unseen studies of another.
 
-Trains ``configs/cpu/grade_{spinal,foraminal,subarticular}.yaml`` (fold 0 of 5) on ``--train-store``,
+Trains ``pkg:cpu/grade_{spinal,foraminal,subarticular}`` (``spinemodels/configs/cpu/``) (fold 0 of 5) on ``--train-store``,
 classifies every study of ``--eval-store`` around ``--coords`` (the located points of ``spine locate``;
 without it, the eval store's labelled points, reported as such), and scores the submission with the
 competition metric against the eval store's targets, next to the class-prior baseline learned from the
@@ -37,11 +37,11 @@ from spinemodels.tasks.grading import calibrate_run
 from spinemodels.training import train
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = [REPO / "configs" / "cpu" / f"grade_{name}.yaml" for name in ("spinal", "foraminal", "subarticular")]
+CONFIGS = [f"pkg:cpu/grade_{name}" for name in ("spinal", "foraminal", "subarticular")]
 
 
-MASTER_CONFIG = REPO / "configs" / "cpu" / "grade_master.yaml"
-AXIAL_CONFIG = REPO / "configs" / "cpu" / "grade_spinal_axial.yaml"
+MASTER_CONFIG = "pkg:cpu/grade_master"
+AXIAL_CONFIG = "pkg:cpu/grade_spinal_axial"
 
 
 def train_runs(train_store: str, out: Path, overrides: list[str], master: bool, axial: bool,
@@ -50,7 +50,7 @@ def train_runs(train_store: str, out: Path, overrides: list[str], master: bool, 
     reused when already there (``recalibrate``: their calibration.json fitted again with the current code)."""
     runs = []
     for config_path in CONFIGS + ([MASTER_CONFIG] if master else []) + ([AXIAL_CONFIG] if axial else []):
-        run_dir = out / config_path.stem
+        run_dir = out / config_path.rsplit("/", 1)[-1]
         extra = [f"model.{r.name.removeprefix('grade_')}_run={r}" for r in runs[:3]] if config_path == MASTER_CONFIG \
             else []
         if RunDir(run_dir).trained_folds():

@@ -2,7 +2,7 @@
 store, normalise, resize; warm: from the per-worker cache) against the model's own forward+backward rate.
 
     .venv/bin/python bench/bench_loader.py --data bench/out/train.zarr \
-        configs/cpu/slice_finder.yaml configs/cpu/keypoints.yaml --workers 1
+        pkg:cpu/slice_finder pkg:cpu/keypoints --workers 1
 
 Prints a markdown table (paste into docs/benchmarks.md).
 """

@@ -40,7 +40,7 @@ from spinemodels.locate import keypoint_shift_set, locate
 from spinemodels.slice_refine import SliceRefineOptions
 from spinemodels.training import train
 
-CONFIGS = {"finder": "configs/cpu/slice_finder.yaml", "keypoints": "configs/cpu/keypoints.yaml"}
+CONFIGS = {"finder": "pkg:cpu/slice_finder", "keypoints": "pkg:cpu/keypoints"}
 GROUPS = {name: CONDITION_GROUPS[name].conditions for name in SCORED_GROUPS}
 LARGE_ERROR_MM = 15.0
 """A point this far from the truth must carry a warning."""

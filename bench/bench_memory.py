@@ -3,7 +3,7 @@ train``'s preflight (``spinemodels.memory``), and that estimate for the config's
 the CPU and with AMP (bfloat16) as on a GPU.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_memory.py --synth 3        # 3 synthetic studies made first
-    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_memory.py --data train.zarr --configs configs/keypoints.yaml
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_memory.py --data train.zarr --configs pkg:keypoints
 
 Each config runs in a fresh process (Linux only: peaks are read from /proc/self/status):
 
@@ -40,8 +40,8 @@ from bench_gpu import synth_store
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS = ("slice_finder", "keypoints", "grade_spinal", "grade_foraminal", "grade_subarticular", "grade_spinal_axial")
-REFERENCE = [f"configs/{n}.yaml" for n in TASKS]
-CPU = [f"configs/cpu/{n}.yaml" for n in TASKS]
+REFERENCE = [f"pkg:{n}" for n in TASKS]
+CPU = [f"pkg:cpu/{n}" for n in TASKS]
 PER_SLICE = ("slice_finder", "grade_spinal", "grade_foraminal", "grade_subarticular", "grade_spinal_axial")
 """Tasks whose ``image`` holds slices on its third-last dimension, each run through the backbone alone."""
 
@@ -75,7 +75,7 @@ def measure_one(config_path: str, store: str, samples: int, slices: int | None, 
     from spinemodels.training import make_optimizer
 
     torch.manual_seed(0)
-    config = load_config(REPO / config_path, overrides)
+    config = load_config(config_path if config_path.startswith("pkg:") else REPO / config_path, overrides)
     task = get_task(config.task)(config)
     dataset = spinedata.open_dataset(store)
     ids = [str(s) for s in dataset.study_ids]

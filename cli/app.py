@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import typer
 
-from cli import commands
-from cli.startup import prepare_process, process_ending
+from . import commands
+from .startup import prepare_process, process_ending
 
 HELP = "Lumbar spine MRI: DICOM -> Zarr store -> disc-level keypoints -> degenerative grades."
 
@@ -41,7 +41,7 @@ def main() -> None:
     the objects still alive are frozen: the process is ending, and the interpreter's last garbage
     collections would otherwise walk every imported module's objects (``docs/benchmarks.md``).
     """
-    from cli.errors import run_app
+    from .errors import run_app
 
     names = commands.requested(sys.argv[1:])
     prepare_process(names)

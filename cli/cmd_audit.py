@@ -28,7 +28,7 @@ def audit(
 ) -> None:
     """Labels that disagree with out-of-fold predictions: points (levels off by one, points far from any
     level; --coords) and severities (--grades)."""
-    from cli.outputs import output_file
+    from .outputs import output_file
 
     if coords is None and not grades:
         raise typer.BadParameter("give --coords (point labels) and/or --grades (severity labels)")

@@ -22,9 +22,10 @@ def classify(
 ) -> None:
     """Stage 2: the severity of every condition at every level, 25 rows per study."""
     import spinedata
-    from cli.outputs import output_file
     from spinedata.csvio import read_user_csv
     from spinemodels.classify import classify as run_classify
+
+    from .outputs import output_file
 
     output_file(out)
 

@@ -36,8 +36,9 @@ def demo(
     from rich.console import Console
     from rich.table import Table
 
-    from cli.outputs import output_dir
     from spinemodels.demo import DemoSettings, run_demo
+
+    from .outputs import output_dir
 
     output_dir(workdir, "--workdir")
     console = Console()

@@ -25,10 +25,11 @@ def export(
                          "(study_id, series_id, stack, world_x/y/z in LPS mm).")] = None,
 ) -> None:
     """Images for other tools: one NIfTI/NRRD/MetaImage per stack, and the labels in their voxels and RAS/LPS mm."""
-    from cli.outputs import output_dir
     from spinedata.errors import OutputPathError
     from spinedata.export import FORMATS, ExportError, export_store
     from spinedata.store import open_dataset
+
+    from .outputs import output_dir
 
     if fmt not in FORMATS:
         raise ExportError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")

@@ -1,4 +1,4 @@
-"""``spine info OUT.zarr [STUDY_ID]``."""
+"""``spine info OUT.zarr [STUDY_ID] [--json]``."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ WIDE = 160
 def info(
     store: Annotated[Path, typer.Argument(help="A store written by `spine ingest`.")],
     study_id: Annotated[str | None, typer.Argument(help="Show this study's series and stacks.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")] = False,
 ) -> None:
     """What is in a store: studies, series, stacks (shape, spacing, orientation, flags) and label counts."""
+    import json
     import sys
 
     from rich.console import Console
@@ -42,6 +44,22 @@ def info(
         return table
 
     labels = table_or_none(dataset, "labels")
+    if as_json:
+        if study_id is None:
+            (labels, labels_state), (targets, targets_state) = (table_state(dataset, n) for n in ("labels", "targets"))
+            document = {
+                "store": str(store), "attrs": dict(dataset.attrs), "checksums": bool(dataset.checksums),
+                "studies": dataset_summary(dataset).to_dict(orient="records"),
+                "labels": len(labels) if labels is not None else None, "labels_state": labels_state,
+                "targets": len(targets) if targets is not None else None, "targets_state": targets_state,
+                "damage": missing_pieces(dataset),
+            }
+        else:
+            study = dataset.study(study_id)
+            document = {"store": str(store), "study_id": study.study_id, "warnings": study.warnings,
+                        "stacks": study_summary(study, labels).to_dict(orient="records")}
+        typer.echo(json.dumps(document, indent=1, default=_plain))
+        return
     if study_id is None:
         attrs = dataset.attrs
         console.print(
@@ -71,3 +89,10 @@ def info(
     console.print(render(frame, f"study {study.study_id}: {len(study.series)} series, {len(frame)} stacks"))
     for warning in study.warnings:
         console.print(f"warning: {warning}")
+
+
+def _plain(value):
+    """JSON for what ``json`` does not know: NumPy scalars and arrays, tuples of them, anything else as text."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)

@@ -3,10 +3,19 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+
+class Split(StrEnum):
+    """The splits of the competition layout (``spinedata.ingest.discover.SPLITS``; a test checks they agree)."""
+
+    train = "train"
+    test = "test"
+
 
 REASONS_SHOWN = 8
 """How many of the most frequent report reasons the summary lists."""
@@ -15,7 +24,7 @@ REASONS_SHOWN = 8
 def ingest(
     data_dir: Annotated[Path, typer.Argument(help="Competition layout (CSVs + <split>_images/) or a plain DICOM folder.")],
     out: Annotated[Path, typer.Argument(help="The Zarr store to create or resume (e.g. lumbar.zarr).")],
-    split: Annotated[str, typer.Option("--split", help="Which split of the competition layout: train or test.")] = "train",
+    split: Annotated[Split, typer.Option("--split", help="Which split of the competition layout.")] = Split.train,
     workers: Annotated[
         int | None, typer.Option("--workers", min=1, help="Worker processes (default: all cores).")
     ] = None,
@@ -41,6 +50,7 @@ def ingest(
     from spinedata.ingest import ingest as run_ingest
     from spinedata.ingest.run import check_path_names, check_store_path
 
+    split = Split(split).value  # the plain name (a caller of this function may pass a str)
     check_path_names(data_dir, "input folder")  # before any work (and before the progress bar)
     check_store_path(out)
     check_report_path(data_dir, out, report)

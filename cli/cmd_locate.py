@@ -26,10 +26,11 @@ def locate(
 ) -> None:
     """Stage 1: the point of every condition at every level (x, y on an instance, and LPS mm)."""
     import spinedata
-    from cli.outputs import output_file
     from spinemodels.locate import locate as run_locate
     from spinemodels.slice_refine import SliceRefineOptions
     from spinemodels.stage1_report import locate_summary
+
+    from .outputs import output_file
 
     output_file(out)
 

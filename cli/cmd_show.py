@@ -27,9 +27,10 @@ def show(
     import pandas as pd
 
     import spinedata
-    from cli.outputs import output_file
     from spinedata.csvio import read_user_csv
     from spinedata.pictures import render_study
+
+    from .outputs import output_file
 
     output_file(out)
 

@@ -44,9 +44,10 @@ def synth(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from cli.outputs import output_dir
     from spinedata.synth import generate
     from spinedata.synth.preview import render_preview
+
+    from .outputs import output_dir
 
     output_dir(out_dir, "OUT_DIR")
 

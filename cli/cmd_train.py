@@ -1,4 +1,4 @@
-"""``spine train CONFIG.yaml --data OUT.zarr --out RUN_DIR [--fold K] [--set key=value ...]``."""
+"""``spine train CONFIG --data OUT.zarr --out RUN_DIR [--fold K] [--set key=value ...]``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import typer
 
 
 def train(
-    config: Annotated[Path, typer.Argument(help="Model config (YAML), e.g. configs/cpu/keypoints.yaml.")],
+    config: Annotated[str, typer.Argument(
+        help="Model config: a YAML file, or a packaged one as pkg:NAME, e.g. pkg:cpu/keypoints "
+             "(pkg:keypoints, pkg:grade_spinal, ...: the reference settings; pkg:cpu/...: small CPU versions).")],
     data: Annotated[Path, typer.Option("--data", help="Store written by `spine ingest` (training split).")],
     out: Annotated[Path, typer.Option("--out", help="Run directory: config, folds, weights, metrics, oof.")],
     fold: Annotated[int | None, typer.Option("--fold", help="Train only this fold (default: train.folds).")] = None,
@@ -19,10 +21,11 @@ def train(
     device: Annotated[str | None, typer.Option("--device", help="cpu or cuda (default: cuda if available).")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
 ) -> None:
-    """Train one model of the pipeline (one per fold); several GPUs: `torchrun --nproc-per-node N -m cli.app train ...`."""
-    from cli.outputs import output_dir
+    """Train one model of the pipeline (one per fold); several GPUs: `torchrun --nproc-per-node N -m spine_cli.app train ...`."""
     from spinemodels.catalog import load_config
     from spinemodels.training import train as run_training
+
+    from .outputs import output_dir
 
     if not data.exists():
         raise FileNotFoundError(f"store {data} not found; write one with `spine ingest`")

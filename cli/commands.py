@@ -26,7 +26,7 @@ COMMANDS: tuple[str, ...] = (
 def all_commands(names: Sequence[str] = COMMANDS) -> Iterator[tuple[str, Callable]]:
     """Yield ``(name, function)`` for the commands ``names`` (default: every command of the app)."""
     for name in names:
-        module = importlib.import_module(f"cli.cmd_{name.replace('-', '_')}")
+        module = importlib.import_module(f".cmd_{name.replace('-', '_')}", __package__)
         yield name, getattr(module, name.replace("-", "_"))
 
 

@@ -7,19 +7,31 @@ import sys
 
 import typer
 
-from spinedata.errors import SpineError
+from spinedata.errors import SpineError, missing_extra
 
 
 def run_app(app: typer.Typer) -> None:
     """Run the Typer app; a ``SpineError`` or an ``OSError`` (a missing file, a folder that cannot be written,
-    a full disk) prints ``error: ...`` and exits 1."""
+    a full disk) prints ``error: ...`` and exits 1. So does a library of an extra that is not installed
+    (``torch`` without ``spine[models]``: ``spinedata.errors.missing_extra``); any other missing module is a bug
+    and keeps its traceback."""
     try:
         app(standalone_mode=True)
     except (SpineError, OSError) as error:
-        if os.environ.get("SPINE_DEBUG"):
+        _fail(error)
+    except ModuleNotFoundError as error:
+        command = next((a for a in sys.argv[1:] if not a.startswith("-")), "")
+        known = missing_extra(error, f"spine {command}".strip())
+        if known is None or os.environ.get("SPINE_DEBUG"):
             raise
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        sys.exit(1)
+        _fail(known)
+
+
+def _fail(error: BaseException) -> None:
+    if os.environ.get("SPINE_DEBUG"):
+        raise error
+    print(f"error: {one_line(error)}", file=sys.stderr)
+    sys.exit(1)
 
 
 def one_line(error: BaseException) -> str:

@@ -34,3 +34,35 @@ class OutputPathError(SpineError):
 
 class MultiFrameFile(DicomReadError):
     """A multi-frame file was given where one slice is expected: ``read_headers`` reads its frames."""
+
+
+EXTRA_OF_MODULE: dict[str, str] = {
+    "torch": "models",
+    "torchvision": "models",
+    "timm": "models",
+    "segmentation_models_pytorch": "models",
+    "nibabel": "interop",
+    "SimpleITK": "interop",
+    "torchio": "interop",
+    "monai": "interop",
+}
+"""Top-level module -> the extra of the ``spine`` distribution that installs it (pyproject
+``[project.optional-dependencies]``)."""
+
+
+class ExtraNotInstalled(SpineError):
+    """A library of an optional extra (``models``, ``interop``) is not installed."""
+
+
+def missing_extra(error: ModuleNotFoundError, what: str) -> ExtraNotInstalled | None:
+    """The one-line error for ``error`` when it is a module of an extra (``EXTRA_OF_MODULE``): ``what`` (e.g.
+    ``spine demo``) needs that extra and how to install it; ``None`` for any other module.
+
+    >>> str(missing_extra(ModuleNotFoundError("No module named 'torch'", name="torch"), "spine train"))
+    "spine train needs the models extra: pip install 'spine[models]' (torch is not installed)"
+    """
+    top = (error.name or "").split(".")[0]
+    extra = EXTRA_OF_MODULE.get(top)
+    if extra is None:
+        return None
+    return ExtraNotInstalled(f"{what} needs the {extra} extra: pip install 'spine[{extra}]' ({top} is not installed)")

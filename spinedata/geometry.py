@@ -1,6 +1,6 @@
 """Stack geometry: voxel <-> patient (LPS mm) mapping from real DICOM slice positions.
 
-Conventions (see ``docs/geometry.md`` and DESIGN.md):
+Conventions (see ``docs/geometry.md`` and ``docs/design.md``):
 
 * arrays are indexed ``(slice, row, col)``;
 * ``IOP[0:3]`` = ``r`` is the direction of increasing column, ``IOP[3:6]`` = ``c`` of increasing row,

@@ -1,6 +1,6 @@
 """Group slice headers into stacks: regular grids of one orientation, matrix and pixel spacing.
 
-Steps (DESIGN.md, ``docs/geometry.md``):
+Steps (``docs/design.md``, ``docs/geometry.md``):
 
 1. headers without usable geometry, and second copies of one SOPInstanceUID, become ``Skipped`` lines;
 2. group by series, orientation (within ``ORIENTATION_ATOL``), matrix, pixel format (``SliceHeader.pixel_format``:

@@ -13,6 +13,10 @@ raises ``ConfigError`` naming the key, what came and what is valid. This module 
 passes how a task name becomes a task (``spinemodels.catalog.config_from_dict`` and ``load_config`` pass
 the catalog's ``get_task``).
 
+A config is a YAML file, or one shipped inside the package (``spinemodels/configs/``), named
+``pkg:NAME`` (``pkg:keypoints``, ``pkg:cpu/keypoints``; ``.yaml`` optional): ``resolve_config``,
+``packaged_config_names``. A wheel installed anywhere finds those through ``importlib.resources``.
+
 YAML is read by ``load_yaml`` only: a file of at most ``MAX_YAML_BYTES``, safe tags, at most
 ``MAX_YAML_ALIASES`` aliases (an "alias bomb" of a few hundred bytes otherwise expands into gigabytes).
 """
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib.resources
 import types
 import typing
 from collections.abc import Callable
@@ -64,6 +69,40 @@ def load_yaml(text: str) -> Any:
         raise ConfigError(f"not valid YAML ({' '.join(str(error).split())[:300]})") from None
     finally:
         loader.dispose()
+
+
+PACKAGED_PREFIX = "pkg:"
+"""Prefix of a config shipped inside the package: ``pkg:cpu/keypoints`` is ``spinemodels/configs/cpu/keypoints.yaml``."""
+PACKAGED_CONFIGS = "spinemodels.configs"
+"""The package (folder) that holds the shipped configs: the reference ones, and the small ones under ``cpu/``."""
+
+
+def packaged_config_names() -> list[str]:
+    """Names of the configs shipped inside the package, e.g. ``keypoints``, ``cpu/keypoints``."""
+    names = []
+    root = importlib.resources.files(PACKAGED_CONFIGS)
+    for folder, prefix in ((root, ""), (root / "cpu", "cpu/")):
+        names += [prefix + item.name.removesuffix(".yaml") for item in folder.iterdir()
+                  if item.is_file() and item.name.endswith(".yaml")]
+    return sorted(names)
+
+
+def packaged_config(name: str) -> Path:
+    """The file of the shipped config ``name`` (``cpu/keypoints``, with or without ``pkg:`` and ``.yaml``);
+    ``ConfigError`` listing the shipped names otherwise."""
+    name = name.removeprefix(PACKAGED_PREFIX).removesuffix(".yaml").strip("/")
+    if name in packaged_config_names():
+        # installed as plain files (a wheel, an editable install, a checkout): a real path
+        return Path(str(importlib.resources.files(PACKAGED_CONFIGS).joinpath(*name.split("/")))).with_suffix(".yaml")
+    shipped = ", ".join(PACKAGED_PREFIX + n for n in packaged_config_names())
+    raise ConfigError(f"no packaged config {name!r}; packaged configs: {shipped}")
+
+
+def resolve_config(source: str | Path) -> Path:
+    """The file of a config: ``pkg:NAME`` names a packaged config (``packaged_config``), anything else is a path."""
+    if isinstance(source, str) and source.startswith(PACKAGED_PREFIX):
+        return packaged_config(source)
+    return Path(source)
 
 
 def read_yaml_file(path: str | Path) -> Any:
@@ -316,10 +355,12 @@ def build_config(raw: dict, overrides: list[str] | tuple[str, ...], get_task: Ta
 
 
 def read_config(path: str | Path, overrides: list[str] | tuple[str, ...], get_task: TaskLookup) -> TrainConfig:
-    """Read a YAML config file, apply ``key=value`` overrides and validate it (``build_config``)."""
-    path = Path(path)
+    """Read a YAML config file (or ``pkg:NAME``, a packaged one: ``resolve_config``), apply ``key=value``
+    overrides and validate it (``build_config``)."""
+    path = resolve_config(path)
     if not path.is_file():
-        raise ConfigError(f"config file {path} not found; configs live in configs/*.yaml")
+        raise ConfigError(f"config file {path} not found; a packaged config is named pkg:NAME: "
+                          f"{', '.join(PACKAGED_PREFIX + n for n in packaged_config_names())}")
     raw = read_yaml_file(path)
     try:
         return build_config(raw, overrides, get_task)

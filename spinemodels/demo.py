@@ -2,7 +2,7 @@
 
 Every step calls the library directly and announces the equivalent ``spine ...`` command line first, so the
 same job can be repeated by hand, step by step, on real data. Training uses the small CPU configs
-(``configs/cpu/*.yaml``); evaluation is on the synthetic *test* studies, which no model saw, against the
+(``pkg:cpu/*``: ``spinemodels/configs/cpu/*.yaml``, shipped inside the package); evaluation is on the synthetic *test* studies, which no model saw, against the
 generator's exact truth (``synth_truth.csv``): the competition metric next to the class-prior baseline, and
 the 3D errors (mm) of the located points.
 
@@ -37,8 +37,9 @@ from spinedata.constants import SEVERITY_CODE, TARGETS, target_name
 from spinedata.ingest import default_workers
 from spinemodels.errors import ConfigError
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "cpu"
-"""The small CPU configs the demo trains (shipped with the source checkout)."""
+CONFIGS = "pkg:cpu/"
+"""The small CPU configs the demo trains: ``pkg:cpu/NAME``, shipped inside the package
+(``spinemodels.config.packaged_config``), so the demo runs from any installed wheel."""
 
 STAGE_ONE = ("slice_finder", "keypoints")
 GRADERS = ("grade_spinal", "grade_foraminal", "grade_subarticular", "grade_spinal_axial")
@@ -202,8 +203,6 @@ def run_demo(settings: DemoSettings, announce: Callable[[str, str], None] | None
     from spinemodels.locate import locate
     from spinemodels.training import train
 
-    if not CONFIG_DIR.is_dir():
-        raise ConfigError(f"the small configs are not at {CONFIG_DIR}; run the demo from a source checkout")
     work = Path(settings.workdir)
     prepare_workdir(work)
     data, train_store, test_store = work / "data", work / "train.zarr", work / "test.zarr"
@@ -240,12 +239,12 @@ def run_demo(settings: DemoSettings, announce: Callable[[str, str], None] | None
     trained: dict[str, Path] = {}
     names = [*STAGE_ONE, *GRADERS] + ([MASTER] if settings.master else [])
     for name in names:
-        config_path = CONFIG_DIR / f"{name}.yaml"
+        config_path = CONFIGS + name
         overrides = [f"train.epochs={settings.epochs_of(name)}"]
         if name == MASTER:
             overrides += [f"model.{g.removeprefix('grade_')}_run={trained[g]}" for g in GRADERS]
         out = runs_dir / name
-        shown = [str(config_path.relative_to(CONFIG_DIR.parents[1])), "--data", train_store, "--out", out]
+        shown = [config_path, "--data", train_store, "--out", out]
         for item in overrides:
             shown += ["--set", item]
         step(f"train {name}", _command("spine", "train", *shown),

@@ -1,4 +1,5 @@
-"""Shared fixtures. Test data lives at ../shared/testdata (or $SPINE_TESTDATA)."""
+"""Shared fixtures. Real DICOM test data: $SPINE_TESTDATA when set, else ../shared/testdata (the full set),
+else the subset bundled in tests/data (tests/data/dicom/README.md)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,21 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+BUNDLED_TESTDATA = REPO / "tests" / "data"
+"""A few MB of the real DICOM test data, in the repository (``tests/data/dicom/README.md``)."""
 
 
 def _testdata_root() -> Path:
-    return Path(os.environ.get("SPINE_TESTDATA", REPO.parent / "shared" / "testdata"))
+    if "SPINE_TESTDATA" in os.environ:
+        return Path(os.environ["SPINE_TESTDATA"])
+    shared = REPO.parent / "shared" / "testdata"
+    return shared if (shared / "dicom").is_dir() else BUNDLED_TESTDATA
 
 
 @pytest.fixture(scope="session")
 def testdata_dir() -> Path:
-    """Root of the real DICOM test data; fails under CI when missing, skips elsewhere."""
+    """Root of the real DICOM test data (``_testdata_root``); fails under CI when missing, skips elsewhere. A
+    test of one series takes it through ``tests.helpers.testdata.dicom_case`` (a skip when it is not there)."""
     root = _testdata_root()
     if not (root / "dicom").is_dir():
         message = f"test data not found at {root} (set SPINE_TESTDATA)"

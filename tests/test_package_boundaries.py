@@ -1,4 +1,4 @@
-"""The dependency direction of DESIGN.md: spinedata (and the CLI's start-up) never import torch."""
+"""The dependency direction of docs/design.md: spinedata (and the CLI's start-up) never import torch."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reading a spinedata store: ``open_dataset`` -> Dataset -> Study -> Series -> Stack (see DESIGN.md)."""
+"""Reading a spinedata store: ``open_dataset`` -> Dataset -> Study -> Series -> Stack (see ``docs/design.md``)."""
 
 from __future__ import annotations
 

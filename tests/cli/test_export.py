@@ -14,6 +14,7 @@ from spinedata.ingest import ingest
 from spinedata.store import open_dataset
 from tests.helpers.cli_helpers import cli_error
 from tests.helpers.ingest_data import write_competition_dataset
+from tests.helpers.testdata import dicom_case
 
 nib = pytest.importorskip("nibabel")
 sitk = pytest.importorskip("SimpleITK")
@@ -103,7 +104,7 @@ def test_missing_extra_is_one_line(monkeypatch, capsys, store, tmp_path):
 @pytest.mark.testdata
 def test_irregular_stacks_are_left_out_unless_resampled(testdata_dir, tmp_path):
     store = tmp_path / "store.zarr"
-    ingest(testdata_dir / "dicom" / "dicom2nifti/failing/sliceincrement/001", store, split="test", workers=1)
+    ingest(dicom_case(testdata_dir, "dicom2nifti/failing/sliceincrement/001"), store, split="test", workers=1)
     result = runner.invoke(app, ["export", str(store), str(tmp_path / "plain")])
     assert result.exit_code == 0, result.output
     assert "wrote 0 images" in result.output and "nonuniform, missing_slices" in result.output

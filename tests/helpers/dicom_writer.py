@@ -128,7 +128,7 @@ def write_series(
 
 
 def expected_affine(r, c, n, slice_step, pixel_spacing, origin) -> np.ndarray:
-    """The DESIGN.md affine written out by hand (the tests' reference): columns step*n, drow*c, dcol*r, origin."""
+    """The affine of docs/design.md written out by hand (the tests' reference): columns step*n, drow*c, dcol*r, origin."""
     affine = np.eye(4)
     affine[:3, 0] = slice_step * np.asarray(n)
     affine[:3, 1] = pixel_spacing[0] * np.asarray(c)

@@ -21,6 +21,7 @@ from spinedata.errors import DicomReadError
 from spinedata.geometry import lps_to_ras
 from spinedata.stacks import build_stacks
 from tests.helpers.dicom_writer import spatial_order, write_enhanced, write_series
+from tests.helpers.testdata import dicom_case
 
 AFFINE_ATOL_MM = 1e-3
 """dcm2niix stores its affine as float32: agreement to about 1e-3 mm."""
@@ -108,13 +109,13 @@ def _assert_agree(ours, theirs) -> None:
     ],
 )
 def test_series_agree_with_dcm2niix(testdata_dir, tmp_path, case):
-    folder = testdata_dir / "dicom" / case
+    folder = dicom_case(testdata_dir, case)
     _assert_agree(_ours(folder), _theirs(_convert(folder, tmp_path)))
 
 
 def test_single_slice_agrees_with_dcm2niix(testdata_dir, tmp_path):
     """One slice without SpacingBetweenSlices/SliceThickness: both use a 1 mm step along n (ours flagged)."""
-    folder = testdata_dir / "dicom" / "dicom2nifti/ge/anatomical/001_single_slice"
+    folder = dicom_case(testdata_dir, "dicom2nifti/ge/anatomical/001_single_slice")
     (geometry, _), *rest = build_stacks([read_header(p) for p in folder.iterdir()])[0]
     assert rest == [] and geometry.flags == ("single_slice", "default_spacing")
     _assert_agree(_ours(folder), _theirs(_convert(folder, tmp_path)))
@@ -129,7 +130,7 @@ def test_enhanced_multiframe_agrees_with_dcm2niix_and_its_classic_series(testdat
     (pixels identical, affine within 1e-6 mm). dcm2niix is compared with the frames stored in order along
     the normal: in a shuffled order it takes the slice step from the first and last frame as stored (and
     leaves compressed frames unsorted), so that case is checked against the classic series only."""
-    files = sorted((testdata_dir / "dicom" / case).iterdir())
+    files = sorted(dicom_case(testdata_dir, case).iterdir())
     ((classic_data, classic_affine),) = _ours(testdata_dir / "dicom" / case)
     shuffled = np.random.default_rng(0).permutation(len(files))
     for name, order in (("in_order", spatial_order(files)), ("shuffled", shuffled)):
@@ -154,7 +155,7 @@ def test_legacy_converted_enhanced_mr_from_highdicom(testdata_dir, tmp_path, cas
     from highdicom.legacy import LegacyConvertedEnhancedMRImage  # a dev dependency (pyproject.toml)
     from pydicom.uid import generate_uid
 
-    files = sorted((testdata_dir / "dicom" / case).iterdir())
+    files = sorted(dicom_case(testdata_dir, case).iterdir())
     image = LegacyConvertedEnhancedMRImage(
         [pydicom.dcmread(f) for f in files], series_instance_uid=generate_uid(), series_number=900,
         sop_instance_uid=generate_uid(), instance_number=1,
@@ -187,7 +188,7 @@ def test_transfer_syntaxes_decode_like_reference_nifti(testdata_dir, index):
     """dcm_qa_ts: one image in nine transfer syntaxes (raw LE/BE, implicit, RLE, JPEG lossless, JPEG-LS,
     JPEG 2000) decodes to dcm2niix's stored NIfTI, tile by tile. The file is a Siemens mosaic, which
     ``read_header`` rejects with a clear reason, so only the pixels are compared here."""
-    root = testdata_dir / "dicom" / "dcm_qa_ts"
+    root = dicom_case(testdata_dir, "dcm_qa_ts")
     with pytest.raises(DicomReadError, match="mosaic"):
         read_header(root / "In" / f"{index}.dcm")
     pixels = read_pixels(root / "In" / f"{index}.dcm")
@@ -238,7 +239,7 @@ def test_failing_cases_match_dcm2niix_pixels_and_in_plane_geometry(
 ):
     """Where the slice axis is irregular we keep dcm2niix's pixels, in-plane axes and origin, and our own
     (documented) slice column; dcm2niix's resampled extras (_Tilt_, _Eq_) are not the acquired grid."""
-    folder = testdata_dir / "dicom" / "dicom2nifti" / "failing" / case
+    folder = dicom_case(testdata_dir, f"dicom2nifti/failing/{case}")
     ours = _ours(folder)
     theirs = _theirs(_volumes(_convert(folder, tmp_path)))
     assert len(ours) == len(theirs)

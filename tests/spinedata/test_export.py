@@ -45,6 +45,7 @@ from spinedata.stacks import build_stacks
 from spinedata.store import open_dataset
 from tests.helpers.dicom_writer import rotation
 from tests.helpers.ingest_data import write_competition_dataset
+from tests.helpers.testdata import dicom_case
 
 nib = pytest.importorskip("nibabel")
 sitk = pytest.importorskip("SimpleITK")
@@ -111,7 +112,7 @@ def _their_values_at_our_voxels(ours, theirs, perm, shift) -> np.ndarray:
 @pytest.mark.testdata
 @pytest.mark.parametrize("case", REAL_SERIES)
 def test_nifti_export_puts_every_voxel_where_dcm2niix_does(testdata_dir, tmp_path, case):
-    folder = testdata_dir / "dicom" / case
+    folder = dicom_case(testdata_dir, case)
     stacks = _stacks_of_store(folder, tmp_path / "store.zarr")
     theirs = _dcm2niix_images(folder, tmp_path / "dcm2niix")
     assert len(stacks) == len(theirs)
@@ -141,7 +142,7 @@ def test_nifti_export_puts_every_voxel_where_dcm2niix_does(testdata_dir, tmp_pat
 @pytest.mark.parametrize("case", ["dcm_qa_decubitus/HFP_t1_sag", "dicom2nifti/anatomical/001"])
 def test_itk_physical_points_are_the_stacks_world_points(testdata_dir, tmp_path, case):
     """SimpleITK export (in memory and through .nrrd) and the NIfTI export read by ITK (RAS -> LPS)."""
-    (stack,) = _stacks_of_store(testdata_dir / "dicom" / case, tmp_path / "store.zarr")
+    (stack,) = _stacks_of_store(dicom_case(testdata_dir, case), tmp_path / "store.zarr")
     nrrd, nifti = tmp_path / "s.nrrd", tmp_path / "s.nii.gz"
     sitk.WriteImage(stack.to_sitk(), str(nrrd))
     nib.save(stack.to_nifti(), nifti)
@@ -164,7 +165,7 @@ def test_itk_physical_points_are_the_stacks_world_points(testdata_dir, tmp_path,
 @pytest.mark.parametrize("case", ["dicom2nifti/failing/gantrytilting/001", "dicom2nifti/failing/sliceincrement/001",
                                   "dicom2nifti/failing/sliceincrement/002"])  # fmt: skip
 def test_real_irregular_stacks_are_refused_or_resampled(testdata_dir, tmp_path, case):
-    (stack,) = _stacks_of_store(testdata_dir / "dicom" / case, tmp_path / "store.zarr")
+    (stack,) = _stacks_of_store(dicom_case(testdata_dir, case), tmp_path / "store.zarr")
     with pytest.raises(ExportError, match="resample"):
         stack.to_nifti()
     with pytest.raises(ExportError):
@@ -189,7 +190,7 @@ def test_resampled_gantry_tilt_agrees_with_dcm2niix_tilt_correction(testdata_dir
     resampled voxels' RAS points, it gives our values within interpolation noise (grey levels 0-254)."""
     from scipy import ndimage
 
-    folder = testdata_dir / "dicom" / "dicom2nifti/failing/gantrytilting/001"
+    folder = dicom_case(testdata_dir, "dicom2nifti/failing/gantrytilting/001")
     (stack,) = _stacks_of_store(folder, tmp_path / "store.zarr")
     _dcm2niix_images(folder, tmp_path / "dcm2niix")
     (tilt,) = [nib.load(p) for p in (tmp_path / "dcm2niix").glob("*_Tilt_*.nii")]
@@ -375,7 +376,7 @@ def test_missing_library_is_one_line_naming_the_extra(monkeypatch, export, modul
 @pytest.mark.testdata
 def test_reading_dicom_directly_exports_too(testdata_dir):
     """``ArrayStack`` exports a stack read straight from DICOM (no store)."""
-    folder = testdata_dir / "dicom" / "dicom2nifti/anatomical/001"
+    folder = dicom_case(testdata_dir, "dicom2nifti/anatomical/001")
     ((geometry, headers),) = build_stacks([h for p in sorted(folder.iterdir()) for h in read_headers(p)])[0]
     image = to_nifti(ArrayStack(read_stack(headers), geometry))
     np.testing.assert_allclose(image.affine, lps_to_ras(geometry.affine)[:, [2, 1, 0, 3]])

@@ -13,6 +13,7 @@ from spinedata.dicom import SliceHeader, read_header
 from spinedata.geometry import FLAG_DEFAULT_SPACING, FLAG_SHEAR, FLAG_SINGLE_SLICE
 from spinedata.report import Skipped
 from spinedata.stacks import build_stacks
+from tests.helpers.testdata import dicom_case
 
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 
@@ -312,7 +313,7 @@ FAILING = {
 @pytest.mark.testdata
 @pytest.mark.parametrize("case", sorted(FAILING))
 def test_dicom2nifti_failing_cases_give_clear_results(testdata_dir, case):
-    folder = testdata_dir / "dicom" / "dicom2nifti" / "failing" / case
+    folder = dicom_case(testdata_dir, f"dicom2nifti/failing/{case}")
     headers = [read_header(p) for p in sorted(folder.iterdir())]
     stacks, skipped = build_stacks(headers)
     counts, flags = FAILING[case]
@@ -323,7 +324,7 @@ def test_dicom2nifti_failing_cases_give_clear_results(testdata_dir, case):
 
 @pytest.mark.testdata
 def test_gantry_tilt_keeps_the_true_step(testdata_dir):
-    folder = testdata_dir / "dicom" / "dicom2nifti" / "failing" / "gantrytilting" / "001"
+    folder = dicom_case(testdata_dir, "dicom2nifti/failing/gantrytilting/001")
     (geometry, piece), *_ = build_stacks([read_header(p) for p in folder.iterdir()])[0]
     np.testing.assert_allclose(geometry.affine[:3, 0], np.subtract(piece[1].position, piece[0].position))
     np.testing.assert_allclose(geometry.affine[:3, 0], [0, 0, 5.0], atol=1e-6)  # the table moved along z
@@ -333,7 +334,7 @@ def test_gantry_tilt_keeps_the_true_step(testdata_dir):
 @pytest.mark.testdata
 def test_missing_slice_positions_stay_true(testdata_dir):
     """sliceincrement/001 lacks the slice at z = 33.1: the stack keeps each slice where it was acquired."""
-    folder = testdata_dir / "dicom" / "dicom2nifti" / "failing" / "sliceincrement" / "001"
+    folder = dicom_case(testdata_dir, "dicom2nifti/failing/sliceincrement/001")
     (geometry, _), *_ = build_stacks([read_header(p) for p in folder.iterdir()])[0]
     np.testing.assert_allclose(geometry.positions[:, 2], [18.1075, 23.1075, 28.107498, 38.107498])
     np.testing.assert_allclose(geometry.voxel_to_world([3, 0, 0]), geometry.positions[3])

@@ -34,7 +34,7 @@ TINY = {**SMALL, "sagittal_matrices": (64,), "axial_matrices": (48,)}
 
 
 def _header_world(path: Path, x: float, y: float) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """World point of column x, row y of a DICOM file (DESIGN.md), its slice normal, and the pixel spacing."""
+    """World point of column x, row y of a DICOM file (docs/design.md), its slice normal, and the pixel spacing."""
     ds = pydicom.dcmread(path, stop_before_pixels=True)
     ipp = np.array(ds.ImagePositionPatient, float)
     iop = np.array(ds.ImageOrientationPatient, float)

@@ -7,16 +7,27 @@ from pathlib import Path
 import pytest
 
 from spinemodels.catalog import config_from_dict, get_task, load_config, task_names
-from spinemodels.config import parse_override, save_config
+from spinemodels.config import packaged_config, packaged_config_names, parse_override, save_config
 from spinemodels.errors import ConfigError
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "spinemodels" / "configs"
 
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.rglob("*.yaml")), ids=lambda p: str(p.relative_to(CONFIGS)))
 def test_every_shipped_config_validates(path):
     config = load_config(path)
     assert config.task in task_names()
+
+
+def test_packaged_configs_are_named_pkg_name():
+    names = packaged_config_names()
+    assert len(names) == len(list(CONFIGS.rglob("*.yaml"))) and {"keypoints", "cpu/keypoints"} <= set(names)
+    assert packaged_config("pkg:cpu/keypoints") == packaged_config("cpu/keypoints.yaml") == CONFIGS / "cpu/keypoints.yaml"
+    assert load_config("pkg:cpu/keypoints").task == "keypoints"
+    with pytest.raises(ConfigError, match=r"no packaged config 'cpu/keypoint'; packaged configs: .*pkg:cpu/keypoints"):
+        load_config("pkg:cpu/keypoint")
+    with pytest.raises(ConfigError, match=r"config file nope.yaml not found; a packaged config is named pkg:NAME: pkg:cpu/grade_foraminal, "):
+        load_config("nope.yaml")
 
 
 def test_reference_settings_match_the_seed_solution():

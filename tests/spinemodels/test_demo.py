@@ -32,7 +32,7 @@ def test_demo_runs_every_step_and_writes_its_files(tmp_path):
     result = runner.invoke(app, ["demo", "--workdir", str(work), "--quick", "--studies", "5", "--test-studies", "1",
                                  "--matrix", "96", "--no-master", "--workers", "1"])
     assert result.exit_code == 0, result.output
-    for command in ("spine synth", "spine ingest", "spine train configs/cpu/keypoints.yaml", "spine locate",
+    for command in ("spine synth", "spine ingest", "spine train pkg:cpu/keypoints", "spine locate",
                     "spine classify", "spine score", "spine show"):
         assert command in result.stdout
     summary = json.loads((work / "summary.json").read_text())
