@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from spinedata.errors import StoreError
+from spinedata.store.arraymeta import _crc32c, array_metadata, chunk_key
 from spinedata.store.fastwrite import CRC32C_CODEC, DATA_TYPES, write_group
 
 __all__ = ["read_small_array", "write_array", "write_group"]
@@ -75,8 +76,6 @@ def read_small_array(folder: Path, *, every_chunk: bool) -> np.ndarray | None:
     problem alone; ``damaged`` makes the message) for a missing chunk, a wrong size or checksum."""
     if not _on("small_read"):
         return None
-    from spinedata.store.integrity import _crc32c, array_metadata, chunk_key
-
     meta = array_metadata(folder)
     shape = meta.get("shape")
     grid = meta.get("chunk_grid", {}).get("configuration", {}).get("chunk_shape")

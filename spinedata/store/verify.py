@@ -15,7 +15,8 @@ from pathlib import Path
 from spinedata.errors import SpineError, StoreError
 from spinedata.geometry import StackGeometry
 from spinedata.store import layout as L
-from spinedata.store.integrity import array_metadata, chunk_problems, has_checksums, read_with_zarr
+from spinedata.store.arraymeta import array_metadata, has_checksums
+from spinedata.store.integrity import chunk_problems, read_with_zarr
 from spinedata.store.layout import is_complete
 from spinedata.store.reader import Dataset, _attributes, _child_groups
 from spinedata.store.tables import COLUMNS_ATTR

@@ -22,8 +22,9 @@ from spinedata.errors import StoreError
 from spinedata.labels import LABEL_DTYPES, TARGET_COLUMNS, empty_labels
 from spinedata.store import StudyWriter, create_or_open_store, open_dataset
 from spinedata.store import writer as store_writer
+from spinedata.store.arraymeta import has_checksums
 from spinedata.store.fastwrite import write_array
-from spinedata.store.integrity import DamagedStoreError, has_checksums
+from spinedata.store.integrity import DamagedStoreError
 from spinedata.store.tables import replace_table
 from spinedata.store.verify import verify_store
 from spinedata.store.writer import IngestLock
