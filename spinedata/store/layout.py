@@ -5,7 +5,7 @@
     DATASET.zarr/                     attrs: spinedata_format, space "LPS", unit "mm", source, split
       studies/<study_id>/             attrs: complete (true once written whole), warnings, study_id
         <series_id>/                  attrs: description, role, SeriesInstanceUID
-          <k>/                        one stack; attrs = StackGeometry.to_attrs()
+          <k>/                        one stack; attrs = StackGeometry.to_attrs() + NGFF (store.ngff)
             image            (slice,row,col)
             instance_number  (slice,)
             position         (slice,xyz)   LPS mm

@@ -25,6 +25,7 @@ from spinedata.ids import check_id
 from spinedata.store import layout as L
 from spinedata.store._fast import write_array, write_group
 from spinedata.store.layout import is_complete, read_root_attrs
+from spinedata.store.ngff import with_ngff
 from spinedata.store.scaling import ADD_OFFSET, SCALE_FACTOR
 
 
@@ -218,7 +219,10 @@ class StudyWriter:
             raise StoreError(f"a rescaled stack must hold stored integers, got {image.dtype}")
         k = self._stacks[series_id]
         attrs = geometry.to_attrs()
-        folder = write_group(self.staging / series_id / str(k), attrs)
+        # the group is also an NGFF 0.5 image of its ``image`` array (spinedata.store.ngff); the array keeps
+        # the plain geometry attributes
+        name = f"{self.study_id}/{series_id}/{k}"
+        folder = write_group(self.staging / series_id / str(k), with_ngff(attrs, name))
         image_attrs = {**attrs, "coordinates": L.INSTANCE_NUMBER}
         if rescale is not None:
             image_attrs.update({SCALE_FACTOR: float(rescale[0]), ADD_OFFSET: float(rescale[1])})
