@@ -7,7 +7,7 @@ import gc
 import os
 from collections.abc import Sequence
 
-WITHOUT_TORCH: frozenset[str] = frozenset({"version", "score", "ingest", "info", "verify", "synth", "show"})
+WITHOUT_TORCH: frozenset[str] = frozenset({"version", "score", "ingest", "info", "verify", "synth", "show", "ngff"})
 """Commands that never import torch (``tests/cli/test_startup.py`` checks their modules)."""
 
 BLAS_THREADS = "OPENBLAS_NUM_THREADS"
