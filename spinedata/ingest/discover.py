@@ -215,6 +215,8 @@ def detect_layout(data_dir: Path, split: str) -> str:
         raise DataLayoutError(f"split must be one of {SPLITS}, got {split!r}")
     if not data_dir.is_dir():
         raise DataLayoutError(f"input folder {str(data_dir)!r} does not exist or is not a folder")
+    if not _holds_a_file(data_dir):
+        raise DataLayoutError(f"input folder {str(data_dir)!r} holds no files; nothing to ingest")
     if (data_dir / f"{split}_images").is_dir():
         return LAYOUT_COMPETITION
     others = [f"{other}_images" for other in SPLITS if other != split and (data_dir / f"{other}_images").is_dir()]
@@ -223,3 +225,11 @@ def detect_layout(data_dir: Path, split: str) -> str:
             f"{str(data_dir)!r} has {others[0]}/ but no {split}_images/; pass the matching --split"
         )
     return LAYOUT_PLAIN
+
+
+def _holds_a_file(folder: Path) -> bool:
+    """Whether anything but folders lies anywhere below ``folder`` (stops at the first such entry)."""
+    for _, _, files in os.walk(folder):
+        if files:
+            return True
+    return False

@@ -50,7 +50,7 @@ from spinedata.store import layout as L
 from spinedata.store.layout import complete_study_ids
 from spinedata.store.reader import open_dataset
 from spinedata.store.tables import replace_table
-from spinedata.store.writer import IngestLock, clean_stale, create_or_open_store
+from spinedata.store.writer import IngestLock, clean_stale, create_or_open_store, remove_empty_staging
 
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: stage is ``"scan"`` (plain folders: headers) or ``"ingest"``."""
@@ -529,6 +529,7 @@ def ingest(
             skipped.extend(result.skipped)
         n_labels, n_unresolved, table_lines = _write_labels(store, discovery, tables, results)
         skipped.extend(table_lines)
+        remove_empty_staging(store)
     write_report(report_path, skipped)
     return IngestResult(
         store=store,

@@ -11,6 +11,7 @@ writer (even ``kill -9``) leaves at most a staging folder that the next run remo
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import socket
@@ -168,6 +169,18 @@ def clean_stale(root: str | os.PathLike) -> list[str]:
                 shutil.rmtree(entry)
                 removed.append(f"{L.STUDIES}/{entry.name}")
     return removed
+
+
+def remove_empty_staging(root: str | os.PathLike) -> None:
+    """Remove ``.staging/`` when no study is left in it (a finished ingest leaves no stray folder)."""
+    staging = Path(root) / L.STAGING
+    try:
+        staging.rmdir()
+    except FileNotFoundError:
+        return
+    except OSError as error:  # not empty: a study being written by another process, or left by a crash
+        if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
 
 
 class StudyWriter:

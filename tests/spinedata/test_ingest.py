@@ -26,6 +26,7 @@ from spinedata.ingest import check_report_path, ingest
 from spinedata.report import read_report
 from spinedata.store.layout import STAGING
 from spinedata.store.writer import StudyWriter
+from tests.helpers.cli_helpers import cli_error
 from tests.helpers.dicom_writer import write_enhanced
 from tests.helpers.ingest_data import write_competition_dataset, write_competition_series
 
@@ -57,6 +58,7 @@ def test_competition_layout_round_trip(dataset, tmp_path):
     result = ingest(data, tmp_path / "out.zarr", workers=1)
     assert (result.n_studies, result.n_written, result.n_complete) == (2, 2, 2)
     assert result.skipped == [] and result.report.read_text().strip() == "path,study_id,series_id,reason"
+    assert not (tmp_path / "out.zarr" / STAGING).exists()
     ds = sd.open_dataset(tmp_path / "out.zarr")
     assert ds.study_ids == ["1001", "1002"]
     for study_id in ds.study_ids:
@@ -230,7 +232,7 @@ def test_resume_after_interruption(dataset, tmp_path):
     ds = sd.open_dataset(out)
     for study_id in ("1001", "1002"):
         check_study(ds, truth, study_id)
-    assert len(ds.labels) == 2 and not any((out / STAGING).iterdir())
+    assert len(ds.labels) == 2 and not (out / STAGING).exists()  # a finished ingest leaves no .staging/
 
 
 def test_resume_after_kill_9(tmp_path):
@@ -331,6 +333,16 @@ def test_multiframe_files_are_ingested(dataset, tmp_path):
     labels = sd.open_dataset(tmp_path / "competition.zarr").labels.set_index("series_id")
     row = labels.loc["10011"]  # the CSV's instance number 2 is frame 2, the slice order[1] along n
     assert (row["stack"], row["slice"]) == (0, order[1])
+
+
+def test_an_input_folder_without_files_is_one_error_and_no_store(tmp_path, monkeypatch, capsys):
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    with pytest.raises(DataLayoutError, match="holds no files"):
+        ingest(tmp_path / "empty", tmp_path / "out.zarr", workers=1)
+    assert not (tmp_path / "out.zarr").exists()
+    err = cli_error(monkeypatch, capsys, ["ingest", str(tmp_path / "empty"), str(tmp_path / "out.zarr")])
+    assert err.startswith("error: input folder") and "holds no files" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out.zarr").exists()
 
 
 def test_test_split_has_no_labels(tmp_path):
