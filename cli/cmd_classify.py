@@ -15,7 +15,8 @@ def classify(
     coords: Annotated[Path, typer.Option("--coords", help="Points of every condition and level (`spine locate`).")],
     model: Annotated[list[Path], typer.Option(
         "--model", help="Run directory of a grade_spinal / grade_foraminal / grade_subarticular run "
-                        "(repeatable; folds and runs of a group are averaged).")],
+                        "(repeatable; folds and runs of a group are averaged), or a folder of runs (its grading runs "
+                        "are taken, others left).")],
     out: Annotated[Path, typer.Option("--out", help="Submission CSV to write: row_id, normal_mild, moderate, severe.")],
     device: Annotated[str | None, typer.Option("--device", help="cpu or cuda (default: cuda if available).")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,

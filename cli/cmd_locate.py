@@ -13,7 +13,8 @@ MAX_WARNINGS_SHOWN = 20
 def locate(
     data: Annotated[Path, typer.Argument(help="Store written by `spine ingest`.")],
     model: Annotated[list[Path], typer.Option(
-        "--model", help="Run directory of a slice_finder and of a keypoints run (repeatable; folds averaged).")],
+        "--model", help="Run directory of a slice_finder and of a keypoints run (repeatable; folds averaged), "
+                        "or a folder of runs (its slice_finder and keypoints runs are taken, others left).")],
     out: Annotated[Path, typer.Option("--out", help="CSV to write: one row per study, condition and level.")],
     oof: Annotated[bool, typer.Option(
         "--oof", help="Out of fold: each study only by the fold model that did not train on it.")] = False,

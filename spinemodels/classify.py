@@ -38,7 +38,7 @@ from spinemodels.data.grading import (
     make_grade_samples,
 )
 from spinemodels.data.views import is_cross_view, points_for_group
-from spinemodels.inference.runs import FoldModels, RunDir
+from spinemodels.inference.runs import FoldModels, runs_for
 from spinemodels.networks.grader import grid_outputs
 from spinemodels.stage1_report import coords_warnings
 from spinemodels.tasks.grading import GRADE_TASKS, PRIORS_FILE, crop_settings
@@ -55,16 +55,9 @@ MASTER = "master"
 def load_grade_runs(run_paths: list[str | Path], device: torch.device) -> dict[str, list[FoldModels]]:
     """Group name (or ``"master"``) -> its runs (every trained fold loaded, eval mode)."""
     runs: dict[str, list[FoldModels]] = {name: [] for name in (*GRADE_GROUPS, MASTER)}
-    valid = sorted([*GRADE_TASKS, "grade_master"])
-    for path in run_paths:
-        run = RunDir(path)
-        task = run.config().task
-        if task == "grade_master":
-            runs[MASTER].append(FoldModels.load(run, device))
-        elif task in GRADE_TASKS:
-            runs[GRADE_TASKS[task].group.name].append(FoldModels.load(run, device))
-        else:
-            raise ClassifyError(f"{path} is a {task!r} run; classify takes {', '.join(valid)} runs")
+    for run, task in runs_for(run_paths, (*GRADE_TASKS, "grade_master"), "classify", ClassifyError):
+        group = MASTER if task == "grade_master" else GRADE_TASKS[task].group.name
+        runs[group].append(FoldModels.load(run, device))
     if not any(runs.values()):
         raise ClassifyError("classify needs at least one grading run (--model RUN_DIR, trained with `spine train`)")
     return runs

@@ -33,7 +33,7 @@ from spinedata.errors import SpineError
 from spinemodels.data.spinal import SPINAL_ROLES, slice_window
 from spinemodels.data.stackio import PhysicalGrid, spinal_stack_candidates
 from spinemodels.heatmaps import peak_candidates
-from spinemodels.inference.runs import FoldModels, RunDir, RunDirError
+from spinemodels.inference.runs import FoldModels, RunDirError, runs_for
 from spinemodels.placement import OFFSETS_FILE, average_offsets, place_point
 from spinemodels.slice_refine import SliceRefineOptions, refine_levels
 from spinemodels.stage1_checks import MIN_LEVEL_GAP_MM, check_levels, level_confidence, slice_support
@@ -75,17 +75,11 @@ class LocateError(SpineError):
 
 
 def load_stage_one(run_paths: list[str | Path], device: torch.device) -> tuple[list[FoldModels], list[FoldModels]]:
-    """Split run directories into slice-finder and keypoint runs (each needs at least one)."""
+    """Split run directories (or folders of runs) into slice-finder and keypoint runs (each needs at least
+    one)."""
     finders, keypoints = [], []
-    for path in run_paths:
-        run = RunDir(path)
-        task = run.config().task
-        if task == "slice_finder":
-            finders.append(FoldModels.load(run, device))
-        elif task == "keypoints":
-            keypoints.append(FoldModels.load(run, device))
-        else:
-            raise LocateError(f"{path} is a {task!r} run; locate takes slice_finder and keypoints runs")
+    for run, task in runs_for(run_paths, ("slice_finder", "keypoints"), "locate", LocateError):
+        (finders if task == "slice_finder" else keypoints).append(FoldModels.load(run, device))
     if not finders or not keypoints:
         missing = "slice_finder" if not finders else "keypoints"
         raise LocateError(f"locate needs a {missing} run among --model (trained with `spine train`)")

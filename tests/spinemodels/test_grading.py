@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,11 +19,13 @@ from spinemodels.catalog import config_from_dict, get_task
 from spinemodels.classify import ClassifyError, classify
 from spinemodels.data.grading import GRADE_GROUPS, CropSettings, GradeDataset, make_grade_samples
 from spinemodels.data.views import points_for_group
-from spinemodels.errors import ConfigError
+from spinemodels.errors import ConfigError, RunDirError
 from spinemodels.grade_audit import audit_grades
 from spinemodels.grading_loss import any_severe_loss, weighted_cross_entropy
+from spinemodels.inference.runs import runs_for
 from spinemodels.networks.grader import SliceSequenceGrader, grid_outputs
 from spinemodels.rundir import RunDir
+from spinemodels.tasks.grading import GRADE_TASKS
 from spinemodels.training import train
 from tests.helpers.spinemodels_fakes import make_fake_dataset
 
@@ -230,6 +233,17 @@ def test_classify_without_a_group_run_uses_priors_and_refuses_other_runs(runs, f
     train(config_from_dict(config), fake, other, progress=False)
     with pytest.raises(ClassifyError, match="classify takes"):
         classify(fake, fake.labels, [other], progress=False)
+    # a folder of runs: classify takes the graders in it and leaves the keypoints run
+    folder = tmp_path / "all_runs"
+    folder.mkdir()
+    (folder / "kp").symlink_to(other)
+    for task, path in runs.items():
+        (folder / task).symlink_to(path)
+    taken = runs_for([folder], (*GRADE_TASKS, "grade_master"), "classify", ClassifyError)
+    assert sorted(task for _, task in taken) == sorted(runs)
+    assert {run.path.resolve() for run, _ in taken} == {Path(p).resolve() for p in runs.values()}
+    with pytest.raises(RunDirError, match="neither a run directory nor a folder of runs"):
+        runs_for([tmp_path / "spinal" / "fold_0"], tuple(GRADE_TASKS), "classify")
 
 
 @pytest.mark.slow

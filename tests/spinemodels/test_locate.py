@@ -3,6 +3,8 @@ out-of-fold mode; the label audit finds injected off-by-one labels."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -78,6 +80,14 @@ def test_out_of_fold_uses_only_the_held_out_model(fake, runs, located):
     full, _ = located
     assert len(oof) == len(full) == 25 * len(fake.study_ids)
     assert not np.allclose(oof[["world_x", "world_y", "world_z"]], full[["world_x", "world_y", "world_z"]])
+
+
+def test_a_folder_of_runs_gives_the_stage_one_runs_in_it(fake, runs, located):
+    """``--model runs/``: the slice finder and keypoints runs of the folder, the same points."""
+    folder = {p.parent for p in map(Path, runs)}
+    assert len(folder) == 1
+    coords, _ = locate(fake, [folder.pop()], progress=False, device="cpu")
+    pd.testing.assert_frame_equal(coords, located[0])
 
 
 def test_locate_needs_both_stage_one_models(fake, runs):
