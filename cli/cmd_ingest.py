@@ -48,7 +48,7 @@ def ingest(
     from spinedata.dicom import DEFAULT_LIMITS, ReadLimits
     from spinedata.ingest import check_report_path
     from spinedata.ingest import ingest as run_ingest
-    from spinedata.ingest.run import check_path_names, check_store_path
+    from spinedata.ingest.paths import check_path_names, check_store_path
 
     split = Split(split).value  # the plain name (a caller of this function may pass a str)
     check_path_names(data_dir, "input folder")  # before any work (and before the progress bar)
