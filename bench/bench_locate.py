@@ -36,7 +36,8 @@ import spinedata
 from spinedata.conditions import CONDITION_GROUPS, SCORED_GROUPS
 from spinedata.constants import CONDITIONS
 from spinemodels.catalog import load_config
-from spinemodels.locate import keypoint_shift_set, locate
+from spinemodels.inference.stage_one import keypoint_shift_set
+from spinemodels.locate import locate
 from spinemodels.slice_refine import SliceRefineOptions
 from spinemodels.training import train
 

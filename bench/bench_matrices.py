@@ -23,7 +23,8 @@ import spinedata
 from spinedata.constants import CONDITIONS
 from spinedata.ingest import ingest
 from spinedata.synth import generate
-from spinemodels.locate import keypoint_shift_set, locate
+from spinemodels.inference.stage_one import keypoint_shift_set
+from spinemodels.locate import locate
 
 WORLD = ["world_x", "world_y", "world_z"]
 

@@ -11,3 +11,7 @@ class ConfigError(OptionError):
 
 class RunDirError(SpineError):
     """A run directory is missing, incomplete or belongs to another config."""
+
+
+class LocateError(SpineError):
+    """The models given to ``locate`` cannot be used together."""

@@ -19,7 +19,6 @@ that did not train on it (out-of-fold coordinates for ``spine audit``).
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -30,14 +29,23 @@ import torch
 
 from spinedata.constants import CONDITIONS, LEVELS
 from spinedata.errors import SpineError
-from spinemodels.data.spinal import SPINAL_ROLES, slice_window
-from spinemodels.data.stackio import PhysicalGrid, spinal_stack_candidates
-from spinemodels.heatmaps import peak_candidates
-from spinemodels.inference.runs import FoldModels, RunDirError, runs_for
+from spinemodels.data.spinal import SPINAL_ROLES
+from spinemodels.data.stackio import spinal_stack_candidates
+from spinemodels.errors import LocateError
+from spinemodels.inference.runs import FoldModels, RunDirError
+from spinemodels.inference.stage_one import (
+    KEYPOINT_SHIFTS,
+    keypoint_points,
+    load_stage_one,
+    slice_probs,
+    stack_volume,
+)
 from spinemodels.placement import OFFSETS_FILE, average_offsets, place_point
 from spinemodels.slice_refine import SliceRefineOptions, refine_levels
-from spinemodels.stage1_checks import MIN_LEVEL_GAP_MM, check_levels, level_confidence, slice_support
-from spinemodels.tasks.slice_finder import slice_probabilities, soft_slices
+from spinemodels.stage1_checks import check_levels, level_confidence, slice_support
+from spinemodels.tasks.slice_finder import soft_slices
+
+__all__ = ["COORD_COLUMNS", "LocateError", "load_stage_one", "locate", "locate_study"]
 
 COORD_COLUMNS = ["study_id", "series_id", "instance_number", "condition", "level", "x", "y",
                  "world_x", "world_y", "world_z", "confidence", "stack", "slice", "plane_distance_mm", "warning"]
@@ -46,149 +54,8 @@ COORD_COLUMNS = ["study_id", "series_id", "instance_number", "condition", "level
 MAX_CANDIDATE_STACKS = 4
 """Sagittal stacks tried per study by the slice finder (largest first)."""
 
-LEVEL_CANDIDATES = 3
-"""Peaks considered per level heatmap when the levels are decoded together."""
-
-
-def keypoint_shift_set(n: int) -> tuple[tuple[float, float], ...]:
-    """The placements of ``n`` in {1, 4}: the grid as it is, or also moved by half a grid pixel along each axis
-    and both."""
-    if n == 1:
-        return ((0.0, 0.0),)
-    if n == 4:
-        return ((0.0, 0.0), (0.5, 0.0), (0.0, 0.5), (0.5, 0.5))
-    raise LocateError(f"keypoint shifts: 1 or 4 placements, got {n}")
-
-
-KEYPOINT_SHIFTS = keypoint_shift_set(4)
-"""Sub-pixel placements of the keypoint grid (grid pixels) whose points are averaged (chosen on validation:
-docs/benchmarks.md, "The demo's stage 1")."""
-SHIFT_MATCH_SIGMAS = 2.0
-"""A shifted grid's peak counts for a level when within this many heatmap sigmas of the unshifted point."""
-
 FALLBACK_CONFIDENCE = 0.5
 """Factor on the confidence of a point placed outside its own series' stacks or in another series."""
-
-
-class LocateError(SpineError):
-    """The models given to ``locate`` cannot be used together."""
-
-
-def load_stage_one(run_paths: list[str | Path], device: torch.device) -> tuple[list[FoldModels], list[FoldModels]]:
-    """Split run directories (or folders of runs) into slice-finder and keypoint runs (each needs at least
-    one)."""
-    finders, keypoints = [], []
-    for run, task in runs_for(run_paths, ("slice_finder", "keypoints"), "locate", LocateError):
-        (finders if task == "slice_finder" else keypoints).append(FoldModels.load(run, device))
-    if not finders or not keypoints:
-        missing = "slice_finder" if not finders else "keypoints"
-        raise LocateError(f"locate needs a {missing} run among --model (trained with `spine train`)")
-    return finders, keypoints
-
-
-def _volume(stack: Any, cache: dict) -> np.ndarray:
-    key = (id(stack), "raw")
-    if key not in cache:
-        cache[key] = np.asarray(stack.read())
-    return cache[key]
-
-
-def _on_grid(stack: Any, grid: PhysicalGrid, cache: dict) -> np.ndarray:
-    """The stack resampled to ``grid`` and normalised there (once per stack and grid)."""
-    key = (id(stack), grid)
-    if key not in cache:
-        cache[key] = grid.normalised(_volume(stack, cache))
-    return cache[key]
-
-
-@torch.no_grad()
-def slice_probs(runs: list[FoldModels], stack: Any, study_id: str, oof: bool, device, cache) -> np.ndarray | None:
-    """(N, 5) probability of each slice per level, averaged over the runs' selected folds."""
-    total, count = None, 0
-    for fm in runs:
-        data = fm.task.config.data
-        grid = PhysicalGrid.of_stack(stack, data.image_size, data.fov_mm)
-        image = torch.from_numpy(_on_grid(stack, grid, cache))[None].to(device)
-        mask = torch.ones(image.shape[:2], dtype=torch.bool, device=device)
-        for k in fm.select(study_id, oof):
-            prob = slice_probabilities(fm.networks[k](image, mask), mask)[0].cpu().numpy()
-            total = prob if total is None else total + prob
-            count += 1
-    return None if count == 0 else total / count
-
-
-@torch.no_grad()
-def _keypoint_log_probs(runs: list[FoldModels], stack: Any, centre: int, study_id: str, oof: bool, device, cache,
-                        shift: tuple[float, float]):
-    """The runs' mean heatmap probabilities as log (5, S, S) on the grid placed at ``shift``, with the grid and
-    the heatmaps' sigma; None when no fold applies."""
-    total, count, sigma, grid = None, 0, None, None
-    for fm in runs:
-        data = fm.task.config.data
-        own = PhysicalGrid.of_stack(stack, data.image_size, data.fov_mm, shift)
-        if grid is not None and own != grid:
-            raise LocateError("keypoint runs given together must share data.image_size and data.fov_mm")
-        grid, sigma = own, data.sigma_px
-        size = grid.size
-        window = slice_window(_on_grid(stack, grid, cache), centre, data.channels)
-        image = torch.from_numpy(window)[None].to(device)
-        for k in fm.select(study_id, oof):
-            prob = torch.softmax(fm.networks[k](image).float().flatten(-2), -1).view(1, len(LEVELS), size, size)
-            total = prob if total is None else total + prob
-            count += 1
-    if count == 0:
-        return None
-    return torch.log((total / count).clamp_min(1e-20))[0].double().cpu().numpy(), grid, sigma
-
-
-def keypoint_points(runs: list[FoldModels], stack: Any, centre: int, study_id: str, oof: bool, device, cache,
-                    shifts: tuple[tuple[float, float], ...] = KEYPOINT_SHIFTS):
-    """(5, 2) (row, col) in the stack's pixel grid and (5,) confidence, or None when no fold applies.
-
-    The levels are chosen on the unshifted grid; each point is then the mean, in the stack's pixels, of its
-    peak on the grid placed at every one of ``shifts`` (sub-pixel placements: the network's reading of one
-    grid pixel's content averages out)."""
-    base = _keypoint_log_probs(runs, stack, centre, study_id, oof, device, cache, (0.0, 0.0))
-    if base is None:
-        return None
-    log_p, grid, sigma = base
-    candidates = [peak_candidates(log_p[j], sigma, LEVEL_CANDIDATES) for j in range(len(LEVELS))]
-    chosen = ordered_levels(candidates, lambda rc: stack.voxel_to_world(
-        np.array([centre, *grid.to_stack(rc)], dtype=np.float64))[2])
-    points = grid.to_stack(np.array([candidates[j][i][0] for j, i in enumerate(chosen)]))
-    confidence = np.array([candidates[j][i][1] for j, i in enumerate(chosen)])
-    found = [points]
-    for shift in shifts:
-        if tuple(shift) == (0.0, 0.0):
-            continue
-        other_log_p, other, _ = _keypoint_log_probs(runs, stack, centre, study_id, oof, device, cache, shift)
-        near = np.full_like(points, np.nan)
-        for j in range(len(LEVELS)):
-            expected = other.to_grid(points[j])
-            peaks = [rc for rc, _ in peak_candidates(other_log_p[j], sigma, LEVEL_CANDIDATES)]
-            if not peaks:
-                continue
-            best = min(peaks, key=lambda rc: float(np.linalg.norm(rc - expected)))
-            if np.linalg.norm(best - expected) <= SHIFT_MATCH_SIGMAS * sigma:
-                near[j] = other.to_stack(best)
-        found.append(near)
-    return np.nanmean(np.stack(found), axis=0), confidence
-
-
-def ordered_levels(candidates: list[list[tuple[np.ndarray, float]]], height) -> tuple[int, ...]:
-    """Pick one peak per level so that the levels run head to foot, each at least ``MIN_LEVEL_GAP_MM``
-    below the one above (``height(rc)``: LPS z of a point), with the largest product of peak masses.
-    Without any such choice, the strongest peak of every level."""
-    z = [[height(rc) for rc, _ in level] for level in candidates]
-    best, best_score = tuple(0 for _ in candidates), -np.inf
-    for choice in itertools.product(*(range(len(level)) for level in candidates)):
-        heights = [z[j][i] for j, i in enumerate(choice)]
-        if any(a - b < MIN_LEVEL_GAP_MM for a, b in itertools.pairwise(heights)):
-            continue
-        score = sum(np.log(max(candidates[j][i][1], 1e-12)) for j, i in enumerate(choice))
-        if score > best_score:
-            best, best_score = choice, score
-    return best
 
 
 def offsets_for(runs: list[FoldModels], study_id: str, oof: bool) -> pd.DataFrame:
@@ -268,7 +135,7 @@ def fit_spinal(stack: Any, series_id: str, k: int, role: str, probs: np.ndarray 
         return None
     points, heat = found
     csf = role == SPINAL_ROLES[0]
-    evidence = (refine_levels(_volume(stack, cache), starts, points, stack.geometry.pixel_spacing,
+    evidence = (refine_levels(stack_volume(stack, cache), starts, points, stack.geometry.pixel_spacing,
                               stack.geometry.slice_spacing, slice_refine or SliceRefineOptions())
                 if csf else None)
     use = slice_refine is not None and evidence is not None
