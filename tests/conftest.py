@@ -50,3 +50,14 @@ def synth_dataset(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("synth") / "data"
     generate(root, 3, SYNTH_SEED, n_test_studies=1, **SMALL)
     return root
+
+
+@pytest.fixture(scope="session")
+def synth_store(synth_dataset, tmp_path_factory) -> Path:
+    """``synth_dataset``'s training split ingested once (one worker). Read-only: copy it before changing
+    anything."""
+    from spinedata.ingest import ingest
+
+    path = tmp_path_factory.mktemp("synth_store") / "train.zarr"
+    ingest(synth_dataset, path, workers=1)
+    return path

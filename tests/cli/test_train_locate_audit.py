@@ -10,7 +10,6 @@ from typer.testing import CliRunner
 
 import spinedata as sd
 from cli.app import app
-from spinedata.ingest import ingest
 from spinemodels.locate import COORD_COLUMNS
 from tests.helpers.cli_helpers import cli_error
 from tests.helpers.spinemodels_fakes import one_torch_thread  # noqa: F401
@@ -20,10 +19,8 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def store(synth_dataset, tmp_path_factory):
-    path = tmp_path_factory.mktemp("cli") / "train.zarr"
-    ingest(synth_dataset, path, workers=1)
-    return path
+def store(synth_store):
+    return synth_store
 
 
 @pytest.fixture(scope="module")

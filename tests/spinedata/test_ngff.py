@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 from cli.app import app
 from spinedata.errors import StoreError
 from spinedata.geometry import StackGeometry
-from spinedata.ingest import ingest
 from spinedata.store import layout as L
 from spinedata.store import ngff, open_dataset
 from spinedata.store.migrate import add_ngff, stack_folders
@@ -30,10 +29,8 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def store(synth_dataset, tmp_path_factory):
-    out = tmp_path_factory.mktemp("ngff") / "train.zarr"
-    ingest(synth_dataset, out, workers=1)
-    return out
+def store(synth_store):
+    return synth_store
 
 
 def all_stacks(root):

@@ -13,7 +13,6 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cli.app import app
-from spinedata.ingest import ingest
 from spinedata.pictures import FIGURE_DPI, FIGURE_INCHES
 from spinemodels.demo import DemoSettings, localisation_errors, prepare_workdir, truth_table
 
@@ -83,10 +82,8 @@ def test_truth_table_and_localisation_errors_from_synth_truth():
 
 
 @pytest.fixture(scope="module")
-def store(synth_dataset, tmp_path_factory):
-    path = tmp_path_factory.mktemp("show") / "train.zarr"
-    ingest(synth_dataset, path, workers=1)
-    return path
+def store(synth_store):
+    return synth_store
 
 
 def test_show_writes_a_picture_of_a_study(store, synth_dataset, tmp_path):
