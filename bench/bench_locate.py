@@ -182,13 +182,19 @@ def main() -> None:
     parser.add_argument("--keypoints-set", action="append", default=[], help="override for the keypoint model")
     parser.add_argument("--demo-epochs", action="store_true", help="the epochs `spine demo` trains with")
     parser.add_argument("--skip-train", action="store_true")
+    parser.add_argument("--refine-half-length", type=float, default=None,
+                        help="the slice refinement's half_length_mm (default: SliceRefineOptions')")
+    parser.add_argument("--refine-half-width", type=float, default=None,
+                        help="the slice refinement's half_width_mm (default: SliceRefineOptions')")
     parser.add_argument("--shifts", type=int, default=4, choices=[1, 4],
                         help="sub-pixel placements of the keypoint grid averaged (1: none; 4: 0/0.5 px each axis)")
     parser.add_argument("--no-refine", action="store_true", help="the slice finder's slices, not refined")
     parser.add_argument("--inject", type=int, default=5, help="eval studies whose labels are shifted for the audit")
     args = parser.parse_args()
     out = Path(args.out)
-    refine = None if args.no_refine else SliceRefineOptions()
+    chosen = {key: value for key, value in (("half_length_mm", args.refine_half_length),
+                                            ("half_width_mm", args.refine_half_width)) if value is not None}
+    refine = None if args.no_refine else SliceRefineOptions(**chosen)
     results, pooled, first_coords = [], {}, None
     n_train = len(spinedata.open_dataset(args.train).study_ids)
     for seed in args.seeds:
