@@ -62,7 +62,6 @@ def left_out(job: StudyJob, reason: str) -> StudyResult:
     return result
 
 
-def batch_lost(paths: list[str], why: str) -> Headers:
-    """Report lines for a batch of files whose headers could not be read because the worker died."""
-    return [Skipped(path, f"worker process died while reading the headers of this file's batch{why}")
-            for path in paths]  # fmt: skip
+def batch_lost(paths: list[str], reason: str) -> Headers:
+    """The report lines of a batch of files whose headers were not read (its worker died): one per file."""
+    return [Skipped(path, reason) for path in paths]

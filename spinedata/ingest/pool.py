@@ -175,7 +175,7 @@ def _read_batch_alone(paths: list[str], limits: ReadLimits = DEFAULT_LIMITS) -> 
     try:
         return pool.submit(read_batch, paths, limits).result()
     except BrokenProcessPool:
-        return batch_lost(paths, "")
+        return batch_lost(paths, "worker process died while reading the headers of this file's batch")
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

@@ -2,9 +2,9 @@
 
 Order of work: discover studies (CSV rows, folders, or headers of a plain folder) -> take the store's
 lock and remove what an interrupted run left -> ingest every study not yet complete on an executor (worker
-processes on this machine; each task writes its own study, only counts and report lines come back;
-``spinedata.ingest.executors``) -> resolve labels and targets against the store and (re)write them -> write
-the report.
+processes on this machine by default, or a Dask cluster; each task writes its own study, only counts and
+report lines come back; ``spinedata.ingest.executors``) -> resolve labels and targets against the store and
+(re)write them -> write the report.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spinedata.dicom import DEFAULT_LIMITS, ReadLimits, SliceHeader
-from spinedata.errors import OutputPathError
+from spinedata.errors import OptionError, OutputPathError
 from spinedata.ingest.discover import (
     LAYOUT_COMPETITION,
     Discovery,
@@ -85,9 +85,24 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _executor(workers: int) -> contextlib.AbstractContextManager[Executor]:
-    """Where the work runs: this process for one worker, else a pool of ``workers`` processes. However it is
-    left, no work of it goes on, so none outlives the store's lock."""
+def _cluster(scheduler) -> contextlib.AbstractContextManager:
+    """The ``distributed.Client`` of ``scheduler`` (None without one); ``ClusterError`` when the cluster cannot
+    be reached or has no worker. dask is imported only here."""
+    if scheduler is None:
+        return contextlib.nullcontext()
+    from spinedata.ingest.cluster import session
+
+    return session(scheduler)
+
+
+def _executor(workers: int, client) -> contextlib.AbstractContextManager[Executor]:
+    """Where the work runs: the Dask cluster of ``client`` when given, this process for one worker, else a
+    pool of ``workers`` processes. However it is left, no work of it goes on (a Dask task already running
+    excepted), so none outlives the store's lock."""
+    if client is not None:
+        from spinedata.ingest.cluster import DaskCluster
+
+        return DaskCluster(client)
     if workers == 1:
         return contextlib.nullcontext(InProcess())
     return ProcessPool(workers)
@@ -202,55 +217,75 @@ def ingest(
     *,
     split: str = "train",
     workers: int | None = None,
+    scheduler=None,
     report: str | os.PathLike | None = None,
     progress: Progress | None = None,
     limits: ReadLimits = DEFAULT_LIMITS,
 ) -> IngestResult:
     """Ingest a competition-layout or plain DICOM folder into the store ``out`` (created or resumed).
 
-    ``workers``: processes (default: all cores; 1 runs in this process). ``report``: CSV of every line
-    left out or handled specially (default ``OUT/ingest_report.csv``; ``check_report_path`` refuses one that
-    could overwrite data, before any work). ``limits``: what one DICOM file may declare before it is decoded
-    (``dicom.ReadLimits``; a file beyond them is a report line). Studies already complete in the store are kept and not read again;
+    ``workers``: processes (default: all cores; 1 runs in this process). ``scheduler``: instead, run on a
+    Dask cluster, given as its scheduler's address (``"tcp://HOST:PORT"``) or a ``distributed.Client``; its
+    workers must see ``data_dir`` and ``out`` at the same paths (a shared file system), and the paths are
+    made absolute (so are the report's). ``report``: CSV of every line left out or handled specially
+    (default ``OUT/ingest_report.csv``; ``check_report_path`` refuses one that could overwrite data, before
+    any work). ``limits``: what one DICOM file may declare before it is decoded (``dicom.ReadLimits``; a
+    file beyond them is a report line). Studies already complete in the store are kept and not read again;
     labels and targets are always rewritten. Raises ``SpineError`` only for unusable arguments (missing
-    folder, a store of another split, a concurrent ingest, an output that cannot be written).
+    folder, a store of another split, a concurrent ingest, an output that cannot be written, a cluster that
+    cannot be used).
     """
     data_dir, store = Path(data_dir), Path(out)
     check_path_names(data_dir, "input folder")
     check_store_path(store)
     report_path = check_report_path(data_dir, store, report)
     layout = detect_layout(data_dir, split)
+    if scheduler is not None:
+        if workers is not None:
+            raise OptionError("workers and scheduler exclude each other: the cluster's workers ingest")
+        data_dir, store = Path(os.path.abspath(data_dir)), Path(os.path.abspath(store))
     workers = default_workers() if workers is None else int(workers)
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    try:
-        create_or_open_store(store, split=split, source=str(data_dir.resolve()))
-    except OSError as error:
-        raise OutputPathError(f"cannot create or open the store {str(store)!r}: {error.strerror or error}") from error
-    with IngestLock(store):
-        removed = clean_stale(store)
-        with _executor(workers) as executor:
-            executor.share(store, data_dir)
-            if layout == LAYOUT_COMPETITION:
-                discovery = discover_competition(data_dir, split)
-            else:
-                discovery = discover_plain(data_dir, _header_reader(executor, progress, limits))
-            already = complete_study_ids(store)
-            jobs = [job for job in discovery.jobs if job.study_id not in already]
-            job_ids = {job.study_id for job in discovery.jobs}
-            skipped = list(discovery.skipped)
-            running = _run_jobs(store, jobs, executor, progress, limits)
-            try:
-                tables = _read_labels_write_targets(store, discovery, job_ids)  # while the workers ingest
-            finally:  # an unreadable CSV still lets every study finish first
-                results = list(running)
-        skipped.extend(_previous_report_lines(store, already & job_ids))
-        for result in sorted(results, key=lambda r: r.study_id):
-            skipped.extend(result.skipped)
-        n_labels, n_unresolved, table_lines = _write_labels(store, discovery, tables, results)
-        skipped.extend(table_lines)
-        remove_empty_staging(store)
-    write_report(report_path, skipped)
+    with _cluster(scheduler) as client:  # reached before anything is written
+        try:
+            create_or_open_store(store, split=split, source=str(data_dir.resolve()))
+        except OSError as error:
+            raise OutputPathError(f"cannot create or open the store {str(store)!r}: {error.strerror or error}") from error
+        with IngestLock(store):
+            result = _ingest_locked(data_dir, store, layout, split, _executor(workers, client), progress, limits)
+    write_report(report_path, result.skipped)
+    result.report = report_path
+    return result
+
+
+def _ingest_locked(data_dir: Path, store: Path, layout: str, split: str,
+                   opened: contextlib.AbstractContextManager[Executor], progress: Progress | None,
+                   limits: ReadLimits) -> IngestResult:  # fmt: skip
+    """What ``ingest`` does while it holds the store's lock: clean up, ingest the studies on the executor
+    ``opened`` (closed once every result is in, so no work outlives the lock), then labels and targets."""
+    removed = clean_stale(store)
+    with opened as executor:
+        executor.share(store, data_dir)
+        if layout == LAYOUT_COMPETITION:
+            discovery = discover_competition(data_dir, split)
+        else:
+            discovery = discover_plain(data_dir, _header_reader(executor, progress, limits))
+        already = complete_study_ids(store)
+        jobs = [job for job in discovery.jobs if job.study_id not in already]
+        job_ids = {job.study_id for job in discovery.jobs}
+        running = _run_jobs(store, jobs, executor, progress, limits)
+        try:
+            tables = _read_labels_write_targets(store, discovery, job_ids)  # while the workers ingest
+        finally:  # an unreadable CSV still lets every study finish first
+            results = list(running)
+    skipped = list(discovery.skipped)
+    skipped.extend(_previous_report_lines(store, already & job_ids))
+    for result in sorted(results, key=lambda r: r.study_id):
+        skipped.extend(result.skipped)
+    n_labels, n_unresolved, table_lines = _write_labels(store, discovery, tables, results)
+    skipped.extend(table_lines)
+    remove_empty_staging(store)
     return IngestResult(
         store=store,
         layout=layout,
@@ -261,7 +296,6 @@ def ingest(
         n_labels=n_labels,
         n_labels_unresolved=n_unresolved,
         skipped=skipped,
-        report=report_path,
         removed_stale=removed,
     )
 
