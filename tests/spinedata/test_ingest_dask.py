@@ -1,5 +1,5 @@
-"""Ingest on a Dask cluster (``ingest(scheduler=...)``, ``spine ingest --scheduler``), on a scheduler and two
-worker processes on this machine."""
+"""Ingest on a Dask cluster (``ingest(scheduler=...)``, ``spine ingest --scheduler``) and Dask-backed images
+(``open_dataset(path, chunks=...)``), on a scheduler and two worker processes on this machine."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 import spinedata as sd
-from spinedata.errors import ClusterError
+from spinedata.errors import ClusterError, ExtraNotInstalled
 from spinedata.ingest import ingest
 from spinedata.report import read_report
 from tests.helpers.cli_helpers import cli_error
@@ -167,6 +167,9 @@ def test_without_the_dask_extra_the_error_names_it(dataset, tmp_path, monkeypatc
     assert err == ("error: ingest --scheduler needs the dask extra: pip install 'spine[dask]' "
                    "(distributed is not installed)")  # fmt: skip
     assert not (tmp_path / "o.zarr").exists()
+    monkeypatch.setitem(sys.modules, "dask.array", None)
+    with pytest.raises(ExtraNotInstalled, match=r"pip install 'spine\[dask\]'"):
+        sd.open_dataset(tmp_path, chunks={})
 
 
 def test_a_cluster_without_workers_is_one_line(dataset, tmp_path, monkeypatch):
@@ -225,3 +228,30 @@ def test_workers_that_do_not_see_the_store_are_one_line(tmp_path):
     with pytest.raises(ClusterError, match=r"cannot run spinedata .*ModuleNotFoundError.*install the same spine"):
         DaskCluster(_Answers({"tcp://a:1": ModuleNotFoundError("No module named 'spinedata'")})).share(store, data)
     assert not list((store / ".staging").glob("cluster-check-*"))  # the probe file is removed
+
+
+def test_a_dask_backed_image_equals_the_eager_one(synth_store, client):
+    eager, lazy = sd.open_dataset(synth_store), sd.open_dataset(synth_store, chunks={})
+    n_stacks = 0
+    for study_id in eager.study_ids:
+        for series_id, series in eager.study(study_id).series.items():
+            for stack, other in zip(series.stacks, lazy.study(study_id).series[series_id].stacks, strict=True):
+                image, dask_image = stack.image, other.image
+                assert isinstance(dask_image.data, dask.array.Array)
+                stored = tuple(min(c, n) for c, n in zip(other._image.chunks, other.shape, strict=True))
+                assert dask_image.data.chunksize == stored  # the store's own chunks
+                assert dask_image.dims == image.dims and dask_image.attrs == image.attrs
+                np.testing.assert_array_equal(dask_image.instance_number, image.instance_number)
+                values = image.values
+                np.testing.assert_array_equal(dask_image.values, values)  # Dask's threads
+                np.testing.assert_array_equal(client.compute(dask_image.data).result(), values)  # the cluster's
+                np.testing.assert_array_equal(other.affine, stack.affine)
+                np.testing.assert_array_equal(other.positions, stack.positions)
+                n_stacks += 1
+    assert n_stacks
+    study_id = eager.study_ids[0]
+    series_id = next(iter(eager.study(study_id).series))
+    stack = sd.open_dataset(synth_store, chunks={"slice": -1}).study(study_id).series[series_id].stacks[0]
+    assert stack.image.data.chunks[0] == (stack.shape[0],)  # one chunk along the slices
+    np.testing.assert_array_equal(stack.image.isel(slice=slice(1, 4)).values,
+                                  eager.study(study_id).series[series_id].stacks[0].image.isel(slice=slice(1, 4)))
