@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spinedata.dicom import ReadLimits, failure_reason
 from spinedata.errors import ClusterError, missing_extra
@@ -25,6 +25,9 @@ from spinedata.ingest.discover import StudyJob
 from spinedata.ingest.executors import Headers, batch_lost, left_out, read_batch
 from spinedata.ingest.worker import StudyResult, ingest_study
 from spinedata.store.layout import STAGING
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 CONNECT_TIMEOUT_S = 10.0
 """How long to try to reach the scheduler."""
@@ -54,7 +57,7 @@ def _distributed():
     return distributed
 
 
-def connect(scheduler: str):
+def connect(scheduler: str) -> Client:
     """A ``distributed.Client`` of the scheduler at ``scheduler`` with at least one worker; ``ClusterError``
     (one line, naming the fix) when it cannot be reached or has no worker."""
     distributed = _distributed()
@@ -72,7 +75,7 @@ def connect(scheduler: str):
     return client
 
 
-def _wait_for_workers(client, scheduler: str) -> None:
+def _wait_for_workers(client: Client, scheduler: str) -> None:
     try:
         client.wait_for_workers(1, timeout=WORKER_WAIT_S)
     except TimeoutError as error:
@@ -94,7 +97,7 @@ def not_seen(probe: str, token: str, data_dir: str) -> str | None:
 
 
 @contextlib.contextmanager
-def session(scheduler) -> Iterator[Any]:
+def session(scheduler: str | Client) -> Iterator[Client]:
     """The ``distributed.Client`` of ``scheduler``, an address (``tcp://HOST:PORT``: connected here, closed on
     exit) or a client (kept open), once the cluster has a worker."""
     if isinstance(scheduler, str):
@@ -113,7 +116,7 @@ class DaskCluster:
     """The executor on a ``distributed.Client``. Use as a context manager: on exit, tasks not started are
     cancelled (a task already running on a worker cannot be stopped; it finishes its study)."""
 
-    def __init__(self, client):
+    def __init__(self, client: Client):
         self.client = client
         self.distributed = _distributed()
         self.run_id = uuid.uuid4().hex[:8]

@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from spinedata.dicom import DEFAULT_LIMITS, ReadLimits, SliceHeader
 from spinedata.errors import OptionError, OutputPathError
@@ -44,6 +45,9 @@ from spinedata.store.layout import complete_study_ids
 from spinedata.store.reader import open_dataset
 from spinedata.store.tables import replace_table
 from spinedata.store.writer import IngestLock, clean_stale, create_or_open_store, remove_empty_staging
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: stage is ``"scan"`` (plain folders: headers) or ``"ingest"``."""
@@ -85,9 +89,9 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _cluster(scheduler) -> contextlib.AbstractContextManager:
+def _cluster(scheduler: str | Client | None) -> contextlib.AbstractContextManager[Client | None]:
     """The ``distributed.Client`` of ``scheduler`` (None without one); ``ClusterError`` when the cluster cannot
-    be reached or has no worker. dask is imported only here."""
+    be reached or has no worker. Without a scheduler, dask is never imported."""
     if scheduler is None:
         return contextlib.nullcontext()
     from spinedata.ingest.cluster import session
@@ -95,7 +99,7 @@ def _cluster(scheduler) -> contextlib.AbstractContextManager:
     return session(scheduler)
 
 
-def _executor(workers: int, client) -> contextlib.AbstractContextManager[Executor]:
+def _executor(workers: int, client: Client | None) -> contextlib.AbstractContextManager[Executor]:
     """Where the work runs: the Dask cluster of ``client`` when given, this process for one worker, else a
     pool of ``workers`` processes. However it is left, no work of it goes on (a Dask task already running
     excepted), so none outlives the store's lock."""
@@ -217,7 +221,7 @@ def ingest(
     *,
     split: str = "train",
     workers: int | None = None,
-    scheduler=None,
+    scheduler: str | Client | None = None,
     report: str | os.PathLike | None = None,
     progress: Progress | None = None,
     limits: ReadLimits = DEFAULT_LIMITS,
