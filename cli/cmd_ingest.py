@@ -1,5 +1,5 @@
-"""``spine ingest DATA_DIR OUT.zarr [--split train|test] [--workers N] [--report PATH] [--strict]
-[--max-image-mb MB]``."""
+"""``spine ingest DATA_DIR OUT.zarr [--split train|test] [--workers N | --scheduler ADDRESS] [--report PATH]
+[--strict] [--max-image-mb MB]``."""
 
 from __future__ import annotations
 
@@ -28,6 +28,11 @@ def ingest(
     workers: Annotated[
         int | None, typer.Option("--workers", min=1, help="Worker processes (default: all cores).")
     ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option("--scheduler", help="Run the studies on this Dask cluster (tcp://HOST:PORT) instead of "
+                     "local processes; its workers must see DATA_DIR and OUT at the same paths (needs spine[dask])."),
+    ] = None,
     report: Annotated[
         Path | None,
         typer.Option("--report", help="Report CSV of everything skipped (default: OUT/ingest_report.csv); refused "
@@ -46,6 +51,7 @@ def ingest(
     from collections import Counter
 
     from spinedata.dicom import DEFAULT_LIMITS, ReadLimits
+    from spinedata.errors import OptionError
     from spinedata.ingest import check_report_path
     from spinedata.ingest import ingest as run_ingest
     from spinedata.ingest.paths import check_path_names, check_store_path
@@ -54,6 +60,8 @@ def ingest(
     check_path_names(data_dir, "input folder")  # before any work (and before the progress bar)
     check_store_path(out)
     check_report_path(data_dir, out, report)
+    if scheduler is not None and workers is not None:
+        raise OptionError("--workers and --scheduler exclude each other: the cluster's workers ingest")
     limits = DEFAULT_LIMITS if max_image_mb is None else ReadLimits(max_image_bytes=max_image_mb << 20)
 
     if not no_progress and sys.stderr.isatty():
@@ -70,10 +78,11 @@ def ingest(
                     tasks[stage] = bar.add_task(labels.get(stage, stage), total=total)
                 bar.update(tasks[stage], completed=done, total=total)
 
-            result = run_ingest(data_dir, out, split=split, workers=workers, report=report, progress=progress,
-                                limits=limits)  # fmt: skip
+            result = run_ingest(data_dir, out, split=split, workers=workers, scheduler=scheduler, report=report,
+                                progress=progress, limits=limits)  # fmt: skip
     else:  # no bar: rich is not even imported (a batch job starts sooner)
-        result = run_ingest(data_dir, out, split=split, workers=workers, report=report, limits=limits)
+        result = run_ingest(data_dir, out, split=split, workers=workers, scheduler=scheduler, report=report,
+                            limits=limits)  # fmt: skip
 
     summary = (
         f"{result.store}: {result.n_written} studies written, {result.n_already} already complete, "

@@ -32,6 +32,11 @@ class OutputPathError(SpineError):
     """An output path would destroy data: it lies inside an input or the store, or names a folder or an input."""
 
 
+class ClusterError(SpineError):
+    """A Dask cluster cannot be used: its scheduler cannot be reached, it has no worker, or its workers do not
+    see the input and the store at the same paths."""
+
+
 class MultiFrameFile(DicomReadError):
     """A multi-frame file was given where one slice is expected: ``read_headers`` reads its frames."""
 
@@ -45,13 +50,15 @@ EXTRA_OF_MODULE: dict[str, str] = {
     "SimpleITK": "interop",
     "torchio": "interop",
     "monai": "interop",
+    "dask": "dask",
+    "distributed": "dask",
 }
 """Top-level module -> the extra of the ``spine`` distribution that installs it (pyproject
 ``[project.optional-dependencies]``)."""
 
 
 class ExtraNotInstalled(SpineError):
-    """A library of an optional extra (``models``, ``interop``) is not installed."""
+    """A library of an optional extra (``models``, ``interop``, ``dask``) is not installed."""
 
 
 def missing_extra(error: ModuleNotFoundError, what: str) -> ExtraNotInstalled | None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from spinedata.errors import StoreError
+from spinedata.errors import StoreError, missing_extra
 from spinedata.geometry import Projection, StackGeometry
 from spinedata.ids import check_id
 from spinedata.labels import LABEL_COLUMNS, TARGET_COLUMNS, empty_labels, empty_targets
@@ -62,11 +62,14 @@ class Stack:
     """One stack of a series: a regular ``(slice,row,col)`` grid with its geometry (LPS mm)."""
 
     def __init__(
-        self, store_root: Path, study_id: str, series_id: str, index: int, attrs: dict, *, checked: bool = True
-    ):
+        self, store_root: Path, study_id: str, series_id: str, index: int, attrs: dict, *, checked: bool = True,
+        chunks=None,
+    ):  # fmt: skip
         self.store_root = store_root
         self.checked = checked
         """Whether every chunk must be there (stores of format 2 on): a missing one is damage, not zeros."""
+        self.chunks = chunks
+        """None: ``image`` reads on access; else ``image`` is Dask-backed with these chunks (``open_dataset``)."""
         self.path = f"{L.STUDIES}/{study_id}/{series_id}/{index}"
         """Store-relative path of the stack's group (for plain zarr/xarray)."""
         self.study_id = study_id
@@ -106,12 +109,14 @@ class Stack:
         geometry in ``attrs``; values are read from Zarr on access (``.values``, ``.isel(...)``). A stack
         stored with CF ``scale_factor``/``add_offset`` is decoded by xarray to float64 (``read`` gives the
         float32 values ingest read). A missing chunk raises ``DamagedStoreError`` here; a damaged one raises
-        zarr's checksum error when it is read."""
+        zarr's checksum error when it is read. Opened with ``open_dataset(path, chunks=...)``, the data is a
+        Dask array of those chunks instead (lazy, read in parallel by Dask), with the same values, coords and
+        attrs."""
         import xarray as xr  # imported on first use: it costs ~0.5 s and ingest workers never need it
 
         _ = self._image  # every chunk there
 
-        ds = xr.open_zarr(str(self.store_root), group=self.path, consolidated=False, chunks=None)
+        ds = xr.open_zarr(str(self.store_root), group=self.path, consolidated=False, chunks=self.chunks)
         return ds[L.IMAGE]
 
     @property
@@ -215,7 +220,7 @@ class Stack:
 class Series:
     """One DICOM series of a study: description, role and its stacks."""
 
-    def __init__(self, store_root: Path, study_id: str, series_id: str, *, checked: bool = True):
+    def __init__(self, store_root: Path, study_id: str, series_id: str, *, checked: bool = True, chunks=None):
         folder = store_root / L.STUDIES / check_id("study id", study_id) / check_id("series id", series_id)
         attrs = _attributes(folder)
         self.series_id = series_id
@@ -225,7 +230,8 @@ class Series:
         self.series_instance_uid: str = attrs.get("SeriesInstanceUID", "")
         keys = sorted((k for k in _child_groups(folder) if k.isdigit()), key=int)
         self.stacks: list[Stack] = [
-            Stack(store_root, study_id, series_id, int(k), _attributes(folder / k), checked=checked) for k in keys
+            Stack(store_root, study_id, series_id, int(k), _attributes(folder / k), checked=checked, chunks=chunks)
+            for k in keys
         ]
 
     def __repr__(self) -> str:
@@ -243,13 +249,14 @@ class Series:
 class Study:
     """One complete study: its series (``dict`` series id -> Series) and ingest warnings."""
 
-    def __init__(self, store_root: Path, study_id: str, *, checked: bool = True):
+    def __init__(self, store_root: Path, study_id: str, *, checked: bool = True, chunks=None):
         self.study_id = check_id("study id", study_id)
         self.path = f"{L.STUDIES}/{study_id}"
         folder = store_root / self.path
         self.warnings: list[str] = list(_attributes(folder).get(L.WARNINGS, []))
         self.series: dict[str, Series] = {
-            sid: Series(store_root, study_id, sid, checked=checked) for sid in sorted(_child_groups(folder), key=_sort_key)
+            sid: Series(store_root, study_id, sid, checked=checked, chunks=chunks)
+            for sid in sorted(_child_groups(folder), key=_sort_key)
         }
 
     def __repr__(self) -> str:
@@ -263,8 +270,10 @@ class Study:
 class Dataset:
     """A spinedata store opened for reading. ``study_ids`` is a snapshot taken at first use."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, *, chunks=None):
         self.path = Path(path)
+        self.chunks = _dask_chunks(chunks)
+        """None, or the chunks of every ``Stack.image`` (Dask-backed; see ``open_dataset``)."""
         self.attrs = read_root_attrs(self.path)
         self.format: int = self.attrs[L.FORMAT_KEY]
         self.checksums = self.format >= L.CHECKSUMS_SINCE
@@ -307,7 +316,7 @@ class Dataset:
                 f"study {sid!r} is not in {str(self.path)!r} (or was not written whole); "
                 f"it has {len(self.study_ids)} complete studies - see `spine info {self.path}`"
             )
-        return Study(self.path, sid, checked=self.checksums)
+        return Study(self.path, sid, checked=self.checksums, chunks=self.chunks)
 
     def _table(self, name: str, empty: pd.DataFrame) -> pd.DataFrame:
         if not (self.path / name / "zarr.json").is_file():
@@ -351,6 +360,25 @@ class Dataset:
         return self._targets.copy()
 
 
-def open_dataset(path: str | os.PathLike) -> Dataset:
-    """Open a spinedata store for reading; ``StoreError`` for a missing or unknown store."""
-    return Dataset(path)
+def _dask_chunks(chunks):
+    """``chunks`` once Dask is known to be there (``ExtraNotInstalled`` naming the extra when not)."""
+    if chunks is not None:
+        try:
+            import dask.array  # noqa: F401
+        except ModuleNotFoundError as error:
+            known = missing_extra(error, "open_dataset(chunks=...)")
+            if known is None:
+                raise
+            raise known from error
+    return chunks
+
+
+def open_dataset(path: str | os.PathLike, *, chunks=None) -> Dataset:
+    """Open a spinedata store for reading; ``StoreError`` for a missing or unknown store.
+
+    ``chunks``: None (default) reads each ``Stack.image`` on access; otherwise every ``Stack.image`` is
+    backed by a Dask array (lazy, read in parallel by Dask's scheduler, or a ``distributed`` cluster whose
+    workers see the store), with the chunks xarray's ``open_zarr`` takes: ``{}`` the store's own chunks,
+    ``"auto"``, or a size per dimension (``{"slice": 4}``). Values, coords, attrs and the stack's geometry are
+    the same either way. Needs the dask extra."""
+    return Dataset(path, chunks=chunks)

@@ -273,7 +273,7 @@ def _die_on_1001(store_root, job, *args):
 def test_a_dying_worker_is_reported_and_a_rerun_finishes(dataset, tmp_path, monkeypatch):
     data, truth = dataset
     out = tmp_path / "out.zarr"
-    monkeypatch.setattr("spinedata.ingest.run.ingest_study", _die_on_1001)
+    monkeypatch.setattr("spinedata.ingest.pool.ingest_study", _die_on_1001)
     first = ingest(data, out, workers=2)
     died = [s.study_id for s in first.skipped if s.reason.startswith("worker process died")]
     assert died == ["1001"] and sd.open_dataset(out).study_ids == ["1002"]  # the other study is written

@@ -322,13 +322,14 @@ def test_a_file_of_another_bits_allocated_is_split_off_never_merged(tmp_path):
 
 # ----------------------------------------------------------------------------- finding 10: orphans
 ORPHAN_PARENT = """
-import sys, time
-from spinedata.ingest import run
+import os, sys, time
+from spinedata.ingest import pool as workers
 if sys.argv[1] == "watchdog":
-    run.sys.platform = "other"  # as on a system without prctl
-    run.PARENT_CHECK_S = 0.1
-with run._worker_pool(2) as pool:
-    pids = list(pool.submit(run.os.getpid).result() for _ in range(8))
+    workers.sys.platform = "other"  # as on a system without prctl
+    workers.PARENT_CHECK_S = 0.1
+with workers.ProcessPool(2) as executor:
+    pool = executor.pool
+    pids = list(pool.submit(os.getpid).result() for _ in range(8))
     futures = [pool.submit(time.sleep, 300) for _ in range(2)]
     time.sleep(0.5)
     print(" ".join(str(p) for p in pool._processes), flush=True)

@@ -1,0 +1,233 @@
+"""The Dask executor: ingest's work on an existing ``dask.distributed`` cluster (``ingest(scheduler=...)``,
+``spine ingest --scheduler tcp://HOST:PORT``).
+
+Each study is one task running ``ingest_study`` on a worker, which writes the study into the store itself
+(staged, then renamed: the same atomic write as on one machine); only counts, geometry and report lines
+come back. So every worker must see the input folder and the store at the same paths as this process (a
+shared file system); ``DaskCluster.share`` checks it before any work. A task whose workers keep dying is
+given up by the scheduler (``KilledWorker``, after ``distributed.scheduler.allowed-failures`` deaths) and
+becomes a report line, as does a study left waiting while the cluster has no worker at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from spinedata.dicom import ReadLimits, failure_reason
+from spinedata.errors import ClusterError, missing_extra
+from spinedata.ingest.discover import StudyJob
+from spinedata.ingest.executors import Headers, batch_lost, left_out, read_batch
+from spinedata.ingest.worker import StudyResult, ingest_study
+from spinedata.store.layout import STAGING
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+CONNECT_TIMEOUT_S = 10.0
+"""How long to try to reach the scheduler."""
+WORKER_WAIT_S = 30.0
+"""How long a run waits for a first worker, and how long its studies wait while the cluster has none."""
+POLL_S = 0.1
+"""How often finished tasks are collected (as ``distributed.as_completed`` itself does)."""
+WORKER_CHECK_S = 2.0
+"""How often the cluster's workers are counted while tasks wait."""
+KILLED = "on the Dask cluster: the scheduler gave up on it after the workers running it died"
+"""Why a task ended with ``KilledWorker`` (after ``distributed.scheduler.allowed-failures`` worker deaths)."""
+
+
+class NotRun(Exception):
+    """The cluster did not run a task: it had no worker for ``WORKER_WAIT_S``, or cancelled the task."""
+
+
+def _distributed():
+    """The ``distributed`` module, or ``ExtraNotInstalled`` naming the extra to install."""
+    try:
+        import distributed
+    except ModuleNotFoundError as error:
+        known = missing_extra(error, "ingest --scheduler")
+        if known is None:
+            raise
+        raise known from error
+    return distributed
+
+
+def connect(scheduler: str) -> Client:
+    """A ``distributed.Client`` of the scheduler at ``scheduler`` with at least one worker; ``ClusterError``
+    (one line, naming the fix) when it cannot be reached or has no worker."""
+    distributed = _distributed()
+    try:
+        client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+    except (OSError, TimeoutError, ValueError, TypeError) as error:
+        raise ClusterError(f"cannot reach the Dask scheduler {scheduler!r} ({' '.join(str(error).split())}); "
+                           "check --scheduler, or start one: `dask scheduler`, then `dask worker ADDRESS` on "
+                           "each machine that sees the input and the store") from error  # fmt: skip
+    try:
+        _wait_for_workers(client, scheduler)
+    except BaseException:
+        client.close()
+        raise
+    return client
+
+
+def _wait_for_workers(client: Client, scheduler: str) -> None:
+    try:
+        client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+    except TimeoutError as error:
+        raise ClusterError(f"the Dask scheduler {scheduler!r} has no worker (waited {WORKER_WAIT_S:g} s); start "
+                           f"`dask worker {scheduler}` on machines that see the input and the store") from error
+
+
+def not_seen(probe: str, token: str, data_dir: str) -> str | None:
+    """Run on each worker: what it does not see (None when it sees the input folder, and the store through
+    the ``probe`` file the client wrote with ``token``)."""
+    if not os.path.isdir(data_dir):
+        return f"does not see the input folder {data_dir!r}"
+    try:
+        if Path(probe).read_text() == token:
+            return None
+    except OSError:
+        pass
+    return f"does not see the store {str(Path(probe).parents[1])!r}"
+
+
+@contextlib.contextmanager
+def session(scheduler: str | Client) -> Iterator[Client]:
+    """The ``distributed.Client`` of ``scheduler``, an address (``tcp://HOST:PORT``: connected here, closed on
+    exit) or a client (kept open), once the cluster has a worker."""
+    if isinstance(scheduler, str):
+        client = connect(scheduler)
+    else:
+        client = scheduler
+        _wait_for_workers(client, str(getattr(client.scheduler, "address", client)))
+    try:
+        yield client
+    finally:
+        if client is not scheduler:
+            client.close()
+
+
+class DaskCluster:
+    """The executor on a ``distributed.Client``. Use as a context manager: on exit, tasks not started are
+    cancelled (a task already running on a worker cannot be stopped; it finishes its study)."""
+
+    def __init__(self, client: Client):
+        self.client = client
+        self.distributed = _distributed()
+        self.run_id = uuid.uuid4().hex[:8]
+        self.futures: list = []
+
+    def __enter__(self) -> DaskCluster:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.client.cancel([f for f in self.futures if f.status == "pending"])
+        self.futures = []
+
+    def share(self, store: Path, data_dir: Path) -> None:
+        """``ClusterError`` naming the first worker that does not see the input folder or this store at these
+        paths, or cannot run spinedata; checked on every worker of the cluster at this moment."""
+        token = uuid.uuid4().hex
+        probe = store / STAGING / f"cluster-check-{token}"
+        probe.parent.mkdir(exist_ok=True)
+        probe.write_text(token)
+        try:
+            answers = self.client.run(not_seen, str(probe), token, str(data_dir), on_error="return")
+        finally:
+            probe.unlink(missing_ok=True)
+        for worker, answer in sorted(answers.items()):
+            if isinstance(answer, BaseException):
+                answer = (f"cannot run spinedata ({failure_reason(answer)}); install the same spine "
+                          "on every worker")  # fmt: skip
+            if answer:
+                raise ClusterError(f"Dask worker {worker} {answer}: the workers need the input folder and the "
+                                   "store at the same paths as this process (a shared file system)")
+
+    def read_headers(self, batches: list[list[str]], limits: ReadLimits) -> Iterator[Headers]:
+        """Batches as tasks, yielded in order; a batch the cluster could not read is a report line per file."""
+        futures = [self._submit(read_batch, f"headers-{i}", batch, limits) for i, batch in enumerate(batches)]
+        waiting: dict[int, Headers] = {}
+        next_index = 0
+        for index, result, error in self._outcomes(futures):
+            waiting[index] = result if error is None else batch_lost(batches[index], self._batch_lost(error))
+            while next_index in waiting:
+                yield waiting.pop(next_index)
+                next_index += 1
+
+    def ingest(self, store: str, jobs: list[StudyJob], limits: ReadLimits) -> Iterator[StudyResult]:
+        """One task per study (largest first); results as they come, a study the cluster could not run as
+        its report line."""
+        futures = [self._submit(ingest_study, f"study-{job.study_id}", store, job, limits, priority=len(jobs) - i)
+                   for i, job in enumerate(jobs)]  # fmt: skip
+        for index, result, error in self._outcomes(futures):
+            yield result if error is None else self._study_lost(jobs[index], error)
+
+    def _submit(self, function, name: str, *args, priority: int = 0):
+        future = self.client.submit(function, *args, key=f"spine-ingest-{self.run_id}-{name}", pure=False,
+                                    priority=priority)  # fmt: skip
+        self.futures.append(future)
+        return future
+
+    def _outcomes(self, futures: list) -> Iterator[tuple[int, Any, BaseException | None]]:
+        """``(index, result, None)`` or ``(index, None, error)`` of each future as it finishes. Tasks still
+        waiting when the cluster has had no worker for ``WORKER_WAIT_S`` end with ``NotRun``."""
+        index_of = {future.key: i for i, future in enumerate(futures)}
+        pending = self.distributed.as_completed(futures, loop=self.client.loop)
+        checked = with_workers = time.monotonic()
+        while not pending.is_empty():
+            ready = pending.next_batch(block=False)
+            for future in ready:
+                yield (index_of[future.key], *_outcome(future))
+            if ready:
+                continue
+            time.sleep(POLL_S)
+            now = time.monotonic()
+            if now - checked < WORKER_CHECK_S:
+                continue
+            checked = now
+            if self._n_workers() > 0:
+                with_workers = now
+            elif now - with_workers >= WORKER_WAIT_S:
+                left = [f for f in futures if f.status == "pending"]
+                self.client.cancel(left)
+                lost = NotRun(f"the cluster had no worker for {WORKER_WAIT_S:g} s")
+                for future in left:
+                    yield index_of[future.key], None, lost
+                return
+
+    def _batch_lost(self, error: BaseException) -> str:
+        """The report reason of each file of a batch of headers the cluster did not read."""
+        if isinstance(error, self.distributed.KilledWorker):
+            return "worker process died while reading the headers of this file's batch (" + KILLED + ")"
+        if isinstance(error, NotRun):
+            return f"headers not read (on the Dask cluster: {error}); re-run to retry it"
+        return f"headers not read: {failure_reason(error)}"
+
+    def _study_lost(self, job: StudyJob, error: BaseException) -> StudyResult:
+        """The report line of a study the cluster did not ingest."""
+        if isinstance(error, self.distributed.KilledWorker):
+            return left_out(job, f"worker process died while ingesting this study ({job.n_files} files; {KILLED}); "
+                                 "re-run to retry it")  # fmt: skip
+        if isinstance(error, NotRun):
+            return left_out(job, f"study not ingested (on the Dask cluster: {error}); re-run to retry it")
+        return left_out(job, f"study left out: {failure_reason(error)}")
+
+    def _n_workers(self) -> int:
+        try:
+            return len(self.client.nthreads())
+        except (OSError, TimeoutError):  # the scheduler is gone: no worker either
+            return 0
+
+
+def _outcome(future) -> tuple[Any, BaseException | None]:
+    """A finished future's ``(result, None)`` or ``(None, error)`` (a remote error is not raised here)."""
+    if future.status == "finished":
+        return future.result(), None
+    if future.status == "cancelled":
+        return None, NotRun("the task was cancelled on the cluster (its scheduler restarted or lost?)")
+    return None, future.exception()

@@ -1,0 +1,257 @@
+"""Ingest on a Dask cluster (``ingest(scheduler=...)``, ``spine ingest --scheduler``) and Dask-backed images
+(``open_dataset(path, chunks=...)``), on a scheduler and two worker processes on this machine."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import spinedata as sd
+from spinedata.errors import ClusterError, ExtraNotInstalled
+from spinedata.ingest import ingest
+from spinedata.report import read_report
+from tests.helpers.cli_helpers import cli_error
+from tests.helpers.ingest_data import write_competition_dataset, write_competition_series
+
+distributed = pytest.importorskip("distributed")
+dask = pytest.importorskip("dask")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A scheduler in this process and two worker processes (one thread each) behind nannies, which restart
+    a worker that dies; the scheduler gives a task up at the first worker that dies running it."""
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        with distributed.LocalCluster(processes=True, n_workers=2, threads_per_worker=1, dashboard_address=":0",
+                                      silence_logs=50) as local:  # fmt: skip
+            yield local
+
+
+@pytest.fixture(scope="module")
+def client(cluster):
+    with distributed.Client(cluster, set_as_default=False) as client:
+        yield client
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    """Two studies in the competition layout, plus a file that is not DICOM in a series of study 1001."""
+    data = tmp_path / "data"
+    truth = write_competition_dataset(data)
+    (data / "train_images" / "1001" / "10011" / "junk.dcm").write_bytes(b"not a DICOM file")
+    return data, truth
+
+
+def store_files(store: Path) -> dict[str, bytes]:
+    """Every file of a store (the report apart) by its store-relative path."""
+    return {str(p.relative_to(store)): p.read_bytes() for p in sorted(store.rglob("*"))
+            if p.is_file() and p.name != "ingest_report.csv"}  # fmt: skip
+
+
+def assert_same_store(a: Path, b: Path) -> None:
+    """The two stores read the same through ``open_dataset`` (stacks, pixels, geometry, labels, targets,
+    report) and hold the same files, byte for byte."""
+    one, two = sd.open_dataset(a), sd.open_dataset(b)
+    assert one.study_ids == two.study_ids and one.study_ids
+    for study_id in one.study_ids:
+        x, y = one.study(study_id), two.study(study_id)
+        assert x.warnings == y.warnings and list(x.series) == list(y.series)
+        for series_id, series in x.series.items():
+            other = y.series[series_id]
+            assert (series.description, series.role) == (other.description, other.role)
+            assert len(series.stacks) == len(other.stacks)
+            for s, t in zip(series.stacks, other.stacks, strict=True):
+                assert s.attrs == t.attrs
+                np.testing.assert_array_equal(s.affine, t.affine)
+                np.testing.assert_array_equal(s.positions, t.positions)
+                np.testing.assert_array_equal(s.instance_numbers, t.instance_numbers)
+                np.testing.assert_array_equal(s.read(), t.read())
+    pd.testing.assert_frame_equal(one.labels, two.labels)
+    pd.testing.assert_frame_equal(one.targets, two.targets)
+    assert read_report(a / "ingest_report.csv") == read_report(b / "ingest_report.csv")
+    assert store_files(a) == store_files(b)
+
+
+def test_a_store_ingested_on_the_cluster_equals_a_local_one(dataset, tmp_path, cluster):
+    data, truth = dataset
+    local = ingest(data, tmp_path / "local.zarr", workers=2)
+    seen = []
+    remote = ingest(data, tmp_path / "remote.zarr", scheduler=cluster.scheduler_address,
+                    progress=lambda *args: seen.append(args))  # fmt: skip
+    assert (remote.n_studies, remote.n_written, remote.n_complete, remote.n_labels) == (2, 2, 2, 2)
+    assert remote.skipped == local.skipped and len(remote.skipped) == 1  # the bad file, once, on both
+    assert Path(remote.skipped[0].path).name == "junk.dcm" and remote.skipped[0].reason.startswith("not a DICOM")
+    assert seen[0] == ("ingest", 0, 2) and seen[-1] == ("ingest", 2, 2)
+    assert_same_store(tmp_path / "local.zarr", tmp_path / "remote.zarr")
+    np.testing.assert_array_equal(sd.open_dataset(tmp_path / "remote.zarr").study("1002").series["10022"]
+                                  .stacks[0].read(), truth[("1002", "10022")].volume)  # fmt: skip
+    again = ingest(data, tmp_path / "remote.zarr", scheduler=cluster.scheduler_address)  # resumed: nothing to do
+    assert (again.n_written, again.n_already) == (0, 2) and again.skipped == local.skipped
+
+
+def test_a_plain_folder_on_the_cluster_through_the_command_line(tmp_path, cluster, monkeypatch, capsys):
+    """Headers of a plain folder are read in batches on the workers; an unreadable file is a report line."""
+    from cli.app import app
+    from cli.errors import run_app
+
+    folder = tmp_path / "dump"
+    write_competition_series(folder / "a", study_uid="1.2.3", n_slices=5, seed=1)
+    write_competition_series(folder / "b", study_uid="1.2.4", n_slices=3, seed=2, angles_deg=(0, 0, 0))
+    (folder / "b" / "broken.dcm").write_bytes(b"DICM" * 10)
+    assert ingest(folder, tmp_path / "local.zarr", workers=1).n_complete == 2
+    monkeypatch.setattr(sys, "argv", ["spine", "ingest", str(folder), str(tmp_path / "remote.zarr"),
+                                      "--scheduler", cluster.scheduler_address, "--no-progress"])  # fmt: skip
+    with pytest.raises(SystemExit) as done:
+        run_app(app)
+    assert done.value.code == 0 and "2 studies written" in capsys.readouterr().out
+    assert [Path(s.path).name for s in read_report(tmp_path / "remote.zarr" / "ingest_report.csv")] == ["broken.dcm"]
+    assert_same_store(tmp_path / "local.zarr", tmp_path / "remote.zarr")
+
+
+def die_on_1001(store_root, job, *args):
+    """Stands in for ``ingest_study`` on a worker: the worker process dies on study 1001."""
+    from spinedata.ingest.worker import ingest_study
+
+    if job.study_id == "1001":
+        os._exit(3)
+    return ingest_study(store_root, job, *args)
+
+
+def test_a_worker_dying_mid_study_is_a_report_line(dataset, tmp_path, cluster, monkeypatch):
+    data, truth = dataset
+    out = tmp_path / "out.zarr"
+    monkeypatch.setattr("spinedata.ingest.cluster.ingest_study", die_on_1001)  # pickled by name: the workers see it
+    first = ingest(data, out, scheduler=cluster.scheduler_address)
+    died = [s for s in first.skipped if s.reason.startswith("worker process died")]
+    assert [s.study_id for s in died] == ["1001"] and "Dask" in died[0].reason
+    assert sd.open_dataset(out).study_ids == ["1002"] and len(sd.open_dataset(out).labels) == 2  # the run completed
+    assert any(s.study_id == "1001" for s in read_report(out / "ingest_report.csv"))
+    monkeypatch.undo()
+    second = ingest(data, out, scheduler=cluster.scheduler_address)
+    assert (second.n_written, second.n_complete) == (1, 2)
+    np.testing.assert_array_equal(sd.open_dataset(out).study("1001").series["10011"].stacks[0].read(),
+                                  truth[("1001", "10011")].volume)  # fmt: skip
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_an_unreachable_scheduler_is_one_line_and_nothing_is_written(dataset, tmp_path, monkeypatch, capsys):
+    data, _ = dataset
+    monkeypatch.setattr("spinedata.ingest.cluster.CONNECT_TIMEOUT_S", 1.0)
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    err = cli_error(monkeypatch, capsys, ["ingest", str(data), str(tmp_path / "out.zarr"), "--scheduler", address])
+    assert err.startswith(f"error: cannot reach the Dask scheduler {address!r}") and "\n" not in err
+    assert "dask scheduler" in err and "Traceback" not in err
+    with pytest.raises(ClusterError, match="cannot reach the Dask scheduler"):
+        ingest(data, tmp_path / "out.zarr", scheduler="not-an-address")
+    assert not (tmp_path / "out.zarr").exists()
+    err = cli_error(monkeypatch, capsys, ["ingest", str(data), str(tmp_path / "out.zarr"), "--scheduler", address,
+                                          "--workers", "2"])  # fmt: skip
+    assert err == "error: --workers and --scheduler exclude each other: the cluster's workers ingest"
+
+
+def test_without_the_dask_extra_the_error_names_it(dataset, tmp_path, monkeypatch, capsys):
+    data, _ = dataset
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed
+    err = cli_error(monkeypatch, capsys, ["ingest", str(data), str(tmp_path / "o.zarr"), "--scheduler", "tcp://h:1"])
+    assert err == ("error: ingest --scheduler needs the dask extra: pip install 'spine[dask]' "
+                   "(distributed is not installed)")  # fmt: skip
+    assert not (tmp_path / "o.zarr").exists()
+    monkeypatch.setitem(sys.modules, "dask.array", None)
+    with pytest.raises(ExtraNotInstalled, match=r"pip install 'spine\[dask\]'"):
+        sd.open_dataset(tmp_path, chunks={})
+
+
+def test_a_cluster_without_workers_is_one_line(dataset, tmp_path, monkeypatch):
+    data, _ = dataset
+    monkeypatch.setattr("spinedata.ingest.cluster.WORKER_WAIT_S", 0.5)
+    with distributed.LocalCluster(processes=True, n_workers=0, dashboard_address=":0", silence_logs=50) as empty:
+        with pytest.raises(ClusterError, match="has no worker .*start `dask worker"):
+            ingest(data, tmp_path / "out.zarr", scheduler=empty.scheduler_address)
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_studies_left_without_a_worker_are_report_lines(dataset, tmp_path, monkeypatch):
+    """The cluster loses its only worker once the run has started: the studies wait ``WORKER_WAIT_S``, then
+    each is a report line, and the run (labels, report) completes."""
+    from spinedata.ingest.cluster import DaskCluster
+
+    data, _ = dataset
+    monkeypatch.setattr("spinedata.ingest.cluster.WORKER_WAIT_S", 0.5)
+    monkeypatch.setattr("spinedata.ingest.cluster.WORKER_CHECK_S", 0.2)
+    monkeypatch.setattr(DaskCluster, "share", lambda self, store, data_dir: self.client.retire_workers())
+    with distributed.LocalCluster(processes=True, n_workers=1, threads_per_worker=1, dashboard_address=":0",
+                                  silence_logs=50) as alone:  # fmt: skip
+        result = ingest(data, tmp_path / "out.zarr", scheduler=alone.scheduler_address)
+    lines = [(s.study_id, s.reason) for s in result.skipped if not s.path]
+    assert lines == [(study_id, "study not ingested (on the Dask cluster: the cluster had no worker for 0.5 s); "
+                                "re-run to retry it") for study_id in ("1001", "1002")]  # fmt: skip
+    assert result.n_complete == 0 and result.report.is_file()
+    assert list(sd.open_dataset(tmp_path / "out.zarr").labels["stack"]) == [-1, -1]  # kept, not resolvable
+
+
+class _Answers:
+    """A client whose workers answer ``run`` with fixed answers."""
+
+    def __init__(self, answers):
+        self.answers = answers
+
+    def run(self, function, *args, on_error="raise"):
+        return self.answers
+
+
+def test_workers_that_do_not_see_the_store_are_one_line(tmp_path):
+    from spinedata.ingest.cluster import DaskCluster, not_seen
+
+    store, data = tmp_path / "s.zarr", tmp_path / "data"
+    store.mkdir()
+    data.mkdir()
+    probe = store / ".staging" / "check"
+    probe.parent.mkdir()
+    probe.write_text("token")
+    assert not_seen(str(probe), "token", str(data)) is None
+    assert not_seen(str(probe), "other", str(data)) == f"does not see the store {str(store)!r}"
+    assert not_seen(str(probe), "token", str(tmp_path / "elsewhere")).startswith("does not see the input folder")
+    answers = {"tcp://a:1": None, "tcp://b:1": f"does not see the store {str(store)!r}"}
+    with pytest.raises(ClusterError, match=r"^Dask worker tcp://b:1 does not see the store .* shared file system"):
+        DaskCluster(_Answers(answers)).share(store, data)
+    with pytest.raises(ClusterError, match=r"cannot run spinedata .*ModuleNotFoundError.*install the same spine"):
+        DaskCluster(_Answers({"tcp://a:1": ModuleNotFoundError("No module named 'spinedata'")})).share(store, data)
+    assert not list((store / ".staging").glob("cluster-check-*"))  # the probe file is removed
+
+
+def test_a_dask_backed_image_equals_the_eager_one(synth_store, client):
+    eager, lazy = sd.open_dataset(synth_store), sd.open_dataset(synth_store, chunks={})
+    n_stacks = 0
+    for study_id in eager.study_ids:
+        for series_id, series in eager.study(study_id).series.items():
+            for stack, other in zip(series.stacks, lazy.study(study_id).series[series_id].stacks, strict=True):
+                image, dask_image = stack.image, other.image
+                assert isinstance(dask_image.data, dask.array.Array)
+                stored = tuple(min(c, n) for c, n in zip(other._image.chunks, other.shape, strict=True))
+                assert dask_image.data.chunksize == stored  # the store's own chunks
+                assert dask_image.dims == image.dims and dask_image.attrs == image.attrs
+                np.testing.assert_array_equal(dask_image.instance_number, image.instance_number)
+                values = image.values
+                np.testing.assert_array_equal(dask_image.values, values)  # Dask's threads
+                np.testing.assert_array_equal(client.compute(dask_image.data).result(), values)  # the cluster's
+                np.testing.assert_array_equal(other.affine, stack.affine)
+                np.testing.assert_array_equal(other.positions, stack.positions)
+                n_stacks += 1
+    assert n_stacks
+    study_id = eager.study_ids[0]
+    series_id = next(iter(eager.study(study_id).series))
+    stack = sd.open_dataset(synth_store, chunks={"slice": -1}).study(study_id).series[series_id].stacks[0]
+    assert stack.image.data.chunks[0] == (stack.shape[0],)  # one chunk along the slices
+    np.testing.assert_array_equal(stack.image.isel(slice=slice(1, 4)).values,
+                                  eager.study(study_id).series[series_id].stacks[0].image.isel(slice=slice(1, 4)))
