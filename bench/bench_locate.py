@@ -186,8 +186,8 @@ def main() -> None:
                         help="the slice refinement's half_length_mm (default: SliceRefineOptions')")
     parser.add_argument("--refine-half-width", type=float, default=None,
                         help="the slice refinement's half_width_mm (default: SliceRefineOptions')")
-    parser.add_argument("--shifts", type=int, default=4, choices=[1, 4],
-                        help="sub-pixel placements of the keypoint grid averaged (1: none; 4: 0/0.5 px each axis)")
+    parser.add_argument("--shifts", type=int, default=4, choices=[1, 4, 9, 16],
+                        help="sub-pixel placements of the keypoint grid averaged (k*k: 0, 1/k, ... px along each axis)")
     parser.add_argument("--no-refine", action="store_true", help="the slice finder's slices, not refined")
     parser.add_argument("--inject", type=int, default=5, help="eval studies whose labels are shifted for the audit")
     args = parser.parse_args()

@@ -25,6 +25,7 @@ from spinedata.ingest import ingest
 from spinedata.synth import generate
 from spinemodels.inference.stage_one import keypoint_shift_set
 from spinemodels.locate import locate
+from spinemodels.slice_refine import SliceRefineOptions
 
 WORLD = ["world_x", "world_y", "world_z"]
 
@@ -38,9 +39,13 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--noise", type=float, default=None,
                         help="the generator's noise level (default: its own); 0 shows the pipeline without pixel noise")
-    parser.add_argument("--shifts", type=int, default=4, choices=[1, 4],
-                        help="sub-pixel placements of the keypoint grid averaged (1: none; 4: 0/0.5 px each axis)")
+    parser.add_argument("--shifts", type=int, default=4, choices=[1, 4, 9, 16],
+                        help="sub-pixel placements of the keypoint grid averaged (k*k: 0, 1/k, ... px along each axis)")
+    parser.add_argument("--refine-half-width", type=float, default=None,
+                        help="the slice refinement's half_width_mm (default: SliceRefineOptions')")
     args = parser.parse_args()
+    refine = (SliceRefineOptions() if args.refine_half_width is None
+              else SliceRefineOptions(half_width_mm=args.refine_half_width))
     shifts = keypoint_shift_set(args.shifts)
     out = Path(args.out)
     located = {}
@@ -51,7 +56,7 @@ def main() -> None:
             generate(data, args.studies, args.seed, sagittal_matrices=(matrix,), axial_matrices=(128,), **noise)
             ingest(data, store, workers=1)
         coords, _ = locate(spinedata.open_dataset(str(store)), args.model, progress=False, device="cpu",
-                           keypoint_shifts=shifts)
+                           keypoint_shifts=shifts, slice_refine=refine)
         located[matrix] = coords[coords["condition"] == CONDITIONS[0]].set_index(["study_id", "level"])
     truth = pd.read_csv(out / f"synth_{args.matrices[0]}" / "synth_truth.csv", dtype={"study_id": str})
     truth = truth[truth["condition"] == CONDITIONS[0]].set_index(["study_id", "level"])

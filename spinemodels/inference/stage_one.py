@@ -25,13 +25,12 @@ LEVEL_CANDIDATES = 3
 
 
 def keypoint_shift_set(n: int) -> tuple[tuple[float, float], ...]:
-    """The placements of ``n`` in {1, 4}: the grid as it is, or also moved by half a grid pixel along each axis
-    and both."""
-    if n == 1:
-        return ((0.0, 0.0),)
-    if n == 4:
-        return ((0.0, 0.0), (0.5, 0.0), (0.0, 0.5), (0.5, 0.5))
-    raise LocateError(f"keypoint shifts: 1 or 4 placements, got {n}")
+    """``n`` = k * k placements of the keypoint grid (grid pixels): moved by 0, 1/k, ..., (k-1)/k of a grid
+    pixel along each axis (1: the grid as it is; 4: also by half a pixel along each axis and both)."""
+    k = round(n**0.5)
+    if n < 1 or k * k != n or k > 4:
+        raise LocateError(f"keypoint shifts: 1, 4, 9 or 16 placements, got {n}")
+    return tuple((i / k, j / k) for i in range(k) for j in range(k))
 
 
 KEYPOINT_SHIFTS = keypoint_shift_set(4)

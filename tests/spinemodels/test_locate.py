@@ -171,5 +171,7 @@ def test_keypoint_points_averaged_over_shifted_grids_stay_near_the_unshifted_one
         moved.append(np.linalg.norm((shifted - plain) * np.asarray(stack.geometry.pixel_spacing), axis=1))
     moved = np.concatenate(moved)
     assert moved.max() <= bound_mm + 1e-6 and moved.max() > 0
-    with pytest.raises(LocateError, match="1 or 4"):
+    assert keypoint_shift_set(4) == ((0.0, 0.0), (0.0, 0.5), (0.5, 0.0), (0.5, 0.5))
+    assert len(set(keypoint_shift_set(9))) == 9 and (2 / 3, 1 / 3) in keypoint_shift_set(9)
+    with pytest.raises(LocateError, match="1, 4, 9 or 16"):
         keypoint_shift_set(3)
