@@ -51,6 +51,7 @@ from spinedata.store import layout as L
 from spinedata.store.layout import complete_study_ids
 from spinedata.store.reader import open_dataset
 from spinedata.store.tables import replace_table
+from spinedata.store.urls import in_process_only
 from spinedata.store.writer import IngestLock, clean_stale, create_or_open_store, remove_empty_staging
 
 Progress = Callable[[str, int, int], None]
@@ -408,14 +409,16 @@ def ingest(
     only for unusable arguments (missing folder, a store of another split, a concurrent ingest, an output
     that cannot be written).
     """
-    data_dir, store = Path(data_dir), Path(out)
+    data_dir = Path(data_dir)
     check_path_names(data_dir, "input folder")
-    check_store_path(store)
+    store = check_store_path(out)  # a Path, or an ObjectPath for a store URL (spinedata.store.urls)
     report_path = check_report_path(data_dir, store, report)
     layout = detect_layout(data_dir, split)
     workers = default_workers() if workers is None else int(workers)
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    if in_process_only(store):  # memory://: worker processes would write into their own memory
+        workers = 1
     try:
         create_or_open_store(store, split=split, source=str(data_dir.resolve()))
     except OSError as error:
