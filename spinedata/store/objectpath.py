@@ -119,17 +119,8 @@ class ObjectPath:
         return ObjectPath(self._remote, self.key.rsplit("/", 1)[0] if "/" in self.key else "")
 
     @property
-    def root(self) -> ObjectPath:
-        """The store's root."""
-        return ObjectPath(self._remote)
-
-    @property
     def read_only(self) -> bool:
         return self._remote.read_only
-
-    @property
-    def url(self) -> str:
-        return str(self)
 
     def relative_to(self, other: ObjectPath) -> PurePosixPath:
         if not isinstance(other, ObjectPath) or other._remote.url != self._remote.url:
@@ -137,9 +128,6 @@ class ObjectPath:
         if other.key and not (self.key == other.key or self.key.startswith(other.key + "/")):
             raise ValueError(f"{self} is not below {other}")
         return PurePosixPath(self.key[len(other.key):].lstrip("/") or ".")
-
-    def with_name(self, name: str) -> ObjectPath:
-        return self.parent / name
 
     @property
     def _path(self) -> str:
@@ -209,9 +197,6 @@ class ObjectPath:
         with translated(self, writing=True):
             self._remote.fs.pipe_file(self._path, bytes(data))
         return len(data)
-
-    def write_text(self, text: str, encoding: str = "utf-8") -> int:
-        return self.write_bytes(text.encode(encoding))
 
     def create_exclusive(self, data: bytes) -> bool:
         """Write the object only if there is none (a conditional put: ``If-None-Match: *`` on S3);

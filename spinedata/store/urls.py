@@ -119,8 +119,3 @@ def _check_protocol(protocol: str, url: str) -> None:
 def in_process_only(location: Location) -> bool:
     """Whether the store lives in this process's memory (``memory://``): other processes cannot see it."""
     return protocol_of(location) in IN_PROCESS
-
-
-def display(location: Location) -> str:
-    """How messages name a store: its path or URL."""
-    return str(location)
