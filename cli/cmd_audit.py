@@ -10,7 +10,7 @@ import typer
 
 
 def audit(
-    data: Annotated[Path, typer.Argument(help="Store with labels (training split).")],
+    data: Annotated[str, typer.Argument(help="Store with labels (training split); a folder or a URL (s3://...).")],
     coords: Annotated[Path | None, typer.Option("--coords", help="Out-of-fold coords from `spine locate --oof`.")
                       ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Write the findings as CSV.")] = None,
@@ -65,7 +65,7 @@ def audit_severities(runs: list[Path], findings_csv: Path | None, threshold: flo
         typer.echo(f"wrote {len(found)} severity findings to {findings_csv}")
 
 
-def audit_points(data: Path, coords: Path, out: Path | None, corrected: Path | None) -> None:
+def audit_points(data: str, coords: Path, out: Path | None, corrected: Path | None) -> None:
     """List (and write) point labels that disagree with out-of-fold keypoints."""
     from rich.console import Console
     from rich.table import Table
@@ -76,7 +76,7 @@ def audit_points(data: Path, coords: Path, out: Path | None, corrected: Path | N
 
     if not coords.is_file():
         raise FileNotFoundError(f"{coords} is not a file; write it with `spine locate --oof`")
-    dataset = spinedata.open_dataset(str(data))
+    dataset = spinedata.open_dataset(data)
     table = read_user_csv(coords, "coords file", dtype={"study_id": str, "series_id": str})
     findings = audit_labels(dataset.labels, table)
     studies = findings["study_id"].nunique()

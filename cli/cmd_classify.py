@@ -11,7 +11,7 @@ MAX_WARNINGS_SHOWN = 20
 
 
 def classify(
-    data: Annotated[Path, typer.Argument(help="Store written by `spine ingest`.")],
+    data: Annotated[str, typer.Argument(help="Store written by `spine ingest`: a folder or a URL (s3://...).")],
     coords: Annotated[Path, typer.Option("--coords", help="Points of every condition and level (`spine locate`).")],
     model: Annotated[list[Path], typer.Option(
         "--model", help="Run directory of a grade_spinal / grade_foraminal / grade_subarticular run "
@@ -32,7 +32,7 @@ def classify(
 
     if not coords.is_file():
         raise FileNotFoundError(f"coords file {coords} not found; write it with `spine locate`")
-    dataset = spinedata.open_dataset(str(data))
+    dataset = spinedata.open_dataset(data)
     points = read_user_csv(coords, "coords file", dtype={"study_id": str, "series_id": str})
     submission, warnings = run_classify(dataset, points, model, device=device, progress=progress)
     out.parent.mkdir(parents=True, exist_ok=True)

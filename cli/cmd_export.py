@@ -11,7 +11,7 @@ MAX_SKIPPED_SHOWN = 20
 
 
 def export(
-    store: Annotated[Path, typer.Argument(help="A store written by `spine ingest`.")],
+    store: Annotated[str, typer.Argument(help="A store written by `spine ingest`: a folder or a URL (s3://...).")],
     out: Annotated[Path, typer.Argument(help="Folder to write: OUT/<study>/<series>_<stack>.<ext> and points.csv.")],
     fmt: Annotated[str, typer.Option(
         "--format", help="nifti (.nii.gz, RAS, nibabel), nrrd or mha (LPS, SimpleITK).")] = "nifti",
@@ -34,10 +34,11 @@ def export(
     if fmt not in FORMATS:
         raise ExportError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
     output_dir(out, "OUT", "name a folder to write the images into")
-    resolved, store_root = out.resolve(), store.resolve()
-    if resolved == store_root or store_root in resolved.parents:
-        raise OutputPathError(f"OUT {out} lies inside the store {store}; write the images outside it")
     dataset = open_dataset(store)
+    if isinstance(dataset.path, Path):  # a local store (a store at a URL cannot hold OUT)
+        resolved, store_root = out.resolve(), dataset.path.resolve()
+        if resolved == store_root or store_root in resolved.parents:
+            raise OutputPathError(f"OUT {out} lies inside the store {store}; write the images outside it")
     table = None
     if points is not None:
         import pandas as pd

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,7 +11,7 @@ WIDE = 160
 
 
 def info(
-    store: Annotated[Path, typer.Argument(help="A store written by `spine ingest`.")],
+    store: Annotated[str, typer.Argument(help="A store written by `spine ingest`: a folder or a URL (s3://BUCKET/PATH, gs://, file://, memory://, zip:///PATH.zip).")],
     study_id: Annotated[str | None, typer.Argument(help="Show this study's series and stacks.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")] = False,
 ) -> None:

@@ -23,7 +23,8 @@ REASONS_SHOWN = 8
 
 def ingest(
     data_dir: Annotated[Path, typer.Argument(help="Competition layout (CSVs + <split>_images/) or a plain DICOM folder.")],
-    out: Annotated[Path, typer.Argument(help="The Zarr store to create or resume (e.g. lumbar.zarr).")],
+    out: Annotated[str, typer.Argument(help="The Zarr store to create or resume: a folder (lumbar.zarr) or a URL "
+                     "(s3://BUCKET/lumbar.zarr, gs://..., memory://...; credentials from the environment).")],
     split: Annotated[Split, typer.Option("--split", help="Which split of the competition layout.")] = Split.train,
     workers: Annotated[
         int | None, typer.Option("--workers", min=1, help="Worker processes (default: all cores).")

@@ -11,7 +11,7 @@ MAX_WARNINGS_SHOWN = 20
 
 
 def locate(
-    data: Annotated[Path, typer.Argument(help="Store written by `spine ingest`.")],
+    data: Annotated[str, typer.Argument(help="Store written by `spine ingest`: a folder or a URL (s3://...).")],
     model: Annotated[list[Path], typer.Option(
         "--model", help="Run directory of a slice_finder and of a keypoints run (repeatable; folds averaged), "
                         "or a folder of runs (its slice_finder and keypoints runs are taken, others left).")],
@@ -35,7 +35,7 @@ def locate(
 
     output_file(out)
 
-    dataset = spinedata.open_dataset(str(data))
+    dataset = spinedata.open_dataset(data)
     coords, warnings = run_locate(dataset, model, oof=oof, device=device, progress=progress,
                                   slice_refine=SliceRefineOptions() if refine else None)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 
 def ngff(
-    store: Annotated[Path, typer.Argument(help="A store written by `spine ingest` (any version).")],
+    store: Annotated[str, typer.Argument(help="A store written by `spine ingest` (any version): a folder or a URL (s3://...).")],
 ) -> None:
     """Add the OME-Zarr (NGFF 0.5) metadata to every stack of a store written without it, in place.
 

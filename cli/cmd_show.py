@@ -9,7 +9,7 @@ import typer
 
 
 def show(
-    data: Annotated[Path, typer.Argument(help="Store written by `spine ingest`.")],
+    data: Annotated[str, typer.Argument(help="Store written by `spine ingest`: a folder or a URL (s3://...).")],
     study_id: Annotated[str, typer.Argument(help="The study to draw (as in the store's study ids).")],
     out: Annotated[Path, typer.Option("--out", help="PNG to write (1600 x 900 pixels).")],
     coords: Annotated[Path | None, typer.Option(
@@ -39,7 +39,7 @@ def show(
             return None
         return read_user_csv(path, "table", dtype={"study_id": str, "series_id": str, "row_id": str})
 
-    dataset = spinedata.open_dataset(str(data))
+    dataset = spinedata.open_dataset(data)
     truth_table = table(truth)
     if truth_table is None and len(dataset.targets):
         truth_table = dataset.targets

@@ -12,7 +12,7 @@ def train(
     config: Annotated[str, typer.Argument(
         help="Model config: a YAML file, or a packaged one as pkg:NAME, e.g. pkg:cpu/keypoints "
              "(pkg:keypoints, pkg:grade_spinal, ...: the reference settings; pkg:cpu/...: small CPU versions).")],
-    data: Annotated[Path, typer.Option("--data", help="Store written by `spine ingest` (training split).")],
+    data: Annotated[str, typer.Option("--data", help="Store written by `spine ingest` (training split): a folder or a URL.")],
     out: Annotated[Path, typer.Option("--out", help="Run directory: config, folds, weights, metrics, oof.")],
     fold: Annotated[int | None, typer.Option("--fold", help="Train only this fold (default: train.folds).")] = None,
     overrides: Annotated[list[str] | None, typer.Option(
@@ -22,16 +22,17 @@ def train(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
 ) -> None:
     """Train one model of the pipeline (one per fold); several GPUs: `torchrun --nproc-per-node N -m spine_cli.app train ...`."""
+    from spinedata.store.urls import is_url
     from spinemodels.catalog import load_config
     from spinemodels.training import train as run_training
 
     from .outputs import output_dir
 
-    if not data.exists():
+    if not is_url(data) and not Path(data).exists():  # a URL is checked when the store is opened
         raise FileNotFoundError(f"store {data} not found; write one with `spine ingest`")
     output_dir(out, hint="name a new folder or a run directory")
     cfg = load_config(config, overrides or [])
-    run = run_training(cfg, str(data), out, fold=fold, resume=resume, progress=progress, device=device)
+    run = run_training(cfg, data, out, fold=fold, resume=resume, progress=progress, device=device)
     folds = run.trained_folds()
     typer.echo(f"{cfg.task}: trained folds {folds} in {run.path}")
     for k in folds:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 
 def verify(
-    store: Annotated[Path, typer.Argument(help="A store written by `spine ingest`.")],
+    store: Annotated[str, typer.Argument(help="A store written by `spine ingest`: a folder or a URL (s3://...).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of lines.")] = False,
 ) -> None:
     """Read every array of every study and the tables; list damaged or missing pieces (exit 1 if any)."""

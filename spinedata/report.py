@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,16 +22,26 @@ class Skipped:
     series_id: str = ""
 
 
-def write_report(path: str | os.PathLike, lines: Iterable[Skipped]) -> Path:
-    """Write report lines as CSV (``path, study_id, series_id, reason``); the header is always written."""
+def write_report(path, lines: Iterable[Skipped]):
+    """Write report lines as CSV (``path, study_id, series_id, reason``); the header is always written.
+    ``path``: a local path, or an ``ObjectPath`` (the report inside a store at a URL: one object)."""
+    if not isinstance(path, str | os.PathLike):  # an ObjectPath (spinedata.store.objectpath)
+        text = io.StringIO(newline="")
+        _write_lines(text, lines)
+        path.write_bytes(text.getvalue().encode())
+        return path
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(REPORT_COLUMNS)
-        for line in lines:
-            writer.writerow([line.path, line.study_id, line.series_id, line.reason])
+        _write_lines(handle, lines)
     return path
+
+
+def _write_lines(handle, lines: Iterable[Skipped]) -> None:
+    writer = csv.writer(handle)
+    writer.writerow(REPORT_COLUMNS)
+    for line in lines:
+        writer.writerow([line.path, line.study_id, line.series_id, line.reason])
 
 
 def is_report(path: str | os.PathLike) -> bool:

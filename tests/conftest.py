@@ -61,3 +61,46 @@ def synth_store(synth_dataset, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("synth_store") / "train.zarr"
     ingest(synth_dataset, path, workers=1)
     return path
+
+
+@pytest.fixture(scope="session")
+def small_store(tmp_path_factory) -> tuple[Path, Path]:
+    """``(input folder, its store)``: two small studies of two series each (``write_competition_dataset``),
+    ingested with one worker. The store-URL tests use it: each request to the local S3 server costs
+    ~10-20 ms. Read-only: copy it before changing anything."""
+    from spinedata.ingest import ingest
+    from tests.helpers.ingest_data import write_competition_dataset
+
+    root = tmp_path_factory.mktemp("small")
+    write_competition_dataset(root / "data")
+    ingest(root / "data", root / "train.zarr", workers=1)
+    return root / "data", root / "train.zarr"
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """URL of a local S3-compatible server (moto's, started once per test process; ``tests.helpers.s3server``).
+    Skips when moto or s3fs is not installed (the dev and cloud extras)."""
+    pytest.importorskip("moto.server", reason="moto[server] (dev extra) runs the local S3 server")
+    pytest.importorskip("s3fs", reason="s3fs (cloud extra) reads s3:// stores")
+    from tests.helpers.s3server import start_server
+
+    server, endpoint = start_server()
+    yield endpoint
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint, monkeypatch):
+    """A new empty bucket on ``s3_endpoint``; the environment names the server and its credentials, as a
+    user's would (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ...)."""
+    import s3fs
+
+    from tests.helpers.s3server import CREDENTIALS, new_bucket
+
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    s3fs.S3FileSystem.clear_instance_cache()  # fsspec keeps filesystems (and their credentials) per process
+    yield new_bucket(s3_endpoint)
+    s3fs.S3FileSystem.clear_instance_cache()

@@ -83,11 +83,13 @@ def _wait_for_workers(client: Client, scheduler: str) -> None:
                            f"`dask worker {scheduler}` on machines that see the input and the store") from error
 
 
-def not_seen(probe: str, token: str, data_dir: str) -> str | None:
+def not_seen(probe: str | None, token: str, data_dir: str) -> str | None:
     """Run on each worker: what it does not see (None when it sees the input folder, and the store through
-    the ``probe`` file the client wrote with ``token``)."""
+    the ``probe`` file the client wrote with ``token``; a store at a URL has no probe)."""
     if not os.path.isdir(data_dir):
         return f"does not see the input folder {data_dir!r}"
+    if probe is None:
+        return None
     try:
         if Path(probe).read_text() == token:
             return None
@@ -131,8 +133,12 @@ class DaskCluster:
 
     def share(self, store: Path, data_dir: Path) -> None:
         """``ClusterError`` naming the first worker that does not see the input folder or this store at these
-        paths, or cannot run spinedata; checked on every worker of the cluster at this moment."""
+        paths, or cannot run spinedata; checked on every worker of the cluster at this moment. A store at a URL
+        is reached by each worker itself (credentials from the worker's environment)."""
         token = uuid.uuid4().hex
+        if not isinstance(store, Path):
+            answers = self.client.run(not_seen, None, token, str(data_dir), on_error="return")
+            return self._refuse(answers)
         probe = store / STAGING / f"cluster-check-{token}"
         probe.parent.mkdir(exist_ok=True)
         probe.write_text(token)
@@ -140,6 +146,11 @@ class DaskCluster:
             answers = self.client.run(not_seen, str(probe), token, str(data_dir), on_error="return")
         finally:
             probe.unlink(missing_ok=True)
+        self._refuse(answers)
+
+    @staticmethod
+    def _refuse(answers: dict) -> None:
+        """``ClusterError`` for the first worker whose answer names what it lacks."""
         for worker, answer in sorted(answers.items()):
             if isinstance(answer, BaseException):
                 answer = (f"cannot run spinedata ({failure_reason(answer)}); install the same spine "

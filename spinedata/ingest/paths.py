@@ -8,6 +8,7 @@ from pathlib import Path
 
 from spinedata.errors import OutputPathError
 from spinedata.report import is_report
+from spinedata.store.urls import is_url, store_location
 
 REPORT_NAME = "ingest_report.csv"
 """The report's file name inside the store, where it goes unless ``--report`` names another place."""
@@ -26,21 +27,23 @@ def _is_report(path: Path) -> bool:
         raise OutputPathError(f"--report {str(path)!r} exists and cannot be read ({error}); not overwriting it") from error
 
 
-def check_report_path(data_dir: str | os.PathLike, out: str | os.PathLike,
-                      report: str | os.PathLike | None) -> Path:
+def check_report_path(data_dir: str | os.PathLike, out, report: str | os.PathLike | None):
     """Where the report goes (``OUT/ingest_report.csv`` for None), checked before any work: ``OutputPathError``
     (one line) for a path whose writing could destroy data: inside the input folder or the store (other than
     the default report), an existing folder, an existing file that is not an ingest report (an input, wherever
-    it lies), or a path below a file. Links are followed."""
-    store = Path(out)
+    it lies), or a path below a file. Links are followed. ``out`` may be a store URL (the default report is
+    then an object of the store); ``--report`` is a local file."""
+    store = store_location(out, writing=True)
     if report is None:
         return store / REPORT_NAME
+    if is_url(report):
+        raise OutputPathError(f"--report {report!r}: name a local file (the default report goes into the store)")
     path = Path(report)
     target = path.resolve()
     if _within(target, Path(data_dir).resolve()):
         raise OutputPathError(f"--report {str(path)!r} lies inside the input folder {str(data_dir)!r}; "
                               "write the report outside it")
-    if _within(target, store.resolve()) and target != (store / REPORT_NAME).resolve():
+    if isinstance(store, Path) and _within(target, store.resolve()) and target != (store / REPORT_NAME).resolve():
         raise OutputPathError(f"--report {str(path)!r} lies inside the store {str(out)!r}; leave --report out "
                               f"(the report then goes to {str(store / REPORT_NAME)!r}) or write it outside the store")
     if target.is_dir():
@@ -86,10 +89,14 @@ def check_path_names(path: Path, what: str) -> None:
                               f"at most {path_max - STORE_NAME_ROOM})")  # fmt: skip
 
 
-def check_store_path(out: str | os.PathLike) -> Path:
+def check_store_path(out):
     """The store's path, checked before any work: ``OutputPathError`` (one line) for a name too long, a path
-    that is (or lies below) a file, or a folder this process may not write in."""
-    store = Path(out)
+    that is (or lies below) a file, or a folder this process may not write in. A store URL is checked by
+    ``spinedata.store.urls.store_location`` (``StoreError`` for one that cannot work) and returned as an
+    ``ObjectPath``; a ``file://`` URL is a local path."""
+    store = store_location(out, writing=True)
+    if not isinstance(store, Path):
+        return store
     check_path_names(store, "output")
     existing = _existing_ancestor(store)
     if not existing.is_dir():

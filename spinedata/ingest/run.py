@@ -44,6 +44,7 @@ from spinedata.store import layout as L
 from spinedata.store.layout import complete_study_ids
 from spinedata.store.reader import open_dataset
 from spinedata.store.tables import replace_table
+from spinedata.store.urls import in_process_only
 from spinedata.store.writer import IngestLock, clean_stale, create_or_open_store, remove_empty_staging
 
 if TYPE_CHECKING:
@@ -239,18 +240,24 @@ def ingest(
     folder, a store of another split, a concurrent ingest, an output that cannot be written, a cluster that
     cannot be used).
     """
-    data_dir, store = Path(data_dir), Path(out)
+    data_dir = Path(data_dir)
     check_path_names(data_dir, "input folder")
-    check_store_path(store)
+    store = check_store_path(out)  # a Path, or an ObjectPath for a store URL (spinedata.store.urls)
     report_path = check_report_path(data_dir, store, report)
     layout = detect_layout(data_dir, split)
     if scheduler is not None:
         if workers is not None:
             raise OptionError("workers and scheduler exclude each other: the cluster's workers ingest")
-        data_dir, store = Path(os.path.abspath(data_dir)), Path(os.path.abspath(store))
+        data_dir = Path(os.path.abspath(data_dir))
+        if isinstance(store, Path):  # a URL names the same store on every worker
+            store = Path(os.path.abspath(store))
     workers = default_workers() if workers is None else int(workers)
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    if in_process_only(store):  # memory://: worker processes would write into their own memory
+        if scheduler is not None:
+            raise OptionError(f"a {str(store)!r} store lives in this process: it cannot be ingested on a cluster")
+        workers = 1
     with _cluster(scheduler) as client:  # reached before anything is written
         try:
             create_or_open_store(store, split=split, source=str(data_dir.resolve()))

@@ -23,7 +23,7 @@ import itertools
 import json
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -52,18 +52,22 @@ def chunk_key(index: tuple[int, ...]) -> str:
     return "c" + "".join(f"{CHUNK_SEPARATOR}{i}" for i in index)
 
 
-def _write_json(path: str | os.PathLike, document: dict) -> None:
-    """Write ``document`` as compact JSON (no indent, so the C encoder runs) in one unbuffered binary write
-    (no text layer)."""
-    with open(path, "wb", buffering=0) as handle:
-        _write_all(handle, json.dumps(document, allow_nan=False).encode())
+def group_document(attributes: dict) -> bytes:
+    """The ``zarr.json`` of a group with these attributes: compact JSON (no indent, so the C encoder runs),
+    written in one unbuffered binary write (no text layer)."""
+    return json.dumps({"zarr_format": 3, "node_type": "group", "attributes": attributes}, allow_nan=False).encode()
 
 
-def write_group(folder: str | os.PathLike, attributes: dict) -> Path:
-    """Create (or rewrite the metadata of) a group at ``folder`` with these attributes."""
+def write_group(folder, attributes: dict):
+    """Create (or rewrite the metadata of) a group at ``folder`` with these attributes. ``folder`` is a
+    local path, or an ``ObjectPath`` of a store at a URL (one object written)."""
+    if not isinstance(folder, str | os.PathLike):  # an ObjectPath: no folders to make
+        (folder / "zarr.json").write_bytes(group_document(attributes))
+        return folder
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    _write_json(folder / "zarr.json", {"zarr_format": 3, "node_type": "group", "attributes": attributes})
+    with open(folder / "zarr.json", "wb", buffering=0) as handle:
+        _write_all(handle, group_document(attributes))
     return folder
 
 
@@ -112,8 +116,21 @@ def _vlen_utf8(items: np.ndarray) -> bytes:
     return b"".join(parts)
 
 
-def write_array(
-    folder: str | os.PathLike,
+def write_array(folder: str | os.PathLike, data: np.ndarray, **options) -> Path:
+    """Write ``data`` as a new Zarr v3 array at the local ``folder`` (which must not exist yet): the files of
+    ``array_files`` (same options), each written as it is made (one chunk in memory at a time, a shard whole).
+    """
+    files = array_files(data, **options)
+    metadata = next(files)  # every check runs before the folder is made: a refused array leaves nothing
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=False)
+    for name, payload in itertools.chain((metadata,), files):
+        with open(os.path.join(folder, name), "wb", buffering=0) as handle:
+            _write_all(handle, payload)
+    return folder
+
+
+def array_files(
     data: np.ndarray,
     *,
     chunks: tuple[int, ...],
@@ -122,8 +139,10 @@ def write_array(
     blosc: tuple[str, int, str] | None = None,
     shard: bool = False,
     checksum: bool = True,
-) -> Path:
-    """Write ``data`` as a new Zarr v3 array at ``folder`` (which must not exist yet).
+) -> Iterator[tuple[str, bytes]]:
+    """The files of ``data`` as a new Zarr v3 array, ``(name, bytes)``: ``zarr.json`` first, then each chunk
+    (or the one shard), made one at a time. ``write_array`` writes them into a folder; a store at a URL
+    puts them as objects.
 
     ``chunks``: chunk shape (same rank as ``data``); ``blosc``: ``(cname, clevel, shuffle)`` or None for
     uncompressed chunks; the fill value is 0. Text (NumPy ``str``/``object`` of ``str``) is stored as Zarr
@@ -143,7 +162,6 @@ def write_array(
         raise StoreError(f"cannot store dtype {data.dtype}; expected one of {sorted(DATA_TYPES.values())}")
     if len(chunks) != data.ndim or len(dimension_names) != data.ndim or min(chunks, default=1) < 1:
         raise StoreError(f"chunks {chunks} and dimension names {dimension_names} must match shape {data.shape}")
-    folder = Path(folder)
     codecs: list[dict] = [{"name": "bytes", "configuration": {"endian": "little"}}]
     compressor = None
     if text:
@@ -163,9 +181,7 @@ def write_array(
         codecs = [{"name": "sharding_indexed", "configuration": {
             "chunk_shape": list(chunks), "codecs": codecs, "index_codecs": SHARD_INDEX_CODECS,
             "index_location": "end"}}]  # fmt: skip
-    folder.mkdir(parents=True, exist_ok=False)  # after every check: a refused array leaves nothing
-    _write_json(
-        folder / "zarr.json",
+    yield "zarr.json", json.dumps(
         {
             "shape": list(data.shape),
             "data_type": "string" if text else DATA_TYPES[dtype.str],
@@ -179,7 +195,8 @@ def write_array(
             "node_type": "array",
             "storage_transformers": [],
         },
-    )
+        allow_nan=False,
+    ).encode()
     grid = [range(-(-n // c)) for n, c in zip(data.shape, chunks, strict=True)]
     block = np.full(chunks, fill, dtype=dtype)
     parts: dict[tuple[int, ...], bytes] = {}
@@ -207,15 +224,12 @@ def write_array(
         if shard:
             parts[index] = payload
             continue
-        with open(os.path.join(folder, chunk_key(index)), "wb", buffering=0) as handle:
-            _write_all(handle, payload)
+        yield chunk_key(index), payload
     if shard:
         counts = tuple(len(r) for r in grid)
         order = morton_order(counts)
-        with open(os.path.join(folder, chunk_key((0,) * data.ndim)), "wb", buffering=0) as handle:
-            for piece in (*(parts[index] for index in order), _shard_index(parts, order, counts)):
-                _write_all(handle, piece)
-    return folder
+        yield chunk_key((0,) * data.ndim), b"".join((*(parts[index] for index in order),
+                                                     _shard_index(parts, order, counts)))  # fmt: skip
 
 
 def _crc32c() -> Callable[[bytes], int]:

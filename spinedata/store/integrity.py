@@ -24,6 +24,7 @@ import numpy as np
 from spinedata.errors import StoreError
 from spinedata.store._fast import read_small_array
 from spinedata.store.arraymeta import _crc32c, _grid, _sharding, array_metadata, chunk_key
+from spinedata.store.objectpath import Location, ObjectPath, read_head, read_tail, zarr_store
 
 MAX_UINT64 = 2**64 - 1
 """A shard index entry ``(MAX_UINT64, MAX_UINT64)`` marks a chunk that is not in the shard."""
@@ -33,10 +34,10 @@ class DamagedStoreError(StoreError):
     """An array of a store is damaged or incomplete: a chunk missing, a checksum wrong, bytes undecodable."""
 
 
-def describe(root: Path, folder: Path) -> str:
+def describe(root: Location, folder: Location) -> str:
     """``study 7, array 42/0/image`` or ``table labels, column x``: where an array lies, for messages."""
     try:
-        parts = Path(folder).relative_to(root).parts
+        parts = (folder if isinstance(folder, ObjectPath) else Path(folder)).relative_to(root).parts
     except ValueError:
         return str(folder)
     if len(parts) >= 3 and parts[0] == "studies":
@@ -46,14 +47,14 @@ def describe(root: Path, folder: Path) -> str:
     return "/".join(parts)
 
 
-def damaged(root: Path, folder: Path, problem: str) -> DamagedStoreError:
+def damaged(root: Location, folder: Location, problem: str) -> DamagedStoreError:
     """The one-line error for ``problem`` of the array at ``folder``."""
     return DamagedStoreError(
         f"damaged store {str(root)!r}: {describe(root, folder)}: {problem}; `spine verify {root}` lists all damage"
     )
 
 
-def chunk_problems(folder: Path, meta: dict | None = None) -> list[str]:
+def chunk_problems(folder: Location, meta: dict | None = None) -> list[str]:
     """What is missing from the array at ``folder`` (empty when every chunk of its grid is there): chunk or
     shard files, chunks a shard's index does not hold, a shard index failing its checksum or pointing
     past the shard's end. Nothing is decoded; checksums of chunks are checked when they are read."""
@@ -61,19 +62,25 @@ def chunk_problems(folder: Path, meta: dict | None = None) -> list[str]:
     shape, chunks = _grid(meta)
     sharding = _sharding(meta)
     problems = []
+    # an object store answers one listing (names and sizes) faster than a request per chunk
+    listed = folder.file_sizes() if isinstance(folder, ObjectPath) else None
     for index in itertools.product(*(range(-(-n // c)) for n, c in zip(shape, chunks, strict=True))):
         key = chunk_key(meta, index)
         path = folder / key
-        if not path.is_file():
+        there = key in listed if listed is not None and "/" not in key else path.is_file()
+        if not there:
             problems.append(f"{'shard' if sharding is not None else 'chunk'} {key} missing")
         elif sharding is not None:
             inner = tuple(int(c) for c in sharding.get("chunk_shape", ()))
-            problems += [f"shard {key}: {p}" for p in _shard_problems(path, chunks, inner, sharding)]
+            size = listed.get(key) if listed is not None else None
+            problems += [f"shard {key}: {p}" for p in _shard_problems(path, chunks, inner, sharding, size)]
     return problems
 
 
-def _shard_problems(path: Path, shard_shape: tuple[int, ...], inner: tuple[int, ...], config: dict) -> list[str]:
-    """Problems of one shard's index (spec: ``(offset, nbytes)`` uint64 pairs per inner chunk, C order)."""
+def _shard_problems(path: Location, shard_shape: tuple[int, ...], inner: tuple[int, ...], config: dict,
+                    size: int | None = None) -> list[str]:  # fmt: skip
+    """Problems of one shard's index (spec: ``(offset, nbytes)`` uint64 pairs per inner chunk, C order);
+    ``size``: the shard's size when known."""
     if len(inner) != len(shard_shape) or min(inner, default=1) < 1:
         return [f"inner chunk shape {list(inner)} does not fit the shard {list(shard_shape)}"]
     if any(s % c for s, c in zip(shard_shape, inner, strict=True)):
@@ -85,15 +92,13 @@ def _shard_problems(path: Path, shard_shape: tuple[int, ...], inner: tuple[int, 
     n = math.prod(counts)
     checksum = 4 if "crc32c" in codecs else 0
     index_size = 16 * n + checksum
-    size = path.stat().st_size
+    if config.get("index_location", "end") == "start":
+        size = path.stat().st_size if size is None else size
+        raw = read_head(path, index_size)
+    else:
+        size, raw = read_tail(path, index_size, size)
     if size < index_size:
         return [f"{size} bytes, shorter than its index ({index_size} bytes)"]
-    with open(path, "rb") as handle:
-        if config.get("index_location", "end") == "start":
-            raw = handle.read(index_size)
-        else:
-            handle.seek(size - index_size)
-            raw = handle.read(index_size)
     if checksum and struct.unpack("<I", raw[-4:])[0] != _crc32c(raw[:-4]):
         return ["index checksum mismatch (the index is damaged)"]
     entries = np.frombuffer(raw[: 16 * n], dtype="<u8").reshape(n, 2)
@@ -113,15 +118,14 @@ ZARR_READ_ERRORS = (ValueError, RuntimeError, TypeError, KeyError, OSError, stru
 frame (``RuntimeError``), a chunk of the wrong size (``ValueError``), an unreadable file (``OSError``)."""
 
 
-def read_with_zarr(folder: Path, selection=Ellipsis) -> np.ndarray:
+def read_with_zarr(folder: Location, selection=Ellipsis) -> np.ndarray:
     """``selection`` of the array at ``folder`` through zarr-python; ``StoreError`` (the problem alone)
     when zarr cannot read or decode it (``chunk_problems`` must be checked first: zarr reads a missing
     chunk as the fill value)."""
     import zarr
-    from zarr.storage import LocalStore
 
     try:
-        array = zarr.open_array(store=LocalStore(folder, read_only=True), mode="r")
+        array = zarr.open_array(store=zarr_store(folder), mode="r")
         return np.asarray(array[selection])
     except ZARR_READ_ERRORS as error:
         raise StoreError(zarr_problem(error)) from error
@@ -139,7 +143,7 @@ def _short(error: BaseException, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + " ..."
 
 
-def check_array(root: Path, folder: Path, *, every_chunk: bool) -> dict:
+def check_array(root: Location, folder: Location, *, every_chunk: bool) -> dict:
     """The array's metadata once its chunks are all there (when ``every_chunk``); ``DamagedStoreError``
     naming the array and its first problem otherwise."""
     try:
@@ -153,7 +157,7 @@ def check_array(root: Path, folder: Path, *, every_chunk: bool) -> dict:
     return meta
 
 
-def read_array(root: Path, folder: Path, *, every_chunk: bool, selection=Ellipsis) -> np.ndarray:
+def read_array(root: Location, folder: Location, *, every_chunk: bool, selection=Ellipsis) -> np.ndarray:
     """``selection`` of a store's array, checked (``check_array`` before zarr reads it; a small whole array
     is read and checked by ``read_small_array``); ``DamagedStoreError`` naming the array and the problem."""
     try:

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from spinedata.errors import StoreError
+from spinedata.store.objectpath import Location, ObjectPath, prefetched, subfolders
+from spinedata.store.urls import store_location
 
 if TYPE_CHECKING:
     from zarr.codecs import BloscCodec
@@ -101,17 +103,21 @@ CHUNK_ALIGN = 8
 # --- reading the layout (shared by the reader and the writer) ---------------------------------------------
 
 
-def read_root_attrs(path: str | os.PathLike) -> dict:
-    """The root attributes of the store at ``path``; ``StoreError`` if it is not a spinedata store."""
-    root = Path(path)
+def read_root_attrs(path: str | os.PathLike | ObjectPath) -> dict:
+    """The root attributes of the store at ``path`` (a folder, or a URL: ``spinedata.store.urls``);
+    ``StoreError`` if it is not a spinedata store."""
+    root = store_location(path)
     meta = root / "zarr.json"
-    if not root.is_dir() or not meta.is_file():
-        raise StoreError(
-            f"no Zarr store at {str(root)!r} (expected a folder with zarr.json); create one with `spine ingest`"
-        )
     try:
-        attrs = json.loads(meta.read_text()).get("attributes", {})
-    except (OSError, ValueError) as error:
+        text = meta.read_text()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        where = "expected a folder with zarr.json" if isinstance(root, Path) else "no zarr.json there"
+        raise StoreError(f"no Zarr store at {str(root)!r} ({where}); create one with `spine ingest`") from None
+    except OSError as error:
+        raise StoreError(f"cannot read {meta}: {error}") from error
+    try:
+        attrs = json.loads(text).get("attributes", {})
+    except (ValueError, AttributeError) as error:
         raise StoreError(f"cannot read {meta}: {error}") from error
     version = attrs.get(FORMAT_KEY)
     if version is None:
@@ -124,22 +130,17 @@ def read_root_attrs(path: str | os.PathLike) -> dict:
     return attrs
 
 
-def complete_study_ids(root: str | os.PathLike) -> set[str]:
+def complete_study_ids(root: str | os.PathLike | ObjectPath) -> set[str]:
     """Ids of the studies under ``studies/`` whose ``complete`` attribute is true."""
-    studies = Path(root) / STUDIES
-    done = set()
-    if not studies.is_dir():
-        return done
-    for entry in os.scandir(studies):
-        if entry.is_dir() and is_complete(Path(entry.path)):
-            done.add(entry.name)
-    return done
+    folders = subfolders(store_location(root) / STUDIES)
+    with prefetched([folder / "zarr.json" for _, folder in folders]):  # a store at a URL: all at once
+        return {name for name, folder in folders if is_complete(folder)}
 
 
-def is_complete(study_dir: Path) -> bool:
+def is_complete(study_dir: Location) -> bool:
     """Whether the study folder's ``complete`` attribute is true (it is written last)."""
     try:
         attrs = json.loads((study_dir / "zarr.json").read_text()).get("attributes", {})
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):
         return False
     return attrs.get(COMPLETE) is True

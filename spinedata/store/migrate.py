@@ -10,11 +10,12 @@ import json
 import os
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 from spinedata.errors import StoreError
 from spinedata.store import layout as L
 from spinedata.store.ngff import with_ngff
+from spinedata.store.objectpath import Location, ObjectPath, subfolders
+from spinedata.store.urls import store_location
 from spinedata.store.writer import IngestLock
 
 
@@ -27,16 +28,20 @@ class NgffReport:
     written: int = 0
 
 
-def _read_json(path: Path) -> dict:
+def _read_json(path: Location) -> dict:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise StoreError(f"cannot read {path}: {error}") from error
 
 
-def _replace_json(path: Path, document: dict) -> None:
+def _replace_json(path: Location, document: dict) -> None:
     """Write ``document`` (as ``fastwrite`` writes metadata) to a new file and rename it over ``path``: a
-    reader sees the old or the new metadata, never a part."""
+    reader sees the old or the new metadata, never a part. (An object of a store at a URL is replaced
+    whole by one put.)"""
+    if isinstance(path, ObjectPath):
+        path.write_bytes(json.dumps(document, allow_nan=False).encode())
+        return
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
     try:
         with open(temporary, "wb") as handle:
@@ -48,23 +53,25 @@ def _replace_json(path: Path, document: dict) -> None:
         temporary.unlink(missing_ok=True)
 
 
-def _is_group(folder: Path) -> bool:
+def _is_group(folder: Location) -> bool:
     try:
         return json.loads((folder / "zarr.json").read_text()).get("node_type") == "group"
     except (OSError, ValueError):
         return False
 
 
-def stack_folders(study_dir: Path) -> list[tuple[str, str, Path]]:
+def stack_folders(study_dir: Location) -> list[tuple[str, str, Location]]:
     """``(series_id, k, folder)`` of every stack group of a study, in a stable order."""
     out = []
-    for series in sorted(p for p in study_dir.iterdir() if p.is_dir() and _is_group(p)):
-        keys = sorted((p for p in series.iterdir() if p.name.isdigit() and _is_group(p)), key=lambda p: int(p.name))
-        out.extend((series.name, k.name, k) for k in keys)
+    for name, series in sorted(subfolders(study_dir), key=lambda item: item[0]):
+        if not _is_group(series):
+            continue
+        keys = sorted(((k, p) for k, p in subfolders(series) if k.isdigit() and _is_group(p)), key=lambda i: int(i[0]))
+        out.extend((name, k, p) for k, p in keys)
     return out
 
 
-def add_ngff(store: str | os.PathLike) -> NgffReport:
+def add_ngff(store: str | os.PathLike | ObjectPath) -> NgffReport:
     """Write the NGFF metadata into every stack of the complete studies of ``store`` (in place).
 
     Each stack group's ``zarr.json`` is replaced whole (write, then rename), only where its NGFF metadata
@@ -72,7 +79,7 @@ def add_ngff(store: str | os.PathLike) -> NgffReport:
     and changes nothing more. Holds the store's ``IngestLock``: refuses a store another ingest is writing.
     Formats 1 and 2 are both migrated; the format stays as it was (the NGFF attributes change no array).
     """
-    root = Path(store)
+    root = store_location(store, writing=True)
     L.read_root_attrs(root)
     report = NgffReport()
     with IngestLock(root):

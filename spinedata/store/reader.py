@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,8 +18,10 @@ from spinedata.labels import LABEL_COLUMNS, TARGET_COLUMNS, empty_labels, empty_
 from spinedata.store import layout as L
 from spinedata.store.integrity import ZARR_READ_ERRORS, check_array, damaged, read_array, zarr_problem
 from spinedata.store.layout import complete_study_ids, read_root_attrs
+from spinedata.store.objectpath import Location, ObjectPath, prefetched, subfolders, zarr_store
 from spinedata.store.scaling import ADD_OFFSET, SCALE_FACTOR, decode_scaled
 from spinedata.store.tables import COLUMNS_ATTR
+from spinedata.store.urls import store_location
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,7 +37,7 @@ def _sort_key(study_id: str) -> tuple:
     return (0, int(study_id), "") if study_id.isdigit() else (1, 0, study_id)
 
 
-def _metadata(folder: Path) -> dict:
+def _metadata(folder: Location) -> dict:
     """The ``zarr.json`` of a node (``{}`` when there is none)."""
     try:
         return json.loads((folder / "zarr.json").read_text())
@@ -44,25 +47,30 @@ def _metadata(folder: Path) -> dict:
         raise StoreError(f"cannot read {folder / 'zarr.json'}: {error}") from error
 
 
-def _attributes(folder: Path) -> dict:
+def _attributes(folder: Location) -> dict:
     """A node's attributes, read from its ``zarr.json`` (groups are plain JSON; arrays go through zarr)."""
     return _metadata(folder).get("attributes", {})
 
 
-def _child_groups(folder: Path) -> list[str]:
+def _group_children(folder: Location) -> dict[str, dict]:
+    """The child groups of a group folder: name -> attributes (each ``zarr.json`` read once; a store at a
+    URL fetches them at once)."""
+    children = subfolders(folder)
+    with prefetched([child / "zarr.json" for _, child in children]):
+        metadata = {name: _metadata(child) for name, child in children}
+    return {name: meta.get("attributes", {}) for name, meta in metadata.items() if meta.get("node_type") == "group"}
+
+
+def _child_groups(folder: Location) -> list[str]:
     """Names of the child groups of a group folder."""
-    return [
-        entry.name
-        for entry in os.scandir(folder)
-        if entry.is_dir() and _metadata(Path(entry.path)).get("node_type") == "group"
-    ]
+    return list(_group_children(folder))
 
 
 class Stack:
     """One stack of a series: a regular ``(slice,row,col)`` grid with its geometry (LPS mm)."""
 
     def __init__(
-        self, store_root: Path, study_id: str, series_id: str, index: int, attrs: dict, *, checked: bool = True,
+        self, store_root: Location, study_id: str, series_id: str, index: int, attrs: dict, *, checked: bool = True,
         chunks=None,
     ):  # fmt: skip
         self.store_root = store_root
@@ -82,12 +90,11 @@ class Stack:
     def _image(self) -> zarr.Array:
         """The image array, opened once its chunks are known to be all there (``DamagedStoreError``)."""
         import zarr
-        from zarr.storage import LocalStore
 
         folder = self.store_root / self.path / L.IMAGE
         check_array(self.store_root, folder, every_chunk=self.checked)
         try:
-            return zarr.open_array(LocalStore(folder, read_only=True), mode="r")
+            return zarr.open_array(zarr_store(folder), mode="r")
         except ZARR_READ_ERRORS as error:
             raise damaged(self.store_root, folder, zarr_problem(error)) from error
 
@@ -97,10 +104,13 @@ class Stack:
     @cached_property
     def geometry(self) -> StackGeometry:
         """The stack's ``StackGeometry`` (affine, real per-slice positions, instance numbers, flags)."""
-        positions, instance_numbers = (
-            read_array(self.store_root, self.store_root / self.path / name, every_chunk=self.checked)
-            for name in (L.POSITION, L.INSTANCE_NUMBER)
-        )
+        folder = self.store_root / self.path
+        names = (L.POSITION, L.INSTANCE_NUMBER)
+        # small single-chunk arrays (c.0.0 and c.0): a store at a URL fetches the four objects at once
+        with prefetched([folder / n / f for n, c in zip(names, ("c.0.0", "c.0"), strict=True) for f in ("zarr.json", c)]):
+            positions, instance_numbers = (
+                read_array(self.store_root, folder / name, every_chunk=self.checked) for name in names
+            )
         return StackGeometry.from_attrs(self.attrs, positions, instance_numbers)
 
     @cached_property
@@ -116,7 +126,9 @@ class Stack:
 
         _ = self._image  # every chunk there
 
-        ds = xr.open_zarr(str(self.store_root), group=self.path, consolidated=False, chunks=self.chunks)
+        root = self.store_root
+        store = str(root) if isinstance(root, Path) else zarr_store(root)
+        ds = xr.open_zarr(store, group=self.path, consolidated=False, chunks=self.chunks)
         return ds[L.IMAGE]
 
     @property
@@ -220,17 +232,19 @@ class Stack:
 class Series:
     """One DICOM series of a study: description, role and its stacks."""
 
-    def __init__(self, store_root: Path, study_id: str, series_id: str, *, checked: bool = True, chunks=None):
+    def __init__(self, store_root: Location, study_id: str, series_id: str, *, checked: bool = True,
+                 attrs: dict | None = None, chunks=None):  # fmt: skip
         folder = store_root / L.STUDIES / check_id("study id", study_id) / check_id("series id", series_id)
-        attrs = _attributes(folder)
+        attrs = _attributes(folder) if attrs is None else attrs
         self.series_id = series_id
         self.study_id = study_id
         self.description: str = attrs.get("description", "")
         self.role: str | None = attrs.get("role")
         self.series_instance_uid: str = attrs.get("SeriesInstanceUID", "")
-        keys = sorted((k for k in _child_groups(folder) if k.isdigit()), key=int)
+        children = _group_children(folder)
+        keys = sorted((k for k in children if k.isdigit()), key=int)
         self.stacks: list[Stack] = [
-            Stack(store_root, study_id, series_id, int(k), _attributes(folder / k), checked=checked, chunks=chunks)
+            Stack(store_root, study_id, series_id, int(k), children[k], checked=checked, chunks=chunks)
             for k in keys
         ]
 
@@ -249,14 +263,15 @@ class Series:
 class Study:
     """One complete study: its series (``dict`` series id -> Series) and ingest warnings."""
 
-    def __init__(self, store_root: Path, study_id: str, *, checked: bool = True, chunks=None):
+    def __init__(self, store_root: Location, study_id: str, *, checked: bool = True, chunks=None):
         self.study_id = check_id("study id", study_id)
         self.path = f"{L.STUDIES}/{study_id}"
         folder = store_root / self.path
         self.warnings: list[str] = list(_attributes(folder).get(L.WARNINGS, []))
+        children = _group_children(folder)
         self.series: dict[str, Series] = {
-            sid: Series(store_root, study_id, sid, checked=checked, chunks=chunks)
-            for sid in sorted(_child_groups(folder), key=_sort_key)
+            sid: Series(store_root, study_id, sid, checked=checked, attrs=children[sid], chunks=chunks)
+            for sid in sorted(children, key=_sort_key)
         }
 
     def __repr__(self) -> str:
@@ -268,10 +283,12 @@ class Study:
 
 
 class Dataset:
-    """A spinedata store opened for reading. ``study_ids`` is a snapshot taken at first use."""
+    """A spinedata store opened for reading. ``study_ids`` is a snapshot taken at first use. ``path`` is a
+    ``Path``, or an ``ObjectPath`` for a store at a URL (``spinedata.store.urls``)."""
 
-    def __init__(self, path: str | os.PathLike, *, chunks=None):
-        self.path = Path(path)
+    def __init__(self, path: str | os.PathLike | ObjectPath, storage_options: Mapping[str, Any] | None = None,
+                 *, chunks=None):  # fmt: skip
+        self.path = store_location(path, storage_options)
         self.chunks = _dask_chunks(chunks)
         """None, or the chunks of every ``Stack.image`` (Dask-backed; see ``open_dataset``)."""
         self.attrs = read_root_attrs(self.path)
@@ -333,9 +350,11 @@ class Dataset:
         if not isinstance(columns, list):
             raise StoreError(f"group {name!r} of {str(self.path)!r} is not a spinedata table (no {COLUMNS_ATTR!r})")
         data = {}
-        for column in map(str, columns):
-            values = read_array(self.path, folder / column, every_chunk=self.checksums)
-            data[column] = values.astype(object) if values.dtype.kind == "T" else values  # Zarr v3 strings
+        # a table's columns are small single-chunk arrays (``c.0``): a store at a URL fetches them at once
+        with prefetched([folder / str(c) / name for c in columns for name in ("zarr.json", "c.0")]):
+            for column in map(str, columns):
+                values = read_array(self.path, folder / column, every_chunk=self.checksums)
+                data[column] = values.astype(object) if values.dtype.kind == "T" else values  # Zarr v3 strings
         return pd.DataFrame(data, columns=columns)
 
     @cached_property
@@ -373,12 +392,16 @@ def _dask_chunks(chunks):
     return chunks
 
 
-def open_dataset(path: str | os.PathLike, *, chunks=None) -> Dataset:
-    """Open a spinedata store for reading; ``StoreError`` for a missing or unknown store.
+def open_dataset(path: str | os.PathLike, storage_options: Mapping[str, Any] | None = None, *,
+                 chunks=None) -> Dataset:  # fmt: skip
+    """Open a spinedata store for reading: a folder, or a URL (``s3://bucket/x.zarr``, ``gs://``, ``file://``,
+    ``memory://``, ``zip:///x.zip``; the ``cloud`` extra) whose credentials and endpoint come from the
+    environment (``AWS_ENDPOINT_URL``, ...) or ``storage_options`` (passed to fsspec). ``StoreError`` (one
+    line) for a missing or unknown store, or a URL that cannot be reached.
 
     ``chunks``: None (default) reads each ``Stack.image`` on access; otherwise every ``Stack.image`` is
     backed by a Dask array (lazy, read in parallel by Dask's scheduler, or a ``distributed`` cluster whose
     workers see the store), with the chunks xarray's ``open_zarr`` takes: ``{}`` the store's own chunks,
     ``"auto"``, or a size per dimension (``{"slice": 4}``). Values, coords, attrs and the stack's geometry are
     the same either way. Needs the dask extra."""
-    return Dataset(path, chunks=chunks)
+    return Dataset(path, storage_options, chunks=chunks)

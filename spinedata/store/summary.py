@@ -10,6 +10,7 @@ from spinedata.labels import empty_labels
 from spinedata.roles import plane_from_orientation
 from spinedata.store.integrity import DamagedStoreError, chunk_problems
 from spinedata.store.layout import STUDIES
+from spinedata.store.objectpath import Location, subfolders
 from spinedata.store.reader import Dataset, Study
 
 ROLE_SHORT = {ROLE_SAG_T1: "sag T1", ROLE_SAG_T2: "sag T2/STIR", ROLE_AXIAL_T2: "ax T2"}
@@ -45,8 +46,7 @@ def missing_pieces(dataset: Dataset) -> dict[str, list[str]]:
         return {}
     out: dict[str, list[str]] = {}
     for study_id in dataset.study_ids:
-        for folder in sorted((dataset.path / STUDIES / study_id).glob("*/*/*/zarr.json")):
-            array = folder.parent
+        for array in _arrays(dataset.path / STUDIES / study_id):
             try:
                 problems = chunk_problems(array)
             except StoreError as error:
@@ -55,6 +55,16 @@ def missing_pieces(dataset: Dataset) -> dict[str, list[str]]:
                 relative = array.relative_to(dataset.path).as_posix()
                 out.setdefault(study_id, []).extend(f"{relative}: {p}" for p in problems)
     return out
+
+
+def _arrays(study: Location) -> list[Location]:
+    """The folders at ``<series>/<k>/<array>`` of a study folder that hold a ``zarr.json``, in order."""
+    found = []
+    for _, series in sorted(subfolders(study), key=lambda item: item[0]):
+        for _, stack in sorted(subfolders(series), key=lambda item: item[0]):
+            found += [array for _, array in sorted(subfolders(stack), key=lambda item: item[0])
+                      if (array / "zarr.json").is_file()]  # fmt: skip
+    return found
 
 
 def dataset_summary(dataset: Dataset) -> pd.DataFrame:

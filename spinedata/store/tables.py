@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from spinedata.errors import StoreError
-from spinedata.store.fastwrite import write_array, write_group
+from spinedata.store.fastwrite import array_files, group_document, write_array, write_group
 from spinedata.store.layout import STAGING
+from spinedata.store.objectpath import ObjectPath, put_many
+from spinedata.store.urls import store_location
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -49,13 +51,22 @@ def write_table(folder: Path, frame: Mapping, dim: str, attrs: dict | None = Non
                     dimension_names=(dim,))  # fmt: skip
 
 
-def replace_table(root_path: str | os.PathLike, name: str, frame: Mapping, dim: str, attrs=None) -> None:
+def replace_table(root_path: str | os.PathLike | ObjectPath, name: str, frame: Mapping, dim: str, attrs=None) -> None:
     """Write ``frame`` as group ``name`` of the store at ``root_path``, replacing any previous one.
 
     The new table is written under the store's staging folder and renamed into place, so a reader sees
     either the old or the new table, or (for an instant) none, never a half-written one.
+
+    On a store at a URL (no rename) the group's ``zarr.json`` goes first and comes back last: the old one is
+    deleted, then the old columns, the new columns are put, and the group's ``zarr.json`` is written. A
+    reader that opens the table meanwhile finds none ("not written"); one that had opened the old table
+    just before may read a column that is already gone, and gets an error, or (should both tables have as
+    many rows) a new column beside an old one: read tables while no ingest writes the store.
     """
-    root = Path(root_path)
+    root = store_location(root_path, writing=True)
+    if isinstance(root, ObjectPath):
+        _replace_remote(root / name, frame, dim, attrs)
+        return
     staging = root / STAGING / f"{name}.{uuid.uuid4().hex[:8]}"
     write_table(staging, frame, dim, attrs)
     target = root / name
@@ -64,6 +75,20 @@ def replace_table(root_path: str | os.PathLike, name: str, frame: Mapping, dim: 
         os.rename(target, trash)
     os.rename(staging, target)
     shutil.rmtree(trash, ignore_errors=True)
+
+
+def _replace_remote(target: ObjectPath, frame: Mapping, dim: str, attrs: dict | None) -> None:
+    (target / "zarr.json").unlink(missing_ok=True)
+    target.remove_tree()
+    columns = [str(c) for c in frame.keys()]
+    n = len(frame[next(iter(frame.keys()))]) if columns else 0
+    objects = {
+        target / str(column) / file: payload
+        for column in frame.keys()
+        for file, payload in array_files(_column_array(frame[column]), chunks=(max(n, 1),), dimension_names=(dim,))
+    }
+    put_many(objects)
+    (target / "zarr.json").write_bytes(group_document({COLUMNS_ATTR: columns, **(attrs or {})}))
 
 
 def read_table(group: zarr.Group) -> pd.DataFrame:

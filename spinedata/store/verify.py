@@ -8,9 +8,9 @@ stack's geometry is rebuilt from its attributes and arrays, and its image must h
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any
 
 from spinedata.errors import SpineError, StoreError
 from spinedata.geometry import StackGeometry
@@ -18,6 +18,7 @@ from spinedata.store import layout as L
 from spinedata.store.arraymeta import array_metadata, has_checksums
 from spinedata.store.integrity import chunk_problems, read_with_zarr
 from spinedata.store.layout import is_complete
+from spinedata.store.objectpath import Location, ObjectPath, subfolders
 from spinedata.store.reader import Dataset, _attributes, _child_groups
 from spinedata.store.tables import COLUMNS_ATTR
 
@@ -48,7 +49,7 @@ class VerifyReport:
         }  # fmt: skip
 
 
-def check_array_whole(folder: Path, *, every_chunk: bool) -> tuple[list[str], dict | None]:
+def check_array_whole(folder: Location, *, every_chunk: bool) -> tuple[list[str], dict | None]:
     """``(problems, metadata)`` of one array: missing chunks (when ``every_chunk``), then, if none, every
     chunk decoded (checksums verified)."""
     try:
@@ -61,9 +62,11 @@ def check_array_whole(folder: Path, *, every_chunk: bool) -> tuple[list[str], di
     return problems, meta
 
 
-def verify_store(path: str | os.PathLike, progress: Callable[[str], None] | None = None) -> VerifyReport:
-    """Check every array of every complete study and of the tables; see ``VerifyReport``."""
-    dataset = Dataset(path)
+def verify_store(path: str | os.PathLike | ObjectPath, progress: Callable[[str], None] | None = None,
+                 storage_options: Mapping[str, Any] | None = None) -> VerifyReport:  # fmt: skip
+    """Check every array of every complete study and of the tables (a local store or one at a URL); see
+    ``VerifyReport``."""
+    dataset = Dataset(path, storage_options)
     root = dataset.path
     report = VerifyReport(str(root), dataset.format, dataset.checksums)
     if not dataset.checksums:
@@ -73,7 +76,7 @@ def verify_store(path: str | os.PathLike, progress: Callable[[str], None] | None
         )
     unchecked: set[str] = set()
 
-    def check(key: str, folder: Path) -> dict | None:
+    def check(key: str, folder: Location) -> dict | None:
         problems, meta = check_array_whole(folder, every_chunk=dataset.checksums)
         report.arrays += 1
         relative = folder.relative_to(root).as_posix()
@@ -121,11 +124,7 @@ def verify_store(path: str | os.PathLike, progress: Callable[[str], None] | None
             check(name, folder / column)
         if not report.damage.get(name):
             report.damage.pop(name, None)
-    incomplete = sorted(
-        entry.name
-        for entry in os.scandir(root / L.STUDIES)
-        if entry.is_dir() and not is_complete(Path(entry.path))
-    ) if (root / L.STUDIES).is_dir() else []  # fmt: skip
+    incomplete = sorted(name for name, folder in subfolders(root / L.STUDIES) if not is_complete(folder))
     if incomplete:
         report.notes.append(
             f"{len(incomplete)} incomplete studies (not read; the next `spine ingest` removes them): "
@@ -138,7 +137,7 @@ def verify_store(path: str | os.PathLike, progress: Callable[[str], None] | None
     return report
 
 
-def _check_stack(root: Path, study_id: str, folder: Path, check, report: VerifyReport) -> None:
+def _check_stack(root: Location, study_id: str, folder: Location, check, report: VerifyReport) -> None:
     """The three arrays of one stack, its geometry and its image's shape."""
     metas = {name: check(study_id, folder / name) for name in STACK_ARRAYS}
     relative = folder.relative_to(root).as_posix()

@@ -5,16 +5,24 @@ A study is written by one process into ``.staging/<study_id>.<random>/`` as a Za
 system). Readers list only studies under ``studies/`` whose ``complete`` is true, so an interrupted
 writer (even ``kill -9``) leaves at most a staging folder that the next run removes.
 
+A store at a URL (an object store: no rename) gets the same promise another way: a study's objects are
+written in place under ``studies/<study_id>/``, and its own ``zarr.json`` (with ``complete: true``) only
+after every other object of the study is stored, so a reader either finds that marker, and with it the
+whole study, or no study. The lock is an object created by a conditional put (``If-None-Match: *``).
+
 
 ``complete_study_ids`` and ``read_root_attrs`` (shared with the reader) live in ``spinedata.store.layout``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import hashlib
 import os
 import shutil
 import socket
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -25,18 +33,22 @@ from spinedata.geometry import StackGeometry
 from spinedata.ids import check_id
 from spinedata.store import layout as L
 from spinedata.store._fast import write_array, write_group
+from spinedata.store.fastwrite import array_files, group_document
 from spinedata.store.layout import is_complete, read_root_attrs
 from spinedata.store.ngff import with_ngff
+from spinedata.store.objectpath import Location, ObjectPath, put_many, subfolders
 from spinedata.store.scaling import ADD_OFFSET, SCALE_FACTOR
+from spinedata.store.urls import store_location
 
 
-def create_or_open_store(path: str | os.PathLike, *, split: str, source: str) -> Path:
-    """Create a new store at ``path`` (root attributes, ``studies`` group) or check an existing one.
+def create_or_open_store(path: str | os.PathLike | ObjectPath, *, split: str, source: str) -> Location:
+    """Create a new store at ``path`` (a folder or a URL; root attributes, ``studies`` group) or check an
+    existing one.
 
-    An existing store must be a spinedata store of the same ``split``; a non-empty folder that is not a
-    store is refused rather than written into.
+    An existing store must be a spinedata store of the same ``split``; a non-empty folder (or key prefix)
+    that is not a store is refused rather than written into.
     """
-    root = Path(path)
+    root = store_location(path, writing=True)
     if root.exists():
         if (root / "zarr.json").is_file():
             attrs = read_root_attrs(root)
@@ -70,10 +82,15 @@ class IngestLock:
     lock. A lock whose process is gone (same host, no such pid) is taken over; the check and the takeover
     run under ``flock`` on the store's folder, so of several processes finding one stale lock exactly one
     replaces it (a lock of another host is never taken over: its process cannot be checked from here).
+
+    On a store at a URL the lock is an object created whole by a conditional put (``If-None-Match: *``,
+    fsspec's ``mode="create"``), which fails when the object exists; it is read back to catch a backend
+    whose exclusive create is not atomic. A stale lock of this host is replaced under ``flock`` on a file
+    of this host's temporary folder named after the store's URL.
     """
 
-    def __init__(self, root: str | os.PathLike):
-        self.root = Path(root)
+    def __init__(self, root: str | os.PathLike | ObjectPath):
+        self.root = store_location(root, writing=True)
         self.path = self.root / L.LOCK_FILE
         self.owner = f"{socket.gethostname()} {os.getpid()} {uuid.uuid4().hex}"
 
@@ -102,6 +119,12 @@ class IngestLock:
 
     def _link(self) -> bool:
         """Create the lock file whole, holding ``owner``; False when a lock exists."""
+        if isinstance(self.path, ObjectPath):
+            if not self.path.create_exclusive(self.owner.encode()):
+                return False
+            if self._holder() != self.owner:
+                raise StoreError(f"could not take the lock {self.path}: another ingest wrote it at the same time")
+            return True
         temporary = self.root / f"{L.LOCK_FILE}.{uuid.uuid4().hex}"
         temporary.write_text(self.owner)
         try:
@@ -115,7 +138,7 @@ class IngestLock:
     def __enter__(self) -> IngestLock:
         if self._link():
             return self
-        with _folder_flock(self.root):
+        with _folder_flock(_flock_path(self.root)):
             holder = self._holder()
             if holder is not None and self._alive(holder):
                 raise StoreError(
@@ -133,8 +156,19 @@ class IngestLock:
             self.path.unlink(missing_ok=True)
 
 
+def _flock_path(root: Location) -> Path:
+    """What ``flock`` holds while a stale lock is replaced: the store's folder, or for a store at a URL a
+    file of this host's temporary folder named after the URL (only this host's processes take over a lock
+    of this host, so they need queue only among themselves)."""
+    if isinstance(root, Path):
+        return root
+    digest = hashlib.sha256(str(root).encode()).hexdigest()[:24]
+    return Path(tempfile.gettempdir()) / f"spine-ingest-lock-{digest}"
+
+
 class _folder_flock:
-    """``flock`` (exclusive, blocking) on a folder while inside; processes of one host queue on it."""
+    """``flock`` (exclusive, blocking) on a folder (or a file, made when missing) while inside; processes
+    of one host queue on it."""
 
     def __init__(self, folder: Path):
         self.folder = folder
@@ -142,17 +176,26 @@ class _folder_flock:
     def __enter__(self) -> None:
         import fcntl
 
-        self.fd = os.open(self.folder, os.O_RDONLY)
+        flags = os.O_RDONLY if self.folder.is_dir() else os.O_RDONLY | os.O_CREAT
+        self.fd = os.open(self.folder, flags, 0o600)
         fcntl.flock(self.fd, fcntl.LOCK_EX)
 
     def __exit__(self, *exc) -> None:
         os.close(self.fd)  # releases the flock
 
 
-def clean_stale(root: str | os.PathLike) -> list[str]:
+def clean_stale(root: str | os.PathLike | ObjectPath) -> list[str]:
     """Remove what an interrupted run left (staging folders, studies without ``complete``); return their
-    store-relative paths. Call only while holding the ``IngestLock``."""
-    root = Path(root)
+    store-relative paths. Call only while holding the ``IngestLock``. On a store at a URL a study without
+    its marker is a key prefix holding some of its objects: they are deleted."""
+    root = store_location(root, writing=True)
+    if isinstance(root, ObjectPath):
+        removed = []
+        for name, folder in sorted(subfolders(root / L.STUDIES)):
+            if not is_complete(folder):
+                folder.remove_tree()
+                removed.append(f"{L.STUDIES}/{name}")
+        return removed
     removed = []
     staging = root / L.STAGING
     if staging.is_dir():
@@ -171,9 +214,13 @@ def clean_stale(root: str | os.PathLike) -> list[str]:
     return removed
 
 
-def remove_empty_staging(root: str | os.PathLike) -> None:
-    """Remove ``.staging/`` when no study is left in it (a finished ingest leaves no stray folder)."""
-    staging = Path(root) / L.STAGING
+def remove_empty_staging(root: str | os.PathLike | ObjectPath) -> None:
+    """Remove ``.staging/`` when no study is left in it (a finished ingest leaves no stray folder); a store
+    at a URL has none."""
+    root = store_location(root)
+    if isinstance(root, ObjectPath):
+        return
+    staging = root / L.STAGING
     try:
         staging.rmdir()
     except FileNotFoundError:
@@ -188,16 +235,30 @@ class StudyWriter:
 
     Use as a context manager: leaving it without ``commit`` (an error) removes the staged study. Nodes are
     written with ``fastwrite`` (plain Zarr v3 files; zarr-python reads them back).
+
+    On a store at a URL there is no staging folder: the study's objects go to their final keys
+    (``studies/<id>/...``; each stack's objects together, concurrently), any leftover of an interrupted
+    writer of the study removed first, and ``commit`` writes the study's ``zarr.json`` last: the study
+    exists for readers from that one put on.
     """
 
-    def __init__(self, root: str | os.PathLike, study_id: str):
-        self.root = Path(root)
+    def __init__(self, root: str | os.PathLike | ObjectPath, study_id: str):
+        self.root = store_location(root, writing=True)
         self.study_id = check_id("study id", study_id)
         self.final = self.root / L.STUDIES / study_id
-        self.staging = self.root / L.STAGING / f"{study_id}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
-        self.staging.mkdir(parents=True)
         self.attrs: dict = {"study_id": study_id, L.COMPLETE: False}
-        write_group(self.staging, self.attrs)
+        self.remote = isinstance(self.root, ObjectPath)
+        self._pending: dict[ObjectPath, bytes] = {}
+        self._committed = False
+        if self.remote:
+            if is_complete(self.final):
+                raise StoreError(f"study {self.study_id!r} is already complete in {self.root}; not overwriting it")
+            self.final.remove_tree()
+            self.staging = self.final
+        else:
+            self.staging = self.root / L.STAGING / f"{study_id}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+            self.staging.mkdir(parents=True)
+            write_group(self.staging, self.attrs)
         self.n_stacks = 0
         self._stacks: dict[str, int] = {}
 
@@ -205,14 +266,35 @@ class StudyWriter:
         return self
 
     def __exit__(self, *exc) -> None:
-        shutil.rmtree(self.staging, ignore_errors=True)
+        if not self.remote:
+            shutil.rmtree(self.staging, ignore_errors=True)
+        elif not self._committed:  # best effort: what stays is removed by the next run's clean_stale
+            with contextlib.suppress(StoreError):
+                self.final.remove_tree()
+
+    def _group(self, folder: Location, attributes: dict) -> Location:
+        if self.remote:
+            self._pending[folder / "zarr.json"] = group_document(attributes)
+            return folder
+        return write_group(folder, attributes)
+
+    def _array(self, folder: Location, data: np.ndarray, **options) -> None:
+        if self.remote:
+            self._pending.update((folder / name, payload) for name, payload in array_files(data, **options))
+        else:
+            write_array(folder, data, **options)
+
+    def _flush(self) -> None:
+        """Put the objects written so far (a store at a URL), all at once."""
+        pending, self._pending = self._pending, {}
+        put_many(pending)
 
     def add_series(self, series_id: str, *, description: str, role: str | None, series_uid: str) -> None:
         """Create the group of one series (before its stacks)."""
         check_id("series id", series_id)
         if series_id in self._stacks:
             raise StoreError(f"series {series_id!r} written twice in study {self.study_id!r}")
-        write_group(
+        self._group(
             self.staging / series_id, {"description": description, "role": role, "SeriesInstanceUID": series_uid}
         )
         self._stacks[series_id] = 0
@@ -235,11 +317,11 @@ class StudyWriter:
         # the group is also an NGFF 0.5 image of its ``image`` array (spinedata.store.ngff); the array keeps
         # the plain geometry attributes
         name = f"{self.study_id}/{series_id}/{k}"
-        folder = write_group(self.staging / series_id / str(k), with_ngff(attrs, name))
+        folder = self._group(self.staging / series_id / str(k), with_ngff(attrs, name))
         image_attrs = {**attrs, "coordinates": L.INSTANCE_NUMBER}
         if rescale is not None:
             image_attrs.update({SCALE_FACTOR: float(rescale[0]), ADD_OFFSET: float(rescale[1])})
-        write_array(
+        self._array(
             folder / L.IMAGE,
             image,
             chunks=L.image_chunks(image.shape),
@@ -249,19 +331,26 @@ class StudyWriter:
             shard=L.IMAGE_SHARDED,
         )
         n = image.shape[0]
-        write_array(folder / L.INSTANCE_NUMBER, np.asarray(geometry.instance_numbers, np.int64), chunks=(n,),
+        self._array(folder / L.INSTANCE_NUMBER, np.asarray(geometry.instance_numbers, np.int64), chunks=(n,),
                     dimension_names=L.IMAGE_DIMS[:1])  # fmt: skip
-        write_array(folder / L.POSITION, np.asarray(geometry.positions, np.float64), chunks=(n, 3),
+        self._array(folder / L.POSITION, np.asarray(geometry.positions, np.float64), chunks=(n, 3),
                     dimension_names=L.POSITION_DIMS)  # fmt: skip
+        self._flush()
         self._stacks[series_id] = k + 1
         self.n_stacks += 1
         return k
 
-    def commit(self, warnings: list[str] | tuple[str, ...] = (), **attributes) -> Path:
+    def commit(self, warnings: list[str] | tuple[str, ...] = (), **attributes) -> Location:
         """Mark the study complete (with its warnings and any extra JSON-able ``attributes``) and rename it
-        into ``studies/``; an incomplete leftover of the same id is replaced."""
+        into ``studies/``; an incomplete leftover of the same id is replaced. On a store at a URL: every
+        object of the study is stored, then its ``zarr.json`` (the marker) is written."""
         self.attrs.update(attributes)
         self.attrs.update({L.WARNINGS: list(warnings), L.COMPLETE: True})
+        if self.remote:
+            self._flush()
+            (self.final / "zarr.json").write_bytes(group_document(self.attrs))
+            self._committed = True
+            return self.final
         write_group(self.staging, self.attrs)
         if self.final.exists():
             if is_complete(self.final):

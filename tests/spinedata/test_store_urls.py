@@ -1,0 +1,220 @@
+"""Stores at URLs (issue #18, "Any store URL"): ``s3://`` against a local S3 server (moto's, real HTTP),
+``file://``, ``memory://`` and ``zip://`` (read-only), read through ``open_dataset(URL)`` and written by
+``ingest``; an interrupted S3 ingest resumes; the lock holds on S3."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spinedata.errors import StoreError
+from spinedata.ingest import ingest
+from spinedata.store import create_or_open_store, open_dataset
+from spinedata.store.urls import store_location
+from spinedata.store.verify import verify_store
+from spinedata.store.writer import IngestLock
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def local_files(root: Path) -> dict[str, bytes]:
+    """Every file of a local store, by store-relative path."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def stored_objects(url: str) -> dict[str, bytes]:
+    """Every object of a store at a URL, by store-relative key (read with fsspec, not with spinedata)."""
+    import fsspec
+
+    fs, base = fsspec.url_to_fs(url, use_listings_cache=False)
+    return {path[len(base):].lstrip("/"): fs.cat_file(path) for path in sorted(fs.find(base))}
+
+
+def copy_store(root: Path, url: str) -> None:
+    """Put every file of a local store as an object under ``url``."""
+    import fsspec
+
+    fs, base = fsspec.url_to_fs(url)
+    fs.pipe({f"{base}/{key}": data for key, data in local_files(root).items()})
+
+
+def assert_same_store(expected, actual) -> None:
+    """The same studies, series, stacks (pixels, geometry, attributes), labels and targets."""
+    assert actual.attrs == expected.attrs and actual.study_ids == expected.study_ids
+    for study_id in expected.study_ids:
+        a, b = expected.study(study_id), actual.study(study_id)
+        assert list(b.series) == list(a.series) and b.warnings == a.warnings
+        for series_id, series in a.series.items():
+            other = b.series[series_id]
+            assert (other.description, other.role, len(other.stacks)) == (series.description, series.role,
+                                                                            len(series.stacks))  # fmt: skip
+            for x, y in zip(series.stacks, other.stacks, strict=True):
+                np.testing.assert_array_equal(y.read(), x.read())
+                np.testing.assert_array_equal(y.affine, x.affine)
+                np.testing.assert_array_equal(y.positions, x.positions)
+                np.testing.assert_array_equal(y.instance_numbers, x.instance_numbers)
+                assert y.attrs == x.attrs and y.flags == x.flags
+    assert actual.labels.equals(expected.labels) and actual.targets.equals(expected.targets)
+
+
+def test_an_s3_ingest_is_the_local_ingest_object_for_file(synth_dataset, synth_store, s3_bucket):
+    url = f"s3://{s3_bucket}/train.zarr"
+    result = ingest(synth_dataset, url, workers=2)
+    assert (result.n_written, result.n_complete, str(result.store)) == (3, 3, url)
+    assert str(result.report) == f"{url}/ingest_report.csv"
+    # every zarr.json, chunk and shard (and the report) byte for byte; no lock or staging left behind
+    assert stored_objects(url) == local_files(synth_store)
+    dataset = open_dataset(url)
+    assert str(dataset.path) == url and repr(dataset).startswith(f"Dataset({url!r}")
+    assert_same_store(open_dataset(synth_store), dataset)
+    stack = dataset.study(dataset.study_ids[0]).series_with_role("Sagittal T2/STIR")[0].stacks[0]
+    np.testing.assert_array_equal(stack.image.values, stack.read())  # xarray through zarr's FsspecStore
+
+
+def test_a_damaged_object_is_an_error_not_data(small_store, s3_bucket):
+    import fsspec
+
+    url = f"s3://{s3_bucket}/copy.zarr"
+    copy_store(small_store[1], url)  # a store copied with any tool (aws s3 sync ...) reads the same
+    fs, base = fsspec.url_to_fs(url)
+    dataset = open_dataset(url)
+    stack = dataset.study(dataset.study_ids[0]).series_with_role("Sagittal T2/STIR")[0].stacks[0]
+    shard = f"{base}/{stack.path}/image/c.0.0.0"
+    fs.rm_file(shard)
+    with pytest.raises(StoreError, match=r"damaged store 's3://.*image: shard c\.0\.0\.0 missing"):
+        open_dataset(url).study(stack.study_id).series[stack.series_id].stacks[0].read()
+    report = verify_store(url)
+    assert not report.ok and any("shard c.0.0.0 missing" in p for p in report.damage[stack.study_id])
+
+
+def test_storage_options_give_the_endpoint_and_credentials(small_store, s3_bucket, s3_endpoint, monkeypatch):
+    import s3fs
+
+    url = f"s3://{s3_bucket}/train.zarr"
+    copy_store(small_store[1], url)
+    for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    s3fs.S3FileSystem.clear_instance_cache()
+    options = {"endpoint_url": s3_endpoint, "key": "testing", "secret": "testing"}
+    assert_same_store(open_dataset(small_store[1]), open_dataset(url, storage_options=options))
+
+
+def test_file_memory_and_zip_urls_open(synth_dataset, synth_store, tmp_path):
+    expected = open_dataset(synth_store)
+    by_file_url = open_dataset(synth_store.as_uri())
+    assert by_file_url.path == synth_store  # a file:// URL is a local path: the fast reader
+    assert_same_store(expected, by_file_url)
+
+    memory = f"memory://spine-{uuid.uuid4().hex[:8]}/train.zarr"
+    result = ingest(synth_dataset, memory)  # runs in this process (memory:// is this process's)
+    assert result.n_written == 3 and stored_objects(memory) == local_files(synth_store)
+    assert_same_store(expected, open_dataset(memory))
+
+    flat = shutil.make_archive(str(tmp_path / "flat"), "zip", root_dir=synth_store)  # the store at its root
+    nested = shutil.make_archive(str(tmp_path / "nested"), "zip", root_dir=synth_store.parent,
+                                 base_dir=synth_store.name)  # fmt: skip
+    for url in (f"zip://{flat}", f"zip://{synth_store.name}::file://{nested}"):
+        assert_same_store(expected, open_dataset(url))
+        assert verify_store(url).ok
+    with pytest.raises(StoreError, match="zip:// stores are read-only"):
+        ingest(synth_dataset, f"zip://{flat}", workers=1)
+
+
+KILLED_INGEST = textwrap.dedent(
+    """
+    import os, signal, sys
+    from spinedata.store import writer
+
+    put_many, studies = writer.put_many, []
+
+    def put_half_then_die(objects):  # the second study: half of its first stack stored, then kill -9
+        key = next(iter(objects)).key if objects else ""  # studies/<id>/...
+        if key.startswith("studies/") and key.split("/")[1] not in studies:
+            studies.append(key.split("/")[1])
+        if len(studies) == 2:
+            put_many(dict(list(objects.items())[: len(objects) // 2]))
+            os.kill(os.getpid(), signal.SIGKILL)
+        put_many(objects)
+
+    writer.put_many = put_half_then_die
+    from spinedata.ingest import ingest
+    ingest(sys.argv[1], sys.argv[2], workers=1)
+    """
+)
+
+
+def test_an_interrupted_s3_ingest_resumes(small_store, s3_bucket):
+    import fsspec
+
+    data, local = small_store
+    url = f"s3://{s3_bucket}/train.zarr"
+    run = subprocess.run([sys.executable, "-c", KILLED_INGEST, str(data), url], cwd=REPO,
+                         env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert run.returncode == -signal.SIGKILL, run.stderr
+    fs, base = fsspec.url_to_fs(url, use_listings_cache=False)
+    assert fs.exists(f"{base}/.ingest.lock")  # left by the killed process
+    complete = open_dataset(url).study_ids
+    assert len(complete) == 1  # readers see only the study whose marker was written
+    partial = [p.rsplit("/", 1)[-1] for p in fs.ls(f"{base}/studies") if fs.isdir(p)]
+    (torn,) = set(partial) - set(complete)
+    assert fs.find(f"{base}/studies/{torn}") and not fs.exists(f"{base}/studies/{torn}/zarr.json")
+
+    result = ingest(data, url, workers=1)  # takes over the dead process's lock, cleans, resumes
+    assert (result.n_already, result.n_written) == (1, 1) and result.removed_stale == [f"studies/{torn}"]
+    assert stored_objects(url) == local_files(local)
+
+
+def test_a_second_ingest_into_a_locked_s3_store_is_refused(small_store, s3_bucket):
+    data = small_store[0]
+    url = f"s3://{s3_bucket}/train.zarr"
+    create_or_open_store(url, split="train", source="tests")
+    lock = store_location(url) / ".ingest.lock"
+    with IngestLock(url):  # an ingest of this host that is alive (this process)
+        with pytest.raises(StoreError, match=r"another ingest \(\S+ \d+\) is writing this store"):
+            ingest(data, url, workers=1)
+        assert not lock.create_exclusive(b"someone else")  # the conditional put fails: the object exists
+        with pytest.raises(StoreError, match="another ingest"):
+            IngestLock(url).__enter__()
+    assert not lock.exists()  # released
+    lock.write_bytes(b"another-host 4242 token")  # a lock of another machine is never taken over
+    with pytest.raises(StoreError, match=r"another ingest \(another-host 4242\)"):
+        ingest(data, url, workers=1)
+    lock.unlink()
+    assert ingest(data, url, workers=1).n_written == 2
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("foo://bucket/x.zarr", "unknown store protocol foo://"),
+        ("s3://", "names no bucket: write s3://BUCKET/PATH.zarr"),
+        ("zip:///no/such.zip", "no zip file at '/no/such.zip'"),
+        ("memory://spine-none/x.zarr", "no Zarr store at 'memory://spine-none/x.zarr'"),
+    ],
+)
+def test_urls_that_cannot_work_are_one_line_store_errors(url, expected):
+    with pytest.raises(StoreError, match=expected.replace(".", r"\.").replace("(", r"\(")):
+        open_dataset(url)
+
+
+def test_a_missing_package_names_the_extra(monkeypatch):
+    import fsspec
+
+    def not_installed(protocol):
+        raise ImportError("Install s3fs to access S3")
+
+    monkeypatch.setattr(fsspec, "get_filesystem_class", not_installed)
+    with pytest.raises(StoreError, match=r"pip install 'spine\[cloud\]' \(s3fs is not installed\)"):
+        open_dataset("s3://bucket/x.zarr")
+    monkeypatch.setitem(sys.modules, "fsspec", None)
+    with pytest.raises(StoreError, match=r"pip install 'spine\[cloud\]' \(fsspec is not installed\)"):
+        open_dataset("gs://bucket/x.zarr")
