@@ -95,6 +95,25 @@ def test_a_store_ingested_on_the_cluster_equals_a_local_one(dataset, tmp_path, c
     assert (again.n_written, again.n_already) == (0, 2) and again.skipped == local.skipped
 
 
+def test_an_s3_store_ingested_on_the_cluster_equals_a_local_one(dataset, tmp_path, client, s3_endpoint, s3_bucket):
+    """Each worker reaches the object store itself, with the credentials and endpoint of its environment."""
+    from tests.helpers.s3server import CREDENTIALS
+    from tests.helpers.stores import assert_same_store as assert_same_datasets
+    from tests.helpers.stores import local_files, stored_objects
+
+    environment = {**CREDENTIALS, "AWS_ENDPOINT_URL": s3_endpoint}
+    client.run(lambda values: os.environ.update(values), environment)  # a bound method would update a copy
+    data, _ = dataset
+    local = ingest(data, tmp_path / "local.zarr", workers=1)
+    url = f"s3://{s3_bucket}/cluster.zarr"
+    remote = ingest(data, url, scheduler=client)
+    assert (remote.n_written, remote.n_complete) == (2, 2) and remote.skipped == local.skipped
+    objects = {key: value for key, value in stored_objects(url).items() if key != "ingest_report.csv"}
+    assert objects == {key: value for key, value in local_files(tmp_path / "local.zarr").items()
+                       if key != "ingest_report.csv"}  # fmt: skip
+    assert_same_datasets(sd.open_dataset(tmp_path / "local.zarr"), sd.open_dataset(url))
+
+
 def test_a_plain_folder_on_the_cluster_through_the_command_line(tmp_path, cluster, monkeypatch, capsys):
     """Headers of a plain folder are read in batches on the workers; an unreadable file is a report line."""
     from cli.app import app
