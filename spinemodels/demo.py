@@ -199,8 +199,8 @@ def run_demo(settings: DemoSettings, announce: Callable[[str, str], None] | None
     from spinedata.pictures import render_study
     from spinedata.synth import generate
     from spinemodels.catalog import load_config
-    from spinemodels.classify import classify
-    from spinemodels.locate import locate
+    from spinemodels.inference.classify import classify
+    from spinemodels.inference.locate import locate
     from spinemodels.training import train
 
     work = Path(settings.workdir)

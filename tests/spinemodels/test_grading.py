@@ -16,12 +16,12 @@ from spinedata.crops import crop_around
 from spinedata.metric import score, weighted_log_loss
 from spinemodels.calibration import Calibration, weighted_prior_logits
 from spinemodels.catalog import config_from_dict, get_task
-from spinemodels.classify import ClassifyError, classify
 from spinemodels.data.grading import GRADE_GROUPS, CropSettings, GradeDataset, make_grade_samples
 from spinemodels.data.views import points_for_group
 from spinemodels.errors import ConfigError, RunDirError
 from spinemodels.grade_audit import audit_grades
 from spinemodels.grading_loss import any_severe_loss, weighted_cross_entropy
+from spinemodels.inference.classify import ClassifyError, classify
 from spinemodels.inference.runs import runs_for
 from spinemodels.networks.grader import SliceSequenceGrader, grid_outputs
 from spinemodels.rundir import RunDir

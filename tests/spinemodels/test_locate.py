@@ -12,13 +12,13 @@ import pytest
 from spinedata.constants import CONDITIONS, LEVELS
 from spinemodels.audit import audit_labels, correct_labels
 from spinemodels.catalog import config_from_dict
-from spinemodels.inference.stage_one import (
+from spinemodels.inference.locate import COORD_COLUMNS, LocateError, locate
+from spinemodels.inference.stage_one_networks import (
     SHIFT_MATCH_SIGMAS,
     keypoint_points,
     keypoint_shift_set,
     load_stage_one,
 )
-from spinemodels.locate import COORD_COLUMNS, LocateError, locate
 from spinemodels.training import train
 from tests.helpers.spinemodels_fakes import make_fake_dataset, one_torch_thread  # noqa: F401
 from tests.spinemodels.test_training import TINY
