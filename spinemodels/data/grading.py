@@ -172,14 +172,15 @@ def augment_intensity(crop: np.ndarray, rng: np.random.Generator, settings: Crop
 class CropDataset(LazyStoreDataset):
     """Base of the grading datasets: cuts crops from a store through a bounded per-worker stack cache.
 
-    ``source``: a store path (opened lazily in each worker) or an opened dataset.
+    ``source``: a store path (opened lazily in each worker) or an opened dataset. ``cache``: a stack cache to
+    share with other datasets (inference: one per study), else one of ``cache_mb``.
     """
 
     def __init__(self, source: Any, samples: list, group: GradeGroup, settings: CropSettings, train: bool,
-                 cache_mb: int = 1024):
+                 cache_mb: int = 1024, cache: PixelCache | None = None):
         super().__init__(source)
         self.samples, self.group, self.settings, self.train = samples, group, settings, train
-        self.cache = PixelCache(cache_mb * 2**20)
+        self.cache = cache if cache is not None else PixelCache(cache_mb * 2**20)
 
     def __len__(self) -> int:
         return len(self.samples)

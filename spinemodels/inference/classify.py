@@ -2,10 +2,11 @@
 
 For each condition group (spinal, foraminal, subarticular) the crops are cut around the located points
 (``coords.csv`` of ``spine locate``) exactly as in validation, every fold of every run of that group is
-applied, and the softmax probabilities are averaged. A row no model can grade (no run for its group, no
-point, or a point that lies in a series of another role because the study lacks the group's series) gets
-the training class priors stored by the runs, with a warning. Every study gets all 25 rows, each summing
-to 1; a missing row is an error, never a silent gap.
+applied, and the softmax probabilities are averaged. A master run joins the graders' features of one level
+from the same crops (``StudyCrops``: each study's crops are cut once, whoever reads them). A row no model
+can grade (no run for its group, no point, or a point that lies in a series of another role because the
+study lacks the group's series) gets the training class priors stored by the runs, with a warning. Every
+study gets all 25 rows, each summing to 1; a missing row is an error, never a silent gap.
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ from spinemodels.calibration import CALIBRATION_FILE, Calibration
 from spinemodels.data.grading import (
     GRADE_GROUPS,
     CropPoint,
+    CropSettings,
     GradeDataset,
     GradeGroup,
     GradeSample,
+    PixelCache,
     make_grade_samples,
 )
 from spinemodels.data.views import is_cross_view, points_for_group
@@ -42,6 +45,7 @@ from spinemodels.inference.locate_report import coords_warnings
 from spinemodels.inference.runs import FoldModels, runs_for
 from spinemodels.networks.grader import grid_outputs
 from spinemodels.tasks.grading import GRADE_TASKS, PRIORS_FILE, crop_settings
+from spinemodels.tasks.master import join_groups, master_probabilities, master_samples
 
 
 class ClassifyError(SpineError):
@@ -99,8 +103,27 @@ def _usable_points(study: Any, sample: GradeSample, group: GradeGroup) -> tuple[
     return GradeSample(sample.study_id, tuple(grid), sample.targets), warnings
 
 
+class StudyCrops:
+    """One study's crop grids, each cut once: the ``GradeDataset`` item of a (group, crop settings, sample),
+    shared by every run that asks for it (the group's graders and a master built on them), with one stack
+    cache for the study."""
+
+    def __init__(self, dataset: Any, cache_mb: int):
+        self.dataset = dataset
+        self.cache = PixelCache(cache_mb * 2**20)
+        self.items: dict[tuple[str, CropSettings, GradeSample], dict] = {}
+
+    def grid(self, sample: GradeSample, group: GradeGroup, settings: CropSettings) -> dict:
+        """``image`` ``(5, K, N, S, S)``, ``present`` ``(5, K)``, ``target``, ``study_id`` of ``sample``."""
+        key = (group.name, settings, sample)
+        if key not in self.items:
+            data = GradeDataset(self.dataset, [sample], group, settings, train=False, cache=self.cache)
+            self.items[key] = data[0]
+        return self.items[key]
+
+
 @torch.no_grad()
-def grade_study(dataset: Any, sample: GradeSample, group: GradeGroup, group_runs: list[FoldModels],
+def grade_study(crops: StudyCrops, sample: GradeSample, group: GradeGroup, group_runs: list[FoldModels],
                 device: torch.device, calibrations: dict[Path, Calibration]) -> np.ndarray:
     """``(5, K, 3)`` probabilities: each run's folds averaged and calibrated, then the runs averaged; NaN where no
     crop exists."""
@@ -110,8 +133,7 @@ def grade_study(dataset: Any, sample: GradeSample, group: GradeGroup, group_runs
     if all(point is None for row in sample.points for point in row):
         return np.full_like(total, np.nan)
     for fm in group_runs:
-        data = fm.task.config.data
-        item = GradeDataset(dataset, [sample], group, crop_settings(data), train=False, cache_mb=data.cache_mb)[0]
+        item = crops.grid(sample, group, crop_settings(fm.task.config.data))
         image = item["image"][None].to(device)
         present = item["present"].numpy()
         run_probs = np.mean([grid_outputs(network, image)[1].float().softmax(dim=-1)[0].cpu().numpy()
@@ -126,25 +148,24 @@ def grade_study(dataset: Any, sample: GradeSample, group: GradeGroup, group_runs
 
 
 @torch.no_grad()
-def grade_master_study(dataset: Any, coords: pd.DataFrame, study_id: str, master_runs: list[FoldModels],
+def grade_master_study(crops: StudyCrops, coords: pd.DataFrame, study_id: str, master_runs: list[FoldModels],
                        device: torch.device, calibrations: dict[Path, Calibration]) -> np.ndarray | None:
     """``(5, 5, 3)`` probabilities (level, condition, class) averaged over the master runs' folds; None when
-    the study has no usable point of any group (the master would only see its "missing" vectors)."""
-    from spinemodels.tasks.master import master_parts
-
+    the study has no usable point of any group (the master would only see its "missing" vectors). The crops
+    are those of its graders' groups (``crops``), as their own runs read them."""
     total, count = np.zeros((len(LEVELS), len(CONDITIONS), 3)), 0
-    study = dataset.study(study_id)
+    study = crops.dataset.study(study_id)
     for fm in master_runs:
         runs = fm.task.runs()
         usable = _usable_coords(study, coords[coords["study_id"].astype(str) == study_id])
-        data = master_parts(dataset, dataset, usable, None, [study_id], runs, train=False, augment=False,
-                            cache_mb=fm.task.config.data.cache_mb)
-        if len(data) == 0:
+        samples = master_samples(crops.dataset, usable, None, [study_id], runs)  # one study, or none
+        if not any(samples.values()):
             return None
-        item = data[0]
+        item = join_groups(study_id, {g: crops.grid(kept[0], GRADE_GROUPS[g], crop_settings(runs[g].config().data))
+                                      for g, kept in samples.items()})
         batch = {key: value[None].to(device) for key, value in item.items() if isinstance(value, torch.Tensor)}
-        run_probs = np.mean([network(batch).float().softmax(dim=-1)[0].cpu().numpy()
-                             for network in fm.networks.values()], axis=0)  # (5, 5, 3)
+        run_probs = np.mean([master_probabilities(network, batch) for network in fm.networks.values()],
+                            axis=0)  # (5, 5, 3)
         total += calibrated(run_probs, CONDITIONS, item["present_spinal"].numpy()[:, 0], calibrations[fm.run.path])
         count += 1
     return total / count
@@ -193,6 +214,7 @@ def classify(dataset: Any, coords: pd.DataFrame, run_paths: list[str | Path], *,
     runs = load_grade_runs(run_paths, torch_device)
     priors = run_priors(runs)
     calibrations = run_calibrations(runs)
+    cache_mb = max(fm.task.config.data.cache_mb for group_runs in runs.values() for fm in group_runs)
     ids = [str(s) for s in (study_ids if study_ids is not None else dataset.study_ids)]
     graded_conditions = {c for name, group_runs in runs.items() if name != MASTER and group_runs
                          for c in GRADE_GROUPS[name].conditions}
@@ -208,6 +230,7 @@ def classify(dataset: Any, coords: pd.DataFrame, run_paths: list[str | Path], *,
         task = bar.add_task("classifying", total=len(ids))
         for study_id in ids:
             study = dataset.study(study_id)
+            crops = StudyCrops(dataset, cache_mb)
             graded: dict[str, list[np.ndarray]] = {}
             for name, group_runs in runs.items():
                 if name == MASTER or not group_runs:
@@ -217,12 +240,12 @@ def classify(dataset: Any, coords: pd.DataFrame, run_paths: list[str | Path], *,
                 (sample,) = make_grade_samples(points, None, [study_id], group, need_points=False)
                 sample, notes = _usable_points(study, sample, group)
                 warnings += notes
-                probs = grade_study(dataset, sample, group, group_runs, torch_device, calibrations)
+                probs = grade_study(crops, sample, group, group_runs, torch_device, calibrations)
                 for i, level in enumerate(LEVELS):
                     for k, condition in enumerate(group.conditions):
                         graded.setdefault(target_name(condition, level), []).append(probs[i, k])
             if runs[MASTER]:
-                master = grade_master_study(dataset, coords, study_id, runs[MASTER], torch_device, calibrations)
+                master = grade_master_study(crops, coords, study_id, runs[MASTER], torch_device, calibrations)
                 if master is not None:
                     for i, level in enumerate(LEVELS):
                         for j, condition in enumerate(CONDITIONS):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -273,9 +274,15 @@ def master_config(runs: dict, **train_overrides) -> dict:
             "train": {**tiny_config("x")["train"], **train_overrides}}
 
 
+@pytest.fixture(scope="module")
+def master_run(runs, fake, tmp_path_factory):
+    return train(config_from_dict(master_config(runs)), fake, tmp_path_factory.mktemp("master") / "master",
+                 progress=False)
+
+
 @pytest.mark.slow
-def test_master_starts_from_the_graders_and_grades_conditions_without_a_crop(runs, fake, tmp_path):
-    run = train(config_from_dict(master_config(runs)), fake, tmp_path / "master", progress=False)
+def test_master_starts_from_the_graders_and_grades_conditions_without_a_crop(runs, fake, master_run, tmp_path):
+    run = master_run
     metrics = run.metrics(0)
     assert metrics["score"].iloc[0] == pytest.approx(metrics["val_loss"].iloc[0], rel=1e-4)  # loss follows metric
     task, network = run.load_network(0)
@@ -288,6 +295,44 @@ def test_master_starts_from_the_graders_and_grades_conditions_without_a_crop(run
     np.testing.assert_allclose(submission[["normal_mild", "moderate", "severe"]].sum(axis=1), 1.0)
     with pytest.raises(ConfigError, match="same train.n_folds and train.seed"):  # another split: refused
         train(config_from_dict(master_config(runs), ["train.n_folds=3"]), fake, tmp_path / "m3", progress=False)
+
+
+@pytest.mark.slow
+def test_classify_with_a_master_cuts_each_crop_once_and_gives_the_master_its_training_inputs(runs, fake, master_run,
+                                                                                             monkeypatch):
+    import spinemodels.data.grading as grading
+    import spinemodels.inference.classify as classify_module
+    from spinemodels.tasks.master import master_parts
+
+    cut: Counter = Counter()
+
+    def counting(volume, geometry, world, *args, mirror=False, **kwargs):
+        cut[(geometry.affine.tobytes(), tuple(world), args, mirror)] += 1
+        return crop_around(volume, geometry, world, *args, mirror=mirror, **kwargs)
+
+    batches = []
+
+    def recording(network, batch):
+        batches.append(batch)
+        return master_probabilities(network, batch)
+
+    master_probabilities = classify_module.master_probabilities
+    monkeypatch.setattr(grading, "crop_around", counting)
+    monkeypatch.setattr(classify_module, "master_probabilities", recording)
+    graders = [runs[t] for t in ("grade_spinal", "grade_foraminal", "grade_subarticular")]
+    classify(fake, fake.labels, graders, progress=False)
+    alone = sum(cut.values())
+    cut.clear()
+    classify(fake, fake.labels, [*graders, master_run.path], progress=False)
+    assert sum(cut.values()) == alone == len(cut) > 0  # the master reads the graders' crops: none cut twice
+    task, _ = master_run.load_network(0)
+    assert len(batches) == len(fake.study_ids)  # one fold: one batch per study
+    for study_id, batch in zip(fake.study_ids, batches, strict=True):
+        item = master_parts(fake, fake, fake.labels, None, [study_id], task.runs(), train=False, augment=False,
+                            cache_mb=64)[0]
+        for key, value in item.items():
+            if isinstance(value, torch.Tensor):
+                torch.testing.assert_close(batch[key][0], value, rtol=0, atol=0)
 
 
 def test_grade_audit_lists_labels_far_from_the_out_of_fold_grades():
