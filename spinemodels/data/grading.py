@@ -115,19 +115,19 @@ def make_grade_samples(points: pd.DataFrame, targets: pd.DataFrame | None, study
     return samples
 
 
-@dataclass(frozen=True)
+@dataclass
 class CropSettings:
-    """How crops are cut and augmented (the task's data config provides these)."""
+    """How crops are cut and augmented: the crop part of a grading task's data config (``GradeDataConfig``)."""
 
-    image_size: int = 224  # output pixels per side
-    side_mm: float = 50.0  # physical side of the crop
+    image_size: int = 224  # output pixels per side of every crop
+    side_mm: float = 50.0  # physical side of the crop (mm)
     n_slices: int = 11  # slices per crop, centred on the point's nearest slice
-    jitter_mm: float = 5.0  # training: centre moves up to this many mm along rows and columns
-    jitter_slices: int = 2  # training: centre slice moves up to this many slices
-    rotate_deg: float = 10.0  # training: in-plane rotation up to +-this
-    zoom: float = 0.1  # training: field of view x exp(U(-zoom, zoom))
+    jitter_mm: float = 5.0  # training: crop centre moves up to this many mm along rows and columns
+    jitter_slices: int = 2  # training: centre slice moves up to this many slices (stage-1 errors)
+    rotate_deg: float = 10.0  # training: in-plane rotation within +-this (degrees)
+    zoom: float = 0.1  # training: field of view multiplied by exp(U(-zoom, zoom))
     intensity: float = 0.3  # training: gamma exp(U(-x, x)), contrast 1 +- x/2, brightness +- x/6
-    noise: float = 0.03  # training: Gaussian noise with sigma up to this (0-1 intensities)
+    noise: float = 0.03  # training: largest sigma of added Gaussian noise (0-1 intensities)
     blur_p: float = 0.2  # training: probability of a Gaussian blur (sigma 0.5-1.5 px)
 
 

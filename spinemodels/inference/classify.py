@@ -11,6 +11,7 @@ study gets all 25 rows, each summing to 1; a missing row is an error, never a si
 
 from __future__ import annotations
 
+from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
@@ -111,11 +112,11 @@ class StudyCrops:
     def __init__(self, dataset: Any, cache_mb: int):
         self.dataset = dataset
         self.cache = PixelCache(cache_mb * 2**20)
-        self.items: dict[tuple[str, CropSettings, GradeSample], dict] = {}
+        self.items: dict[tuple[str, tuple, GradeSample], dict] = {}
 
     def grid(self, sample: GradeSample, group: GradeGroup, settings: CropSettings) -> dict:
         """``image`` ``(5, K, N, S, S)``, ``present`` ``(5, K)``, ``target``, ``study_id`` of ``sample``."""
-        key = (group.name, settings, sample)
+        key = (group.name, astuple(settings), sample)
         if key not in self.items:
             data = GradeDataset(self.dataset, [sample], group, settings, train=False, cache=self.cache)
             self.items[key] = data[0]
