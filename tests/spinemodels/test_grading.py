@@ -29,19 +29,9 @@ from spinemodels.rundir import RunDir
 from spinemodels.tasks.grading import GRADE_TASKS
 from spinemodels.training import train
 from tests.helpers.spinemodels_fakes import make_fake_dataset
+from tests.helpers.tiny_runs import tiny_grader_config, train_runs
 
 SETTINGS = CropSettings(image_size=24, side_mm=30.0, n_slices=3)
-
-
-def tiny_config(task: str, **train_overrides) -> dict:
-    return {
-        "task": task,
-        "model": {"backbone": "resnet10t", "pretrained": False, "d_model": 16, "n_layers": 1, "n_heads": 2},
-        "data": {"image_size": 24, "side_mm": 30.0, "n_slices": 3, "cache_mb": 64},
-        "optim": {"lr": 1e-3, "schedule": "constant"},
-        "train": {"epochs": 1, "batch_size": 3, "n_folds": 2, "folds": [0], "num_workers": 0, "patience": 0,
-                  **train_overrides},
-    }
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +41,8 @@ def fake():
 
 @pytest.fixture(scope="module")
 def runs(fake, tmp_path_factory):
-    root = tmp_path_factory.mktemp("grade_runs")
-    return {task: train(config_from_dict(tiny_config(task)), fake, root / task, progress=False).path
-            for task in ("grade_spinal", "grade_foraminal", "grade_subarticular")}
+    tasks = ("grade_spinal", "grade_foraminal", "grade_subarticular")
+    return train_runs({task: tiny_grader_config(task) for task in tasks}, fake, tmp_path_factory.mktemp("grade_runs"))
 
 
 def test_samples_hold_each_level_and_side_with_its_target(fake):
@@ -230,7 +219,7 @@ def test_classify_without_a_group_run_uses_priors_and_refuses_other_runs(runs, f
     other = tmp_path / "kp"
     config = {"task": "keypoints", "model": {"encoder": "resnet18", "pretrained": False, "encoder_depth": 3,
                                              "decoder_channels": [8, 8, 8]},
-              "data": {"image_size": 32, "channels": 3, "cache_mb": 16}, "train": tiny_config("x")["train"]}
+              "data": {"image_size": 32, "channels": 3, "cache_mb": 16}, "train": tiny_grader_config("x")["train"]}
     train(config_from_dict(config), fake, other, progress=False)
     with pytest.raises(ClassifyError, match="classify takes"):
         classify(fake, fake.labels, [other], progress=False)
@@ -271,7 +260,7 @@ def master_config(runs: dict, **train_overrides) -> dict:
             "model": {"spinal_run": str(runs["grade_spinal"]), "foraminal_run": str(runs["grade_foraminal"]),
                       "subarticular_run": str(runs["grade_subarticular"]), "hidden": 16},
             "data": {"cache_mb": 64}, "optim": {"lr": 1e-3, "schedule": "constant"},
-            "train": {**tiny_config("x")["train"], **train_overrides}}
+            "train": {**tiny_grader_config("x")["train"], **train_overrides}}
 
 
 @pytest.fixture(scope="module")
@@ -361,7 +350,7 @@ def test_training_leaves_out_the_excluded_labels_and_the_cli_writes_them(runs, f
     trained_on = folds.loc[folds["fold"] != 0, "study_id"].astype(str).iloc[0]  # a study of fold 0's training
     excluded = pd.DataFrame({"study_id": [trained_on] * 2, "condition": [CONDITIONS[0]] * 2, "level": LEVELS[:2]})
     excluded.to_csv(findings, index=False)
-    config = tiny_config("grade_spinal")
+    config = tiny_grader_config("grade_spinal")
     config["data"]["exclude_labels"] = str(findings)
     run = train(config_from_dict(config), fake, tmp_path / "run", progress=False)
     shown = pd.read_csv(run.fold_dir(0) / "train_counts.csv")["count"].sum()
@@ -391,7 +380,7 @@ def test_cross_view_points_lie_in_the_axial_stack_that_contains_them(fake):
 
 @pytest.mark.slow
 def test_cross_view_grader_trains_and_classify_averages_it_with_the_sagittal_one(runs, fake, tmp_path):
-    axial = train(config_from_dict(tiny_config("grade_spinal_axial")), fake, tmp_path / "axial", progress=False).path
+    axial = train(config_from_dict(tiny_grader_config("grade_spinal_axial")), fake, tmp_path / "axial", progress=False).path
     val_ids = sorted(RunDir(axial).folds().query("fold == 0")["study_id"].astype(str))
     both, warnings = classify(fake, fake.labels, [runs["grade_spinal"], axial], study_ids=val_ids, progress=False)
     alone, _ = classify(fake, fake.labels, [runs["grade_spinal"]], study_ids=val_ids, progress=False)
@@ -406,7 +395,7 @@ def test_cross_view_grader_trains_and_classify_averages_it_with_the_sagittal_one
 
 @pytest.mark.slow
 def test_master_with_the_axial_view_starts_from_the_mean_of_both_spinal_views(runs, fake, tmp_path):
-    axial = train(config_from_dict(tiny_config("grade_spinal_axial")), fake, tmp_path / "axial", progress=False).path
+    axial = train(config_from_dict(tiny_grader_config("grade_spinal_axial")), fake, tmp_path / "axial", progress=False).path
     config = master_config(runs, epochs=1)
     config["model"]["spinal_axial_run"] = str(axial)
     task = get_task("grade_master")(config_from_dict(config))
@@ -430,7 +419,7 @@ def test_master_with_the_axial_view_starts_from_the_mean_of_both_spinal_views(ru
 
 def test_grader_configs_refuse_impossible_oversampling():
     for bad in ([1, 0, 2], [1, 2], [1, 1.5, 2]):
-        config = tiny_config("grade_spinal")
+        config = tiny_grader_config("grade_spinal")
         config["data"]["oversample"] = bad
         with pytest.raises(ConfigError, match="data.oversample"):
             get_task("grade_spinal")(config_from_dict(config))
