@@ -24,6 +24,8 @@ import time
 from multiprocessing import Process, Queue
 from pathlib import Path
 
+from common import print_table
+
 
 def new_files(folder: str, pieces: int, payload: bytes) -> None:
     """Every piece a new file (what ingest's stores and dcm2niix's NIfTI files need)."""
@@ -122,10 +124,8 @@ def main() -> None:
     load = os.getloadavg()
     print(f"{pieces} pieces of {args.piece_kb} KiB ({args.mb:.0f} MB) per process; load average {load[0]:.1f}; "
           f"max RSS of this script {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MiB")
-    print("| case | 1 process: CPU s | 2 processes at once: CPU s each |")
-    print("|---|---|---|")
-    for case, alone, together in rows:
-        print(f"| {case} | {alone[0]:.3f} | {', '.join(f'{t:.3f}' for t in together)} |")
+    print_table(["case", "1 process: CPU s", "2 processes at once: CPU s each"],
+                ([case, f"{alone[0]:.3f}", ", ".join(f"{t:.3f}" for t in together)] for case, alone, together in rows))
 
 
 if __name__ == "__main__":

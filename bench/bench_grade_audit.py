@@ -25,8 +25,8 @@ import spinedata
 from spinedata.constants import CONDITIONS
 from spinedata.metric import score
 from spinemodels.catalog import load_config
-from spinemodels.classify import classify
 from spinemodels.grade_audit import DISAGREEMENT, audit_grades
+from spinemodels.inference.classify import classify
 from spinemodels.rundir import RunDir
 from spinemodels.tasks.grading import calibrate_run
 from spinemodels.training import train

@@ -30,8 +30,8 @@ import torch
 import spinedata
 from spinedata.metric import SCORE_KEYS, priors_submission, score
 from spinemodels.catalog import load_config
-from spinemodels.classify import classify
 from spinemodels.data.grading import WORLD
+from spinemodels.inference.classify import classify
 from spinemodels.rundir import RunDir
 from spinemodels.tasks.grading import calibrate_run
 from spinemodels.training import train

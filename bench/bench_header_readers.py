@@ -22,18 +22,18 @@ import importlib.util
 import time
 from pathlib import Path
 
-from spinedata import geometry
 from spinedata.dicom import HEADER_ELEMENTS, HEADER_KEYWORDS, SCAN_TAGS, read_header
 from spinedata.dicom.elements import scanned_values
 from spinedata.dicom.fastscan import scan
 from spinedata.dicom.values import finite_floats
+from spinedata.geometry import orientation
 
 
 def forget_conversions() -> None:
     """Empty ``spinedata.dicom``'s caches of converted values, so that each repeat reads the files as an ingest
     worker does, once each (a value repeated across a series is converted once, a file's own values every
     time), and not with every file's values remembered from the repeat before."""
-    for cached in (scanned_values, finite_floats, geometry._unit_orientation):
+    for cached in (scanned_values, finite_floats, orientation._unit_orientation):
         cached.cache_clear()
 
 

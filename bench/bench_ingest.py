@@ -44,7 +44,8 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from settle import record_deletion, wait_until_settled
+from common import add_settle_option, settle
+from settle import record_deletion
 
 START, END = "<!-- bench_ingest:start -->", "<!-- bench_ingest:end -->"
 GZIP = "dcm2niix -z y"
@@ -243,7 +244,7 @@ def main() -> None:
     parser.add_argument("--gzip-repeats", type=int, default=2, help="runs of dcm2niix -z y (slow; 0: none)")
     parser.add_argument("--workdir", type=Path, default=Path("bench/out/ingest"))
     parser.add_argument("--docs", type=Path, default=None, help="update this Markdown file's ingest section")
-    parser.add_argument("--no-settle", action="store_true", help="time at once, even right after a deletion")
+    add_settle_option(parser)
     args = parser.parse_args()
 
     work = args.workdir
@@ -253,8 +254,7 @@ def main() -> None:
     n_files = len(files_of(images))
     warm(images)
     precompile()
-    if not args.no_settle:
-        wait_until_settled()
+    settle(args)
 
     tools = ["dcm2niix", "spine ingest", GZIP]
     rows: dict[str, list[float]] = {name: [] for name in tools}

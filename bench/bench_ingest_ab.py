@@ -34,7 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from settle import record_deletion, wait_until_settled
+from common import add_settle_option, settle
+from settle import record_deletion
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("spinedata", "spinemodels", "cli")
@@ -70,7 +71,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--data", type=Path, default=REPO / "bench/out/ingest/data20")
     parser.add_argument("--workdir", type=Path, default=REPO / "bench/out")
-    parser.add_argument("--no-settle", action="store_true", help="time at once, even right after a deletion")
+    add_settle_option(parser)
     parser.add_argument("--base-env", action="append", default=[], metavar="NAME=VALUE",
                         help="an environment variable for the base's runs only (repeatable), e.g. to compare "
                              "this tree with itself under another setting: --base HEAD --base-env "
@@ -101,8 +102,7 @@ def main() -> None:
             root = code_root(env, scratch)
             if Path(root).resolve() != (base_tree if name.startswith("base") else REPO).resolve():
                 sys.exit(f"{name}: spinedata imported from {root}, not from its tree")
-        if not args.no_settle:
-            wait_until_settled()
+        settle(args)
         names = [*variants, "dcm2niix -z n"]
         results: dict[str, list[tuple[float, float, int]]] = {name: [] for name in names}
         for round_ in range(args.rounds):

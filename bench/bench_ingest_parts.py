@@ -16,7 +16,6 @@ The figures behind the ingest section of docs/benchmarks.md that no whole run of
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import mmap
 import os
@@ -29,7 +28,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from settle import record_deletion, wait_until_settled
+from common import ingest_data_parser, settle
+from settle import record_deletion
 
 ONE_BLAS_THREAD = {"OPENBLAS_NUM_THREADS": "1"}
 """What every torch-free spine command runs with (``cli/startup.py``)."""
@@ -103,16 +103,13 @@ def interleaved(functions: dict, rounds: int, per: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ingest_data_parser(__doc__)
     parser.add_argument("--rounds", type=int, default=9)
-    parser.add_argument("--data", type=Path, default=Path("bench/out/ingest/data20"))
-    parser.add_argument("--no-settle", action="store_true", help="time at once, even right after a deletion")
     args = parser.parse_args()
     images = args.data / "train_images"
     if not images.is_dir():
         sys.exit(f"{images} is missing: run bench/bench_ingest.py first")
-    if not args.no_settle:
-        wait_until_settled()
+    settle(args)
 
     print("| import (fresh interpreters) | wall s (median) | CPU s (median) |")
     print("|---|---|---|")

@@ -36,9 +36,9 @@ import spinedata
 from spinedata.conditions import CONDITION_GROUPS, SCORED_GROUPS
 from spinedata.constants import CONDITIONS
 from spinemodels.catalog import load_config
-from spinemodels.inference.stage_one import keypoint_shift_set
-from spinemodels.locate import locate
-from spinemodels.slice_refine import SliceRefineOptions
+from spinemodels.inference.locate import locate
+from spinemodels.inference.slice_refine import SliceRefineOptions
+from spinemodels.inference.stage_one_networks import keypoint_shift_set
 from spinemodels.training import train
 
 CONFIGS = {"finder": "pkg:cpu/slice_finder", "keypoints": "pkg:cpu/keypoints"}

@@ -14,9 +14,9 @@ import argparse
 import time
 
 import spinedata
-from spinemodels.inference.stage_one import keypoint_shift_set
-from spinemodels.locate import locate
-from spinemodels.slice_refine import SliceRefineOptions
+from spinemodels.inference.locate import locate
+from spinemodels.inference.slice_refine import SliceRefineOptions
+from spinemodels.inference.stage_one_networks import keypoint_shift_set
 
 SETTINGS = {"one grid, +-12 mm (before)": (1, 12.0), "four placements, +-20 mm (now)": (4, 20.0)}
 """Name -> (keypoint grid placements, refinement half length in mm)."""

@@ -23,9 +23,9 @@ import spinedata
 from spinedata.constants import CONDITIONS
 from spinedata.ingest import ingest
 from spinedata.synth import generate
-from spinemodels.inference.stage_one import keypoint_shift_set
-from spinemodels.locate import locate
-from spinemodels.slice_refine import SliceRefineOptions
+from spinemodels.inference.locate import locate
+from spinemodels.inference.slice_refine import SliceRefineOptions
+from spinemodels.inference.stage_one_networks import keypoint_shift_set
 
 WORLD = ["world_x", "world_y", "world_z"]
 

@@ -16,7 +16,6 @@ The project is byte-compiled first (as an installed package is). Prints a Markdo
 
 from __future__ import annotations
 
-import argparse
 import compileall
 import statistics
 import subprocess
@@ -26,7 +25,8 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
-from settle import record_deletion, wait_until_settled
+from common import ingest_data_parser, print_table, settle
+from settle import record_deletion
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -78,13 +78,10 @@ def wall(command: list[str]) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ingest_data_parser(__doc__)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--data", type=Path, default=Path("bench/out/ingest/data20"))
-    parser.add_argument("--no-settle", action="store_true", help="time at once, even right after a deletion")
     args = parser.parse_args()
-    if not args.no_settle:
-        wait_until_settled()
+    settle(args)
     for package in ("spinedata", "spinemodels", "cli"):
         compileall.compile_dir(str(REPO / package), quiet=1)
     spine = str(Path(sys.executable).parent / "spine")
@@ -118,10 +115,8 @@ def main() -> None:
             rows.append((f"ingest of `{args.data}`: whole command (wall)", min(walls), statistics.median(walls)))
     record_deletion()
     print(f"typer {version('typer')}, Python {sys.version.split()[0]}, {args.repeats} runs each")
-    print("| what | fastest s | median s |")
-    print("|---|---|---|")
-    for label, fastest, median in rows:
-        print(f"| {label} | {fastest:.3f} | {median:.3f} |")
+    print_table(["what", "fastest s", "median s"],
+                ([label, f"{fastest:.3f}", f"{median:.3f}"] for label, fastest, median in rows))
 
 
 if __name__ == "__main__":

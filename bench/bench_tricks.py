@@ -32,7 +32,8 @@ import time
 from pathlib import Path
 
 from bench_ingest_ab import timed
-from settle import record_deletion, wait_until_settled
+from common import add_settle_option, settle
+from settle import record_deletion
 
 REPO = Path(__file__).resolve().parents[1]
 DCM2NIIX = "dcm2niix -z n"
@@ -69,7 +70,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=REPO / "bench/out/ingest/data20")
     parser.add_argument("--store", type=Path, help="read: the store to read (e.g. an ingest of --data)")
     parser.add_argument("--workdir", type=Path, default=REPO / "bench/out")
-    parser.add_argument("--no-settle", action="store_true")
+    add_settle_option(parser)
     parser.add_argument("--with-path", action="append", default=[], metavar="LABEL=DIR",
                         help="one more variant, every trick on, with DIR on PYTHONPATH after this tree (e.g. "
                              "another release of a library installed there with pip --target)")  # fmt: skip
@@ -86,8 +87,8 @@ def main() -> None:
         env[label] = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{folder}", "SPINE_TUNING_OFF": ""}
     args.workdir.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(dir=args.workdir, prefix="tricks_"))
-    if args.mode == "ingest" and not args.no_settle:
-        wait_until_settled()
+    if args.mode == "ingest":
+        settle(args)
     load_before = os.getloadavg()
     times: dict[str, list[float]] = {name: [] for name in names}
     try:

@@ -1,4 +1,5 @@
-"""Does a built wheel work away from the source? Build the wheel, install it (no dependencies: they come from
+"""Does a built wheel work away from the source? Build the wheel (from a copy of the checkout's files that git
+tracks or would track, so no stale ``build/`` folder leaks into it), install it (no dependencies: they come from
 this environment) into an empty folder, then run ``spine demo --quick`` from an unrelated working folder with
 that folder first on ``sys.path``, and check that every package was imported from the wheel.
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -35,10 +37,16 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="an empty or new folder for the wheel, site and demo")
     args = parser.parse_args()
     out = Path(args.out).resolve()
-    wheels, site, elsewhere = out / "dist", out / "site", out / "elsewhere"
+    source, wheels, site, elsewhere = out / "source", out / "dist", out / "site", out / "elsewhere"
+    shutil.rmtree(source, ignore_errors=True)
     for folder in (wheels, site, elsewhere):
         folder.mkdir(parents=True, exist_ok=True)
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", str(REPO), "-w", str(wheels)])
+    files = run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO).stdout.splitlines()
+    for name in files:
+        if (REPO / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, source / name)
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", str(source), "-w", str(wheels)])
     wheel = max(wheels.glob("spine-*.whl"), key=os.path.getmtime)
     run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--upgrade", "--target", str(site), str(wheel)])
     env = {**os.environ, "PYTHONPATH": str(site)}

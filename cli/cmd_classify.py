@@ -24,7 +24,7 @@ def classify(
     """Stage 2: the severity of every condition at every level, 25 rows per study."""
     import spinedata
     from spinedata.csvio import read_user_csv
-    from spinemodels.classify import classify as run_classify
+    from spinemodels.inference.classify import classify as run_classify
 
     from .outputs import output_file
 

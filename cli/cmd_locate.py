@@ -27,9 +27,9 @@ def locate(
 ) -> None:
     """Stage 1: the point of every condition at every level (x, y on an instance, and LPS mm)."""
     import spinedata
-    from spinemodels.locate import locate as run_locate
-    from spinemodels.slice_refine import SliceRefineOptions
-    from spinemodels.stage1_report import locate_summary
+    from spinemodels.inference.locate import locate as run_locate
+    from spinemodels.inference.locate_report import locate_summary
+    from spinemodels.inference.slice_refine import SliceRefineOptions
 
     from .outputs import output_file
 

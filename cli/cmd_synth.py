@@ -8,23 +8,24 @@ from typing import Annotated
 import typer
 
 
+def fraction(flag: str, text: str):
+    """A share option, from 0 to 1."""
+    return typer.Option(flag, min=0.0, max=1.0, help=text)
+
+
 def synth(
     out_dir: Annotated[Path, typer.Argument(help="New folder for the dataset (competition layout).")],
     studies: Annotated[int, typer.Option("--studies", min=0, help="Training studies.")] = 10,
     seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same files.")] = 0,
     test_studies: Annotated[int, typer.Option("--test-studies", min=0, help="Test studies (no labels).")] = 0,
-    off_by_one_fraction: Annotated[
-        float, typer.Option("--off-by-one-fraction", min=0.0, max=1.0,
-                            help="Share of training studies whose labels sit one level off.")] = 0.0,
-    missing_series_fraction: Annotated[
-        float, typer.Option("--missing-series-fraction", min=0.0, max=1.0,
-                            help="Share of studies lacking one series type.")] = 0.0,
-    extra_series_fraction: Annotated[
-        float, typer.Option("--extra-series-fraction", min=0.0, max=1.0,
-                            help="Share of studies with a second series of one type.")] = 0.0,
-    grade_noise_fraction: Annotated[
-        float, typer.Option("--grade-noise-fraction", min=0.0, max=1.0,
-                            help="Share of training severities written to train.csv as another grade.")] = 0.0,
+    off_by_one_fraction: Annotated[float, fraction(
+        "--off-by-one-fraction", "Share of training studies whose labels sit one level off.")] = 0.0,
+    missing_series_fraction: Annotated[float, fraction(
+        "--missing-series-fraction", "Share of studies lacking one series type.")] = 0.0,
+    extra_series_fraction: Annotated[float, fraction(
+        "--extra-series-fraction", "Share of studies with a second series of one type.")] = 0.0,
+    grade_noise_fraction: Annotated[float, fraction(
+        "--grade-noise-fraction", "Share of training severities written to train.csv as another grade.")] = 0.0,
     class_balance: Annotated[
         str, typer.Option("--class-balance", help="Severity priors: 'real' (like the competition) or 'balanced'.")
     ] = "real",

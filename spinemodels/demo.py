@@ -1,10 +1,10 @@
 """The whole job in one call (``spine demo``): synth -> ingest -> train -> locate -> classify -> score -> pictures.
 
-Every step calls the library directly and announces the equivalent ``spine ...`` command line first, so the
-same job can be repeated by hand, step by step, on real data. Training uses the small CPU configs
-(``pkg:cpu/*``: ``spinemodels/configs/cpu/*.yaml``, shipped inside the package); evaluation is on the synthetic *test* studies, which no model saw, against the
-generator's exact truth (``synth_truth.csv``): the competition metric next to the class-prior baseline, and
-the 3D errors (mm) of the located points.
+Each step is one library call (``spinedata.synth.generate``, ``spinedata.ingest.ingest``,
+``spinemodels.training.train``, ``locate``, ``classify``, ``spinedata.metric.score``, ``render_study``),
+announced with the ``spine ...`` command that does the same, so the job can be repeated by hand on real data.
+Training uses the small CPU configs shipped in the package (``pkg:cpu/*``); evaluation is on the synthetic
+*test* studies, which no model saw, against the generator's exact truth (``synth_truth.csv``).
 
 Layout of the work directory::
 
@@ -55,18 +55,16 @@ DEMO_EPOCHS: dict[str, int] = {
     "grade_spinal_axial": 20,
     "grade_master": 3,
 }
-"""Epochs per model in the default demo (80 training studies; these aim at 15 minutes on 2 cores). Stage 1 at
-16 + 24 epochs of the 80 studies beat 8 + 12 on validation studies (spinal p95 2.5 against 3.6 mm, no point
-15 mm off against 20); the graders need the 80 studies and 20 epochs (docs/benchmarks.md, "Stage 1 across
-acquisitions" and "Per-level graders")."""
+"""Epochs per model in the default demo (80 training studies, about 15 minutes on 2 cores); why these:
+docs/benchmarks.md, "Figures once kept in docstrings"."""
 
 QUICK_EPOCHS = 1
 QUICK_STUDIES, QUICK_TEST_STUDIES, QUICK_MATRIX = 6, 2, 128
-"""``quick``: the smallest job that runs every step (tests, a smoke check): finishes in about a minute."""
+"""``quick``: the smallest job that runs every step (tests, a smoke check)."""
 
 DEFAULT_MATRIX = 192
-"""In-plane matrix of every synthetic series in the demo: the small models resize to 64-128 px anyway, and
-smaller DICOM files make synth, ingest and loading several times faster than the generator's 256-384."""
+"""In-plane matrix of every synthetic series in the demo: the small models resize their inputs to less anyway,
+and smaller DICOM files make synth, ingest and loading faster than the generator's default matrices."""
 
 LOCATION_GROUPS = {name: CONDITION_GROUPS[name].conditions for name in SCORED_GROUPS}
 
@@ -108,6 +106,10 @@ class DemoSettings:
 
     def epochs_of(self, name: str) -> int:
         return self.epochs if self.epochs is not None else DEMO_EPOCHS[name]
+
+    def models(self) -> list[str]:
+        """The models the demo trains, in order (the master last, when asked for)."""
+        return [*STAGE_ONE, *GRADERS] + ([MASTER] if self.master else [])
 
 
 @dataclass
@@ -185,6 +187,100 @@ def _severity_accuracy(submission: pd.DataFrame, truth: pd.DataFrame) -> float:
     return float(np.mean(predicted == true)) if len(merged) else math.nan
 
 
+@dataclass(frozen=True)
+class DemoPaths:
+    """Where each step of a demo in ``workdir`` writes (``WORK_ITEMS``)."""
+
+    work: Path
+
+    @property
+    def data(self) -> Path:
+        return self.work / "data"
+
+    def store(self, split: str) -> Path:
+        return self.work / f"{split}.zarr"
+
+    def run(self, name: str) -> Path:
+        return self.work / "runs" / name
+
+    def picture(self, study_id: str) -> Path:
+        return self.work / "pictures" / f"study_{study_id}.png"
+
+    def file(self, name: str) -> Path:
+        """``coords``, ``submission``, ``truth`` (test_truth.csv) or ``summary`` (summary.json)."""
+        return self.work / {"coords": "coords.csv", "submission": "submission.csv", "truth": "test_truth.csv",
+                            "summary": "summary.json"}[name]
+
+
+class Steps:
+    """Runs the demo's steps: each announced with its ``spine`` command line, timed (wall and CPU), recorded."""
+
+    def __init__(self, announce: Callable[[str, str], None] | None, finished: Callable[[StepRecord], None] | None):
+        self.announce, self.finished, self.records = announce, finished, []
+
+    def run(self, name: str, command: list[object], action: Callable[[], object]):
+        """``action()`` as the step ``name``; ``command``: the words after ``spine``."""
+        shown = _command("spine", *command)
+        if self.announce:
+            self.announce(name, shown)
+        start, cpu = time.perf_counter(), _cpu_seconds()
+        value = action()
+        record = StepRecord(name, shown, time.perf_counter() - start, _cpu_seconds() - cpu)
+        self.records.append(record)
+        if self.finished:
+            self.finished(record)
+        return value
+
+
+def _options(*pairs: tuple[str, object]) -> list[object]:
+    """``[option, value, ...]`` of ``(option, value)`` pairs: repeated options (``--model``, ``--set``)."""
+    return [word for pair in pairs for word in pair]
+
+
+def synth_step(steps: Steps, settings: DemoSettings, paths: DemoPaths):
+    """The synthetic studies, both splits, in the competition layout (``spine synth``)."""
+    from spinedata.synth import generate
+
+    workers = settings.workers or default_workers()
+    return steps.run("synth", ["synth", paths.data, "--studies", settings.studies, "--test-studies",
+                               settings.test_studies, "--seed", settings.seed, "--matrix", settings.matrix,
+                               "--workers", workers],
+                     lambda: generate(paths.data, settings.studies, settings.seed, n_test_studies=settings.test_studies,
+                                      workers=workers, sagittal_matrices=(settings.matrix,),
+                                      axial_matrices=(settings.matrix,)))
+
+
+def ingest_step(steps: Steps, settings: DemoSettings, paths: DemoPaths, split: str) -> None:
+    """One split into its store (``spine ingest``); a split of which no study was written is an error."""
+    from spinedata.ingest import ingest
+
+    store = paths.store(split)
+    done = steps.run(f"ingest {split}", ["ingest", paths.data, store, "--split", split],
+                     lambda: ingest(paths.data, store, split=split, workers=settings.workers))
+    if done.n_complete == 0:
+        raise ConfigError(f"ingest of the {split} split wrote no study; see {store}/ingest_report.csv")
+
+
+def train_steps(steps: Steps, settings: DemoSettings, paths: DemoPaths, device: str) -> dict[str, Path]:
+    """Every model of the demo from its CPU config (``spine train``); the master names the graders' runs."""
+    from spinemodels.catalog import load_config
+    from spinemodels.training import train
+
+    trained: dict[str, Path] = {}
+    for name in settings.models():
+        config, out = CONFIGS + name, paths.run(name)
+        overrides = [f"train.epochs={settings.epochs_of(name)}"]
+        if name == MASTER:
+            overrides += [f"model.{g.removeprefix('grade_')}_run={trained[g]}" for g in GRADERS]
+        steps.run(f"train {name}", ["train", config, "--data", paths.store("train"), "--out", out,
+                                    *_options(*(("--set", item) for item in overrides))],
+                  lambda config=config, overrides=overrides, out=out: train(
+                      load_config(config, overrides), str(paths.store("train")), out, progress=settings.progress,
+                      device=device))
+        trained[name] = out
+    return trained
+
+
 def run_demo(settings: DemoSettings, announce: Callable[[str, str], None] | None = None,
              finished: Callable[[StepRecord], None] | None = None) -> DemoResult:
     """Run every step; ``announce(name, command)`` before each, ``finished(record)`` after. Returns the summary.
@@ -194,106 +290,62 @@ def run_demo(settings: DemoSettings, announce: Callable[[str, str], None] | None
     import torch
 
     import spinedata
-    from spinedata.ingest import ingest
     from spinedata.metric import SCORE_KEYS, priors_submission, score
     from spinedata.pictures import render_study
-    from spinedata.synth import generate
-    from spinemodels.catalog import load_config
-    from spinemodels.classify import classify
-    from spinemodels.locate import locate
-    from spinemodels.training import train
+    from spinemodels.inference.classify import classify
+    from spinemodels.inference.locate import locate
 
-    work = Path(settings.workdir)
-    prepare_workdir(work)
-    data, train_store, test_store = work / "data", work / "train.zarr", work / "test.zarr"
-    runs_dir, pictures = work / "runs", work / "pictures"
-    coords_csv, submission_csv, truth_csv = work / "coords.csv", work / "submission.csv", work / "test_truth.csv"
-    result = DemoResult(work, {})
+    paths = DemoPaths(Path(settings.workdir))
+    prepare_workdir(paths.work)
     device = settings.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    steps = Steps(announce, finished)
     started = time.perf_counter()
 
-    def step(name: str, command: str, action: Callable[[], object]):
-        if announce:
-            announce(name, command)
-        start, cpu = time.perf_counter(), _cpu_seconds()
-        value = action()
-        record = StepRecord(name, command, time.perf_counter() - start, _cpu_seconds() - cpu)
-        result.steps.append(record)
-        if finished:
-            finished(record)
-        return value
+    synth = synth_step(steps, settings, paths)
+    for split in ("train", "test"):
+        ingest_step(steps, settings, paths, split)
+    trained = train_steps(steps, settings, paths, device)
 
-    synth_workers = settings.workers or default_workers()
-    synth = step("synth", _command("spine", "synth", data, "--studies", settings.studies, "--test-studies",
-                                   settings.test_studies, "--seed", settings.seed, "--matrix", settings.matrix,
-                                   "--workers", synth_workers),
-                 lambda: generate(data, settings.studies, settings.seed, n_test_studies=settings.test_studies,
-                                  workers=synth_workers, sagittal_matrices=(settings.matrix,),
-                                  axial_matrices=(settings.matrix,)))
-    for split, store in (("train", train_store), ("test", test_store)):
-        ingested = step(f"ingest {split}", _command("spine", "ingest", data, store, "--split", split),
-                        lambda split=split, store=store: ingest(data, store, split=split, workers=settings.workers))
-        if ingested.n_complete == 0:
-            raise ConfigError(f"ingest of the {split} split wrote no study; see {store}/ingest_report.csv")
-
-    trained: dict[str, Path] = {}
-    names = [*STAGE_ONE, *GRADERS] + ([MASTER] if settings.master else [])
-    for name in names:
-        config_path = CONFIGS + name
-        overrides = [f"train.epochs={settings.epochs_of(name)}"]
-        if name == MASTER:
-            overrides += [f"model.{g.removeprefix('grade_')}_run={trained[g]}" for g in GRADERS]
-        out = runs_dir / name
-        shown = [config_path, "--data", train_store, "--out", out]
-        for item in overrides:
-            shown += ["--set", item]
-        step(f"train {name}", _command("spine", "train", *shown),
-             lambda config_path=config_path, overrides=overrides, out=out: train(
-                 load_config(config_path, overrides), str(train_store), out, progress=settings.progress,
-                 device=device))
-        trained[name] = out
-
+    test_store, coords_csv, submission_csv = paths.store("test"), paths.file("coords"), paths.file("submission")
     test_ds = spinedata.open_dataset(str(test_store))
     stage_one = [trained[n] for n in STAGE_ONE]
-    coords, locate_warnings = step(
-        "locate", _command("spine", "locate", test_store, *[a for r in stage_one for a in ("--model", r)],
-                           "--out", coords_csv),
+    coords, locate_warnings = steps.run(
+        "locate", ["locate", test_store, *_options(*(("--model", r) for r in stage_one)), "--out", coords_csv],
         lambda: locate(test_ds, stage_one, device=device, progress=settings.progress))
     coords.to_csv(coords_csv, index=False)
-    graders = [trained[n] for n in GRADERS] + ([trained[MASTER]] if settings.master else [])
-    submission, classify_warnings = step(
-        "classify", _command("spine", "classify", test_store, "--coords", coords_csv,
-                             *[a for r in graders for a in ("--model", r)], "--out", submission_csv),
+    graders = [trained[n] for n in settings.models() if n not in STAGE_ONE]
+    submission, classify_warnings = steps.run(
+        "classify", ["classify", test_store, "--coords", coords_csv, *_options(*(("--model", r) for r in graders)),
+                     "--out", submission_csv],
         lambda: classify(test_ds, coords, graders, device=device, progress=settings.progress))
     submission.to_csv(submission_csv, index=False)
 
-    synth_truth = pd.read_csv(data / "synth_truth.csv", dtype={"study_id": str})
-    truth = truth_table(synth_truth, "test")
+    synth_truth = pd.read_csv(paths.data / "synth_truth.csv", dtype={"study_id": str})
+    truth, truth_csv = truth_table(synth_truth, "test"), paths.file("truth")
     truth.to_csv(truth_csv, index=False)
 
     def scores() -> dict:
-        train_targets = spinedata.open_dataset(str(train_store)).targets
+        train_targets = spinedata.open_dataset(str(paths.store("train"))).targets
         model = score(submission, truth)
         baseline = score(priors_submission(train_targets, test_ds.study_ids), truth)
         return {"model": {k: model[k] for k in SCORE_KEYS}, "class_priors": {k: baseline[k] for k in SCORE_KEYS},
                 "argmax_accuracy": _severity_accuracy(submission, truth)}
 
-    scored = step("score", _command("spine", "score", submission_csv, "--truth", truth_csv), scores)
+    scored = steps.run("score", ["score", submission_csv, "--truth", truth_csv], scores)
     errors = localisation_errors(coords, synth_truth[synth_truth["split"] == "test"])
-
-    shown_ids = [str(s) for s in test_ds.study_ids[:N_PICTURES]]
     written = []
-    for study_id in shown_ids:
-        png = pictures / f"study_{study_id}.png"
-        step(f"show {study_id}", _command("spine", "show", test_store, study_id, "--coords", coords_csv,
-                                          "--submission", submission_csv, "--labels", data / "synth_truth.csv",
-                                          "--truth", truth_csv, "--out", png),
-             lambda study_id=study_id, png=png: written.append(render_study(
-                 test_ds, study_id, png, coords=coords, labels=synth_truth, submission=submission, truth=truth)))
+    for study_id in [str(s) for s in test_ds.study_ids[:N_PICTURES]]:
+        png = paths.picture(study_id)
+        steps.run(f"show {study_id}", ["show", test_store, study_id, "--coords", coords_csv, "--submission",
+                                       submission_csv, "--labels", paths.data / "synth_truth.csv", "--truth",
+                                       truth_csv, "--out", png],
+                  lambda study_id=study_id, png=png: written.append(render_study(
+                      test_ds, study_id, png, coords=coords, labels=synth_truth, submission=submission, truth=truth)))
 
-    result.summary = {
+    records = steps.records
+    summary = {
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()},
-        "epochs": {name: settings.epochs_of(name) for name in names},
+        "epochs": {name: settings.epochs_of(name) for name in settings.models()},
         "device": device,
         "torch_threads": torch.get_num_threads(),
         "machine": f"{platform.machine()}, {default_workers()} cores, Python {platform.python_version()}",
@@ -305,15 +357,15 @@ def run_demo(settings: DemoSettings, announce: Callable[[str, str], None] | None
         "runs": {name: str(path) for name, path in trained.items()},
         "files": {"coords": str(coords_csv), "submission": str(submission_csv), "truth": str(truth_csv),
                   "pictures": [str(p) for p in written]},
-        "timings_s": {r.name: round(r.seconds, 2) for r in result.steps},
-        "cpu_s": {r.name: round(r.cpu_seconds, 2) for r in result.steps},
-        "commands": [r.command for r in result.steps],
+        "timings_s": {r.name: round(r.seconds, 2) for r in records},
+        "cpu_s": {r.name: round(r.cpu_seconds, 2) for r in records},
+        "commands": [r.command for r in records],
         "total_s": round(time.perf_counter() - started, 2),
-        "total_cpu_s": round(sum(r.cpu_seconds for r in result.steps), 2),
+        "total_cpu_s": round(sum(r.cpu_seconds for r in records), 2),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
-    (work / "summary.json").write_text(json.dumps(result.summary, indent=1))
-    return result
+    paths.file("summary").write_text(json.dumps(summary, indent=1))
+    return DemoResult(paths.work, summary, records)
 
 
 def _cpu_seconds() -> float:

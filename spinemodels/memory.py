@@ -1,13 +1,9 @@
 """Memory preflight of ``spine train``: estimate a training step's peak memory from one sample and refuse,
 in one line, a run that cannot fit its device, instead of letting the kernel (or CUDA) kill it mid-epoch.
 
-The estimate: weights + gradients + optimiser states + the activations autograd saves for backward
-(counted with ``torch.autograd.graph.saved_tensors_hooks`` on a forward of one sample of the first
-training batch, under the run's device, autocast and memory format; with gradient checkpointing on a
-forward and backward, where the recomputed blocks count), times the batch size, times ``WORKSPACE`` for
-the transient buffers of backward. Large images are probed at two reduced sizes and extrapolated linearly
-in pixels, so the probe stays cheap. Its accuracy against measured peaks, and its cost, are in
-docs/benchmarks.md ("Memory of a training step").
+Peak = weights + gradients + optimiser states + ``WORKSPACE`` x the activations autograd saves for backward
+(counted on one sample, as the step runs it, times the batch size). How it is measured, its accuracy and its
+cost: docs/benchmarks.md, "Memory of a training step".
 """
 
 from __future__ import annotations
@@ -28,8 +24,7 @@ PROBE_SIDES = ((32, 64), (64, 128))
 """Image sides of the two probes of a larger image; the second pair for networks that cannot train on the
 first (batch norm over a single value: one image whose features shrink to one pixel)."""
 WORKSPACE = 1.3
-"""Factor on the saved activations for backward's transient gradients and buffers (chosen; measured peaks
-against the estimate are in docs/benchmarks.md)."""
+"""Factor on the saved activations for backward's transient gradients and buffers (chosen on measured peaks)."""
 
 
 class InsufficientMemoryError(SpineError):
@@ -238,8 +233,7 @@ def activation_bytes(task: Any, network: torch.nn.Module, sample: Any, device: t
                      channels_last: bool, backward: bool) -> Saved:
     """Saved bytes of one sample at its full size: probed as is when it holds no image larger than 64 pixels
     a side, else probed with its images cut to two smaller squares (``PROBE_SIDES``) and extrapolated
-    linearly in pixels (the activations of convolutional networks grow with the pixel count; measured in
-    docs/benchmarks.md)."""
+    linearly in pixels (the activations of convolutional networks grow with the pixel count)."""
     shapes = _image_shapes(sample)
     kwargs = {"amp": amp, "channels_last": channels_last, "backward": backward}
     if not shapes:

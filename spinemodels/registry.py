@@ -96,6 +96,12 @@ class Task:
         predictions)."""
 
 
+def labelled_predictions(predictions: pd.DataFrame, truth: str) -> pd.DataFrame:
+    """The validation predictions whose truth (column ``truth``, -1 where missing) is known, for ``evaluate``;
+    empty when there are none."""
+    return predictions if predictions.empty else predictions[predictions[truth] >= 0]
+
+
 def register_task(cls: type[Task]) -> type[Task]:
     """Class decorator: make ``cls`` available under ``cls.name``."""
     if not getattr(cls, "name", None):

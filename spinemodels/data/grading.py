@@ -115,19 +115,19 @@ def make_grade_samples(points: pd.DataFrame, targets: pd.DataFrame | None, study
     return samples
 
 
-@dataclass(frozen=True)
+@dataclass
 class CropSettings:
-    """How crops are cut and augmented (the task's data config provides these)."""
+    """How crops are cut and augmented: the crop part of a grading task's data config (``GradeDataConfig``)."""
 
-    image_size: int = 224  # output pixels per side
-    side_mm: float = 50.0  # physical side of the crop
+    image_size: int = 224  # output pixels per side of every crop
+    side_mm: float = 50.0  # physical side of the crop (mm)
     n_slices: int = 11  # slices per crop, centred on the point's nearest slice
-    jitter_mm: float = 5.0  # training: centre moves up to this many mm along rows and columns
-    jitter_slices: int = 2  # training: centre slice moves up to this many slices
-    rotate_deg: float = 10.0  # training: in-plane rotation up to +-this
-    zoom: float = 0.1  # training: field of view x exp(U(-zoom, zoom))
+    jitter_mm: float = 5.0  # training: crop centre moves up to this many mm along rows and columns
+    jitter_slices: int = 2  # training: centre slice moves up to this many slices (stage-1 errors)
+    rotate_deg: float = 10.0  # training: in-plane rotation within +-this (degrees)
+    zoom: float = 0.1  # training: field of view multiplied by exp(U(-zoom, zoom))
     intensity: float = 0.3  # training: gamma exp(U(-x, x)), contrast 1 +- x/2, brightness +- x/6
-    noise: float = 0.03  # training: Gaussian noise with sigma up to this (0-1 intensities)
+    noise: float = 0.03  # training: largest sigma of added Gaussian noise (0-1 intensities)
     blur_p: float = 0.2  # training: probability of a Gaussian blur (sigma 0.5-1.5 px)
 
 
@@ -172,14 +172,15 @@ def augment_intensity(crop: np.ndarray, rng: np.random.Generator, settings: Crop
 class CropDataset(LazyStoreDataset):
     """Base of the grading datasets: cuts crops from a store through a bounded per-worker stack cache.
 
-    ``source``: a store path (opened lazily in each worker) or an opened dataset.
+    ``source``: a store path (opened lazily in each worker) or an opened dataset. ``cache``: a stack cache to
+    share with other datasets (inference: one per study), else one of ``cache_mb``.
     """
 
     def __init__(self, source: Any, samples: list, group: GradeGroup, settings: CropSettings, train: bool,
-                 cache_mb: int = 1024):
+                 cache_mb: int = 1024, cache: PixelCache | None = None):
         super().__init__(source)
         self.samples, self.group, self.settings, self.train = samples, group, settings, train
-        self.cache = PixelCache(cache_mb * 2**20)
+        self.cache = cache if cache is not None else PixelCache(cache_mb * 2**20)
 
     def __len__(self) -> int:
         return len(self.samples)

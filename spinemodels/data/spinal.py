@@ -89,6 +89,13 @@ def make_samples(dataset: Any, study_ids: list[str], need_labels: bool) -> list[
     return samples
 
 
+def grid_and_augment(data: Any) -> dict[str, float]:
+    """The options both stage-1 datasets take from their task's data config as they are: the grid's
+    ``fov_mm`` and the shared augmentation (zoom, shift, rotation, intensity)."""
+    names = ("fov_mm", "augment_scale", "augment_shift", "augment_degrees", "augment_intensity")
+    return {name: getattr(data, name) for name in names}
+
+
 class StoreDataset(LazyStoreDataset):
     """Base: holds a store path (opened lazily in each worker) or an opened dataset, and a stack cache."""
 

@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from spinemodels.errors import ConfigError
+
+
+@dataclass
+class SliceTransformerConfig:
+    """The model section shared by the networks that run a timm backbone on every slice and a transformer
+    across the slices (the slice finder, the graders); each task adds its own fields and default backbone."""
+
+    backbone: str = "densenet121"  # timm model name, run on every slice (1 channel)
+    pretrained: bool = True  # ImageNet weights (cache or network); false trains from scratch
+    d_model: int = 256  # width of the transformer across slices
+    n_layers: int = 4  # transformer layers
+    n_heads: int = 8  # attention heads
+    dropout: float = 0.1  # transformer dropout
+
 
 _OFFLINE_HINT = ("weights for {what} are not available offline ({error}); set `pretrained: false` to train "
                  "from scratch, or put the weights in the torch/Hugging Face cache (HF_HOME, TORCH_HOME)")

@@ -1,4 +1,6 @@
-"""Tasks ``grade_spinal``, ``grade_foraminal``, ``grade_subarticular``: severities from mm-normalised crops.
+"""Tasks ``grade_spinal``, ``grade_foraminal``, ``grade_subarticular`` and ``grade_spinal_axial`` (the spinal
+canal's cross-section on Axial T2, a second view): severities from mm-normalised crops, one task per condition
+group of ``spinedata.conditions`` (``GRADE_TASKS``).
 
 Each trains a :class:`~spinemodels.networks.grader.SliceSequenceGrader` on crops around the labelled points
 (``dataset.labels``), one sample per labelled level and side, with the metric's class weights (1, 2, 4). The
@@ -10,7 +12,7 @@ calibration (``calibration.json``) is fitted on the pooled out-of-fold predictio
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -37,21 +39,16 @@ from spinemodels.data.views import points_for_group
 from spinemodels.errors import ConfigError
 from spinemodels.grade_audit import exclude_targets, read_exclusions
 from spinemodels.grading_loss import weighted_cross_entropy
+from spinemodels.networks.backbones import SliceTransformerConfig
 from spinemodels.networks.grader import SliceSequenceGrader
-from spinemodels.registry import Task, register_task
+from spinemodels.registry import Task, labelled_predictions, register_task
 
 PRIORS_FILE = "priors.csv"
 TRAIN_COUNTS_FILE = "train_counts.csv"
 
 
 @dataclass
-class GradeModelConfig:
-    backbone: str = "densenet121"  # timm model name, run on every slice (1 channel)
-    pretrained: bool = True  # ImageNet weights (cache or network); false trains from scratch
-    d_model: int = 256  # width of the transformer across slices
-    n_layers: int = 4  # transformer layers
-    n_heads: int = 8  # attention heads
-    dropout: float = 0.1  # transformer dropout
+class GradeModelConfig(SliceTransformerConfig):
     level_embedding: bool = True  # add a learned embedding of the disc level to every slice token
     class_weights: list[float] = field(default_factory=lambda: list(SEVERITY_WEIGHTS))  # loss weight per class
     grad_checkpointing: bool = False  # recompute the backbone's activations in backward (less memory, slower)
@@ -59,17 +56,9 @@ class GradeModelConfig:
 
 
 @dataclass
-class GradeDataConfig:
-    image_size: int = 224  # output pixels per side of every crop
-    side_mm: float = 50.0  # physical side of the crop (mm)
-    n_slices: int = 11  # slices per crop, centred on the point's nearest slice
-    jitter_mm: float = 5.0  # training: crop centre moves up to this many mm along rows and columns
-    jitter_slices: int = 2  # training: centre slice moves up to this many slices (stage-1 errors)
-    rotate_deg: float = 10.0  # training: in-plane rotation within +-this (degrees)
-    zoom: float = 0.1  # training: field of view multiplied by exp(U(-zoom, zoom))
-    intensity: float = 0.3  # training: strength of gamma / contrast / brightness changes
-    noise: float = 0.03  # training: largest sigma of added Gaussian noise (0-1 intensities)
-    blur_p: float = 0.2  # training: probability of a Gaussian blur
+class GradeDataConfig(CropSettings):
+    """The crops (``CropSettings``' fields, first) and how training reads them."""
+
     cache_mb: int = 2048  # per-worker cache of whole stacks
     oversample: list[int] = field(default_factory=lambda: [1, 1, 1])  # training: times each grade is shown
     exclude_labels: str = ""  # training: CSV of (study_id, condition, level) left out (spine audit --grade-findings)
@@ -84,11 +73,7 @@ def calibrate_run(run) -> None:
 
 def crop_settings(data: GradeDataConfig) -> CropSettings:
     """The crop part of a data config."""
-    fields = asdict(data)
-    fields.pop("cache_mb")
-    fields.pop("oversample")
-    fields.pop("exclude_labels")
-    return CropSettings(**fields)
+    return CropSettings(**{f.name: getattr(data, f.name) for f in fields(CropSettings)})
 
 
 class GradeTask(Task):
@@ -161,9 +146,7 @@ class GradeTask(Task):
 
     def evaluate(self, predictions: pd.DataFrame) -> dict[str, float]:
         """Weighted log loss of the group (as the metric) and, for spinal, any_severe_spinal."""
-        if predictions.empty:
-            return {}
-        known = predictions[predictions["target"] >= 0]
+        known = labelled_predictions(predictions, "target")
         if known.empty:
             return {}
         codes = known["target"].to_numpy(dtype=np.int64)
@@ -191,33 +174,11 @@ class GradeTask(Task):
         calibrate_run(run)
 
 
-@register_task
-class GradeSpinalTask(GradeTask):
-    name = "grade_spinal"
-    group = GRADE_GROUPS["spinal"]
+def grade_task_of(group: GradeGroup) -> type[GradeTask]:
+    """The grading task of a condition group, ``grade_<group>`` (registered)."""
+    title = "".join(part.title() for part in group.name.split("_"))
+    return register_task(type(f"Grade{title}Task", (GradeTask,), {"name": f"grade_{group.name}", "group": group}))
 
 
-@register_task
-class GradeForaminalTask(GradeTask):
-    name = "grade_foraminal"
-    group = GRADE_GROUPS["foraminal"]
-
-
-@register_task
-class GradeSubarticularTask(GradeTask):
-    name = "grade_subarticular"
-    group = GRADE_GROUPS["subarticular"]
-
-
-@register_task
-class GradeSpinalAxialTask(GradeTask):
-    """Spinal canal stenosis graded on the Axial T2 cross-section at each spinal point (a second view)."""
-
-    name = "grade_spinal_axial"
-    group = GRADE_GROUPS["spinal_axial"]
-
-
-GRADE_TASKS: dict[str, type[GradeTask]] = {
-    cls.name: cls for cls in (GradeSpinalTask, GradeForaminalTask, GradeSubarticularTask, GradeSpinalAxialTask)
-}
+GRADE_TASKS: dict[str, type[GradeTask]] = {task.name: task for task in map(grade_task_of, GRADE_GROUPS.values())}
 """Task name -> class, for ``spine classify``."""

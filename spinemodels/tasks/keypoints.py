@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from spinedata.constants import LEVELS
-from spinemodels.data.spinal import KeypointDataset, make_samples
+from spinemodels.data.spinal import KeypointDataset, grid_and_augment, make_samples
 from spinemodels.data.stackio import PhysicalGrid
 from spinemodels.heatmaps import heatmap_loss, read_points
 from spinemodels.networks.backbones import create_unet
@@ -47,10 +47,7 @@ class KeypointTask(Task):
     def build_dataset(self, dataset, source, study_ids, train):
         d = self.config.data
         samples = make_samples(dataset, study_ids, need_labels=True)
-        return KeypointDataset(source, samples, d.image_size, d.channels, train, d.cache_mb,
-                               augment_scale=d.augment_scale, augment_shift=d.augment_shift,
-                               augment_degrees=d.augment_degrees, fov_mm=d.fov_mm,
-                               augment_intensity=d.augment_intensity)
+        return KeypointDataset(source, samples, d.image_size, d.channels, train, d.cache_mb, **grid_and_augment(d))
 
     def build_network(self, pretrained=None):
         m = self.config.model

@@ -23,7 +23,7 @@ import torch
 from spinedata.conditions import CONDITION_GROUPS
 from spinedata.constants import CONDITIONS, LEVELS, SEVERITY_WEIGHTS, SUBMISSION_COLUMNS, TARGETS, target_name
 from spinedata.metric import MetricError, class_priors, score
-from spinemodels.data.grading import GRADE_GROUPS, GradeDataset, make_grade_samples
+from spinemodels.data.grading import GRADE_GROUPS, GradeDataset, GradeSample, make_grade_samples
 from spinemodels.data.sampling import unpack_index
 from spinemodels.data.views import points_for_group
 from spinemodels.errors import ConfigError
@@ -88,32 +88,43 @@ class MasterDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index) -> dict:
         i, _ = unpack_index(index)
-        out: dict = {"study_id": self.study_ids[i]}
-        target = torch.full((len(LEVELS), len(CONDITIONS)), -1, dtype=torch.int64)
+        items = {}
         for k, group in enumerate(self.parts):
             key = (i, index[1] + 7919 * k, index[2]) if isinstance(index, tuple | list) else index
-            item = self.parts[group][key]
-            out[f"image_{group}"], out[f"present_{group}"] = item["image"], item["present"]
-            if group in CONDITION_SLOTS:  # the extra views grade conditions these already hold
-                target[:, CONDITION_SLOTS[group]] = item["target"]
-        out["target"] = target
-        return out
+            items[group] = self.parts[group][key]
+        return join_groups(self.study_ids[i], items)
 
 
-def master_parts(dataset, source, points: pd.DataFrame, targets, study_ids, runs: dict[str, RunFiles], train: bool,
-                 augment: bool, cache_mb: int) -> MasterDataset:
-    """The group datasets of ``runs`` (the three groups, and the extra views given) over the studies that have
-    a point of any of the three groups."""
+def join_groups(study_id: str, items: dict[str, dict]) -> dict:
+    """One master sample from its groups' ``GradeDataset`` items (``MasterDataset``'s sample)."""
+    out: dict = {"study_id": study_id}
+    target = torch.full((len(LEVELS), len(CONDITIONS)), -1, dtype=torch.int64)
+    for group, item in items.items():
+        out[f"image_{group}"], out[f"present_{group}"] = item["image"], item["present"]
+        if group in CONDITION_SLOTS:  # the extra views grade conditions these already hold
+            target[:, CONDITION_SLOTS[group]] = item["target"]
+    out["target"] = target
+    return out
+
+
+def master_samples(dataset, points: pd.DataFrame, targets, study_ids, runs: dict[str, RunFiles]
+                   ) -> dict[str, list[GradeSample]]:
+    """Each group's samples (the three groups, and the extra views of ``runs``) of the studies that have a
+    point of any of the three groups."""
     groups = [*GROUP_ORDER, *(v for v in EXTRA_VIEWS if v in runs)]
     samples = {g: make_grade_samples(points_for_group(dataset, points, GRADE_GROUPS[g], study_ids), targets,
                                      study_ids, GRADE_GROUPS[g], need_points=False) for g in groups}
     keep = [j for j in range(len(study_ids))
             if any(p is not None for g in GROUP_ORDER for row in samples[g][j].points for p in row)]
-    parts = {}
-    for g in groups:
-        data = runs[g].config().data
-        parts[g] = GradeDataset(source, [samples[g][j] for j in keep], GRADE_GROUPS[g], crop_settings(data),
-                                train=train and augment, cache_mb=cache_mb)
+    return {g: [samples[g][j] for j in keep] for g in groups}
+
+
+def master_parts(dataset, source, points: pd.DataFrame, targets, study_ids, runs: dict[str, RunFiles], train: bool,
+                 augment: bool, cache_mb: int) -> MasterDataset:
+    """The group datasets of ``runs`` (``master_samples``) with each grader's crops."""
+    parts = {g: GradeDataset(source, samples, GRADE_GROUPS[g], crop_settings(runs[g].config().data),
+                             train=train and augment, cache_mb=cache_mb)
+             for g, samples in master_samples(dataset, points, targets, study_ids, runs).items()}
     return MasterDataset(parts, list(study_ids))
 
 

@@ -9,22 +9,18 @@ import pandas as pd
 import torch
 
 from spinedata.constants import LEVELS
-from spinemodels.data.spinal import MISSING, SliceFinderDataset, make_samples
+from spinemodels.data.spinal import MISSING, SliceFinderDataset, grid_and_augment, make_samples
+from spinemodels.networks.backbones import SliceTransformerConfig
 from spinemodels.networks.slice_finder import SliceFinder
-from spinemodels.registry import Task, register_task
+from spinemodels.registry import Task, labelled_predictions, register_task
 
 PADDING_LOGIT = -1e4
 """Logit given to padded slices so that softmax over slices ignores them (safe in float16)."""
 
 
 @dataclass
-class SliceFinderModelConfig:
+class SliceFinderModelConfig(SliceTransformerConfig):
     backbone: str = "tf_efficientnetv2_b2"  # timm model name, run on every slice (1 channel)
-    pretrained: bool = True  # ImageNet weights (cache or network); false trains from scratch
-    d_model: int = 256  # width of the transformer across slices
-    n_layers: int = 4  # transformer layers
-    n_heads: int = 8  # attention heads
-    dropout: float = 0.1  # transformer dropout
     grad_checkpointing: bool = False  # recompute the backbone's activations in backward (less memory, more compute)
 
 
@@ -91,9 +87,7 @@ class SliceFinderTask(Task):
         data = self.config.data
         samples = make_samples(dataset, study_ids, need_labels=True)
         return SliceFinderDataset(source, samples, data.image_size, data.n_slices, train, data.cache_mb,
-                                  fov_mm=data.fov_mm, augment_scale=data.augment_scale,
-                                  augment_shift=data.augment_shift, augment_degrees=data.augment_degrees,
-                                  augment_crop=data.augment_crop, augment_intensity=data.augment_intensity)
+                                  augment_crop=data.augment_crop, **grid_and_augment(data))
 
     def build_network(self, pretrained=None):
         m = self.config.model
@@ -129,9 +123,7 @@ class SliceFinderTask(Task):
         return rows
 
     def evaluate(self, predictions: pd.DataFrame) -> dict[str, float]:
-        if predictions.empty:
-            return {}
-        known = predictions[predictions["slice_true"] >= 0]
+        known = labelled_predictions(predictions, "slice_true")
         if known.empty:
             return {}
         diff = (known["slice"] - known["slice_true"]).abs()

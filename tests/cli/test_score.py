@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pandas as pd
@@ -73,12 +72,7 @@ def test_missing_rows_are_one_line_error(csv_pair, tmp_path, monkeypatch, capsys
     sub_path, truth_path, _ = csv_pair
     short = tmp_path / "short.csv"
     pd.read_csv(sub_path).iloc[:-3].to_csv(short, index=False)
-    monkeypatch.setattr(sys, "argv", ["spine", "score", str(short), "--truth", str(truth_path)])
-    monkeypatch.delenv("SPINE_DEBUG", raising=False)
-    with pytest.raises(SystemExit) as info:
-        run_app(app)
-    assert info.value.code == 1
-    err = capsys.readouterr().err.strip()
+    err = cli_error(monkeypatch, capsys, ["score", str(short), "--truth", str(truth_path)])  # exit code 1
     assert err.startswith("error: submission lacks 3 scored rows") and "\n" not in err
 
 

@@ -10,10 +10,10 @@ from typer.testing import CliRunner
 
 import spinedata as sd
 from cli.app import app
-from spinemodels.locate import COORD_COLUMNS
+from spinemodels.inference.locate import COORD_COLUMNS
 from tests.helpers.cli_helpers import cli_error
 from tests.helpers.spinemodels_fakes import one_torch_thread  # noqa: F401
-from tests.spinemodels.test_training import TINY
+from tests.helpers.tiny_runs import TINY
 
 runner = CliRunner()
 

@@ -95,22 +95,28 @@ def write_series(
     origin=(-40.0, 25.0, 60.0),
     seed: int = 0,
     instance_order=None,
+    study_uid: str | None = None,
+    max_value: int = 4000,
+    named_by_instance: bool = False,
     **kwargs,
 ) -> tuple[np.ndarray, np.ndarray, list[Path]]:
     """A series of ``n_slices`` parallel slices along ``n``; returns ``(volume (n,rows,cols), affine, paths)``
-    in ascending ``n . IPP`` order. ``instance_order`` permutes InstanceNumbers (default: reversed)."""
+    in ascending ``n . IPP`` order. ``instance_order`` permutes InstanceNumbers (default: reversed); pixels are
+    below ``max_value``; files are ``slice_<random>.dcm``, or ``<instance_number>.dcm`` (``named_by_instance``);
+    ``kwargs`` go to ``write_slice``."""
     folder.mkdir(parents=True, exist_ok=True)
     rot = rotation(angles_deg)
     r, c = rot[:, 0], rot[:, 1]
     n = np.cross(r, c)
     rng = np.random.default_rng(seed)
-    volume = rng.integers(0, 4000, size=(n_slices, rows, cols), dtype=np.uint16)
+    volume = rng.integers(0, max_value, size=(n_slices, rows, cols), dtype=np.uint16)
     order = list(range(n_slices, 0, -1)) if instance_order is None else list(instance_order)
-    study_uid, series_uid = generate_uid(), generate_uid()
+    study_uid, series_uid = study_uid or generate_uid(), generate_uid()
     paths = []
     for k in range(n_slices):
         position = np.asarray(origin) + k * slice_step * n
-        path = folder / f"slice_{rng.integers(1 << 30):010d}.dcm"
+        name = f"{order[k]}.dcm" if named_by_instance else f"slice_{rng.integers(1 << 30):010d}.dcm"
+        path = folder / name
         write_slice(
             path,
             volume[k],

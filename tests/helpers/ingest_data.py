@@ -9,7 +9,7 @@ import numpy as np
 from pydicom.uid import generate_uid
 
 from spinedata.constants import TARGETS
-from tests.helpers.dicom_writer import expected_affine, rotation, write_slice
+from tests.helpers.dicom_writer import write_series
 
 SAGITTAL = (0.0, 90.0, 0.0)
 """Euler angles (deg) turning the identity IOP into a sagittal one (normal along x)."""
@@ -41,32 +41,11 @@ def write_competition_series(
     rescale: tuple[float, float] | None = None,
 ) -> SeriesTruth:
     """One series as ``<folder>/<instance_number>.dcm``, instance numbers descending along ``n``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rot = rotation(angles_deg)
-    r, c = rot[:, 0], rot[:, 1]
-    n = np.cross(r, c)
-    rng = np.random.default_rng(seed)
-    volume = rng.integers(0, 3000, size=(n_slices, rows, cols), dtype=np.uint16)
-    series_uid = generate_uid()
-    instances = np.arange(n_slices, 0, -1)
-    paths = []
-    for k in range(n_slices):
-        path = folder / f"{instances[k]}.dcm"
-        write_slice(
-            path,
-            volume[k],
-            position=np.asarray(origin) + k * slice_step * n,
-            orientation=np.concatenate([r, c]),
-            pixel_spacing=pixel_spacing,
-            instance_number=int(instances[k]),
-            series_uid=series_uid,
-            study_uid=study_uid,
-            slice_thickness=slice_step,
-            extra={"SeriesDescription": description},
-            rescale=rescale,
-        )
-        paths.append(path)
-    return SeriesTruth(volume, expected_affine(r, c, n, slice_step, pixel_spacing, origin), instances, paths)
+    volume, affine, paths = write_series(
+        folder, n_slices, rows=rows, cols=cols, pixel_spacing=pixel_spacing, slice_step=slice_step,
+        angles_deg=angles_deg, origin=origin, seed=seed, study_uid=study_uid, max_value=3000,
+        named_by_instance=True, extra={"SeriesDescription": description}, rescale=rescale)
+    return SeriesTruth(volume, affine, np.arange(n_slices, 0, -1), paths)
 
 
 def write_competition_dataset(

@@ -24,39 +24,24 @@ SUBARTICULAR_X_MM = 8.0
 SUBARTICULAR_Y_MM = 6.0
 
 
+def _of_geometry(name: str) -> property:
+    """A stack's attribute or method that is its geometry's, as ``spinedata``'s ``Stack`` has it."""
+    return property(lambda self: getattr(self.geometry, name))
+
+
 @dataclass
 class FakeStack:
     geometry: StackGeometry
     pixels: np.ndarray
 
-    @property
-    def shape(self):
-        return self.geometry.shape
-
-    @property
-    def affine(self):
-        return self.geometry.affine
-
-    @property
-    def instance_numbers(self):
-        return self.geometry.instance_numbers
-
-    @property
-    def positions(self):
-        return self.geometry.positions
-
-    @property
-    def flags(self):
-        return self.geometry.flags
-
-    def voxel_to_world(self, ijk):
-        return self.geometry.voxel_to_world(ijk)
-
-    def world_to_voxel(self, xyz):
-        return self.geometry.world_to_voxel(xyz)
-
-    def project(self, xyz):
-        return self.geometry.project(xyz)
+    shape = _of_geometry("shape")
+    affine = _of_geometry("affine")
+    instance_numbers = _of_geometry("instance_numbers")
+    positions = _of_geometry("positions")
+    flags = _of_geometry("flags")
+    voxel_to_world = _of_geometry("voxel_to_world")
+    world_to_voxel = _of_geometry("world_to_voxel")
+    project = _of_geometry("project")
 
     def read(self, slices=None):
         return self.pixels if slices is None else self.pixels[slices]

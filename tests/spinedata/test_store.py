@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 
 import numpy as np
 import pandas as pd
@@ -195,17 +194,11 @@ def test_the_reader_never_reads_outside_studies(store, how):
 
 
 def test_spine_info_refuses_an_id_that_leaves_the_store(store, monkeypatch, capsys):
-    from cli.app import app
-    from cli.errors import run_app
+    from tests.helpers.cli_helpers import cli_error
 
     write_study(store)
     _bait(store.parent / "bait")
-    monkeypatch.setattr(sys, "argv", ["spine", "info", str(store), "../../bait"])
-    monkeypatch.delenv("SPINE_DEBUG", raising=False)
-    with pytest.raises(SystemExit) as info:
-        run_app(app)
-    assert info.value.code == 1
-    err = capsys.readouterr().err.strip()
+    err = cli_error(monkeypatch, capsys, ["info", str(store), "../../bait"])  # exit code 1
     assert err.startswith("error: study id '../../bait' cannot name a store entry") and "\n" not in err
 
 

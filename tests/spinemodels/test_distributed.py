@@ -15,7 +15,7 @@ import torch.multiprocessing as mp
 from spinemodels.catalog import config_from_dict, get_task
 from spinemodels.rundir import RunDir
 from tests.helpers.spinemodels_fakes import make_fake_dataset
-from tests.spinemodels.test_training import TINY
+from tests.helpers.tiny_runs import TINY
 
 WORLD = 2
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -16,31 +17,21 @@ from spinedata.crops import crop_around
 from spinedata.metric import score, weighted_log_loss
 from spinemodels.calibration import Calibration, weighted_prior_logits
 from spinemodels.catalog import config_from_dict, get_task
-from spinemodels.classify import ClassifyError, classify
 from spinemodels.data.grading import GRADE_GROUPS, CropSettings, GradeDataset, make_grade_samples
 from spinemodels.data.views import points_for_group
 from spinemodels.errors import ConfigError, RunDirError
 from spinemodels.grade_audit import audit_grades
 from spinemodels.grading_loss import any_severe_loss, weighted_cross_entropy
+from spinemodels.inference.classify import ClassifyError, classify
 from spinemodels.inference.runs import runs_for
 from spinemodels.networks.grader import SliceSequenceGrader, grid_outputs
 from spinemodels.rundir import RunDir
 from spinemodels.tasks.grading import GRADE_TASKS
 from spinemodels.training import train
 from tests.helpers.spinemodels_fakes import make_fake_dataset
+from tests.helpers.tiny_runs import tiny_grader_config, train_runs
 
 SETTINGS = CropSettings(image_size=24, side_mm=30.0, n_slices=3)
-
-
-def tiny_config(task: str, **train_overrides) -> dict:
-    return {
-        "task": task,
-        "model": {"backbone": "resnet10t", "pretrained": False, "d_model": 16, "n_layers": 1, "n_heads": 2},
-        "data": {"image_size": 24, "side_mm": 30.0, "n_slices": 3, "cache_mb": 64},
-        "optim": {"lr": 1e-3, "schedule": "constant"},
-        "train": {"epochs": 1, "batch_size": 3, "n_folds": 2, "folds": [0], "num_workers": 0, "patience": 0,
-                  **train_overrides},
-    }
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +41,8 @@ def fake():
 
 @pytest.fixture(scope="module")
 def runs(fake, tmp_path_factory):
-    root = tmp_path_factory.mktemp("grade_runs")
-    return {task: train(config_from_dict(tiny_config(task)), fake, root / task, progress=False).path
-            for task in ("grade_spinal", "grade_foraminal", "grade_subarticular")}
+    tasks = ("grade_spinal", "grade_foraminal", "grade_subarticular")
+    return train_runs({task: tiny_grader_config(task) for task in tasks}, fake, tmp_path_factory.mktemp("grade_runs"))
 
 
 def test_samples_hold_each_level_and_side_with_its_target(fake):
@@ -229,7 +219,7 @@ def test_classify_without_a_group_run_uses_priors_and_refuses_other_runs(runs, f
     other = tmp_path / "kp"
     config = {"task": "keypoints", "model": {"encoder": "resnet18", "pretrained": False, "encoder_depth": 3,
                                              "decoder_channels": [8, 8, 8]},
-              "data": {"image_size": 32, "channels": 3, "cache_mb": 16}, "train": tiny_config("x")["train"]}
+              "data": {"image_size": 32, "channels": 3, "cache_mb": 16}, "train": tiny_grader_config("x")["train"]}
     train(config_from_dict(config), fake, other, progress=False)
     with pytest.raises(ClassifyError, match="classify takes"):
         classify(fake, fake.labels, [other], progress=False)
@@ -270,12 +260,18 @@ def master_config(runs: dict, **train_overrides) -> dict:
             "model": {"spinal_run": str(runs["grade_spinal"]), "foraminal_run": str(runs["grade_foraminal"]),
                       "subarticular_run": str(runs["grade_subarticular"]), "hidden": 16},
             "data": {"cache_mb": 64}, "optim": {"lr": 1e-3, "schedule": "constant"},
-            "train": {**tiny_config("x")["train"], **train_overrides}}
+            "train": {**tiny_grader_config("x")["train"], **train_overrides}}
+
+
+@pytest.fixture(scope="module")
+def master_run(runs, fake, tmp_path_factory):
+    return train(config_from_dict(master_config(runs)), fake, tmp_path_factory.mktemp("master") / "master",
+                 progress=False)
 
 
 @pytest.mark.slow
-def test_master_starts_from_the_graders_and_grades_conditions_without_a_crop(runs, fake, tmp_path):
-    run = train(config_from_dict(master_config(runs)), fake, tmp_path / "master", progress=False)
+def test_master_starts_from_the_graders_and_grades_conditions_without_a_crop(runs, fake, master_run, tmp_path):
+    run = master_run
     metrics = run.metrics(0)
     assert metrics["score"].iloc[0] == pytest.approx(metrics["val_loss"].iloc[0], rel=1e-4)  # loss follows metric
     task, network = run.load_network(0)
@@ -288,6 +284,44 @@ def test_master_starts_from_the_graders_and_grades_conditions_without_a_crop(run
     np.testing.assert_allclose(submission[["normal_mild", "moderate", "severe"]].sum(axis=1), 1.0)
     with pytest.raises(ConfigError, match="same train.n_folds and train.seed"):  # another split: refused
         train(config_from_dict(master_config(runs), ["train.n_folds=3"]), fake, tmp_path / "m3", progress=False)
+
+
+@pytest.mark.slow
+def test_classify_with_a_master_cuts_each_crop_once_and_gives_the_master_its_training_inputs(runs, fake, master_run,
+                                                                                             monkeypatch):
+    import spinemodels.data.grading as grading
+    import spinemodels.inference.classify as classify_module
+    from spinemodels.tasks.master import master_parts
+
+    cut: Counter = Counter()
+
+    def counting(volume, geometry, world, *args, mirror=False, **kwargs):
+        cut[(geometry.affine.tobytes(), tuple(world), args, mirror)] += 1
+        return crop_around(volume, geometry, world, *args, mirror=mirror, **kwargs)
+
+    batches = []
+
+    def recording(network, batch):
+        batches.append(batch)
+        return master_probabilities(network, batch)
+
+    master_probabilities = classify_module.master_probabilities
+    monkeypatch.setattr(grading, "crop_around", counting)
+    monkeypatch.setattr(classify_module, "master_probabilities", recording)
+    graders = [runs[t] for t in ("grade_spinal", "grade_foraminal", "grade_subarticular")]
+    classify(fake, fake.labels, graders, progress=False)
+    alone = sum(cut.values())
+    cut.clear()
+    classify(fake, fake.labels, [*graders, master_run.path], progress=False)
+    assert sum(cut.values()) == alone == len(cut) > 0  # the master reads the graders' crops: none cut twice
+    task, _ = master_run.load_network(0)
+    assert len(batches) == len(fake.study_ids)  # one fold: one batch per study
+    for study_id, batch in zip(fake.study_ids, batches, strict=True):
+        item = master_parts(fake, fake, fake.labels, None, [study_id], task.runs(), train=False, augment=False,
+                            cache_mb=64)[0]
+        for key, value in item.items():
+            if isinstance(value, torch.Tensor):
+                torch.testing.assert_close(batch[key][0], value, rtol=0, atol=0)
 
 
 def test_grade_audit_lists_labels_far_from_the_out_of_fold_grades():
@@ -316,7 +350,7 @@ def test_training_leaves_out_the_excluded_labels_and_the_cli_writes_them(runs, f
     trained_on = folds.loc[folds["fold"] != 0, "study_id"].astype(str).iloc[0]  # a study of fold 0's training
     excluded = pd.DataFrame({"study_id": [trained_on] * 2, "condition": [CONDITIONS[0]] * 2, "level": LEVELS[:2]})
     excluded.to_csv(findings, index=False)
-    config = tiny_config("grade_spinal")
+    config = tiny_grader_config("grade_spinal")
     config["data"]["exclude_labels"] = str(findings)
     run = train(config_from_dict(config), fake, tmp_path / "run", progress=False)
     shown = pd.read_csv(run.fold_dir(0) / "train_counts.csv")["count"].sum()
@@ -346,7 +380,7 @@ def test_cross_view_points_lie_in_the_axial_stack_that_contains_them(fake):
 
 @pytest.mark.slow
 def test_cross_view_grader_trains_and_classify_averages_it_with_the_sagittal_one(runs, fake, tmp_path):
-    axial = train(config_from_dict(tiny_config("grade_spinal_axial")), fake, tmp_path / "axial", progress=False).path
+    axial = train(config_from_dict(tiny_grader_config("grade_spinal_axial")), fake, tmp_path / "axial", progress=False).path
     val_ids = sorted(RunDir(axial).folds().query("fold == 0")["study_id"].astype(str))
     both, warnings = classify(fake, fake.labels, [runs["grade_spinal"], axial], study_ids=val_ids, progress=False)
     alone, _ = classify(fake, fake.labels, [runs["grade_spinal"]], study_ids=val_ids, progress=False)
@@ -361,7 +395,7 @@ def test_cross_view_grader_trains_and_classify_averages_it_with_the_sagittal_one
 
 @pytest.mark.slow
 def test_master_with_the_axial_view_starts_from_the_mean_of_both_spinal_views(runs, fake, tmp_path):
-    axial = train(config_from_dict(tiny_config("grade_spinal_axial")), fake, tmp_path / "axial", progress=False).path
+    axial = train(config_from_dict(tiny_grader_config("grade_spinal_axial")), fake, tmp_path / "axial", progress=False).path
     config = master_config(runs, epochs=1)
     config["model"]["spinal_axial_run"] = str(axial)
     task = get_task("grade_master")(config_from_dict(config))
@@ -385,7 +419,7 @@ def test_master_with_the_axial_view_starts_from_the_mean_of_both_spinal_views(ru
 
 def test_grader_configs_refuse_impossible_oversampling():
     for bad in ([1, 0, 2], [1, 2], [1, 1.5, 2]):
-        config = tiny_config("grade_spinal")
+        config = tiny_grader_config("grade_spinal")
         config["data"]["oversample"] = bad
         with pytest.raises(ConfigError, match="data.oversample"):
             get_task("grade_spinal")(config_from_dict(config))

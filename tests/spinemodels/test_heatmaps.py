@@ -44,7 +44,7 @@ def test_slice_targets_cover_real_slices_only_and_the_expected_slice_is_read_bac
 
 def test_levels_are_decoded_head_to_foot():
     from spinemodels.heatmaps import peak_candidates
-    from spinemodels.inference.stage_one import ordered_levels
+    from spinemodels.inference.stage_one_networks import ordered_levels
 
     # two peaks per map; level 2's strongest peak sits on level 3's spot (a level mix-up)
     rows = [[10.0, 70.0], [30.0, 90.0], [70.0, 50.0], [70.0, 10.0], [90.0, 50.0]]

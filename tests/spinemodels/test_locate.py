@@ -11,17 +11,15 @@ import pytest
 
 from spinedata.constants import CONDITIONS, LEVELS
 from spinemodels.audit import audit_labels, correct_labels
-from spinemodels.catalog import config_from_dict
-from spinemodels.inference.stage_one import (
+from spinemodels.inference.locate import COORD_COLUMNS, LocateError, locate
+from spinemodels.inference.stage_one_networks import (
     SHIFT_MATCH_SIGMAS,
     keypoint_points,
     keypoint_shift_set,
     load_stage_one,
 )
-from spinemodels.locate import COORD_COLUMNS, LocateError, locate
-from spinemodels.training import train
 from tests.helpers.spinemodels_fakes import make_fake_dataset, one_torch_thread  # noqa: F401
-from tests.spinemodels.test_training import TINY
+from tests.helpers.tiny_runs import TINY, train_runs
 
 BOTH_FOLDS = ["train.folds=[0, 1]", "train.epochs=1"]
 
@@ -33,10 +31,9 @@ def fake():
 
 @pytest.fixture(scope="module")
 def runs(fake, tmp_path_factory):
-    root = tmp_path_factory.mktemp("runs")
-    finder = train(config_from_dict(TINY["slice_finder"], BOTH_FOLDS), fake, root / "finder", progress=False)
-    keypoints = train(config_from_dict(TINY["keypoints"], BOTH_FOLDS), fake, root / "kp", progress=False)
-    return [finder.path, keypoints.path]
+    runs = train_runs({"finder": TINY["slice_finder"], "kp": TINY["keypoints"]}, fake, tmp_path_factory.mktemp("runs"),
+                      BOTH_FOLDS)
+    return list(runs.values())
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from spinemodels.catalog import config_from_dict, get_task
 from spinemodels.rundir import RunDir
 from spinemodels.training import make_optimizer, train
 from tests.helpers.spinemodels_fakes import make_fake_dataset, one_torch_thread  # noqa: F401
-from tests.spinemodels.test_training import TINY
+from tests.helpers.tiny_runs import TINY
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,4 @@
-"""Sub-slice refinement of the spinal points (``spinemodels.slice_refine``): a bright band whose centre is
+"""Sub-slice refinement of the spinal points (``spinemodels.inference.slice_refine``): a bright band whose centre is
 known is recovered to well under a slice; weak or contradicting evidence falls back to the starting slice."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spinemodels.slice_refine import (
+from spinemodels.inference.slice_refine import (
     SliceRefineError,
     SliceRefineOptions,
     band_design,
@@ -125,7 +125,7 @@ def test_helpers_and_bad_input():
 def test_locate_refines_only_bright_csf_and_only_when_asked(monkeypatch):
     import torch
 
-    import spinemodels.locate as locate_module
+    import spinemodels.inference.locate as locate_module
     from spinedata.constants import ROLE_SAG_T1, ROLE_SAG_T2
     from spinedata.geometry import StackGeometry
     from spinemodels.tasks.slice_finder import soft_slices
@@ -158,7 +158,7 @@ def test_locate_refines_only_bright_csf_and_only_when_asked(monkeypatch):
 
 
 def test_fine_pixels_are_smoothed_to_the_sampling_step_and_coarse_ones_left_alone():
-    from spinemodels.slice_refine import smoothed_to_step
+    from spinemodels.inference.slice_refine import smoothed_to_step
 
     noise = np.random.default_rng(0).normal(0, 1, (3, 200, 200)).astype(np.float32)
     assert smoothed_to_step(noise, (1.0, 1.2), 1.0) is noise

@@ -18,24 +18,7 @@ from spinemodels.runfiles import load_checkpoint
 from spinemodels.trainer import BestCheckpoint, Callback, LastCheckpoint, LoopState, fit, make_ema
 from spinemodels.training import lr_factor, train
 from tests.helpers.spinemodels_fakes import make_fake_dataset, one_torch_thread  # noqa: F401
-
-TINY_TRAIN = {"epochs": 2, "batch_size": 3, "n_folds": 2, "folds": [0], "num_workers": 0, "patience": 0}
-TINY = {
-    "slice_finder": {
-        "task": "slice_finder",
-        "model": {"backbone": "resnet10t", "pretrained": False, "d_model": 16, "n_layers": 1, "n_heads": 2},
-        "data": {"image_size": 32, "fov_mm": 40.0, "n_slices": 14, "cache_mb": 64},
-        "optim": {"lr": 1e-3, "schedule": "constant"},
-        "train": TINY_TRAIN,
-    },
-    "keypoints": {
-        "task": "keypoints",
-        "model": {"encoder": "resnet18", "pretrained": False, "encoder_depth": 3, "decoder_channels": [32, 16, 8]},
-        "data": {"image_size": 32, "fov_mm": 40.0, "channels": 3, "sigma_px": 1.5, "cache_mb": 64},
-        "optim": {"lr": 1e-3, "schedule": "constant"},
-        "train": TINY_TRAIN,
-    },
-}
+from tests.helpers.tiny_runs import TINY
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import spinemodels.locate as locate_module
+import spinemodels.inference.locate as locate_module
 from spinedata.constants import CONDITIONS, LEVELS
-from spinemodels.slice_refine import Refinement, SliceRefineOptions
-from spinemodels.stage1_checks import FAILED_CHECK_FACTOR, check_levels, level_confidence, slice_support
+from spinemodels.inference.anatomy_checks import (
+    FAILED_CHECK_FACTOR,
+    check_levels,
+    level_confidence,
+    slice_support,
+)
+from spinemodels.inference.slice_refine import Refinement, SliceRefineOptions
 from tests.helpers.spinemodels_fakes import FakeStack, make_fake_dataset, one_torch_thread  # noqa: F401
 
 SPINE = np.array([[0.0, 20.0, 60.0 - 33.0 * j] for j in range(5)])  # L1/L2 on top, 33 mm apart

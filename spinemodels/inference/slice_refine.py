@@ -33,7 +33,7 @@ class SliceRefineError(SpineError):
 
 @dataclass(frozen=True)
 class SliceRefineOptions:
-    """Settings of the sub-slice refinement (``spinemodels.locate.locate(slice_refine=...)``)."""
+    """Settings of the sub-slice refinement (``spinemodels.inference.locate.locate(slice_refine=...)``)."""
 
     half_length_mm: float = 20.0  # canal stretch sampled above and below the point, along the spine
     half_width_mm: float = 2.0  # and in front of and behind it

@@ -8,7 +8,7 @@ import pandas as pd
 
 from spinedata.constants import CONDITIONS, LEVELS
 from spinedata.pictures import render_study, warned
-from spinemodels.stage1_report import coords_warnings, locate_summary
+from spinemodels.inference.locate_report import coords_warnings, locate_summary
 from tests.helpers.spinemodels_fakes import make_fake_dataset
 
 

@@ -8,12 +8,14 @@ Each level's spinal point is checked against what any lumbar spine looks like, i
   25-45 mm; the synthetic spines 24-39 mm), and each of the four distances within ``SPACING_RATIO`` of
   their median (the synthetic spines 0.79-1.14): a level put on its neighbour's disc leaves a double gap;
 - **CSF** (Sagittal T2/STIR only, where CSF is bright): the sub-slice refinement
-  (``spinemodels.slice_refine``) finds the bright band of the dural sac around the point, centred within its
-  ``max_shift`` of the slice used: the point is on the canal and the slice near its left-right middle.
+  (``spinemodels.inference.slice_refine``) finds the bright band of the dural sac around the point, centred
+  within its ``max_shift`` of the slice used: the point is on the canal and the slice near its left-right
+  middle.
 
 Order and spacing are checks of the chain of levels: when one pair fails, which side is wrong is unknown,
-so every level gets the problem. A level that fails a check gets the problems as text; ``spinemodels.locate`` then tries its fallbacks and
-otherwise writes them as the row's ``warning``, with a confidence multiplied by ``FAILED_CHECK_FACTOR``.
+so every level gets the problem. A level that fails a check gets the problems as text;
+``spinemodels.inference.locate`` then tries its fallbacks and otherwise writes them as the row's ``warning``,
+with a confidence multiplied by ``FAILED_CHECK_FACTOR``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from spinedata.constants import LEVELS
-from spinemodels.slice_refine import Refinement
+from spinemodels.inference.slice_refine import Refinement
 
 MIN_LEVEL_GAP_MM = 12.0
 """Consecutive levels must lie at least this far apart along the head-foot axis (LPS z), head first."""

@@ -16,8 +16,8 @@ from spinemodels.data.spinal import slice_window
 from spinemodels.data.stackio import PhysicalGrid
 from spinemodels.errors import LocateError
 from spinemodels.heatmaps import peak_candidates
+from spinemodels.inference.anatomy_checks import MIN_LEVEL_GAP_MM
 from spinemodels.inference.runs import FoldModels, runs_for
-from spinemodels.stage1_checks import MIN_LEVEL_GAP_MM
 from spinemodels.tasks.slice_finder import slice_probabilities
 
 LEVEL_CANDIDATES = 3
