@@ -38,7 +38,7 @@ from spinedata.constants import CONDITIONS
 from spinemodels.catalog import load_config
 from spinemodels.inference.locate import locate
 from spinemodels.inference.slice_refine import SliceRefineOptions
-from spinemodels.inference.stage_one_networks import keypoint_shift_set
+from spinemodels.inference.stage_one_networks import KEYPOINT_SHIFTS, keypoint_shift_set
 from spinemodels.training import train
 
 CONFIGS = {"finder": "pkg:cpu/slice_finder", "keypoints": "pkg:cpu/keypoints"}
@@ -186,8 +186,8 @@ def main() -> None:
                         help="the slice refinement's half_length_mm (default: SliceRefineOptions')")
     parser.add_argument("--refine-half-width", type=float, default=None,
                         help="the slice refinement's half_width_mm (default: SliceRefineOptions')")
-    parser.add_argument("--shifts", type=int, default=4, choices=[1, 4, 9, 16],
-                        help="sub-pixel placements of the keypoint grid averaged (k*k: 0, 1/k, ... px along each axis)")
+    parser.add_argument("--shifts", type=int, default=None, choices=[1, 4, 9, 16],
+                        help="sub-pixel placements of the keypoint grid averaged (k*k: 0, 1/k, ... px along each axis; default: locate's own)")
     parser.add_argument("--no-refine", action="store_true", help="the slice finder's slices, not refined")
     parser.add_argument("--inject", type=int, default=5, help="eval studies whose labels are shifted for the audit")
     args = parser.parse_args()
@@ -207,7 +207,7 @@ def main() -> None:
             dataset = spinedata.open_dataset(store)
             start = time.perf_counter()
             coords, _ = locate(dataset, runs, progress=False, device="cpu", slice_refine=refine,
-                                keypoint_shifts=keypoint_shift_set(args.shifts))
+                                keypoint_shifts=(KEYPOINT_SHIFTS if args.shifts is None else keypoint_shift_set(args.shifts)))
             locate_seconds = time.perf_counter() - start
             result = evaluate(dataset, coords, pd.read_csv(truth_csv, dtype={"study_id": str}))
             coords.to_csv(seed_dir / f"{name}_coords.csv", index=False)

@@ -25,7 +25,7 @@ from spinedata.ingest import ingest
 from spinedata.synth import generate
 from spinemodels.inference.locate import locate
 from spinemodels.inference.slice_refine import SliceRefineOptions
-from spinemodels.inference.stage_one_networks import keypoint_shift_set
+from spinemodels.inference.stage_one_networks import KEYPOINT_SHIFTS, keypoint_shift_set
 
 WORLD = ["world_x", "world_y", "world_z"]
 
@@ -39,14 +39,14 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--noise", type=float, default=None,
                         help="the generator's noise level (default: its own); 0 shows the pipeline without pixel noise")
-    parser.add_argument("--shifts", type=int, default=4, choices=[1, 4, 9, 16],
-                        help="sub-pixel placements of the keypoint grid averaged (k*k: 0, 1/k, ... px along each axis)")
+    parser.add_argument("--shifts", type=int, default=None, choices=[1, 4, 9, 16],
+                        help="sub-pixel placements of the keypoint grid averaged (k*k: 0, 1/k, ... px along each axis; default: locate's own)")
     parser.add_argument("--refine-half-width", type=float, default=None,
                         help="the slice refinement's half_width_mm (default: SliceRefineOptions')")
     args = parser.parse_args()
     refine = (SliceRefineOptions() if args.refine_half_width is None
               else SliceRefineOptions(half_width_mm=args.refine_half_width))
-    shifts = keypoint_shift_set(args.shifts)
+    shifts = (KEYPOINT_SHIFTS if args.shifts is None else keypoint_shift_set(args.shifts))
     out = Path(args.out)
     located = {}
     for matrix in args.matrices:

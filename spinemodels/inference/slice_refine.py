@@ -36,7 +36,7 @@ class SliceRefineOptions:
     """Settings of the sub-slice refinement (``spinemodels.inference.locate.locate(slice_refine=...)``)."""
 
     half_length_mm: float = 20.0  # canal stretch sampled above and below the point, along the spine
-    half_width_mm: float = 2.0  # and in front of and behind it
+    half_width_mm: float = 6.0  # and in front of and behind it (chosen on validation: docs/benchmarks.md)
     step_mm: float = 1.0  # sampling step in the plane
     window: int = 4  # slices on each side of the starting slice
     min_half_width_mm: float = 3.0  # half width of the bright band (the sac), searched in this range

@@ -33,7 +33,7 @@ def keypoint_shift_set(n: int) -> tuple[tuple[float, float], ...]:
     return tuple((i / k, j / k) for i in range(k) for j in range(k))
 
 
-KEYPOINT_SHIFTS = keypoint_shift_set(4)
+KEYPOINT_SHIFTS = keypoint_shift_set(9)
 """Sub-pixel placements of the keypoint grid (grid pixels) whose points are averaged (chosen on validation:
 docs/benchmarks.md, "The demo's stage 1")."""
 SHIFT_MATCH_SIGMAS = 2.0

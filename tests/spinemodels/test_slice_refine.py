@@ -19,11 +19,14 @@ from spinemodels.inference.slice_refine import (
 )
 
 SPACING_MM = 4.0
+CANAL = slice(16, 32)
+"""Columns of the bright canal: 16 mm front to back, as deep as a dural sac, so the refinement's samples
+(6 mm in front of and behind the point) stay inside it."""
 
 
 def canal_volume(centre: float | np.ndarray, half_width_mm: float = 9.0, n: int = 15, size: int = 48,
                  noise: float = 0.05, seed: int = 0, tilt: float = 0.0) -> np.ndarray:
-    """(n, size, size) sagittal-like stack: a bright canal (columns 20-27, every row) that fills the band
+    """(n, size, size) sagittal-like stack: a bright canal (columns ``CANAL``, every row) that fills the band
     ``centre +- half_width_mm`` across slices (one centre, or one per row), each slice averaging 9 planes
     over its thickness (partial volume), on a darker background with bright fat behind it (columns 40-47)
     and Gaussian noise. ``tilt``: slices the centre moves per 100 rows."""
@@ -37,7 +40,7 @@ def canal_volume(centre: float | np.ndarray, half_width_mm: float = 9.0, n: int 
     for k in range(n):
         for row in rows:
             inside = np.mean(np.abs(k + planes - centres[row]) <= half)
-            volume[k, row, 20:28] += 0.8 * inside
+            volume[k, row, CANAL] += 0.8 * inside
     return volume + noise * rng.standard_normal(volume.shape)
 
 
@@ -77,7 +80,7 @@ def test_no_bright_band_keeps_the_starting_slice():
 
 def test_a_faint_band_falls_back():
     volume = canal_volume(7.3)
-    volume[:, :, 20:28] = 0.2 + 0.05 * (volume[:, :, 20:28] - 0.2)  # CSF almost gone (severe stenosis)
+    volume[:, :, CANAL] = 0.2 + 0.05 * (volume[:, :, CANAL] - 0.2)  # CSF almost gone (severe stenosis)
     found = refine_slice(percentile_scaled(volume), 7.0, np.array([24.0, 23.5]), np.array([1.0, 0.0]),
                          (1.0, 1.0), SPACING_MM)
     assert not found.used and found.position == 7.0
