@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+
 
 class SpineError(Exception):
     """Base of every error the user can act on (bad input, missing files, wrong options)."""
@@ -73,3 +76,16 @@ def missing_extra(error: ModuleNotFoundError, what: str) -> ExtraNotInstalled | 
     if extra is None:
         return None
     return ExtraNotInstalled(f"{what} needs the {extra} extra: pip install 'spine[{extra}]' ({top} is not installed)")
+
+
+
+def import_extra(module: str, what: str) -> ModuleType:
+    """Import ``module`` of an optional extra; ``ExtraNotInstalled`` (one line, naming the extra) when it is
+    missing, ``what`` being what needs it (e.g. ``ingest --scheduler``)."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        known = missing_extra(error, what)
+        if known is None:
+            raise
+        raise known from error

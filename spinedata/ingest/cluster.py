@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from spinedata.dicom import ReadLimits, failure_reason
-from spinedata.errors import ClusterError, missing_extra
+from spinedata.errors import ClusterError, import_extra
 from spinedata.ingest.discover import StudyJob
 from spinedata.ingest.executors import Headers, batch_lost, left_out, read_batch
 from spinedata.ingest.worker import StudyResult, ingest_study
@@ -47,14 +47,7 @@ class NotRun(Exception):
 
 def _distributed():
     """The ``distributed`` module, or ``ExtraNotInstalled`` naming the extra to install."""
-    try:
-        import distributed
-    except ModuleNotFoundError as error:
-        known = missing_extra(error, "ingest --scheduler")
-        if known is None:
-            raise
-        raise known from error
-    return distributed
+    return import_extra("distributed", "ingest --scheduler")
 
 
 def connect(scheduler: str) -> Client:

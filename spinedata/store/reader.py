@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from spinedata.errors import StoreError, missing_extra
+from spinedata.errors import StoreError, import_extra
 from spinedata.geometry import Projection, StackGeometry
 from spinedata.ids import check_id
 from spinedata.labels import LABEL_COLUMNS, TARGET_COLUMNS, empty_labels, empty_targets
@@ -382,13 +382,7 @@ class Dataset:
 def _dask_chunks(chunks):
     """``chunks`` once Dask is known to be there (``ExtraNotInstalled`` naming the extra when not)."""
     if chunks is not None:
-        try:
-            import dask.array  # noqa: F401
-        except ModuleNotFoundError as error:
-            known = missing_extra(error, "open_dataset(chunks=...)")
-            if known is None:
-                raise
-            raise known from error
+        import_extra("dask.array", "open_dataset(chunks=...)")
     return chunks
 
 
