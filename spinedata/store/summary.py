@@ -9,7 +9,7 @@ from spinedata.errors import StoreError
 from spinedata.labels import empty_labels
 from spinedata.roles import plane_from_orientation
 from spinedata.store.integrity import DamagedStoreError, chunk_problems
-from spinedata.store.layout import STUDIES
+from spinedata.store.layout import LEVELS, STUDIES
 from spinedata.store.objectpath import Location, subfolders
 from spinedata.store.reader import Dataset, Study
 
@@ -58,12 +58,17 @@ def missing_pieces(dataset: Dataset) -> dict[str, list[str]]:
 
 
 def _arrays(study: Location) -> list[Location]:
-    """The folders at ``<series>/<k>/<array>`` of a study folder that hold a ``zarr.json``, in order."""
+    """The folders at ``<series>/<k>/<array>`` (and ``<series>/<k>/levels/<level>``, the downsampled
+    levels) of a study folder that hold a ``zarr.json``, in order."""
     found = []
     for _, series in sorted(subfolders(study), key=lambda item: item[0]):
         for _, stack in sorted(subfolders(series), key=lambda item: item[0]):
-            found += [array for _, array in sorted(subfolders(stack), key=lambda item: item[0])
-                      if (array / "zarr.json").is_file()]  # fmt: skip
+            for name, array in sorted(subfolders(stack), key=lambda item: item[0]):
+                if name == LEVELS:
+                    found += [level for level_name, level in sorted(subfolders(array), key=lambda item: item[0])
+                              if not level_name.startswith(".") and (level / "zarr.json").is_file()]  # fmt: skip
+                elif (array / "zarr.json").is_file():
+                    found.append(array)
     return found
 
 
