@@ -26,6 +26,7 @@ def info(
     from spinedata.store.summary import (
         dataset_summary,
         missing_pieces,
+        study_stacks,
         study_summary,
         table_or_none,
         table_state,
@@ -56,7 +57,7 @@ def info(
         else:
             study = dataset.study(study_id)
             document = {"store": str(store), "study_id": study.study_id, "warnings": study.warnings,
-                        "stacks": study_summary(study, labels).to_dict(orient="records")}
+                        "stacks": study_stacks(study, labels)}
         typer.echo(json.dumps(document, indent=1, default=_plain))
         return
     if study_id is None:

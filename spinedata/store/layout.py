@@ -9,6 +9,7 @@
             image            (slice,row,col)
             instance_number  (slice,)
             position         (slice,xyz)   LPS mm
+            levels/                   optional (``spine ngff --levels``): 1, 2, ... downsampled images
       labels/                         1-D column arrays, dimension "point"
       targets/                        1-D column arrays, dimension "study"
       .staging/                       plain folder (not a Zarr node): studies being written
@@ -49,6 +50,8 @@ STAGING = ".staging"
 LOCK_FILE = ".ingest.lock"
 
 IMAGE = "image"
+LEVELS = "levels"
+"""Optional subgroup of a stack holding its downsampled images for viewers (``spinedata.store.levels``)."""
 INSTANCE_NUMBER = "instance_number"
 POSITION = "position"
 IMAGE_DIMS = ("slice", "row", "col")

@@ -1,7 +1,8 @@
 """Bringing a store written by an earlier version up to this version's metadata, in place.
 
-``add_ngff`` (``spine ngff STORE``): the OME-Zarr (NGFF 0.5) attributes of every stack
-(``spinedata.store.ngff``), for stores of format 1 or 2 written without them.
+``add_ngff`` (``spine ngff STORE [--levels N]``): the OME-Zarr (NGFF 0.5) attributes of every stack
+(``spinedata.store.ngff``), for stores of format 1 or 2 written without them, and optionally downsampled
+levels for viewers (``spinedata.store.levels``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from dataclasses import dataclass
 
 from spinedata.errors import StoreError
 from spinedata.store import layout as L
-from spinedata.store.ngff import with_ngff
+from spinedata.store.levels import level_shapes, remove_levels, write_levels
+from spinedata.store.ngff import listed_levels, with_ngff
 from spinedata.store.objectpath import Location, ObjectPath, subfolders
 from spinedata.store.urls import store_location
 from spinedata.store.writer import IngestLock
@@ -21,11 +23,14 @@ from spinedata.store.writer import IngestLock
 
 @dataclass
 class NgffReport:
-    """What ``add_ngff`` did: stacks seen, stacks whose metadata it (re)wrote, studies visited."""
+    """What ``add_ngff`` did: studies visited, stacks seen, stacks whose metadata it (re)wrote, level
+    arrays written and removed."""
 
     studies: int = 0
     stacks: int = 0
     written: int = 0
+    levels_written: int = 0
+    levels_removed: int = 0
 
 
 def _read_json(path: Location) -> dict:
@@ -71,16 +76,22 @@ def stack_folders(study_dir: Location) -> list[tuple[str, str, Location]]:
     return out
 
 
-def add_ngff(store: str | os.PathLike | ObjectPath) -> NgffReport:
+def add_ngff(store: str | os.PathLike | ObjectPath, levels: int | None = None) -> NgffReport:
     """Write the NGFF metadata into every stack of the complete studies of ``store`` (in place).
 
     Each stack group's ``zarr.json`` is replaced whole (write, then rename), only where its NGFF metadata
     differ from what this version writes, so running it again, or after an interruption, finishes the job
     and changes nothing more. Holds the store's ``IngestLock``: refuses a store another ingest is writing.
     Formats 1 and 2 are both migrated; the format stays as it was (the NGFF attributes change no array).
+
+    ``levels``: give every stack that many downsampled levels (fewer where they would get smaller than
+    ``levels.MIN_SIZE`` pixels in-plane; 0 removes them): missing level arrays are written before the
+    metadata lists them, surplus ones removed after it stops listing them. ``None``: levels as they are.
     """
+    if levels is not None and levels < 0:
+        raise StoreError(f"levels must be 0 or more, got {levels}")
     root = store_location(store, writing=True)
-    L.read_root_attrs(root)
+    checked = L.read_root_attrs(root)[L.FORMAT_KEY] >= L.CHECKSUMS_SINCE  # missing chunks are damage
     report = NgffReport()
     with IngestLock(root):
         for study_id in sorted(L.complete_study_ids(root)):
@@ -93,8 +104,15 @@ def add_ngff(store: str | os.PathLike | ObjectPath) -> NgffReport:
                 if "affine" not in attrs:
                     raise StoreError(f"{folder} is not a spinedata stack (no geometry attributes)")
                 report.stacks += 1
-                new = with_ngff(attrs, f"{study_id}/{series_id}/{k}")
+                if levels is None:
+                    wanted = listed_levels(attrs)
+                else:
+                    wanted = len(level_shapes(tuple(attrs.get("shape", (0, 0, 0))), levels))
+                    report.levels_written += write_levels(root, folder, wanted, checked=checked)
+                new = with_ngff(attrs, f"{study_id}/{series_id}/{k}", wanted)
                 if new != attrs:
                     _replace_json(meta_path, {**document, "attributes": new})
                     report.written += 1
+                if levels is not None:
+                    report.levels_removed += remove_levels(folder, keep=wanted)
     return report

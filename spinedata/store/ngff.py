@@ -16,6 +16,14 @@ the stack's geometry (``StackGeometry.to_attrs()``),
   not (stacks flagged ``nonuniform``, ``missing_slices`` or ``shear``: a viewer shows them on a regular
   grid).
 
+Optional downsampled levels (``spine ngff STORE --levels N``; data written by ``spinedata.store.levels``)
+are further datasets of the same multiscale, ``levels/1``, ``levels/2``, ... in a subgroup (beside
+``image``, arrays of other row and column counts under the same dimension names would stop xarray from
+opening the stack group): level ``l`` is the mean of ``2**l x 2**l`` pixel blocks, so its ``scale`` is
+the image's with the row and column spacings times ``2**l``, and its ``translation`` moves the first
+pixel's centre by ``(2**l - 1) / 2`` image pixels along rows and columns (the centre of the block it
+averages). ``spinedata_ngff`` gives each level its voxel-to-LPS affine too.
+
 ``spinedata.store.migrate.add_ngff(store)`` (``spine ngff STORE``) writes these attributes into a store written without them (by
 an earlier version, format 1 or 2), in place and idempotently, under the ``IngestLock``.
 """
@@ -44,10 +52,40 @@ def axes() -> list[dict]:
     return [{"name": name, "type": "space", "unit": UNIT} for name in L.IMAGE_DIMS]
 
 
-def stack_ngff_attrs(attrs: dict, name: str) -> dict:
+def level_path(level: int) -> str:
+    """The NGFF dataset path of a level: ``image`` for 0, else ``levels/<level>`` (relative to the stack)."""
+    return L.IMAGE if level == 0 else f"{L.LEVELS}/{level}"
+
+
+def level_factor(level: int) -> int:
+    """How many image pixels a pixel of ``level`` spans along rows and along columns."""
+    return 2**level
+
+
+def level_voxel_map(level: int) -> np.ndarray:
+    """``(4, 4)``: a voxel ``(slice, row, col, 1)`` of ``level`` -> the image's (fractional) voxel at the
+    centre of the block it averages: ``row * f + (f - 1) / 2`` (and the same for columns), ``f = 2**level``."""
+    f = level_factor(level)
+    return np.array([[1, 0, 0, 0], [0, f, 0, (f - 1) / 2], [0, 0, f, (f - 1) / 2], [0, 0, 0, 1]], np.float64)
+
+
+def listed_levels(attrs: dict) -> int:
+    """How many downsampled levels a stack group's ``ome`` metadata lists (``levels/1`` ... in order)."""
+    try:
+        paths = [d.get("path") for d in attrs[OME]["multiscales"][0]["datasets"]]
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return 0
+    n = 0
+    while n + 1 < len(paths) and paths[n + 1] == level_path(n + 1):
+        n += 1
+    return n
+
+
+def stack_ngff_attrs(attrs: dict, name: str, levels: int = 0) -> dict:
     """``{"ome": ..., "spinedata_ngff": ...}`` for a stack group whose geometry attributes are ``attrs``
     (``StackGeometry.to_attrs()``, or the same read back from JSON); ``name``: the image's name
-    (``<study>/<series>/<k>``). A pure function of its arguments: ingest and migration write the same."""
+    (``<study>/<series>/<k>``); ``levels``: how many downsampled levels to list after ``image``. A pure
+    function of its arguments: ingest and migration write the same."""
     affine = np.asarray(attrs["affine"], dtype=np.float64)
     iop = np.asarray(attrs["orientation"], dtype=np.float64)
     r, c = iop[:3], iop[3:6]
@@ -64,24 +102,19 @@ def stack_ngff_attrs(attrs: dict, name: str) -> dict:
             "grid (the mean step along the slice normal); the acquired positions are in the `position` array "
             "and spinedata's Stack.voxel_to_world follows them"
         )
-    ome = {
-        "version": NGFF_VERSION,
-        "multiscales": [
-            {
-                "name": name,
-                "axes": axes(),
-                "datasets": [
-                    {
-                        "path": L.IMAGE,
-                        "coordinateTransformations": [
-                            {"type": "scale", "scale": scale},
-                            {"type": "translation", "translation": translation},
-                        ],
-                    }
-                ],
-            }
-        ],
-    }
+    datasets = []
+    for level in range(levels + 1):
+        f = level_factor(level)
+        shift = (f - 1) / 2
+        datasets.append({
+            "path": level_path(level),
+            "coordinateTransformations": [
+                {"type": "scale", "scale": [scale[0], drow * f, dcol * f]},
+                {"type": "translation",
+                 "translation": [translation[0], translation[1] + shift * drow, translation[2] + shift * dcol]},
+            ],
+        })  # fmt: skip
+    ome = {"version": NGFF_VERSION, "multiscales": [{"name": name, "axes": axes(), "datasets": datasets}]}
     extra = {
         "exact": not inexact,
         "warning": warning,
@@ -91,13 +124,17 @@ def stack_ngff_attrs(attrs: dict, name: str) -> dict:
             {"name": LPS_SYSTEM, "axes": [{"name": a, "type": "space", "unit": UNIT} for a in ("x", "y", "z")]}
         ],
         "coordinateTransformations": [
-            {"type": "affine", "input": L.IMAGE, "output": LPS_SYSTEM, "affine": affine[:3].tolist()}
-        ],
+            {"type": "affine", "input": level_path(level), "output": LPS_SYSTEM,
+             "affine": (affine @ level_voxel_map(level))[:3].tolist() if level else affine[:3].tolist()}
+            for level in range(levels + 1)
+        ],  # fmt: skip
     }
     return {OME: ome, EXTRA: extra}
 
 
-def with_ngff(attrs: dict, name: str) -> dict:
-    """A stack group's attributes with its NGFF metadata (any earlier NGFF keys replaced)."""
+def with_ngff(attrs: dict, name: str, levels: int | None = None) -> dict:
+    """A stack group's attributes with its NGFF metadata (any earlier NGFF keys replaced), listing
+    ``levels`` downsampled levels; ``None``: as many as ``attrs`` list now (none for a new stack)."""
+    levels = listed_levels(attrs) if levels is None else levels
     plain = {key: value for key, value in attrs.items() if key not in NGFF_KEYS}
-    return {**plain, **stack_ngff_attrs(plain, name)}
+    return {**plain, **stack_ngff_attrs(plain, name, levels)}

@@ -9,7 +9,7 @@ from spinedata.errors import StoreError
 from spinedata.labels import empty_labels
 from spinedata.roles import plane_from_orientation
 from spinedata.store.integrity import DamagedStoreError, chunk_problems
-from spinedata.store.layout import STUDIES
+from spinedata.store.layout import LEVELS, STUDIES
 from spinedata.store.objectpath import Location, subfolders
 from spinedata.store.reader import Dataset, Study
 
@@ -58,12 +58,17 @@ def missing_pieces(dataset: Dataset) -> dict[str, list[str]]:
 
 
 def _arrays(study: Location) -> list[Location]:
-    """The folders at ``<series>/<k>/<array>`` of a study folder that hold a ``zarr.json``, in order."""
+    """The folders at ``<series>/<k>/<array>`` (and ``<series>/<k>/levels/<level>``, the downsampled
+    levels) of a study folder that hold a ``zarr.json``, in order."""
     found = []
     for _, series in sorted(subfolders(study), key=lambda item: item[0]):
         for _, stack in sorted(subfolders(series), key=lambda item: item[0]):
-            found += [array for _, array in sorted(subfolders(stack), key=lambda item: item[0])
-                      if (array / "zarr.json").is_file()]  # fmt: skip
+            for name, array in sorted(subfolders(stack), key=lambda item: item[0]):
+                if name == LEVELS:
+                    found += [level for level_name, level in sorted(subfolders(array), key=lambda item: item[0])
+                              if not level_name.startswith(".") and (level / "zarr.json").is_file()]  # fmt: skip
+                elif (array / "zarr.json").is_file():
+                    found.append(array)
     return found
 
 
@@ -92,9 +97,11 @@ def dataset_summary(dataset: Dataset) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(STUDY_COLUMNS))
 
 
-def study_summary(study: Study, labels: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per stack of a study: shape, spacing (mm), plane, orientation (IOP), flags, label count."""
-    rows = []
+def study_stacks(study: Study, labels: pd.DataFrame | None = None) -> list[dict]:
+    """One record per stack of a study, typed for JSON: ``series_id``, ``description``, ``role`` (None
+    without one), ``stack``, ``shape`` (3 ints), ``spacing mm`` (``[drow, dcol, slice step]``), ``plane``,
+    ``orientation (IOP)`` (6 floats), ``flags`` (a list), ``labels`` (the count)."""
+    records = []
     for series in study.series.values():
         for stack in series.stacks:
             geometry = stack.geometry
@@ -104,18 +111,26 @@ def study_summary(study: Study, labels: pd.DataFrame | None = None) -> pd.DataFr
                     ((labels["study_id"] == study.study_id) & (labels["series_id"] == series.series_id)
                      & (labels["stack"] == stack.index)).sum()
                 )  # fmt: skip
-            rows.append(
-                (
-                    series.series_id,
-                    series.description,
-                    series.role or "",
-                    stack.index,
-                    "x".join(str(v) for v in geometry.shape),
-                    "{:.3g} x {:.3g} x {:.3g}".format(*geometry.pixel_spacing, geometry.slice_spacing),
-                    plane_from_orientation(geometry.orientation),
-                    " ".join(f"{v:.2f}" for v in geometry.orientation),
-                    ",".join(geometry.flags),
-                    count,
-                )
-            )
+            records.append({
+                "series_id": series.series_id, "description": series.description, "role": series.role,
+                "stack": int(stack.index), "shape": [int(v) for v in geometry.shape],
+                "spacing mm": [float(v) for v in (*geometry.pixel_spacing, geometry.slice_spacing)],
+                "plane": plane_from_orientation(geometry.orientation),
+                "orientation (IOP)": [float(v) for v in geometry.orientation],
+                "flags": [str(flag) for flag in geometry.flags], "labels": count,
+            })  # fmt: skip
+    return records
+
+
+def study_summary(study: Study, labels: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per stack of a study, as text for a table: shape, spacing (mm), plane, orientation (IOP),
+    flags, label count (``study_stacks`` has the same, typed)."""
+    rows = [
+        (
+            r["series_id"], r["description"], r["role"] or "", r["stack"], "x".join(str(v) for v in r["shape"]),
+            "{:.3g} x {:.3g} x {:.3g}".format(*r["spacing mm"]), r["plane"],
+            " ".join(f"{v:.2f}" for v in r["orientation (IOP)"]), ",".join(r["flags"]), r["labels"],
+        )
+        for r in study_stacks(study, labels)
+    ]  # fmt: skip
     return pd.DataFrame(rows, columns=list(STACK_COLUMNS))

@@ -2,7 +2,9 @@
 
 Each array is checked as the reader checks it (``spinedata.store.integrity``): every chunk of its grid
 there (format 2 on), shard indexes sound, and every chunk decoded, so each chunk's CRC32C is verified. A
-stack's geometry is rebuilt from its attributes and arrays, and its image must have the stack's shape.
+stack's geometry is rebuilt from its attributes and arrays, and its image must have the stack's shape;
+the downsampled levels its NGFF metadata lists (``spine ngff --levels``) are checked the same way, each
+with its level's shape.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from spinedata.store import layout as L
 from spinedata.store.arraymeta import array_metadata, has_checksums
 from spinedata.store.integrity import chunk_problems, read_with_zarr
 from spinedata.store.layout import is_complete
+from spinedata.store.levels import level_shapes
+from spinedata.store.ngff import level_path, listed_levels
 from spinedata.store.objectpath import Location, ObjectPath, subfolders
 from spinedata.store.reader import Dataset, _attributes, _child_groups
 from spinedata.store.tables import COLUMNS_ATTR
@@ -138,7 +142,7 @@ def verify_store(path: str | os.PathLike | ObjectPath, progress: Callable[[str],
 
 
 def _check_stack(root: Location, study_id: str, folder: Location, check, report: VerifyReport) -> None:
-    """The three arrays of one stack, its geometry and its image's shape."""
+    """The three arrays of one stack, its geometry and its image's shape; the levels it lists."""
     metas = {name: check(study_id, folder / name) for name in STACK_ARRAYS}
     relative = folder.relative_to(root).as_posix()
     problems = report.damage.setdefault(study_id, [])
@@ -146,6 +150,14 @@ def _check_stack(root: Location, study_id: str, folder: Location, check, report:
     if metas[L.IMAGE] is not None and list(metas[L.IMAGE].get("shape", [])) != list(attrs.get("shape", [])):
         problems.append(f"{relative}/{L.IMAGE}: shape {metas[L.IMAGE].get('shape')} where the stack has "
                         f"{attrs.get('shape')}")  # fmt: skip
+    n_levels = listed_levels(attrs)
+    shapes = level_shapes(tuple(attrs.get("shape", (0, 0, 0))), n_levels)
+    for level in range(1, n_levels + 1):
+        meta = check(study_id, folder / level_path(level))
+        expected = list(shapes[level - 1]) if level <= len(shapes) else "none (under the minimum size)"
+        if meta is not None and list(meta.get("shape", [])) != expected:
+            problems.append(f"{relative}/{level_path(level)}: shape {meta.get('shape')} where level {level} has "
+                            f"{expected}")  # fmt: skip
     if metas[L.POSITION] is not None and metas[L.INSTANCE_NUMBER] is not None:
         try:
             positions = read_with_zarr(folder / L.POSITION)

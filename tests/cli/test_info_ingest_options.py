@@ -29,6 +29,30 @@ def test_info_json_is_one_document_of_the_store_and_of_a_study(synth_dataset, tm
     assert stacks and {"series_id", "role", "stack", "shape", "flags", "labels"} <= set(stacks[0])
 
 
+def is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def test_info_json_numbers_are_numbers_and_booleans_booleans(synth_store):
+    document = json.loads(runner.invoke(app, ["info", str(synth_store), "--json"]).stdout)
+    assert document["checksums"] is True and is_number(document["attrs"]["spinedata_format"])
+    assert is_number(document["labels"]) and is_number(document["targets"])
+    for study in document["studies"]:
+        assert isinstance(study["study_id"], str)
+        assert all(is_number(value) for key, value in study.items() if key != "study_id"), study
+    stacks = json.loads(runner.invoke(app, ["info", str(synth_store), study["study_id"], "--json"]).stdout)["stacks"]
+    from spinedata.store import open_dataset
+
+    geometries = [s.geometry for series in open_dataset(synth_store).study(study["study_id"]).series.values()
+                  for s in series.stacks]  # fmt: skip
+    for record, geometry in zip(stacks, geometries, strict=True):
+        assert is_number(record["stack"]) and is_number(record["labels"])
+        assert record["shape"] == list(geometry.shape)
+        assert record["spacing mm"] == [*geometry.pixel_spacing, geometry.slice_spacing]  # full precision
+        assert record["orientation (IOP)"] == list(geometry.orientation)
+        assert isinstance(record["flags"], list) and (record["role"] is None or isinstance(record["role"], str))
+
+
 def test_split_is_a_choice_of_the_layouts_splits(synth_dataset, tmp_path):
     assert tuple(s.value for s in Split) == SPLITS
     result = runner.invoke(app, ["ingest", str(synth_dataset), str(tmp_path / "x.zarr"), "--split", "val"])
