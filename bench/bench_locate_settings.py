@@ -1,5 +1,5 @@
-"""What the stage-1 locate settings cost: ``locate`` with the old settings (one keypoint grid, +-12 mm of canal
-for the slice refinement) and the current ones (four half-pixel grid placements, +-20 mm), in interleaved
+"""What the stage-1 locate settings cost: ``locate`` with earlier settings and the current ones (keypoint grid
+placements; the slice refinement's half length along and half width across the canal, mm), in interleaved
 rounds on one store with the same runs.
 
     .venv/bin/python bench/bench_locate_settings.py --store demo_work/test.zarr \
@@ -18,8 +18,10 @@ from spinemodels.inference.locate import locate
 from spinemodels.inference.slice_refine import SliceRefineOptions
 from spinemodels.inference.stage_one_networks import keypoint_shift_set
 
-SETTINGS = {"one grid, +-12 mm (before)": (1, 12.0), "four placements, +-20 mm (now)": (4, 20.0)}
-"""Name -> (keypoint grid placements, refinement half length in mm)."""
+SETTINGS = {"one grid, +-12 mm, 2 mm across (first)": (1, 12.0, 2.0),
+            "four placements, +-20 mm, 2 mm across (before)": (4, 20.0, 2.0),
+            "nine placements, +-20 mm, 6 mm across (now)": (9, 20.0, 6.0)}
+"""Name -> (keypoint grid placements, refinement half length and half width in mm)."""
 
 
 def main() -> None:
@@ -31,10 +33,10 @@ def main() -> None:
     dataset = spinedata.open_dataset(args.store)
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in SETTINGS}
     for _ in range(args.rounds):
-        for name, (shifts, half_length) in SETTINGS.items():
+        for name, (shifts, half_length, half_width) in SETTINGS.items():
             wall, cpu = time.perf_counter(), time.process_time()
             locate(dataset, args.model, progress=False, device="cpu", keypoint_shifts=keypoint_shift_set(shifts),
-                   slice_refine=SliceRefineOptions(half_length_mm=half_length))
+                   slice_refine=SliceRefineOptions(half_length_mm=half_length, half_width_mm=half_width))
             times[name].append((time.perf_counter() - wall, time.process_time() - cpu))
     print(f"{len(dataset.study_ids)} studies, {args.rounds} interleaved rounds\n")
     print("| setting | wall s per round | CPU s per round |\n|---|---|---|")

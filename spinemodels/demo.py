@@ -55,8 +55,8 @@ DEMO_EPOCHS: dict[str, int] = {
     "grade_spinal_axial": 20,
     "grade_master": 3,
 }
-"""Epochs per model in the default demo (80 training studies, about 15 minutes on 2 cores); why these:
-docs/benchmarks.md, "Figures once kept in docstrings"."""
+"""Epochs per model in the default demo (80 training studies); why these: docs/benchmarks.md, "Figures once
+kept in docstrings"."""
 
 QUICK_EPOCHS = 1
 QUICK_STUDIES, QUICK_TEST_STUDIES, QUICK_MATRIX = 6, 2, 128

@@ -53,8 +53,8 @@ def chunk_key(index: tuple[int, ...]) -> str:
 
 
 def group_document(attributes: dict) -> bytes:
-    """The ``zarr.json`` of a group with these attributes: compact JSON (no indent, so the C encoder runs),
-    written in one unbuffered binary write (no text layer)."""
+    """The ``zarr.json`` bytes of a group with these attributes, as compact JSON (no indent: the C encoder
+    handles it), for the caller to write in one binary write."""
     return json.dumps({"zarr_format": 3, "node_type": "group", "attributes": attributes}, allow_nan=False).encode()
 
 

@@ -155,10 +155,9 @@ def grade_master_study(crops: StudyCrops, coords: pd.DataFrame, study_id: str, m
     the study has no usable point of any group (the master would only see its "missing" vectors). The crops
     are those of its graders' groups (``crops``), as their own runs read them."""
     total, count = np.zeros((len(LEVELS), len(CONDITIONS), 3)), 0
-    study = crops.dataset.study(study_id)
+    usable = _usable_coords(crops.dataset.study(study_id), coords[coords["study_id"].astype(str) == study_id])
     for fm in master_runs:
         runs = fm.task.runs()
-        usable = _usable_coords(study, coords[coords["study_id"].astype(str) == study_id])
         samples = master_samples(crops.dataset, usable, None, [study_id], runs)  # one study, or none
         if not any(samples.values()):
             return None
