@@ -118,28 +118,16 @@ def discover_competition(data_dir: Path, split: str) -> Discovery:
     if descriptions:
         for study_id, series_id in sorted(descriptions):
             if series_id not in on_disk.get(study_id, {}):
-                skipped.append(
-                    Skipped(
-                        path=str(images / study_id / series_id),
-                        reason=f"CSV row without files ({csv_path.name}: {descriptions[(study_id, series_id)]!r})",
-                        study_id=study_id,
-                        series_id=series_id,
-                    )
-                )
+                reason = f"CSV row without files ({csv_path.name}: {descriptions[(study_id, series_id)]!r})"
+                skipped.append(Skipped(str(images / study_id / series_id), reason, study_id, series_id))
     jobs = []
     for study_id, series_files in on_disk.items():
         series = []
         for series_id, files in series_files.items():
             description = descriptions.get((study_id, series_id))
             if description is None and descriptions:
-                skipped.append(
-                    Skipped(
-                        path=str(images / study_id / series_id),
-                        reason=f"folder without a row in {csv_path.name}: role taken from DICOM SeriesDescription",
-                        study_id=study_id,
-                        series_id=series_id,
-                    )
-                )
+                reason = f"folder without a row in {csv_path.name}: role taken from DICOM SeriesDescription"
+                skipped.append(Skipped(str(images / study_id / series_id), reason, study_id, series_id))
             series.append(SeriesJob(series_id, description, tuple(files)))
         jobs.append(StudyJob(study_id, tuple(series)))
     label_csv = data_dir / f"{split}_label_coordinates.csv"
