@@ -40,6 +40,15 @@ class ClusterError(SpineError):
     see the input and the store at the same paths."""
 
 
+class SpineWarning(UserWarning):
+    """Base of the warnings spinedata gives; the CLI prints each as one ``warning: ...`` line."""
+
+
+class ClusterWarning(SpineWarning):
+    """Tasks of an ingest that was left early may still run on Dask workers (they cannot be stopped from the
+    client)."""
+
+
 class MultiFrameFile(DicomReadError):
     """A multi-frame file was given where one slice is expected: ``read_headers`` reads its frames."""
 
