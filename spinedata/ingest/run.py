@@ -240,14 +240,15 @@ def ingest(
     folder, a store of another split, a concurrent ingest, an output that cannot be written, a cluster that
     cannot be used).
     """
+    if scheduler is not None and workers is not None:
+        raise OptionError("workers and scheduler (--workers, --scheduler) exclude each other: the cluster's "
+                          "workers ingest")
     data_dir = Path(data_dir)
     check_path_names(data_dir, "input folder")
     store = check_store_path(out)  # a Path, or an ObjectPath for a store URL (spinedata.store.urls)
     report_path = check_report_path(data_dir, store, report)
     layout = detect_layout(data_dir, split)
     if scheduler is not None:
-        if workers is not None:
-            raise OptionError("workers and scheduler exclude each other: the cluster's workers ingest")
         data_dir = Path(os.path.abspath(data_dir))
         if isinstance(store, Path):  # a URL names the same store on every worker
             store = Path(os.path.abspath(store))

@@ -176,7 +176,8 @@ def test_an_unreachable_scheduler_is_one_line_and_nothing_is_written(dataset, tm
     assert not (tmp_path / "out.zarr").exists()
     err = cli_error(monkeypatch, capsys, ["ingest", str(data), str(tmp_path / "out.zarr"), "--scheduler", address,
                                           "--workers", "2"])  # fmt: skip
-    assert err == "error: --workers and --scheduler exclude each other: the cluster's workers ingest"
+    assert err == ("error: workers and scheduler (--workers, --scheduler) exclude each other: the cluster's "
+                   "workers ingest")
 
 
 def test_without_the_dask_extra_the_error_names_it(dataset, tmp_path, monkeypatch, capsys):
