@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 import spinedata as sd
@@ -18,6 +17,7 @@ from spinedata.ingest import ingest
 from spinedata.report import read_report
 from tests.helpers.cli_helpers import cli_error
 from tests.helpers.ingest_data import write_competition_dataset, write_competition_series
+from tests.helpers.stores import REPORT, assert_same_store, local_files, stored_objects, without_report
 
 distributed = pytest.importorskip("distributed")
 dask = pytest.importorskip("dask")
@@ -48,34 +48,14 @@ def dataset(tmp_path):
     return data, truth
 
 
-def store_files(store: Path) -> dict[str, bytes]:
-    """Every file of a store (the report apart) by its store-relative path."""
-    return {str(p.relative_to(store)): p.read_bytes() for p in sorted(store.rglob("*"))
-            if p.is_file() and p.name != "ingest_report.csv"}  # fmt: skip
-
-
-def assert_same_store(a: Path, b: Path) -> None:
-    """The two stores read the same through ``open_dataset`` (stacks, pixels, geometry, labels, targets,
-    report) and hold the same files, byte for byte."""
-    one, two = sd.open_dataset(a), sd.open_dataset(b)
-    assert one.study_ids == two.study_ids and one.study_ids
-    for study_id in one.study_ids:
-        x, y = one.study(study_id), two.study(study_id)
-        assert x.warnings == y.warnings and list(x.series) == list(y.series)
-        for series_id, series in x.series.items():
-            other = y.series[series_id]
-            assert (series.description, series.role) == (other.description, other.role)
-            assert len(series.stacks) == len(other.stacks)
-            for s, t in zip(series.stacks, other.stacks, strict=True):
-                assert s.attrs == t.attrs
-                np.testing.assert_array_equal(s.affine, t.affine)
-                np.testing.assert_array_equal(s.positions, t.positions)
-                np.testing.assert_array_equal(s.instance_numbers, t.instance_numbers)
-                np.testing.assert_array_equal(s.read(), t.read())
-    pd.testing.assert_frame_equal(one.labels, two.labels)
-    pd.testing.assert_frame_equal(one.targets, two.targets)
-    assert read_report(a / "ingest_report.csv") == read_report(b / "ingest_report.csv")
-    assert store_files(a) == store_files(b)
+def assert_same_as_local(local: Path, remote: Path) -> None:
+    """The two stores read the same through ``open_dataset``, have the same report lines and hold the same
+    files, byte for byte (``tests.helpers.stores``)."""
+    expected = sd.open_dataset(local)
+    assert expected.study_ids
+    assert_same_store(expected, sd.open_dataset(remote))
+    assert read_report(local / REPORT) == read_report(remote / REPORT)
+    assert without_report(local_files(local)) == without_report(local_files(remote))
 
 
 def test_a_store_ingested_on_the_cluster_equals_a_local_one(dataset, tmp_path, cluster):
@@ -88,7 +68,7 @@ def test_a_store_ingested_on_the_cluster_equals_a_local_one(dataset, tmp_path, c
     assert remote.skipped == local.skipped and len(remote.skipped) == 1  # the bad file, once, on both
     assert Path(remote.skipped[0].path).name == "junk.dcm" and remote.skipped[0].reason.startswith("not a DICOM")
     assert seen[0] == ("ingest", 0, 2) and seen[-1] == ("ingest", 2, 2)
-    assert_same_store(tmp_path / "local.zarr", tmp_path / "remote.zarr")
+    assert_same_as_local(tmp_path / "local.zarr", tmp_path / "remote.zarr")
     np.testing.assert_array_equal(sd.open_dataset(tmp_path / "remote.zarr").study("1002").series["10022"]
                                   .stacks[0].read(), truth[("1002", "10022")].volume)  # fmt: skip
     again = ingest(data, tmp_path / "remote.zarr", scheduler=cluster.scheduler_address)  # resumed: nothing to do
@@ -98,8 +78,6 @@ def test_a_store_ingested_on_the_cluster_equals_a_local_one(dataset, tmp_path, c
 def test_an_s3_store_ingested_on_the_cluster_equals_a_local_one(dataset, tmp_path, client, s3_endpoint, s3_bucket):
     """Each worker reaches the object store itself, with the credentials and endpoint of its environment."""
     from tests.helpers.s3server import CREDENTIALS
-    from tests.helpers.stores import assert_same_store as assert_same_datasets
-    from tests.helpers.stores import local_files, stored_objects
 
     environment = {**CREDENTIALS, "AWS_ENDPOINT_URL": s3_endpoint}
     client.run(lambda values: os.environ.update(values), environment)  # a bound method would update a copy
@@ -108,10 +86,8 @@ def test_an_s3_store_ingested_on_the_cluster_equals_a_local_one(dataset, tmp_pat
     url = f"s3://{s3_bucket}/cluster.zarr"
     remote = ingest(data, url, scheduler=client)
     assert (remote.n_written, remote.n_complete) == (2, 2) and remote.skipped == local.skipped
-    objects = {key: value for key, value in stored_objects(url).items() if key != "ingest_report.csv"}
-    assert objects == {key: value for key, value in local_files(tmp_path / "local.zarr").items()
-                       if key != "ingest_report.csv"}  # fmt: skip
-    assert_same_datasets(sd.open_dataset(tmp_path / "local.zarr"), sd.open_dataset(url))
+    assert without_report(stored_objects(url)) == without_report(local_files(tmp_path / "local.zarr"))
+    assert_same_store(sd.open_dataset(tmp_path / "local.zarr"), sd.open_dataset(url))
 
 
 def test_a_plain_folder_on_the_cluster_through_the_command_line(tmp_path, cluster, monkeypatch, capsys):
@@ -130,7 +106,7 @@ def test_a_plain_folder_on_the_cluster_through_the_command_line(tmp_path, cluste
         run_app(app)
     assert done.value.code == 0 and "2 studies written" in capsys.readouterr().out
     assert [Path(s.path).name for s in read_report(tmp_path / "remote.zarr" / "ingest_report.csv")] == ["broken.dcm"]
-    assert_same_store(tmp_path / "local.zarr", tmp_path / "remote.zarr")
+    assert_same_as_local(tmp_path / "local.zarr", tmp_path / "remote.zarr")
 
 
 def die_on_1001(store_root, job, *args):
