@@ -37,12 +37,15 @@ POLL_S = 0.1
 """How often finished tasks are collected (as ``distributed.as_completed`` itself does)."""
 WORKER_CHECK_S = 2.0
 """How often the cluster's workers are counted while tasks wait."""
+KEY_PREFIX = "spine-ingest"
+"""Keys of this module's tasks: ``spine-ingest-<run id>-<study or batch>``."""
 KILLED = "on the Dask cluster: the scheduler gave up on it after the workers running it died"
 """Why a task ended with ``KilledWorker`` (after ``distributed.scheduler.allowed-failures`` worker deaths)."""
 
 
 class NotRun(Exception):
-    """The cluster did not run a task: it had no worker for ``WORKER_WAIT_S``, or cancelled the task."""
+    """The cluster did not run a task: it had no worker for ``WORKER_WAIT_S``, cancelled the task, or never
+    reported its end."""
 
 
 def _distributed():
@@ -115,14 +118,15 @@ class DaskCluster:
         self.client = client
         self.distributed = _distributed()
         self.run_id = uuid.uuid4().hex[:8]
-        self.futures: list = []
+        self.outstanding: dict[str, Any] = {}
+        """Futures submitted whose outcome was not taken yet, by key (each is released once taken)."""
 
     def __enter__(self) -> DaskCluster:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.client.cancel([f for f in self.futures if f.status == "pending"])
-        self.futures = []
+        left, self.outstanding = list(self.outstanding.values()), {}
+        self.client.cancel([f for f in left if f.status == "pending"])
 
     def share(self, store: Path, data_dir: Path) -> None:
         """``ClusterError`` naming the first worker that does not see the input folder or this store at these
@@ -154,10 +158,10 @@ class DaskCluster:
 
     def read_headers(self, batches: list[list[str]], limits: ReadLimits) -> Iterator[Headers]:
         """Batches as tasks, yielded in order; a batch the cluster could not read is a report line per file."""
-        futures = [self._submit(read_batch, f"headers-{i}", batch, limits) for i, batch in enumerate(batches)]
+        keys = [self._submit(read_batch, f"headers-{i}", batch, limits) for i, batch in enumerate(batches)]
         waiting: dict[int, Headers] = {}
         next_index = 0
-        for index, result, error in self._outcomes(futures):
+        for index, result, error in self._outcomes(keys):
             waiting[index] = result if error is None else batch_lost(batches[index], self._batch_lost(error))
             while next_index in waiting:
                 yield waiting.pop(next_index)
@@ -166,27 +170,29 @@ class DaskCluster:
     def ingest(self, store: str, jobs: list[StudyJob], limits: ReadLimits) -> Iterator[StudyResult]:
         """One task per study (largest first); results as they come, a study the cluster could not run as
         its report line."""
-        futures = [self._submit(ingest_study, f"study-{job.study_id}", store, job, limits, priority=len(jobs) - i)
-                   for i, job in enumerate(jobs)]  # fmt: skip
-        for index, result, error in self._outcomes(futures):
+        keys = [self._submit(ingest_study, f"study-{job.study_id}", store, job, limits, priority=len(jobs) - i)
+                for i, job in enumerate(jobs)]  # fmt: skip
+        for index, result, error in self._outcomes(keys):
             yield result if error is None else self._study_lost(jobs[index], error)
 
-    def _submit(self, function, name: str, *args, priority: int = 0):
-        future = self.client.submit(function, *args, key=f"spine-ingest-{self.run_id}-{name}", pure=False,
-                                    priority=priority)  # fmt: skip
-        self.futures.append(future)
-        return future
+    def _submit(self, function, name: str, *args, priority: int = 0) -> str:
+        """Submit ``function(*args)`` as the task ``name`` of this run; its key."""
+        key = f"{KEY_PREFIX}-{self.run_id}-{name}"
+        self.outstanding[key] = self.client.submit(function, *args, key=key, pure=False, priority=priority)
+        return key
 
-    def _outcomes(self, futures: list) -> Iterator[tuple[int, Any, BaseException | None]]:
-        """``(index, result, None)`` or ``(index, None, error)`` of each future as it finishes. Tasks still
-        waiting when the cluster has had no worker for ``WORKER_WAIT_S`` end with ``NotRun``."""
-        index_of = {future.key: i for i, future in enumerate(futures)}
-        pending = self.distributed.as_completed(futures, loop=self.client.loop)
+    def _outcomes(self, keys: list[str]) -> Iterator[tuple[int, Any, BaseException | None]]:
+        """``(index, result, None)`` or ``(index, None, error)`` of the task of each key, as it finishes: one
+        for every key. Tasks still waiting when the cluster has had no worker for ``WORKER_WAIT_S`` end with
+        ``NotRun``; so does one whose end the cluster never reported."""
+        index_of = {key: i for i, key in enumerate(keys)}
+        pending = self.distributed.as_completed([self.outstanding[k] for k in keys], loop=self.client.loop)
         checked = with_workers = time.monotonic()
+        lost = NotRun("the cluster did not report its end")
         while not pending.is_empty():
             ready = pending.next_batch(block=False)
             for future in ready:
-                yield (index_of[future.key], *_outcome(future))
+                yield index_of[future.key], *self._take(future.key)
             if ready:
                 continue
             time.sleep(POLL_S)
@@ -197,12 +203,26 @@ class DaskCluster:
             if self._n_workers() > 0:
                 with_workers = now
             elif now - with_workers >= WORKER_WAIT_S:
-                left = [f for f in futures if f.status == "pending"]
-                self.client.cancel(left)
                 lost = NotRun(f"the cluster had no worker for {WORKER_WAIT_S:g} s")
-                for future in left:
-                    yield index_of[future.key], None, lost
-                return
+                break
+        del pending  # it holds the futures not yet handed out
+        left = [key for key in keys if key in self.outstanding]
+        for key in [k for k in left if self.outstanding[k].status in ("finished", "error")]:
+            yield index_of[key], *self._take(key)  # finished, not yet collected: kept, not lost
+        left = [key for key in left if key in self.outstanding]
+        if left:
+            self.client.cancel([self.outstanding[key] for key in left])
+            for key in left:
+                self.outstanding.pop(key).release()
+                yield index_of[key], None, lost
+
+    def _take(self, key: str) -> tuple[Any, BaseException | None]:
+        """The outcome of a finished task (``_outcome``); its future is released (no result stays alive)."""
+        future = self.outstanding.pop(key)
+        try:
+            return _outcome(future)
+        finally:
+            future.release()
 
     def _batch_lost(self, error: BaseException) -> str:
         """The report reason of each file of a batch of headers the cluster did not read."""

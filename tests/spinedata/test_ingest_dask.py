@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -134,6 +135,30 @@ def test_a_worker_dying_mid_study_is_a_report_line(dataset, tmp_path, cluster, m
                                   truth[("1001", "10011")].volume)  # fmt: skip
 
 
+def test_futures_are_released_once_their_outcome_is_taken(dataset, tmp_path, client):
+    """Neither the driver nor the cluster keeps a study's result once it was handed out."""
+    from spinedata.dicom import DEFAULT_LIMITS
+    from spinedata.ingest.cluster import DaskCluster
+    from spinedata.ingest.discover import discover_competition
+    from spinedata.store.writer import create_or_open_store
+
+    data, _ = dataset
+    store = create_or_open_store(tmp_path / "out.zarr", split="train", source=str(data))
+    jobs = discover_competition(data, "train").jobs
+    with DaskCluster(client) as executor:
+        results = list(executor.ingest(str(store), jobs, DEFAULT_LIMITS))
+        assert sorted(r.study_id for r in results) == ["1001", "1002"] and executor.outstanding == {}
+        prefix = f"spine-ingest-{executor.run_id}-"
+        held = None
+        for _ in range(50):  # a release reaches the scheduler a moment later
+            held = client.run_on_scheduler(lambda dask_scheduler: [k for k in dask_scheduler.tasks
+                                                                   if str(k).startswith(prefix)])  # fmt: skip
+            if not held:
+                break
+            time.sleep(0.1)
+        assert held == []
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -224,6 +249,83 @@ def test_workers_that_do_not_see_the_store_are_one_line(tmp_path):
     with pytest.raises(ClusterError, match=r"cannot run spinedata .*ModuleNotFoundError.*install the same spine"):
         DaskCluster(_Answers({"tcp://a:1": ModuleNotFoundError("No module named 'spinedata'")})).share(store, data)
     assert not list((store / ".staging").glob("cluster-check-*"))  # the probe file is removed
+
+
+class _Future:
+    """A future that ended as told (``status``: finished, error, pending)."""
+
+    def __init__(self, key, status, value):
+        self.key, self.status, self.value, self.released = key, status, value, False
+
+    def result(self):
+        return self.value
+
+    def exception(self):
+        return self.value
+
+    def release(self):
+        self.released = True
+
+
+class _Silent:
+    """An ``as_completed`` that never reports a future (as when the cluster's workers are gone)."""
+
+    def __init__(self, futures, loop=None):
+        pass
+
+    def next_batch(self, block=True):
+        return []
+
+    def is_empty(self):
+        return False
+
+
+class _Workerless:
+    """A client of a cluster without workers whose tasks have the given ends."""
+
+    loop = None
+
+    def __init__(self, ends):
+        self.ends, self.futures = list(ends), []
+
+    def submit(self, function, *args, key, pure, priority):
+        self.futures.append(_Future(key, *self.ends.pop(0)))
+        return self.futures[-1]
+
+    def cancel(self, futures):
+        for future in futures:
+            future.status = "cancelled" if future.status == "pending" else future.status
+
+    def nthreads(self):
+        return {}
+
+    def run(self, function, *args, on_error="raise"):
+        return {}
+
+
+def test_studies_finished_but_not_collected_when_the_workers_are_gone_are_kept(monkeypatch):
+    """Every study gets its result or its report line: one finished, one failed and one waiting when the
+    cluster is left without workers before any was collected."""
+    from types import SimpleNamespace
+
+    from spinedata.dicom import DEFAULT_LIMITS
+    from spinedata.ingest.cluster import DaskCluster
+    from spinedata.ingest.discover import StudyJob
+    from spinedata.ingest.worker import StudyResult
+
+    for name in ("WORKER_WAIT_S", "WORKER_CHECK_S", "POLL_S"):
+        monkeypatch.setattr(f"spinedata.ingest.cluster.{name}", 0)
+    client = _Workerless([("finished", StudyResult("1001", written=True)), ("pending", None),
+                          ("error", ValueError("boom"))])  # fmt: skip
+    jobs = [StudyJob(study_id, ()) for study_id in ("1001", "1002", "1003")]
+    with DaskCluster(client) as executor:
+        executor.distributed = SimpleNamespace(as_completed=_Silent, KilledWorker=distributed.KilledWorker)
+        results = {r.study_id: r for r in executor.ingest("s3://b/x.zarr", jobs, DEFAULT_LIMITS)}
+    assert sorted(results) == ["1001", "1002", "1003"] and results["1001"].written
+    assert [s.reason for s in results["1002"].skipped] == [
+        "study not ingested (on the Dask cluster: the cluster had no worker for 0 s); re-run to retry it"]
+    assert [s.reason for s in results["1003"].skipped] == ["study left out: unexpected ValueError: boom"]
+    assert executor.outstanding == {} and all(future.released for future in client.futures)
 
 
 def test_a_dask_backed_image_equals_the_eager_one(synth_store, client):
