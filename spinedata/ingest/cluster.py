@@ -7,6 +7,11 @@ come back. So every worker must see the input folder and the store at the same p
 shared file system); ``DaskCluster.share`` checks it before any work. A task whose workers keep dying is
 given up by the scheduler (``KilledWorker``, after ``distributed.scheduler.allowed-failures`` deaths) and
 becomes a report line, as does a study left waiting while the cluster has no worker at all.
+
+A task that started cannot be stopped from here: leaving the executor early (an interrupt, an error)
+cancels the tasks not started and waits for the running ones (``DaskCluster.stop``), so that the store's
+lock is released only once no task of this run writes; a ``ClusterWarning`` says when that cannot be
+confirmed.
 """
 
 from __future__ import annotations
@@ -15,12 +20,13 @@ import contextlib
 import os
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from spinedata.dicom import ReadLimits, failure_reason
-from spinedata.errors import ClusterError, import_extra
+from spinedata.errors import ClusterError, ClusterWarning, import_extra
 from spinedata.ingest.discover import StudyJob
 from spinedata.ingest.executors import Headers, batch_lost, left_out, read_batch
 from spinedata.ingest.worker import StudyResult, ingest_study
@@ -37,6 +43,14 @@ POLL_S = 0.1
 """How often finished tasks are collected (as ``distributed.as_completed`` itself does)."""
 WORKER_CHECK_S = 2.0
 """How often the cluster's workers are counted while tasks wait."""
+STOP_WAIT_S = 120.0
+"""How long leaving the executor early waits for its tasks still running on workers (the store's lock is
+held meanwhile)."""
+STOP_POLL_S = 0.5
+"""How often the workers are asked, meanwhile, whether a task of this run still runs."""
+MAY_RUN = frozenset({"waiting", "ready", "constrained", "executing", "long-running", "cancelled", "resumed"})
+"""States of a task on a worker (``distributed.worker_state_machine``) in which it runs or may start;
+``cancelled`` and ``resumed``: released by the scheduler while its thread still runs."""
 KEY_PREFIX = "spine-ingest"
 """Keys of this module's tasks: ``spine-ingest-<run id>-<study or batch>``."""
 KILLED = "on the Dask cluster: the scheduler gave up on it after the workers running it died"
@@ -94,6 +108,14 @@ def not_seen(probe: str | None, token: str, data_dir: str) -> str | None:
     return f"does not see the store {str(Path(probe).parents[1])!r}"
 
 
+def still_running(prefix: str, dask_worker) -> int:
+    """Run on each worker: how many tasks whose key starts with ``prefix`` run there, or may still start."""
+    with dask_worker.active_threads_lock:
+        keys = {str(key) for key in dask_worker.active_threads.values()}
+    keys.update(str(key) for key, task in dask_worker.state.tasks.items() if task.state in MAY_RUN)
+    return sum(key.startswith(prefix) for key in keys)
+
+
 @contextlib.contextmanager
 def session(scheduler: str | Client) -> Iterator[Client]:
     """The ``distributed.Client`` of ``scheduler``, an address (``tcp://HOST:PORT``: connected here, closed on
@@ -111,8 +133,8 @@ def session(scheduler: str | Client) -> Iterator[Client]:
 
 
 class DaskCluster:
-    """The executor on a ``distributed.Client``. Use as a context manager: on exit, tasks not started are
-    cancelled (a task already running on a worker cannot be stopped; it finishes its study)."""
+    """The executor on a ``distributed.Client``. Use as a context manager: leaving it with tasks whose outcome
+    was not taken (an interrupt, an error), or after a task was cancelled, calls ``stop``."""
 
     def __init__(self, client: Client):
         self.client = client
@@ -120,18 +142,61 @@ class DaskCluster:
         self.run_id = uuid.uuid4().hex[:8]
         self.outstanding: dict[str, Any] = {}
         """Futures submitted whose outcome was not taken yet, by key (each is released once taken)."""
+        self.cancelled = False
+        """Whether a task of this run was cancelled: its thread may still run on a worker."""
+        self.store = "the store"
 
     def __enter__(self) -> DaskCluster:
         return self
 
     def __exit__(self, *exc) -> None:
         left, self.outstanding = list(self.outstanding.values()), {}
-        self.client.cancel([f for f in left if f.status == "pending"])
+        if left or self.cancelled:
+            self.stop(left)
+
+    def stop(self, futures: list) -> None:
+        """Cancel ``futures``, then wait up to ``STOP_WAIT_S`` until no worker runs or holds a task of this run
+        (one that started finishes its study: it cannot be stopped from here). Confirmed by two answers in a
+        row, so that a task the scheduler was handing out shows in the second; else a ``ClusterWarning``."""
+        deadline = time.monotonic() + STOP_WAIT_S
+        prefix = f"{KEY_PREFIX}-{self.run_id}-"
+        clear, announced = 0, False
+        try:
+            if futures:
+                self.client.cancel(futures)
+            while time.monotonic() < deadline:
+                running = self._still_running(prefix)
+                clear = clear + 1 if running == 0 else 0
+                if clear == 2:
+                    return
+                if running and not announced:
+                    announced = True
+                    warnings.warn(f"waiting up to {STOP_WAIT_S:g} s for {running} task(s) of this ingest still "
+                                  f"running on Dask workers: the lock on {self.store} is held until they end "
+                                  "(interrupt again to stop waiting)", ClusterWarning, stacklevel=2)  # fmt: skip
+                time.sleep(STOP_POLL_S)
+        except (OSError, TimeoutError) as error:  # the scheduler does not answer
+            return self._unconfirmed(f"the Dask scheduler does not answer: {' '.join(str(error).split())}")
+        except KeyboardInterrupt:
+            self._unconfirmed("the wait was interrupted")
+            raise
+        self._unconfirmed(f"not confirmed ended after {STOP_WAIT_S:g} s")
+
+    def _still_running(self, prefix: str) -> int:
+        """Tasks of this run that workers run or may start; a worker that does not answer counts as one."""
+        answers = self.client.run(still_running, prefix, on_error="return")
+        return sum(1 if isinstance(n, BaseException) else n for n in answers.values())
+
+    def _unconfirmed(self, reason: str) -> None:
+        warnings.warn(f"tasks of this ingest may still be writing into {self.store} on Dask workers ({reason}); "
+                      "its lock is released now: wait until those workers are idle, or restart them, before "
+                      "another ingest into it", ClusterWarning, stacklevel=3)  # fmt: skip
 
     def share(self, store: Path, data_dir: Path) -> None:
         """``ClusterError`` naming the first worker that does not see the input folder or this store at these
         paths, or cannot run spinedata; checked on every worker of the cluster at this moment. A store at a URL
         is reached by each worker itself (credentials from the worker's environment)."""
+        self.store = str(store)
         token = uuid.uuid4().hex
         if not isinstance(store, Path):
             answers = self.client.run(not_seen, None, token, str(data_dir), on_error="return")
@@ -170,6 +235,7 @@ class DaskCluster:
     def ingest(self, store: str, jobs: list[StudyJob], limits: ReadLimits) -> Iterator[StudyResult]:
         """One task per study (largest first); results as they come, a study the cluster could not run as
         its report line."""
+        self.store = str(store)
         keys = [self._submit(ingest_study, f"study-{job.study_id}", store, job, limits, priority=len(jobs) - i)
                 for i, job in enumerate(jobs)]  # fmt: skip
         for index, result, error in self._outcomes(keys):
@@ -211,6 +277,7 @@ class DaskCluster:
             yield index_of[key], *self._take(key)  # finished, not yet collected: kept, not lost
         left = [key for key in left if key in self.outstanding]
         if left:
+            self.cancelled = True
             self.client.cancel([self.outstanding[key] for key in left])
             for key in left:
                 self.outstanding.pop(key).release()
@@ -220,6 +287,8 @@ class DaskCluster:
         """The outcome of a finished task (``_outcome``); its future is released (no result stays alive)."""
         future = self.outstanding.pop(key)
         try:
+            if future.status == "cancelled":
+                self.cancelled = True
             return _outcome(future)
         finally:
             future.release()

@@ -102,8 +102,9 @@ def _cluster(scheduler: str | Client | None) -> contextlib.AbstractContextManage
 
 def _executor(workers: int, client: Client | None) -> contextlib.AbstractContextManager[Executor]:
     """Where the work runs: the Dask cluster of ``client`` when given, this process for one worker, else a
-    pool of ``workers`` processes. However it is left, no work of it goes on (a Dask task already running
-    excepted), so none outlives the store's lock."""
+    pool of ``workers`` processes. However it is left, no work of it goes on, so none outlives the store's
+    lock (a Dask task already running is waited for, with a ``ClusterWarning`` when its end cannot be
+    confirmed: ``DaskCluster.stop``)."""
     if client is not None:
         from spinedata.ingest.cluster import DaskCluster
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import sys
 import time
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 import spinedata as sd
-from spinedata.errors import ClusterError, ExtraNotInstalled
+from spinedata.errors import ClusterError, ClusterWarning, ExtraNotInstalled
 from spinedata.ingest import ingest
 from spinedata.report import read_report
 from tests.helpers.cli_helpers import cli_error
@@ -133,6 +134,64 @@ def test_a_worker_dying_mid_study_is_a_report_line(dataset, tmp_path, cluster, m
     assert (second.n_written, second.n_complete) == (1, 2)
     np.testing.assert_array_equal(sd.open_dataset(out).study("1001").series["10011"].stacks[0].read(),
                                   truth[("1001", "10011")].volume)  # fmt: skip
+
+
+SLOW_S = 3.0
+"""How long study 1001 takes longer in ``slow_on_1001``."""
+
+
+def slow_on_1001(store_root, job, *args):
+    """Stands in for ``ingest_study`` on a worker: study 1001 takes ``SLOW_S`` longer; each study leaves
+    ``<study>.done`` beside the store once written."""
+    from spinedata.ingest.worker import ingest_study
+
+    if job.study_id == "1001":
+        time.sleep(SLOW_S)
+    result = ingest_study(store_root, job, *args)
+    (Path(store_root).parent / f"{job.study_id}.done").write_text("")
+    return result
+
+
+def interrupt_after_one(stage: str, done: int, total: int) -> None:
+    """A progress callback that interrupts the run (as Ctrl-C would) once the first study is in."""
+    if stage == "ingest" and done == 1:
+        raise KeyboardInterrupt
+
+
+def test_an_interrupted_run_releases_the_lock_only_after_its_running_tasks_end(dataset, tmp_path, cluster,
+                                                                                monkeypatch):  # fmt: skip
+    """Study 1001 still runs on a worker when the run is interrupted: ``ingest`` waits for it (saying so) and
+    only then releases the lock; the study is whole in the store."""
+    data, _ = dataset
+    out = tmp_path / "out.zarr"
+    monkeypatch.setattr("spinedata.ingest.cluster.ingest_study", slow_on_1001)
+    with pytest.warns(ClusterWarning, match=r"waiting up to 120 s for 1 task\(s\) of this ingest still running"):
+        with pytest.raises(KeyboardInterrupt):
+            ingest(data, out, scheduler=cluster.scheduler_address, progress=interrupt_after_one)
+    assert (tmp_path / "1001.done").exists() and not (out / ".ingest.lock").exists()
+    assert sd.open_dataset(out).study_ids == ["1001", "1002"]
+    monkeypatch.undo()
+    again = ingest(data, out, scheduler=cluster.scheduler_address)
+    assert (again.n_written, again.n_already, again.n_complete) == (0, 2, 2)
+
+
+def test_a_task_still_running_after_the_wait_is_a_warning(dataset, tmp_path, cluster, monkeypatch):
+    """When the running task outlasts ``STOP_WAIT_S``, the lock is released with a warning that says so."""
+    data, _ = dataset
+    monkeypatch.setattr("spinedata.ingest.cluster.ingest_study", slow_on_1001)
+    monkeypatch.setattr("spinedata.ingest.cluster.STOP_WAIT_S", 0.5)
+    with pytest.warns(ClusterWarning) as warned:
+        with pytest.raises(KeyboardInterrupt):
+            ingest(data, tmp_path / "out.zarr", scheduler=cluster.scheduler_address, progress=interrupt_after_one)
+    lines = [str(w.message) for w in warned]
+    assert len(lines) == 2 and lines[0].startswith("waiting up to 0.5 s for 1 task(s)")
+    assert re.fullmatch(r"tasks of this ingest may still be writing into .*out.zarr on Dask workers \(not confirmed "
+                        r"ended after 0.5 s\); its lock is released now: wait .*, or restart them, .*", lines[1])
+    assert not (tmp_path / "1001.done").exists()  # the warning was due: the task still runs
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "1001.done").exists() and time.monotonic() < deadline:  # leave the workers idle
+        time.sleep(0.1)
+    assert (tmp_path / "1001.done").exists()
 
 
 def test_futures_are_released_once_their_outcome_is_taken(dataset, tmp_path, client):
@@ -313,7 +372,7 @@ def test_studies_finished_but_not_collected_when_the_workers_are_gone_are_kept(m
     from spinedata.ingest.discover import StudyJob
     from spinedata.ingest.worker import StudyResult
 
-    for name in ("WORKER_WAIT_S", "WORKER_CHECK_S", "POLL_S"):
+    for name in ("WORKER_WAIT_S", "WORKER_CHECK_S", "POLL_S", "STOP_POLL_S"):
         monkeypatch.setattr(f"spinedata.ingest.cluster.{name}", 0)
     client = _Workerless([("finished", StudyResult("1001", written=True)), ("pending", None),
                           ("error", ValueError("boom"))])  # fmt: skip
