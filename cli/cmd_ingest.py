@@ -32,7 +32,8 @@ def ingest(
     scheduler: Annotated[
         str | None,
         typer.Option("--scheduler", help="Run the studies on this Dask cluster (tcp://HOST:PORT) instead of "
-                     "local processes; its workers must see DATA_DIR and OUT at the same paths (needs spine[dask])."),
+                     "local processes; its workers must see DATA_DIR at the same path, and OUT too, or reach "
+                     "its URL with the credentials of their own environment (needs spine[dask])."),
     ] = None,
     report: Annotated[
         Path | None,

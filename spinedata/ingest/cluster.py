@@ -2,10 +2,11 @@
 ``spine ingest --scheduler tcp://HOST:PORT``).
 
 Each study is one task running ``ingest_study`` on a worker, which writes the study into the store itself
-(staged, then renamed: the same atomic write as on one machine); only counts, geometry and report lines
-come back. So every worker must see the input folder and the store at the same paths as this process (a
-shared file system); ``DaskCluster.share`` checks it before any work. A task whose workers keep dying is
-given up by the scheduler (``KilledWorker``, after ``distributed.scheduler.allowed-failures`` deaths) and
+(the same atomic write as on one machine); only counts, geometry and report lines come back. So every
+worker must see the input folder at the same path as this process (a shared file system), and the store:
+a folder at the same path, or a URL that it reaches with the credentials and endpoint of its own
+environment. ``DaskCluster.share`` checks both on every worker before any work (a probe written into the
+store and read back). A task whose workers keep dying is given up by the scheduler (``KilledWorker``) and
 becomes a report line, as does a study left waiting while the cluster has no worker at all.
 
 A task that started cannot be stopped from here: leaving the executor early (an interrupt, an error)
@@ -26,11 +27,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from spinedata.dicom import ReadLimits, failure_reason
-from spinedata.errors import ClusterError, ClusterWarning, import_extra
+from spinedata.errors import ClusterError, ClusterWarning, SpineError, import_extra
 from spinedata.ingest.discover import StudyJob
 from spinedata.ingest.executors import Headers, batch_lost, left_out, read_batch
 from spinedata.ingest.worker import StudyResult, ingest_study
 from spinedata.store.layout import STAGING
+from spinedata.store.objectpath import Location
+from spinedata.store.urls import is_url, store_location
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -53,6 +56,13 @@ MAY_RUN = frozenset({"waiting", "ready", "constrained", "executing", "long-runni
 ``cancelled`` and ``resumed``: released by the scheduler while its thread still runs."""
 KEY_PREFIX = "spine-ingest"
 """Keys of this module's tasks: ``spine-ingest-<run id>-<study or batch>``."""
+SHARED_FOLDER = ("the workers need the input folder and the store at the same paths as this process (a shared "
+                 "file system)")
+SHARED_URL = ("every worker needs the store's credentials and endpoint in its own environment "
+              "(AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL, ...; the cloud extra), and the input folder at the same "
+              "path as this process")
+"""The fix named when a worker does not see the input folder or the store (``SHARED_FOLDER``: a store
+folder; ``SHARED_URL``: a store at a URL)."""
 KILLED = "on the Dask cluster: the scheduler gave up on it after the workers running it died"
 """Why a task ended with ``KilledWorker`` (after ``distributed.scheduler.allowed-failures`` worker deaths)."""
 
@@ -93,19 +103,25 @@ def _wait_for_workers(client: Client, scheduler: str) -> None:
                            f"`dask worker {scheduler}` on machines that see the input and the store") from error
 
 
-def not_seen(probe: str | None, token: str, data_dir: str) -> str | None:
+def not_seen(probe: str, token: str, data_dir: str) -> str | None:
     """Run on each worker: what it does not see (None when it sees the input folder, and the store through
-    the ``probe`` file the client wrote with ``token``; a store at a URL has no probe)."""
+    the ``probe`` file or object, at a path or a URL, that the client wrote with ``token``)."""
     if not os.path.isdir(data_dir):
         return f"does not see the input folder {data_dir!r}"
-    if probe is None:
-        return None
+    if not is_url(probe):
+        try:
+            if Path(probe).read_text() == token:
+                return None
+        except OSError:
+            pass
+        return f"does not see the store {str(Path(probe).parents[1])!r}"
+    store = probe.rsplit("/", 2)[0]
     try:
-        if Path(probe).read_text() == token:
+        if store_location(probe).read_text() == token:
             return None
-    except OSError:
-        pass
-    return f"does not see the store {str(Path(probe).parents[1])!r}"
+    except (OSError, SpineError) as error:
+        return f"cannot read the store {store!r} ({' '.join(str(error).split()) or type(error).__name__})"
+    return f"reads another store at {store!r}"
 
 
 def still_running(prefix: str, dask_worker) -> int:
@@ -192,34 +208,30 @@ class DaskCluster:
                       "its lock is released now: wait until those workers are idle, or restart them, before "
                       "another ingest into it", ClusterWarning, stacklevel=3)  # fmt: skip
 
-    def share(self, store: Path, data_dir: Path) -> None:
-        """``ClusterError`` naming the first worker that does not see the input folder or this store at these
-        paths, or cannot run spinedata; checked on every worker of the cluster at this moment. A store at a URL
-        is reached by each worker itself (credentials from the worker's environment)."""
+    def share(self, store: Location, data_dir: Path) -> None:
+        """``ClusterError`` naming the first worker that does not see the input folder or this store (a folder
+        at the same path, or a URL reached with the worker's own credentials), or cannot run spinedata;
+        checked on every worker of the cluster at this moment, through a probe written into the store."""
         self.store = str(store)
         token = uuid.uuid4().hex
-        if not isinstance(store, Path):
-            answers = self.client.run(not_seen, None, token, str(data_dir), on_error="return")
-            return self._refuse(answers)
         probe = store / STAGING / f"cluster-check-{token}"
         probe.parent.mkdir(exist_ok=True)
-        probe.write_text(token)
+        probe.write_bytes(token.encode())
         try:
             answers = self.client.run(not_seen, str(probe), token, str(data_dir), on_error="return")
         finally:
             probe.unlink(missing_ok=True)
-        self._refuse(answers)
+        self._refuse(answers, SHARED_FOLDER if isinstance(store, Path) else SHARED_URL)
 
     @staticmethod
-    def _refuse(answers: dict) -> None:
-        """``ClusterError`` for the first worker whose answer names what it lacks."""
+    def _refuse(answers: dict, fix: str = SHARED_FOLDER) -> None:
+        """``ClusterError`` for the first worker whose answer names what it lacks, with ``fix``."""
         for worker, answer in sorted(answers.items()):
             if isinstance(answer, BaseException):
                 answer = (f"cannot run spinedata ({failure_reason(answer)}); install the same spine "
                           "on every worker")  # fmt: skip
             if answer:
-                raise ClusterError(f"Dask worker {worker} {answer}: the workers need the input folder and the "
-                                   "store at the same paths as this process (a shared file system)")
+                raise ClusterError(f"Dask worker {worker} {answer}: {fix}")
 
     def read_headers(self, batches: list[list[str]], limits: ReadLimits) -> Iterator[Headers]:
         """Batches as tasks, yielded in order; a batch the cluster could not read is a report line per file."""

@@ -232,8 +232,9 @@ def ingest(
 
     ``workers``: processes (default: all cores; 1 runs in this process). ``scheduler``: instead, run on a
     Dask cluster, given as its scheduler's address (``"tcp://HOST:PORT"``) or a ``distributed.Client``; its
-    workers must see ``data_dir`` and ``out`` at the same paths (a shared file system), and the paths are
-    made absolute (so are the report's). ``report``: CSV of every line left out or handled specially
+    workers must see ``data_dir`` at the same path (a shared file system), and ``out`` too, or reach it
+    at its URL with the credentials of their own environment (both checked before any work); the paths
+    are made absolute (so are the report's). ``report``: CSV of every line left out or handled specially
     (default ``OUT/ingest_report.csv``; ``check_report_path`` refuses one that could overwrite data, before
     any work). ``limits``: what one DICOM file may declare before it is decoded (``dicom.ReadLimits``; a
     file beyond them is a report line). Studies already complete in the store are kept and not read again;

@@ -310,6 +310,55 @@ def test_workers_that_do_not_see_the_store_are_one_line(tmp_path):
     assert not list((store / ".staging").glob("cluster-check-*"))  # the probe file is removed
 
 
+def forget_credentials(nowhere: str) -> None:
+    """Run on a worker: no AWS credentials in its environment, nor in files or the instance metadata."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        os.environ.pop(name, None)
+    os.environ.update(AWS_SHARED_CREDENTIALS_FILE=nowhere, AWS_CONFIG_FILE=nowhere, AWS_EC2_METADATA_DISABLED="true")
+
+
+def test_workers_without_the_credentials_of_a_store_url_are_one_line(dataset, tmp_path, s3_bucket):
+    """This process reaches the store, its worker has no credentials: the probe written into the store is not
+    read back, and the run stops before any work with the fix in one line."""
+    data, _ = dataset
+    url = f"s3://{s3_bucket}/cluster.zarr"
+    with distributed.LocalCluster(processes=True, n_workers=1, threads_per_worker=1, dashboard_address=":0",
+                                  silence_logs=50) as local:  # fmt: skip
+        with distributed.Client(local, set_as_default=False) as client:
+            client.run(forget_credentials, str(tmp_path / "none"))
+            with pytest.raises(ClusterError) as refused:
+                ingest(data, url, scheduler=client)
+    message = str(refused.value)
+    assert message.startswith("Dask worker tcp://") and f"cannot read the store {url!r} (no credentials " in message
+    assert message.endswith("every worker needs the store's credentials and endpoint in its own environment "
+                            "(AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL, ...; the cloud extra), and the input folder at "
+                            "the same path as this process") and "\n" not in message  # fmt: skip
+    assert sorted(stored_objects(url)) == ["studies/zarr.json", "zarr.json"]  # no probe, no lock, no study
+
+
+def test_a_store_url_is_probed_on_the_workers(tmp_path):
+    """``not_seen`` reads the probe object at its URL; ``share`` refuses with the fix for URL stores and removes
+    the probe; a probe left by a killed run goes with the next run's ``clean_stale``."""
+    from spinedata.ingest.cluster import DaskCluster, not_seen
+    from spinedata.store.urls import store_location
+    from spinedata.store.writer import clean_stale
+
+    data = tmp_path / "data"
+    data.mkdir()
+    url = f"memory://probe-{os.getpid()}-{time.monotonic_ns()}/s.zarr"
+    store = store_location(url, writing=True)
+    (store / ".staging" / "cluster-check-1").write_bytes(b"token")
+    probe = f"{url}/.staging/cluster-check-1"
+    assert not_seen(probe, "token", str(data)) is None
+    assert not_seen(probe, "other", str(data)) == f"reads another store at {url!r}"
+    assert not_seen(f"{url}/.staging/cluster-check-2", "token", str(data)).startswith(f"cannot read the store {url!r}")
+    answers = {"tcp://a:1": None, "tcp://b:1": f"cannot read the store {url!r} (no credentials)"}
+    with pytest.raises(ClusterError, match=r"^Dask worker tcp://b:1 cannot read the store .*credentials and endpoint"):
+        DaskCluster(_Answers(answers)).share(store, data)
+    assert [p.name for p in (store / ".staging").iterdir()] == ["cluster-check-1"]  # share's probe is removed
+    assert clean_stale(store) == [".staging/cluster-check-1"] and not (store / ".staging").is_dir()
+
+
 class _Future:
     """A future that ended as told (``status``: finished, error, pending)."""
 
