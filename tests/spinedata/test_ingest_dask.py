@@ -7,6 +7,7 @@ import os
 import re
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -136,26 +137,30 @@ def test_a_worker_dying_mid_study_is_a_report_line(dataset, tmp_path, cluster, m
                                   truth[("1001", "10011")].volume)  # fmt: skip
 
 
-SLOW_S = 3.0
-"""How long study 1001 takes longer in ``slow_on_1001``."""
-
-
 def slow_on_1001(store_root, job, *args):
-    """Stands in for ``ingest_study`` on a worker: study 1001 takes ``SLOW_S`` longer; each study leaves
-    ``<study>.done`` beside the store once written."""
+    """Stands in for ``ingest_study`` on a worker: study 1001 waits until the file ``go`` appears beside the
+    store (60 s at most); each study leaves ``<study>.done`` there once written."""
     from spinedata.ingest.worker import ingest_study
 
-    if job.study_id == "1001":
-        time.sleep(SLOW_S)
+    go, deadline = Path(store_root).parent / "go", time.monotonic() + 60
+    while job.study_id == "1001" and not go.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
     result = ingest_study(store_root, job, *args)
     (Path(store_root).parent / f"{job.study_id}.done").write_text("")
     return result
 
 
-def interrupt_after_one(stage: str, done: int, total: int) -> None:
-    """A progress callback that interrupts the run (as Ctrl-C would) once the first study is in."""
-    if stage == "ingest" and done == 1:
-        raise KeyboardInterrupt
+def interrupt_after_one(go: Path | None = None):
+    """A progress callback that interrupts the run (as Ctrl-C would) once the first study is in; with ``go``,
+    study 1001 may go on a second later."""
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage == "ingest" and done == 1:
+            if go is not None:
+                threading.Timer(1.0, go.touch).start()
+            raise KeyboardInterrupt
+
+    return progress
 
 
 def test_an_interrupted_run_releases_the_lock_only_after_its_running_tasks_end(dataset, tmp_path, cluster,
@@ -167,7 +172,7 @@ def test_an_interrupted_run_releases_the_lock_only_after_its_running_tasks_end(d
     monkeypatch.setattr("spinedata.ingest.cluster.ingest_study", slow_on_1001)
     with pytest.warns(ClusterWarning, match=r"waiting up to 120 s for 1 task\(s\) of this ingest still running"):
         with pytest.raises(KeyboardInterrupt):
-            ingest(data, out, scheduler=cluster.scheduler_address, progress=interrupt_after_one)
+            ingest(data, out, scheduler=cluster.scheduler_address, progress=interrupt_after_one(tmp_path / "go"))
     assert (tmp_path / "1001.done").exists() and not (out / ".ingest.lock").exists()
     assert sd.open_dataset(out).study_ids == ["1001", "1002"]
     monkeypatch.undo()
@@ -182,12 +187,13 @@ def test_a_task_still_running_after_the_wait_is_a_warning(dataset, tmp_path, clu
     monkeypatch.setattr("spinedata.ingest.cluster.STOP_WAIT_S", 0.5)
     with pytest.warns(ClusterWarning) as warned:
         with pytest.raises(KeyboardInterrupt):
-            ingest(data, tmp_path / "out.zarr", scheduler=cluster.scheduler_address, progress=interrupt_after_one)
+            ingest(data, tmp_path / "out.zarr", scheduler=cluster.scheduler_address, progress=interrupt_after_one())
     lines = [str(w.message) for w in warned]
     assert len(lines) == 2 and lines[0].startswith("waiting up to 0.5 s for 1 task(s)")
     assert re.fullmatch(r"tasks of this ingest may still be writing into .*out.zarr on Dask workers \(not confirmed "
                         r"ended after 0.5 s\); its lock is released now: wait .*, or restart them, .*", lines[1])
     assert not (tmp_path / "1001.done").exists()  # the warning was due: the task still runs
+    (tmp_path / "go").touch()
     deadline = time.monotonic() + 30
     while not (tmp_path / "1001.done").exists() and time.monotonic() < deadline:  # leave the workers idle
         time.sleep(0.1)
