@@ -32,7 +32,8 @@ def ingest(
     scheduler: Annotated[
         str | None,
         typer.Option("--scheduler", help="Run the studies on this Dask cluster (tcp://HOST:PORT) instead of "
-                     "local processes; its workers must see DATA_DIR and OUT at the same paths (needs spine[dask])."),
+                     "local processes; its workers must see DATA_DIR at the same path, and OUT too, or reach "
+                     "its URL with the credentials of their own environment (needs spine[dask])."),
     ] = None,
     report: Annotated[
         Path | None,
@@ -52,7 +53,6 @@ def ingest(
     from collections import Counter
 
     from spinedata.dicom import DEFAULT_LIMITS, ReadLimits
-    from spinedata.errors import OptionError
     from spinedata.ingest import check_report_path
     from spinedata.ingest import ingest as run_ingest
     from spinedata.ingest.paths import check_path_names, check_store_path
@@ -61,8 +61,6 @@ def ingest(
     check_path_names(data_dir, "input folder")  # before any work (and before the progress bar)
     check_store_path(out)
     check_report_path(data_dir, out, report)
-    if scheduler is not None and workers is not None:
-        raise OptionError("--workers and --scheduler exclude each other: the cluster's workers ingest")
     limits = DEFAULT_LIMITS if max_image_mb is None else ReadLimits(max_image_bytes=max_image_mb << 20)
 
     if not no_progress and sys.stderr.isatty():

@@ -37,7 +37,16 @@ class OutputPathError(SpineError):
 
 class ClusterError(SpineError):
     """A Dask cluster cannot be used: its scheduler cannot be reached, it has no worker, or its workers do not
-    see the input and the store at the same paths."""
+    see the input folder or the store (a folder at the same path, or a URL with their own credentials)."""
+
+
+class SpineWarning(UserWarning):
+    """Base of the warnings spinedata gives; the CLI prints each as one ``warning: ...`` line."""
+
+
+class ClusterWarning(SpineWarning):
+    """Tasks of an ingest that was left early may still run on Dask workers (they cannot be stopped from the
+    client)."""
 
 
 class MultiFrameFile(DicomReadError):

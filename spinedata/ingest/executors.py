@@ -16,6 +16,7 @@ from spinedata.dicom import DEFAULT_LIMITS, ReadLimits, SliceHeader
 from spinedata.ingest.discover import StudyJob, read_all_headers
 from spinedata.ingest.worker import StudyResult, ingest_study
 from spinedata.report import Skipped
+from spinedata.store.objectpath import Location
 
 Headers = list[SliceHeader | Skipped]
 """The headers of one batch of files (a file that cannot be read is a report line)."""
@@ -25,9 +26,9 @@ class Executor(Protocol):
     """Runs ingest's work somewhere; every method returns report lines rather than raise for a worker that
     fails or dies (only an interrupt, or an unusable executor, raises)."""
 
-    def share(self, store: Path, data_dir: Path) -> None:
+    def share(self, store: Location, data_dir: Path) -> None:
         """Called once the store exists, before any work: an executor whose workers live elsewhere checks
-        that they see the input folder and the store at these paths (``SpineError`` when not)."""
+        that they see the input folder and the store (``SpineError`` when not)."""
 
     def read_headers(self, batches: list[list[str]], limits: ReadLimits) -> Iterator[Headers]:
         """The headers of each batch of files, in the order of ``batches``."""
@@ -45,7 +46,7 @@ class InProcess:
     """Everything in this process, one thing at a time (``workers=1``): exceptions and decoder panics are
     contained by ``ingest_study``, a segfault is not."""
 
-    def share(self, store: Path, data_dir: Path) -> None:
+    def share(self, store: Location, data_dir: Path) -> None:
         """Nothing to check: this process sees what it was given."""
 
     def read_headers(self, batches: list[list[str]], limits: ReadLimits) -> Iterator[Headers]:

@@ -102,8 +102,9 @@ def _cluster(scheduler: str | Client | None) -> contextlib.AbstractContextManage
 
 def _executor(workers: int, client: Client | None) -> contextlib.AbstractContextManager[Executor]:
     """Where the work runs: the Dask cluster of ``client`` when given, this process for one worker, else a
-    pool of ``workers`` processes. However it is left, no work of it goes on (a Dask task already running
-    excepted), so none outlives the store's lock."""
+    pool of ``workers`` processes. However it is left, no work of it goes on, so none outlives the store's
+    lock (a Dask task already running is waited for, with a ``ClusterWarning`` when its end cannot be
+    confirmed: ``DaskCluster.stop``)."""
     if client is not None:
         from spinedata.ingest.cluster import DaskCluster
 
@@ -231,8 +232,9 @@ def ingest(
 
     ``workers``: processes (default: all cores; 1 runs in this process). ``scheduler``: instead, run on a
     Dask cluster, given as its scheduler's address (``"tcp://HOST:PORT"``) or a ``distributed.Client``; its
-    workers must see ``data_dir`` and ``out`` at the same paths (a shared file system), and the paths are
-    made absolute (so are the report's). ``report``: CSV of every line left out or handled specially
+    workers must see ``data_dir`` at the same path (a shared file system), and ``out`` too, or reach it
+    at its URL with the credentials of their own environment (both checked before any work); the paths
+    are made absolute (so are the report's). ``report``: CSV of every line left out or handled specially
     (default ``OUT/ingest_report.csv``; ``check_report_path`` refuses one that could overwrite data, before
     any work). ``limits``: what one DICOM file may declare before it is decoded (``dicom.ReadLimits``; a
     file beyond them is a report line). Studies already complete in the store are kept and not read again;
@@ -240,14 +242,15 @@ def ingest(
     folder, a store of another split, a concurrent ingest, an output that cannot be written, a cluster that
     cannot be used).
     """
+    if scheduler is not None and workers is not None:
+        raise OptionError("workers and scheduler (--workers, --scheduler) exclude each other: the cluster's "
+                          "workers ingest")
     data_dir = Path(data_dir)
     check_path_names(data_dir, "input folder")
     store = check_store_path(out)  # a Path, or an ObjectPath for a store URL (spinedata.store.urls)
     report_path = check_report_path(data_dir, store, report)
     layout = detect_layout(data_dir, split)
     if scheduler is not None:
-        if workers is not None:
-            raise OptionError("workers and scheduler exclude each other: the cluster's workers ingest")
         data_dir = Path(os.path.abspath(data_dir))
         if isinstance(store, Path):  # a URL names the same store on every worker
             store = Path(os.path.abspath(store))

@@ -187,10 +187,13 @@ class _folder_flock:
 def clean_stale(root: str | os.PathLike | ObjectPath) -> list[str]:
     """Remove what an interrupted run left (staging folders, studies without ``complete``); return their
     store-relative paths. Call only while holding the ``IngestLock``. On a store at a URL a study without
-    its marker is a key prefix holding some of its objects: they are deleted."""
+    its marker is a key prefix holding some of its objects: they are deleted, as is any object under
+    ``.staging/`` (a cluster's probe left by a killed ingest)."""
     root = store_location(root, writing=True)
     if isinstance(root, ObjectPath):
-        removed = []
+        removed = [f"{L.STAGING}/{entry.name}" for entry in sorted((root / L.STAGING).iterdir(), key=str)]
+        if removed:
+            (root / L.STAGING).remove_tree()
         for name, folder in sorted(subfolders(root / L.STUDIES)):
             if not is_complete(folder):
                 folder.remove_tree()

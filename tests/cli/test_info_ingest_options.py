@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from cli.app import app
@@ -58,3 +60,26 @@ def test_split_is_a_choice_of_the_layouts_splits(synth_dataset, tmp_path):
     result = runner.invoke(app, ["ingest", str(synth_dataset), str(tmp_path / "x.zarr"), "--split", "val"])
     assert result.exit_code == 2
     assert "'val' is not one of 'train', 'test'" in result.output
+
+
+def test_a_spinedata_warning_is_one_line(monkeypatch, capsys, tmp_path):
+    """As when ``spine ingest --scheduler`` is interrupted and a task may still run on a worker."""
+    import warnings
+
+    import spinedata.ingest
+    from cli.errors import run_app
+    from spinedata.errors import ClusterWarning
+
+    def interrupted(*args, **kwargs):
+        warnings.warn("tasks of this ingest may still be writing into OUT on Dask workers", ClusterWarning,
+                      stacklevel=2)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(spinedata.ingest, "ingest", interrupted)
+    (tmp_path / "data").mkdir()
+    monkeypatch.setattr(sys, "argv", ["spine", "ingest", str(tmp_path / "data"), str(tmp_path / "o.zarr")])
+    with pytest.raises(SystemExit) as done:
+        run_app(app)
+    assert done.value.code != 0
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "warning: tasks of this ingest may still be writing into OUT on Dask workers", lines

@@ -6,6 +6,14 @@ from pathlib import Path
 
 import numpy as np
 
+REPORT = "ingest_report.csv"
+"""The ingest report's name in a store (compared line by line with ``read_report``, not as bytes)."""
+
+
+def without_report(files: dict[str, bytes]) -> dict[str, bytes]:
+    """``files`` (of ``local_files`` or ``stored_objects``) without the ingest report."""
+    return {key: value for key, value in files.items() if key != REPORT}
+
 
 def local_files(root: Path) -> dict[str, bytes]:
     """Every file of a local store, by store-relative path."""
