@@ -179,3 +179,17 @@ def test_a_missing_package_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "fsspec", None)
     with pytest.raises(StoreError, match=r"pip install 'spine\[cloud\]' \(fsspec is not installed\)"):
         open_dataset("gs://bucket/x.zarr")
+
+
+def test_an_s3fs_that_would_drop_the_lock_condition_is_refused(s3_bucket, monkeypatch):
+    import importlib.metadata
+
+    url = f"s3://{s3_bucket}/train.zarr"
+    create_or_open_store(url, split="train", source="tests")
+    real = importlib.metadata.version
+    for package, old in (("s3fs", "2024.10.0"), ("botocore", "1.35.20")):
+        monkeypatch.setattr(importlib.metadata, "version", lambda name, p=package, o=old: o if name == p else real(name))
+        with pytest.raises(StoreError, match=rf"{package} {old} cannot create an object exclusively .*"
+                                             rf"pip install -U 'spine\[cloud\]' \({package}>="):  # fmt: skip
+            IngestLock(url).__enter__()
+        assert not (store_location(url) / ".ingest.lock").exists()  # nothing written
