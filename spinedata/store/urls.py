@@ -59,10 +59,10 @@ def store_location(
         if storage_options:
             raise StoreError(f"storage_options are for store URLs (s3://...), not the local path {str(store)!r}")
         return Path(store)
-    url = str(store).rstrip("/") if not str(store).endswith("://") else str(store)
-    protocol = URL.match(url).group("protocol").lower()
+    protocol = URL.match(str(store)).group("protocol").lower()
     if protocol == "file":
-        return Path(url[len("file://"):] or ".")
+        return _file_path(str(store))
+    url = str(store).rstrip("/") if not str(store).endswith("://") else str(store)
     if writing and protocol in READ_ONLY:
         _refuse_read_only(url, protocol)
     if protocol == "zip":
@@ -71,6 +71,21 @@ def store_location(
         raise StoreError(f"store URL {url!r} names no bucket: write {protocol}://BUCKET/PATH.zarr")
     _check_protocol(protocol, url)
     return ObjectPath(_Remote(url, storage_options, read_only=protocol in READ_ONLY))
+
+
+def _file_path(url: str) -> Path:
+    """The local path of a ``file://`` URL, percent-decoded (``Path.as_uri()`` encodes spaces and accents);
+    its host must be empty or ``localhost``: another host's folder cannot be opened as a local path."""
+    from urllib.parse import urlsplit
+    from urllib.request import url2pathname
+
+    parts = urlsplit(url)
+    if parts.netloc.lower() not in ("", "localhost"):
+        raise StoreError(f"file URL {url!r} names the host {parts.netloc!r}; write file:///ABSOLUTE/PATH "
+                         "(a folder of this machine) or mount the other machine's folder")  # fmt: skip
+    if parts.query or parts.fragment:
+        raise StoreError(f"file URL {url!r} has a query or fragment; percent-encode '?' as %3F and '#' as %23")
+    return Path(url2pathname(parts.path) or ".")
 
 
 def _refuse_read_only(url: str, protocol: str) -> None:

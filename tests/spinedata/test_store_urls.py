@@ -193,3 +193,19 @@ def test_an_s3fs_that_would_drop_the_lock_condition_is_refused(s3_bucket, monkey
                                              rf"pip install -U 'spine\[cloud\]' \({package}>="):  # fmt: skip
             IngestLock(url).__enter__()
         assert not (store_location(url) / ".ingest.lock").exists()  # nothing written
+
+
+def test_file_urls_are_percent_decoded_and_local_only(small_store, tmp_path):
+    folder = tmp_path / "scans of ré é" / "train #1.zarr"
+    shutil.copytree(small_store[1], folder)
+    uri = folder.as_uri()
+    assert "%20" in uri and "%C3%A9" in uri and "%231" in uri
+    for url in (uri, uri.replace("file://", "file://localhost"), uri + "/"):
+        assert store_location(url) == folder
+    assert open_dataset(uri).study_ids == open_dataset(small_store[1]).study_ids
+    assert store_location("file:///") == Path("/")
+    with pytest.raises(StoreError, match=r"^file URL 'file://server/share/x\.zarr' names the host 'server'; "
+                                         r"write file:///ABSOLUTE/PATH"):  # fmt: skip
+        store_location("file://server/share/x.zarr")
+    with pytest.raises(StoreError, match=r"has a query or fragment; percent-encode '\?' as %3F and '#' as %23$"):
+        store_location("file:///data/train#1.zarr")
