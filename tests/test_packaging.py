@@ -78,3 +78,13 @@ def test_the_cloud_extra_pins_the_releases_whose_exclusive_create_works():
     for package, first in CONDITIONAL_PUTS.items():  # what this environment has meets the pins
         pytest.importorskip(package)
         assert tuple(int(p) for p in version(package).split(".")[:3]) >= first
+
+
+def test_every_extra_named_for_a_module_exists_and_installs_it():
+    from spinedata.errors import EXTRA_OF_MODULE
+
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    distribution = {"SimpleITK": "simpleitk", "segmentation_models_pytorch": "segmentation-models-pytorch"}
+    for module, extra in EXTRA_OF_MODULE.items():
+        names = {requirement.split(">")[0].split("[")[0].split("=")[0].lower() for requirement in extras[extra]}
+        assert distribution.get(module, module).lower() in names or (module == "distributed" and "dask" in names)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spinedata.errors import StoreError
+from spinedata.errors import ExtraNotInstalled, StoreError
 from spinedata.ingest import ingest
 from spinedata.store import create_or_open_store, open_dataset
 from spinedata.store.urls import store_location
@@ -168,17 +168,17 @@ def test_urls_that_cannot_work_are_one_line_store_errors(url, expected):
 
 
 def test_a_missing_package_names_the_extra(monkeypatch):
-    import fsspec
-
-    def not_installed(protocol):
-        raise ImportError("Install s3fs to access S3")
-
-    monkeypatch.setattr(fsspec, "get_filesystem_class", not_installed)
-    with pytest.raises(StoreError, match=r"pip install 'spine\[cloud\]' \(s3fs is not installed\)"):
+    monkeypatch.setitem(sys.modules, "s3fs", None)  # as if not installed
+    with pytest.raises(ExtraNotInstalled, match=r"^the store s3://bucket/x\.zarr needs the cloud extra: "
+                                                r"pip install 'spine\[cloud\]' \(s3fs is not installed\)$"):  # fmt: skip
         open_dataset("s3://bucket/x.zarr")
+    monkeypatch.setitem(sys.modules, "gcsfs", None)
+    with pytest.raises(ExtraNotInstalled, match=r"gs://b/x\.zarr needs the gcs extra: pip install 'spine\[gcs\]' "
+                                                r"\(gcsfs is not installed\)$"):  # fmt: skip
+        open_dataset("gs://b/x.zarr")
     monkeypatch.setitem(sys.modules, "fsspec", None)
-    with pytest.raises(StoreError, match=r"pip install 'spine\[cloud\]' \(fsspec is not installed\)"):
-        open_dataset("gs://bucket/x.zarr")
+    with pytest.raises(ExtraNotInstalled, match=r"pip install 'spine\[cloud\]' \(fsspec is not installed\)$"):
+        open_dataset("memory://x.zarr")
 
 
 def test_an_s3fs_that_would_drop_the_lock_condition_is_refused(s3_bucket, monkeypatch):
