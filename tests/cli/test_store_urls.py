@@ -113,3 +113,12 @@ def test_missing_credentials_an_unreachable_endpoint_and_a_missing_extra_are_one
     message = cli_error(monkeypatch, capsys, ["info", "s3://bucket/x.zarr"])
     assert message == ("error: the store s3://bucket/x.zarr needs the cloud extra: pip install 'spine[cloud]' "
                        "(s3fs is not installed)")  # fmt: skip
+
+
+@pytest.mark.parametrize("report", ["s3://bucket/r.csv", "file:///tmp/r.csv"])
+def test_a_report_url_is_refused_as_typed_before_any_work(monkeypatch, capsys, small_store, tmp_path, report):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out.zarr"
+    message = cli_error(monkeypatch, capsys, ["ingest", str(small_store[0]), str(out), "--report", report])
+    assert message == f"error: --report {report!r}: name a local file (the default report goes into the store)"
+    assert list(tmp_path.iterdir()) == []  # no store, and no folder "s3:" holding a report
