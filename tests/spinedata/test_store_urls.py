@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -209,3 +210,26 @@ def test_file_urls_are_percent_decoded_and_local_only(small_store, tmp_path):
         store_location("file://server/share/x.zarr")
     with pytest.raises(StoreError, match=r"has a query or fragment; percent-encode '\?' as %3F and '#' as %23$"):
         store_location("file:///data/train#1.zarr")
+
+
+def test_a_stale_s3_lock_is_taken_over_in_the_store_not_in_a_local_file(s3_bucket, tmp_path, monkeypatch):
+    import hashlib
+    import tempfile
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # once a shared /tmp file, open to other users' links
+    url = f"s3://{s3_bucket}/train.zarr"
+    create_or_open_store(url, split="train", source="tests")
+    lock = store_location(url) / ".ingest.lock"
+    stale = f"{socket.gethostname()} 999999999 token"
+    lock.write_bytes(stale.encode())
+    with IngestLock(url):
+        assert lock.read_text() != stale
+    assert list(tmp_path.iterdir()) == [] and not lock.exists()
+    # a takeover that died holding its marker: the next ingest says what to remove
+    lock.write_bytes(stale.encode())
+    marker = lock.parent / f".ingest.lock.takeover.{hashlib.sha256(stale.encode()).hexdigest()[:16]}"
+    marker.write_bytes(b"a takeover that died")
+    with pytest.raises(StoreError, match=rf"^another ingest is taking over the stale lock {lock}; wait for it, "
+                                         rf"or remove {marker} and {lock} if no ingest runs$"):  # fmt: skip
+        IngestLock(url).__enter__()
