@@ -5,12 +5,14 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import uuid
 from pathlib import Path
 
@@ -210,6 +212,46 @@ def test_file_urls_are_percent_decoded_and_local_only(small_store, tmp_path):
         store_location("file://server/share/x.zarr")
     with pytest.raises(StoreError, match=r"has a query or fragment; percent-encode '\?' as %3F and '#' as %23$"):
         store_location("file:///data/train#1.zarr")
+
+
+def _race(url: str, n: int = 2) -> tuple[list[IngestLock], list[str]]:
+    """``n`` threads take ``IngestLock(url)`` at once; each one's outcome: ``"won"`` or its error."""
+    barrier, locks, outcomes = threading.Barrier(n), [IngestLock(url) for _ in range(n)], [""] * n
+
+    def attempt(i: int) -> None:
+        barrier.wait()
+        try:
+            locks[i].__enter__()
+            outcomes[i] = "won"
+        except StoreError as error:
+            outcomes[i] = str(error)
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return locks, outcomes
+
+
+def test_of_two_concurrent_lock_attempts_on_s3_exactly_one_wins(s3_bucket):
+    url = f"s3://{s3_bucket}/train.zarr"
+    create_or_open_store(url, split="train", source="tests")
+    lock = store_location(url) / ".ingest.lock"
+    where = re.escape(str(lock))
+    busy = rf"another ingest \({socket.gethostname()} {os.getpid()}\) is writing this store; wait for it, or " \
+           rf"remove {where} if that process is gone"  # fmt: skip
+    taking_over = rf"another ingest is taking over the stale lock {where}; wait for it, or remove {where}" \
+                  rf"\.takeover\.[0-9a-f]{{16}} and {where} if no ingest runs"  # fmt: skip
+    for stale in (None, f"{socket.gethostname()} 999999999 token", f"{socket.gethostname()} 999999998 token"):
+        if stale is not None:  # left by an ingest of this host that died: taken over by exactly one
+            lock.write_bytes(stale.encode())
+        locks, outcomes = _race(url)
+        assert outcomes.count("won") == 1, outcomes
+        (refused,) = [o for o in outcomes if o != "won"]
+        assert re.fullmatch(busy if stale is None else f"{busy}|{taking_over}", refused), refused
+        locks[outcomes.index("won")].__exit__(None, None, None)
+        assert sorted(p.name for p in store_location(url).iterdir()) == ["studies", "zarr.json"]  # nothing left
 
 
 def test_a_stale_s3_lock_is_taken_over_in_the_store_not_in_a_local_file(s3_bucket, tmp_path, monkeypatch):
