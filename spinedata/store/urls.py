@@ -4,8 +4,9 @@
 ``ObjectPath`` (``s3://``, ``gs://``, ``memory://``, ``zip://`` read-only, any other fsspec protocol whose
 package is installed). A URL that cannot work is refused in one line naming the fix: an unknown protocol, a
 missing bucket, a missing extra (``spinedata.errors.import_extra``: ``pip install 'spine[cloud]'``), a zip
-file that is not there, a write to a read-only protocol. Credentials and endpoints come from the environment (``AWS_ACCESS_KEY_ID``,
-``AWS_ENDPOINT_URL``, ...), read by s3fs and botocore, or from ``storage_options``.
+file that is not there, a write to a read-only protocol. Credentials and endpoints come from the
+environment (``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL``, ...), read by s3fs and botocore, or from
+``storage_options``.
 """
 
 from __future__ import annotations

@@ -33,9 +33,9 @@ from spinedata.ids import check_id
 from spinedata.store import layout as L
 from spinedata.store._fast import write_array, write_group
 from spinedata.store.fastwrite import array_files, group_document
-from spinedata.store.layout import is_complete, read_root_attrs
+from spinedata.store.layout import is_complete, read_root_attrs, study_markers
 from spinedata.store.ngff import with_ngff
-from spinedata.store.objectpath import Location, ObjectPath, put_many, subfolders
+from spinedata.store.objectpath import Location, ObjectPath, put_many
 from spinedata.store.scaling import ADD_OFFSET, SCALE_FACTOR
 from spinedata.store.urls import store_location
 
@@ -184,33 +184,31 @@ class IngestLock:
             self.path.unlink(missing_ok=True)
 
 
-def clean_stale(root: str | os.PathLike | ObjectPath) -> list[str]:
+def clean_stale(root: str | os.PathLike | ObjectPath, markers: dict[str, dict] | None = None) -> list[str]:
     """Remove what an interrupted run left (staging folders, studies without ``complete``); return their
-    store-relative paths. Call only while holding the ``IngestLock``. On a store at a URL a study without
-    its marker is a key prefix holding some of its objects: they are deleted."""
+    store-relative paths. Call only while holding the ``IngestLock``; ``markers``: ``study_markers`` of the
+    store when already read. On a store at a URL a study without its marker is a key prefix holding some of
+    its objects: they are deleted."""
     root = store_location(root, writing=True)
-    if isinstance(root, ObjectPath):
-        removed = []
-        for name, folder in sorted(subfolders(root / L.STUDIES)):
-            if not is_complete(folder):
-                folder.remove_tree()
-                removed.append(f"{L.STUDIES}/{name}")
-        return removed
+    markers = study_markers(root) if markers is None else markers
     removed = []
-    staging = root / L.STAGING
-    if staging.is_dir():
-        for entry in sorted(staging.iterdir()):
-            if entry.is_dir():
-                shutil.rmtree(entry)
+    if isinstance(root, Path):
+        staging = root / L.STAGING
+        if staging.is_dir():
+            for entry in sorted(staging.iterdir()):
+                if entry.is_dir():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+                removed.append(f"{L.STAGING}/{entry.name}")
+    for name in sorted(markers):
+        if markers[name].get(L.COMPLETE) is not True:
+            folder = root / L.STUDIES / name
+            if isinstance(folder, ObjectPath):
+                folder.remove_tree()
             else:
-                entry.unlink()
-            removed.append(f"{L.STAGING}/{entry.name}")
-    studies = root / L.STUDIES
-    if studies.is_dir():
-        for entry in sorted(studies.iterdir()):
-            if entry.is_dir() and not is_complete(entry):
-                shutil.rmtree(entry)
-                removed.append(f"{L.STUDIES}/{entry.name}")
+                shutil.rmtree(folder)
+            removed.append(f"{L.STUDIES}/{name}")
     return removed
 
 

@@ -275,3 +275,26 @@ def test_a_stale_s3_lock_is_taken_over_in_the_store_not_in_a_local_file(s3_bucke
     with pytest.raises(StoreError, match=rf"^another ingest is taking over the stale lock {lock}; wait for it, "
                                          rf"or remove {marker} and {lock} if no ingest runs$"):  # fmt: skip
         IngestLock(url).__enter__()
+
+
+def test_a_resumed_s3_ingest_reads_each_study_marker_once(small_store, s3_bucket, monkeypatch):
+    import collections
+
+    import s3fs
+
+    data = small_store[0]
+    url = f"s3://{s3_bucket}/train.zarr"
+    assert ingest(data, url, workers=1).n_written == 2
+    reads: collections.Counter[str] = collections.Counter()
+    real = s3fs.S3FileSystem._cat_file
+
+    async def counted(self, path, *args, **kwargs):
+        reads[path] += 1
+        return await real(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "_cat_file", counted)
+    s3fs.S3FileSystem.clear_instance_cache()  # new filesystems: their cat_file is the counted one
+    result = ingest(data, url, workers=1)  # resumes: both studies complete, labels resolved from the store
+    assert (result.n_already, result.n_written, result.n_complete, result.n_labels) == (2, 0, 2, 2)
+    markers = {path: n for path, n in reads.items() if re.search(r"/studies/[^/]+/zarr\.json$", path)}
+    assert len(markers) == 2 and set(markers.values()) == {1}, markers  # was 6 each (2026-12)
