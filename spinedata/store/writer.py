@@ -146,13 +146,17 @@ class IngestLock:
             return self
         stale = self._holder()
         self._refuse_live(stale)
-        with self._replacing(stale or ""):
-            holder = self._holder()  # again: only this process may replace ``stale`` now
-            self._refuse_live(holder)
-            if holder is not None and holder == stale:
-                self.path.unlink(missing_ok=True)
+        if stale is None:  # released meanwhile
             if self._link():
                 return self
+        else:
+            with self._replacing(stale):
+                holder = self._holder()  # again: only this process may replace ``stale`` now
+                self._refuse_live(holder)
+                if holder == stale:
+                    self.path.unlink(missing_ok=True)
+                if self._link():
+                    return self
         raise StoreError(f"could not take the lock {self.path}; another ingest took it just now")
 
     @contextlib.contextmanager
