@@ -36,9 +36,9 @@ def ingest(
                      "its URL with the credentials of their own environment (needs spine[dask])."),
     ] = None,
     report: Annotated[
-        Path | None,
+        str | None,  # not a Path: Path("s3://b/r.csv") is "s3:/b/r.csv", which the library cannot tell from a path
         typer.Option("--report", help="Report CSV of everything skipped (default: OUT/ingest_report.csv); refused "
-                     "inside DATA_DIR or OUT, as a folder, or over a file that is not an ingest report."),
+                     "inside DATA_DIR or OUT, as a folder, over a file that is not an ingest report, or as a URL."),
     ] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit with 1 when the report has any line.")] = False,
     max_image_mb: Annotated[

@@ -64,13 +64,17 @@ EXTRA_OF_MODULE: dict[str, str] = {
     "monai": "interop",
     "dask": "dask",
     "distributed": "dask",
+    "fsspec": "cloud",
+    "s3fs": "cloud",
+    "botocore": "cloud",
+    "gcsfs": "gcs",
 }
 """Top-level module -> the extra of the ``spine`` distribution that installs it (pyproject
 ``[project.optional-dependencies]``)."""
 
 
 class ExtraNotInstalled(SpineError):
-    """A library of an optional extra (``models``, ``interop``, ``dask``) is not installed."""
+    """A library of an optional extra (``models``, ``interop``, ``dask``, ``cloud``, ``gcs``) is not installed."""
 
 
 def missing_extra(error: ModuleNotFoundError, what: str) -> ExtraNotInstalled | None:

@@ -62,3 +62,29 @@ def test_an_unknown_missing_module_keeps_its_traceback():
 
     assert missing_extra(ModuleNotFoundError("No module named 'nope'", name="nope"), "spine x") is None
     assert "interop extra" in str(missing_extra(ModuleNotFoundError(name="nibabel.nifti1"), "spine export"))
+
+
+def test_the_cloud_extra_pins_the_releases_whose_exclusive_create_works():
+    """s3fs before 2024.12.0 and botocore before 1.35.21 drop ``If-None-Match: *`` without a word, so the S3
+    ingest lock would lock nothing (``spinedata.store.objectpath.CONDITIONAL_PUTS``)."""
+    from importlib.metadata import version
+
+    from spinedata.store.objectpath import CONDITIONAL_PUTS
+
+    cloud = PYPROJECT["project"]["optional-dependencies"]["cloud"]
+    assert "fsspec>=2024.12.0" in cloud
+    for package, first in CONDITIONAL_PUTS.items():
+        assert f"{package}>={'.'.join(map(str, first))}" in cloud
+    for package, first in CONDITIONAL_PUTS.items():  # what this environment has meets the pins
+        pytest.importorskip(package)
+        assert tuple(int(p) for p in version(package).split(".")[:3]) >= first
+
+
+def test_every_extra_named_for_a_module_exists_and_installs_it():
+    from spinedata.errors import EXTRA_OF_MODULE
+
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    distribution = {"SimpleITK": "simpleitk", "segmentation_models_pytorch": "segmentation-models-pytorch"}
+    for module, extra in EXTRA_OF_MODULE.items():
+        names = {requirement.split(">")[0].split("[")[0].split("=")[0].lower() for requirement in extras[extra]}
+        assert distribution.get(module, module).lower() in names or (module == "distributed" and "dask" in names)

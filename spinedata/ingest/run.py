@@ -10,7 +10,6 @@ report lines come back; ``spinedata.ingest.executors``) -> resolve labels and ta
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -41,8 +40,8 @@ from spinedata.labels import (
 )
 from spinedata.report import Skipped, from_records, write_report
 from spinedata.store import layout as L
-from spinedata.store.layout import complete_study_ids
-from spinedata.store.reader import open_dataset
+from spinedata.store.layout import complete_study_ids, study_markers
+from spinedata.store.reader import Dataset
 from spinedata.store.tables import replace_table
 from spinedata.store.urls import in_process_only
 from spinedata.store.writer import IngestLock, clean_stale, create_or_open_store, remove_empty_staging
@@ -149,18 +148,17 @@ def _with_progress(results: Iterable[StudyResult], total: int, progress: Progres
         yield result
 
 
-def _previous_report_lines(store: Path, study_ids: Iterable[str]) -> list[Skipped]:
-    """Report lines kept in the attributes of studies written by an earlier run."""
+def _previous_report_lines(markers: dict[str, dict], study_ids: Iterable[str]) -> list[Skipped]:
+    """Report lines kept in the markers (``zarr.json`` attributes) of studies written by an earlier run."""
     lines: list[Skipped] = []
     for study_id in sorted(study_ids):
-        attrs = json.loads((store / L.STUDIES / study_id / "zarr.json").read_text()).get("attributes", {})
-        lines.extend(from_records(attrs.get(SKIPPED_ATTR, [])))
+        lines.extend(from_records(markers[study_id].get(SKIPPED_ATTR, [])))
     return lines
 
 
-def _stack_lookup(store: Path, results: list[StudyResult]):
+def _stack_lookup(store: Path, results: list[StudyResult], markers: dict[str, dict]):
     """Stacks of the studies written by this run (the geometry their workers sent back), else the
-    store's (studies complete from an earlier run)."""
+    store's (studies complete from an earlier run, whose ``markers`` this run read already)."""
     written = {r.study_id: r.stacks for r in results if r.written}
     from_store = None  # the store is opened only for a study this run did not write
 
@@ -168,7 +166,7 @@ def _stack_lookup(store: Path, results: list[StudyResult]):
         nonlocal from_store
         if study_id not in written:
             if from_store is None:
-                from_store = store_lookup(open_dataset(store))
+                from_store = store_lookup(Dataset(store, markers=markers))
             return from_store(study_id, series_id)
         stacks = written[study_id].get(series_id)
         return "series not in the store" if stacks is None else list(enumerate(stacks))
@@ -205,13 +203,14 @@ def _read_labels_write_targets(store: Path, discovery: Discovery, job_ids: set[s
 
 
 def _write_labels(
-    store: Path, discovery: Discovery, tables: _Tables, results: list[StudyResult]
+    store: Path, discovery: Discovery, tables: _Tables, results: list[StudyResult], markers: dict[str, dict]
 ) -> tuple[int, int, list[Skipped]]:
     """Resolve the labels and (re)write their table. Returns (labels, unresolved, report lines)."""
     skipped = list(tables.skipped)
     labels = empty_label_columns()
     if tables.labels is not None:
-        labels, unresolved = resolve_labels(tables.labels, _stack_lookup(store, results), discovery.label_csv)
+        lookup = _stack_lookup(store, results, markers)
+        labels, unresolved = resolve_labels(tables.labels, lookup, discovery.label_csv)
         skipped.extend(unresolved)
     replace_table(store, L.LABELS, labels, L.POINT_DIM)
     return len(labels["stack"]), int((labels["stack"] < 0).sum()), skipped
@@ -277,15 +276,17 @@ def _ingest_locked(data_dir: Path, store: Path, layout: str, split: str,
                    opened: contextlib.AbstractContextManager[Executor], progress: Progress | None,
                    limits: ReadLimits) -> IngestResult:  # fmt: skip
     """What ``ingest`` does while it holds the store's lock: clean up, ingest the studies on the executor
-    ``opened`` (closed once every result is in, so no work outlives the lock), then labels and targets."""
-    removed = clean_stale(store)
+    ``opened`` (closed once every result is in, so no work outlives the lock), then labels and targets. Each
+    study's marker is read once (nothing else writes the store meanwhile: a store at a URL pays per request)."""
+    markers = study_markers(store)
+    removed = clean_stale(store, markers)
     with opened as executor:
         executor.share(store, data_dir)
         if layout == LAYOUT_COMPETITION:
             discovery = discover_competition(data_dir, split)
         else:
             discovery = discover_plain(data_dir, _header_reader(executor, progress, limits))
-        already = complete_study_ids(store)
+        already = complete_study_ids(store, markers)
         jobs = [job for job in discovery.jobs if job.study_id not in already]
         job_ids = {job.study_id for job in discovery.jobs}
         running = _run_jobs(store, jobs, executor, progress, limits)
@@ -294,10 +295,10 @@ def _ingest_locked(data_dir: Path, store: Path, layout: str, split: str,
         finally:  # an unreadable CSV still lets every study finish first
             results = list(running)
     skipped = list(discovery.skipped)
-    skipped.extend(_previous_report_lines(store, already & job_ids))
+    skipped.extend(_previous_report_lines(markers, already & job_ids))
     for result in sorted(results, key=lambda r: r.study_id):
         skipped.extend(result.skipped)
-    n_labels, n_unresolved, table_lines = _write_labels(store, discovery, tables, results)
+    n_labels, n_unresolved, table_lines = _write_labels(store, discovery, tables, results, markers)
     skipped.extend(table_lines)
     remove_empty_staging(store)
     return IngestResult(
@@ -306,7 +307,7 @@ def _ingest_locked(data_dir: Path, store: Path, layout: str, split: str,
         n_studies=len(discovery.jobs),
         n_written=sum(r.written for r in results),
         n_already=len(already & job_ids),
-        n_complete=len(complete_study_ids(store)),
+        n_complete=len(already | {r.study_id for r in results if r.written}),
         n_labels=n_labels,
         n_labels_unresolved=n_unresolved,
         skipped=skipped,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -133,17 +134,30 @@ def read_root_attrs(path: str | os.PathLike | ObjectPath) -> dict:
     return attrs
 
 
-def complete_study_ids(root: str | os.PathLike | ObjectPath) -> set[str]:
-    """Ids of the studies under ``studies/`` whose ``complete`` attribute is true."""
+def study_markers(root: str | os.PathLike | ObjectPath) -> dict[str, dict]:
+    """Study id -> the attributes of its ``zarr.json`` (``{}`` when missing or unreadable), for every folder
+    under ``studies/``: one listing, the markers fetched at once. An ingest reads them once under its lock
+    and passes them on (``complete_study_ids``, ``clean_stale``, ``Dataset``) instead of reading them again."""
     folders = subfolders(store_location(root) / STUDIES)
     with prefetched([folder / "zarr.json" for _, folder in folders]):  # a store at a URL: all at once
-        return {name for name, folder in folders if is_complete(folder)}
+        return {name: marker(folder) for name, folder in folders}
+
+
+def complete_study_ids(root: str | os.PathLike | ObjectPath, markers: Mapping[str, dict] | None = None) -> set[str]:
+    """Ids of the studies under ``studies/`` whose ``complete`` attribute is true (``markers``: when read)."""
+    markers = study_markers(root) if markers is None else markers
+    return {name for name, attrs in markers.items() if attrs.get(COMPLETE) is True}
+
+
+def marker(study_dir: Location) -> dict:
+    """The attributes of a study folder's ``zarr.json`` (written last), ``{}`` when it has none."""
+    try:
+        attrs = json.loads((study_dir / "zarr.json").read_text()).get("attributes", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return attrs if isinstance(attrs, dict) else {}
 
 
 def is_complete(study_dir: Location) -> bool:
     """Whether the study folder's ``complete`` attribute is true (it is written last)."""
-    try:
-        attrs = json.loads((study_dir / "zarr.json").read_text()).get("attributes", {})
-    except (OSError, ValueError, AttributeError):
-        return False
-    return attrs.get(COMPLETE) is True
+    return marker(study_dir).get(COMPLETE) is True

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from types import SimpleNamespace
@@ -200,8 +201,10 @@ class ObjectPath:
 
     def create_exclusive(self, data: bytes) -> bool:
         """Write the object only if there is none (a conditional put: ``If-None-Match: *`` on S3);
-        False when one exists."""
+        False when one exists. ``StoreError`` where the installed s3fs or botocore would drop the condition."""
         self._remote.writable(self.key)
+        if self._remote.protocol in ("s3", "s3a"):
+            check_conditional_puts(str(self))
         with translated(self, writing=True):
             try:
                 self._remote.fs.pipe_file(self._path, bytes(data), mode="create")
@@ -309,6 +312,25 @@ def put_many(objects: Mapping[ObjectPath, bytes]) -> None:
     remote.writable(first.key)
     with translated(first, writing=True):
         remote.fs.pipe({path._path: bytes(data) for path, data in objects.items()})
+
+
+CONDITIONAL_PUTS = {"s3fs": (2024, 12, 0), "botocore": (1, 35, 21)}
+"""The first releases that send ``If-None-Match: *`` for ``pipe_file(mode="create")``; older ones filter the
+condition out without a word and overwrite (an ingest lock that locks nothing)."""
+
+
+def check_conditional_puts(url: str) -> None:
+    """``StoreError`` (one line) when an installed s3fs or botocore is older than ``CONDITIONAL_PUTS``."""
+    from importlib.metadata import version
+
+    for package, first in CONDITIONAL_PUTS.items():
+        installed = version(package)
+        numbers = tuple(int(part) for part in re.findall(r"\d+", installed)[:3])
+        if numbers < first:
+            need = ".".join(map(str, first))
+            raise StoreError(f"cannot lock {url}: {package} {installed} cannot create an object exclusively "
+                             f"(it would overwrite another ingest's lock); pip install -U 'spine[cloud]' "
+                             f"({package}>={need})")  # fmt: skip
 
 
 # --- errors of the transport, as one line -------------------------------------------------------------

@@ -263,11 +263,13 @@ class Series:
 class Study:
     """One complete study: its series (``dict`` series id -> Series) and ingest warnings."""
 
-    def __init__(self, store_root: Location, study_id: str, *, checked: bool = True, chunks=None):
+    def __init__(self, store_root: Location, study_id: str, *, checked: bool = True, chunks=None,
+                 attrs: dict | None = None):  # fmt: skip
         self.study_id = check_id("study id", study_id)
         self.path = f"{L.STUDIES}/{study_id}"
         folder = store_root / self.path
-        self.warnings: list[str] = list(_attributes(folder).get(L.WARNINGS, []))
+        attrs = _attributes(folder) if attrs is None else attrs  # its marker, unless the caller read it
+        self.warnings: list[str] = list(attrs.get(L.WARNINGS, []))
         children = _group_children(folder)
         self.series: dict[str, Series] = {
             sid: Series(store_root, study_id, sid, checked=checked, attrs=children[sid], chunks=chunks)
@@ -287,8 +289,9 @@ class Dataset:
     ``Path``, or an ``ObjectPath`` for a store at a URL (``spinedata.store.urls``)."""
 
     def __init__(self, path: str | os.PathLike | ObjectPath, storage_options: Mapping[str, Any] | None = None,
-                 *, chunks=None):  # fmt: skip
+                 *, chunks=None, markers: Mapping[str, dict] | None = None):  # fmt: skip
         self.path = store_location(path, storage_options)
+        self._markers = markers  # layout.study_markers when already read (an ingest's, under its lock)
         self.chunks = _dask_chunks(chunks)
         """None, or the chunks of every ``Stack.image`` (Dask-backed; see ``open_dataset``)."""
         self.attrs = read_root_attrs(self.path)
@@ -307,7 +310,7 @@ class Dataset:
     @cached_property
     def study_ids(self) -> list[str]:
         """Ids (strings) of the complete studies, numeric ids in numeric order."""
-        return sorted(complete_study_ids(self.path), key=_sort_key)
+        return sorted(complete_study_ids(self.path, self._markers), key=_sort_key)
 
     def __len__(self) -> int:
         return len(self.study_ids)
@@ -323,17 +326,15 @@ class Dataset:
         """The study ``study_id``; ``StoreError`` when the store has no complete study of that id, or when
         ``study_id`` is not an id at all (``'..'``, ``'a/b'``: nothing outside ``studies/`` is read)."""
         sid = check_id("study id", str(study_id))
-        meta = self.path / L.STUDIES / sid / "zarr.json"
-        try:
-            complete = json.loads(meta.read_text()).get("attributes", {}).get(L.COMPLETE) is True
-        except (OSError, ValueError):
-            complete = False
-        if not complete:
+        attrs = (self._markers or {}).get(sid)
+        if attrs is None or attrs.get(L.COMPLETE) is not True:  # not known complete: read it now
+            attrs = L.marker(self.path / L.STUDIES / sid)
+        if attrs.get(L.COMPLETE) is not True:
             raise StoreError(
                 f"study {sid!r} is not in {str(self.path)!r} (or was not written whole); "
                 f"it has {len(self.study_ids)} complete studies - see `spine info {self.path}`"
             )
-        return Study(self.path, sid, checked=self.checksums, chunks=self.chunks)
+        return Study(self.path, sid, checked=self.checksums, chunks=self.chunks, attrs=attrs)
 
     def _table(self, name: str, empty: pd.DataFrame) -> pd.DataFrame:
         if not (self.path / name / "zarr.json").is_file():

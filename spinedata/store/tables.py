@@ -12,15 +12,14 @@ import os
 import shutil
 import uuid
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from spinedata.errors import StoreError
-from spinedata.store.fastwrite import array_files, group_document, write_array, write_group
+from spinedata.store.fastwrite import array_files, write_group
 from spinedata.store.layout import STAGING
-from spinedata.store.objectpath import ObjectPath, put_many
+from spinedata.store.objectpath import Location, ObjectPath, put_many
 from spinedata.store.urls import store_location
 
 if TYPE_CHECKING:
@@ -41,14 +40,23 @@ def _column_array(values) -> np.ndarray:
     return out
 
 
-def write_table(folder: Path, frame: Mapping, dim: str, attrs: dict | None = None) -> None:
-    """Write ``frame``'s columns as a new group at ``folder``: one 1-D array per column along ``dim``."""
-    columns = [str(c) for c in frame.keys()]
-    write_group(folder, {COLUMNS_ATTR: columns, **(attrs or {})})
-    n = len(frame[next(iter(frame.keys()))]) if columns else 0
-    for name in frame.keys():
-        write_array(folder / str(name), _column_array(frame[name]), chunks=(max(n, 1),),
-                    dimension_names=(dim,))  # fmt: skip
+def write_table(folder: Location, frame: Mapping, dim: str, attrs: dict | None = None) -> None:
+    """Write ``frame``'s columns as a new group at ``folder`` (a local folder, or a key prefix of a store at a
+    URL): one 1-D array per column along ``dim``, then the group's ``zarr.json``, last, so that on an object
+    store no table exists until every column is stored."""
+    columns = list(frame.keys())
+    n = len(frame[columns[0]]) if columns else 0
+    files = {folder / str(column) / name: payload
+             for column in columns
+             for name, payload in array_files(_column_array(frame[column]), chunks=(max(n, 1),),
+                                              dimension_names=(dim,))}  # fmt: skip
+    if isinstance(folder, ObjectPath):
+        put_many(files)
+    else:
+        for path, payload in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(payload)
+    write_group(folder, {COLUMNS_ATTR: [str(c) for c in columns], **(attrs or {})})
 
 
 def replace_table(root_path: str | os.PathLike | ObjectPath, name: str, frame: Mapping, dim: str, attrs=None) -> None:
@@ -58,14 +66,17 @@ def replace_table(root_path: str | os.PathLike | ObjectPath, name: str, frame: M
     either the old or the new table, or (for an instant) none, never a half-written one.
 
     On a store at a URL (no rename) the group's ``zarr.json`` goes first and comes back last: the old one is
-    deleted, then the old columns, the new columns are put, and the group's ``zarr.json`` is written. A
+    deleted, then the old columns, then ``write_table`` puts the new columns and the group's ``zarr.json``. A
     reader that opens the table meanwhile finds none ("not written"); one that had opened the old table
     just before may read a column that is already gone, and gets an error, or (should both tables have as
     many rows) a new column beside an old one: read tables while no ingest writes the store.
     """
     root = store_location(root_path, writing=True)
     if isinstance(root, ObjectPath):
-        _replace_remote(root / name, frame, dim, attrs)
+        target = root / name
+        (target / "zarr.json").unlink(missing_ok=True)
+        target.remove_tree()
+        write_table(target, frame, dim, attrs)
         return
     staging = root / STAGING / f"{name}.{uuid.uuid4().hex[:8]}"
     write_table(staging, frame, dim, attrs)
@@ -75,20 +86,6 @@ def replace_table(root_path: str | os.PathLike | ObjectPath, name: str, frame: M
         os.rename(target, trash)
     os.rename(staging, target)
     shutil.rmtree(trash, ignore_errors=True)
-
-
-def _replace_remote(target: ObjectPath, frame: Mapping, dim: str, attrs: dict | None) -> None:
-    (target / "zarr.json").unlink(missing_ok=True)
-    target.remove_tree()
-    columns = [str(c) for c in frame.keys()]
-    n = len(frame[next(iter(frame.keys()))]) if columns else 0
-    objects = {
-        target / str(column) / file: payload
-        for column in frame.keys()
-        for file, payload in array_files(_column_array(frame[column]), chunks=(max(n, 1),), dimension_names=(dim,))
-    }
-    put_many(objects)
-    (target / "zarr.json").write_bytes(group_document({COLUMNS_ATTR: columns, **(attrs or {})}))
 
 
 def read_table(group: zarr.Group) -> pd.DataFrame:

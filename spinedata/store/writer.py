@@ -22,7 +22,6 @@ import hashlib
 import os
 import shutil
 import socket
-import tempfile
 import uuid
 from pathlib import Path
 
@@ -34,9 +33,9 @@ from spinedata.ids import check_id
 from spinedata.store import layout as L
 from spinedata.store._fast import write_array, write_group
 from spinedata.store.fastwrite import array_files, group_document
-from spinedata.store.layout import is_complete, read_root_attrs
+from spinedata.store.layout import is_complete, read_root_attrs, study_markers
 from spinedata.store.ngff import with_ngff
-from spinedata.store.objectpath import Location, ObjectPath, put_many, subfolders
+from spinedata.store.objectpath import Location, ObjectPath, put_many
 from spinedata.store.scaling import ADD_OFFSET, SCALE_FACTOR
 from spinedata.store.urls import store_location
 
@@ -85,8 +84,8 @@ class IngestLock:
 
     On a store at a URL the lock is an object created whole by a conditional put (``If-None-Match: *``,
     fsspec's ``mode="create"``), which fails when the object exists; it is read back to catch a backend
-    whose exclusive create is not atomic. A stale lock of this host is replaced under ``flock`` on a file
-    of this host's temporary folder named after the store's URL.
+    whose exclusive create is not atomic. A stale lock is replaced by the one process that creates the
+    object ``.ingest.lock.takeover.<digest of the stale lock>`` the same way (deleted once done).
     """
 
     def __init__(self, root: str | os.PathLike | ObjectPath):
@@ -135,85 +134,90 @@ class IngestLock:
         finally:
             temporary.unlink(missing_ok=True)
 
+    def _refuse_live(self, holder: str | None) -> None:
+        if holder is not None and self._alive(holder):
+            raise StoreError(
+                f"another ingest ({' '.join(holder.split()[:2])}) is writing this store; wait for it, "
+                f"or remove {self.path} if that process is gone"
+            )
+
     def __enter__(self) -> IngestLock:
         if self._link():
             return self
-        with _folder_flock(_flock_path(self.root)):
-            holder = self._holder()
-            if holder is not None and self._alive(holder):
-                raise StoreError(
-                    f"another ingest ({' '.join(holder.split()[:2])}) is writing this store; wait for it, "
-                    f"or remove {self.path} if that process is gone"
-                )
-            if holder is not None:
-                self.path.unlink(missing_ok=True)  # stale, and no other process can replace it meanwhile
+        stale = self._holder()
+        self._refuse_live(stale)
+        if stale is None:  # released meanwhile
             if self._link():
                 return self
+        else:
+            with self._replacing(stale):
+                holder = self._holder()  # again: only this process may replace ``stale`` now
+                self._refuse_live(holder)
+                if holder == stale:
+                    self.path.unlink(missing_ok=True)
+                if self._link():
+                    return self
         raise StoreError(f"could not take the lock {self.path}; another ingest took it just now")
+
+    @contextlib.contextmanager
+    def _replacing(self, stale: str):
+        """Inside, this is the one process replacing the lock ``stale``: under ``flock`` on a local store's
+        folder; on a store at a URL while holding ``.ingest.lock.takeover.<digest of stale>``, an object
+        created exclusively (deleted on leaving: whoever creates it later reads a lock other than ``stale``)."""
+        if isinstance(self.root, Path):
+            import fcntl
+
+            fd = os.open(self.root, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)  # releases the flock
+            return
+        marker = self.root / f"{L.LOCK_FILE}.takeover.{hashlib.sha256(stale.encode()).hexdigest()[:16]}"
+        if not marker.create_exclusive(self.owner.encode()):
+            raise StoreError(f"another ingest is taking over the stale lock {self.path}; wait for it, or remove "
+                             f"{marker} and {self.path} if no ingest runs")  # fmt: skip
+        try:
+            yield
+        finally:
+            marker.unlink(missing_ok=True)
 
     def __exit__(self, *exc) -> None:
         if self._holder() == self.owner:
             self.path.unlink(missing_ok=True)
 
 
-def _flock_path(root: Location) -> Path:
-    """What ``flock`` holds while a stale lock is replaced: the store's folder, or for a store at a URL a
-    file of this host's temporary folder named after the URL (only this host's processes take over a lock
-    of this host, so they need queue only among themselves)."""
-    if isinstance(root, Path):
-        return root
-    digest = hashlib.sha256(str(root).encode()).hexdigest()[:24]
-    return Path(tempfile.gettempdir()) / f"spine-ingest-lock-{digest}"
-
-
-class _folder_flock:
-    """``flock`` (exclusive, blocking) on a folder (or a file, made when missing) while inside; processes
-    of one host queue on it."""
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-
-    def __enter__(self) -> None:
-        import fcntl
-
-        flags = os.O_RDONLY if self.folder.is_dir() else os.O_RDONLY | os.O_CREAT
-        self.fd = os.open(self.folder, flags, 0o600)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-
-    def __exit__(self, *exc) -> None:
-        os.close(self.fd)  # releases the flock
-
-
-def clean_stale(root: str | os.PathLike | ObjectPath) -> list[str]:
+def clean_stale(root: str | os.PathLike | ObjectPath, markers: dict[str, dict] | None = None) -> list[str]:
     """Remove what an interrupted run left (staging folders, studies without ``complete``); return their
-    store-relative paths. Call only while holding the ``IngestLock``. On a store at a URL a study without
-    its marker is a key prefix holding some of its objects: they are deleted, as is any object under
-    ``.staging/`` (a cluster's probe left by a killed ingest)."""
+    store-relative paths. Call only while holding the ``IngestLock``; ``markers``: ``study_markers`` of the
+    store when already read. On a store at a URL a study without its marker is a key prefix holding some of
+    its objects: they are deleted, as is any object under ``.staging/`` (a cluster's probe left by a killed
+    ingest)."""
     root = store_location(root, writing=True)
+    markers = study_markers(root) if markers is None else markers
+    removed = []
     if isinstance(root, ObjectPath):
         removed = [f"{L.STAGING}/{entry.name}" for entry in sorted((root / L.STAGING).iterdir(), key=str)]
         if removed:
             (root / L.STAGING).remove_tree()
-        for name, folder in sorted(subfolders(root / L.STUDIES)):
-            if not is_complete(folder):
+    else:
+        staging = root / L.STAGING
+        if staging.is_dir():
+            for entry in sorted(staging.iterdir()):
+                if entry.is_dir():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+                removed.append(f"{L.STAGING}/{entry.name}")
+    for name in sorted(markers):
+        if markers[name].get(L.COMPLETE) is not True:
+            folder = root / L.STUDIES / name
+            if isinstance(folder, ObjectPath):
                 folder.remove_tree()
-                removed.append(f"{L.STUDIES}/{name}")
-        return removed
-    removed = []
-    staging = root / L.STAGING
-    if staging.is_dir():
-        for entry in sorted(staging.iterdir()):
-            if entry.is_dir():
-                shutil.rmtree(entry)
             else:
-                entry.unlink()
-            removed.append(f"{L.STAGING}/{entry.name}")
-    studies = root / L.STUDIES
-    if studies.is_dir():
-        for entry in sorted(studies.iterdir()):
-            if entry.is_dir() and not is_complete(entry):
-                shutil.rmtree(entry)
-                removed.append(f"{L.STUDIES}/{entry.name}")
+                shutil.rmtree(folder)
+            removed.append(f"{L.STUDIES}/{name}")
     return removed
 
 

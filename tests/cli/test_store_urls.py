@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -108,11 +109,16 @@ def test_missing_credentials_an_unreachable_endpoint_and_a_missing_extra_are_one
     assert message.endswith("check the endpoint (AWS_ENDPOINT_URL=http://127.0.0.1:" + message.rsplit(":", 1)[1])
     s3fs.S3FileSystem.clear_instance_cache()
 
-    import fsspec
-
-    def not_installed(protocol):
-        raise ImportError("Install s3fs to access S3")
-
-    monkeypatch.setattr(fsspec, "get_filesystem_class", not_installed)
+    monkeypatch.setitem(sys.modules, "s3fs", None)  # as if not installed
     message = cli_error(monkeypatch, capsys, ["info", "s3://bucket/x.zarr"])
-    assert message == "error: s3:// stores need the cloud extra: pip install 'spine[cloud]' (s3fs is not installed)"
+    assert message == ("error: the store s3://bucket/x.zarr needs the cloud extra: pip install 'spine[cloud]' "
+                       "(s3fs is not installed)")  # fmt: skip
+
+
+@pytest.mark.parametrize("report", ["s3://bucket/r.csv", "file:///tmp/r.csv"])
+def test_a_report_url_is_refused_as_typed_before_any_work(monkeypatch, capsys, small_store, tmp_path, report):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out.zarr"
+    message = cli_error(monkeypatch, capsys, ["ingest", str(small_store[0]), str(out), "--report", report])
+    assert message == f"error: --report {report!r}: name a local file (the default report goes into the store)"
+    assert list(tmp_path.iterdir()) == []  # no store, and no folder "s3:" holding a report

@@ -18,6 +18,7 @@ from spinedata.ids import check_id
 from spinedata.store import Series, Study, StudyWriter, create_or_open_store, open_dataset
 from spinedata.store.layout import STAGING, complete_study_ids
 from spinedata.store.tables import read_table, replace_table
+from spinedata.store.urls import store_location
 from spinedata.store.writer import IngestLock, clean_stale
 
 ORIENTATION = np.array([0.0, 1.0, 0.0, 0.0, 0.0, -1.0])  # sagittal: r = +y, c = -z, n = -x
@@ -258,3 +259,17 @@ def test_rescaled_stack_keeps_integers_and_reads_back_the_float32_values(store):
     assert stack.read().dtype == np.float32 and np.array_equal(stack.read(), expected)
     np.testing.assert_array_equal(stack.read((2, 4)), expected[2:4])
     assert zarr.open_array(store / stack.path / "image", mode="r").dtype == np.uint16
+
+
+def test_a_table_is_the_same_bytes_in_a_folder_and_at_a_url(tmp_path):
+    """One ``write_table`` writes both (a store at a URL once had a copy of its own)."""
+    import uuid
+
+    from spinedata.store.tables import write_table
+    from tests.helpers.stores import local_files, stored_objects
+
+    frame = {"study_id": np.array(["1", "22"], dtype=object), "x": np.array([1.5, -2.0]), "k": np.array([0, 3])}
+    write_table(tmp_path / "t", frame, "point", {"note": "n"})
+    url = f"memory://spine-{uuid.uuid4().hex[:8]}/t"
+    write_table(store_location(url), frame, "point", {"note": "n"})
+    assert stored_objects(url) == local_files(tmp_path / "t") and len(local_files(tmp_path / "t")) == 7

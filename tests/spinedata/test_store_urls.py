@@ -5,18 +5,21 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from spinedata.errors import StoreError
+from spinedata.errors import ExtraNotInstalled, StoreError
 from spinedata.ingest import ingest
 from spinedata.store import create_or_open_store, open_dataset
 from spinedata.store.urls import store_location
@@ -168,14 +171,130 @@ def test_urls_that_cannot_work_are_one_line_store_errors(url, expected):
 
 
 def test_a_missing_package_names_the_extra(monkeypatch):
-    import fsspec
-
-    def not_installed(protocol):
-        raise ImportError("Install s3fs to access S3")
-
-    monkeypatch.setattr(fsspec, "get_filesystem_class", not_installed)
-    with pytest.raises(StoreError, match=r"pip install 'spine\[cloud\]' \(s3fs is not installed\)"):
+    monkeypatch.setitem(sys.modules, "s3fs", None)  # as if not installed
+    with pytest.raises(ExtraNotInstalled, match=r"^the store s3://bucket/x\.zarr needs the cloud extra: "
+                                                r"pip install 'spine\[cloud\]' \(s3fs is not installed\)$"):  # fmt: skip
         open_dataset("s3://bucket/x.zarr")
+    monkeypatch.setitem(sys.modules, "gcsfs", None)
+    with pytest.raises(ExtraNotInstalled, match=r"gs://b/x\.zarr needs the gcs extra: pip install 'spine\[gcs\]' "
+                                                r"\(gcsfs is not installed\)$"):  # fmt: skip
+        open_dataset("gs://b/x.zarr")
     monkeypatch.setitem(sys.modules, "fsspec", None)
-    with pytest.raises(StoreError, match=r"pip install 'spine\[cloud\]' \(fsspec is not installed\)"):
-        open_dataset("gs://bucket/x.zarr")
+    with pytest.raises(ExtraNotInstalled, match=r"pip install 'spine\[cloud\]' \(fsspec is not installed\)$"):
+        open_dataset("memory://x.zarr")
+
+
+def test_an_s3fs_that_would_drop_the_lock_condition_is_refused(s3_bucket, monkeypatch):
+    import importlib.metadata
+
+    url = f"s3://{s3_bucket}/train.zarr"
+    create_or_open_store(url, split="train", source="tests")
+    real = importlib.metadata.version
+    for package, old in (("s3fs", "2024.10.0"), ("botocore", "1.35.20")):
+        monkeypatch.setattr(importlib.metadata, "version", lambda name, p=package, o=old: o if name == p else real(name))
+        with pytest.raises(StoreError, match=rf"{package} {old} cannot create an object exclusively .*"
+                                             rf"pip install -U 'spine\[cloud\]' \({package}>="):  # fmt: skip
+            IngestLock(url).__enter__()
+        assert not (store_location(url) / ".ingest.lock").exists()  # nothing written
+
+
+def test_file_urls_are_percent_decoded_and_local_only(small_store, tmp_path):
+    folder = tmp_path / "scans of ré é" / "train #1.zarr"
+    shutil.copytree(small_store[1], folder)
+    uri = folder.as_uri()
+    assert "%20" in uri and "%C3%A9" in uri and "%231" in uri
+    for url in (uri, uri.replace("file://", "file://localhost"), uri + "/"):
+        assert store_location(url) == folder
+    assert open_dataset(uri).study_ids == open_dataset(small_store[1]).study_ids
+    assert store_location("file:///") == Path("/")
+    with pytest.raises(StoreError, match=r"^file URL 'file://server/share/x\.zarr' names the host 'server'; "
+                                         r"write file:///ABSOLUTE/PATH"):  # fmt: skip
+        store_location("file://server/share/x.zarr")
+    with pytest.raises(StoreError, match=r"has a query or fragment; percent-encode '\?' as %3F and '#' as %23$"):
+        store_location("file:///data/train#1.zarr")
+
+
+def _race(url: str, n: int = 2) -> tuple[list[IngestLock], list[str]]:
+    """``n`` threads take ``IngestLock(url)`` at once; each one's outcome: ``"won"`` or its error."""
+    barrier, locks, outcomes = threading.Barrier(n), [IngestLock(url) for _ in range(n)], [""] * n
+
+    def attempt(i: int) -> None:
+        barrier.wait()
+        try:
+            locks[i].__enter__()
+            outcomes[i] = "won"
+        except StoreError as error:
+            outcomes[i] = str(error)
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return locks, outcomes
+
+
+def test_of_two_concurrent_lock_attempts_on_s3_exactly_one_wins(s3_bucket):
+    url = f"s3://{s3_bucket}/train.zarr"
+    create_or_open_store(url, split="train", source="tests")
+    lock = store_location(url) / ".ingest.lock"
+    where = re.escape(str(lock))
+    busy = rf"another ingest \({socket.gethostname()} {os.getpid()}\) is writing this store; wait for it, or " \
+           rf"remove {where} if that process is gone"  # fmt: skip
+    taking_over = rf"another ingest is taking over the stale lock {where}; wait for it, or remove {where}" \
+                  rf"\.takeover\.[0-9a-f]{{16}} and {where} if no ingest runs"  # fmt: skip
+    for stale in (None, f"{socket.gethostname()} 999999999 token", f"{socket.gethostname()} 999999998 token"):
+        if stale is not None:  # left by an ingest of this host that died: taken over by exactly one
+            lock.write_bytes(stale.encode())
+        locks, outcomes = _race(url)
+        assert outcomes.count("won") == 1, outcomes
+        (refused,) = [o for o in outcomes if o != "won"]
+        assert re.fullmatch(busy if stale is None else f"{busy}|{taking_over}", refused), refused
+        locks[outcomes.index("won")].__exit__(None, None, None)
+        assert sorted(p.name for p in store_location(url).iterdir()) == ["studies", "zarr.json"]  # nothing left
+
+
+def test_a_stale_s3_lock_is_taken_over_in_the_store_not_in_a_local_file(s3_bucket, tmp_path, monkeypatch):
+    import hashlib
+    import tempfile
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # once a shared /tmp file, open to other users' links
+    url = f"s3://{s3_bucket}/train.zarr"
+    create_or_open_store(url, split="train", source="tests")
+    lock = store_location(url) / ".ingest.lock"
+    stale = f"{socket.gethostname()} 999999999 token"
+    lock.write_bytes(stale.encode())
+    with IngestLock(url):
+        assert lock.read_text() != stale
+    assert list(tmp_path.iterdir()) == [] and not lock.exists()
+    # a takeover that died holding its marker: the next ingest says what to remove
+    lock.write_bytes(stale.encode())
+    marker = lock.parent / f".ingest.lock.takeover.{hashlib.sha256(stale.encode()).hexdigest()[:16]}"
+    marker.write_bytes(b"a takeover that died")
+    with pytest.raises(StoreError, match=rf"^another ingest is taking over the stale lock {lock}; wait for it, "
+                                         rf"or remove {marker} and {lock} if no ingest runs$"):  # fmt: skip
+        IngestLock(url).__enter__()
+
+
+def test_a_resumed_s3_ingest_reads_each_study_marker_once(small_store, s3_bucket, monkeypatch):
+    import collections
+
+    import s3fs
+
+    data = small_store[0]
+    url = f"s3://{s3_bucket}/train.zarr"
+    assert ingest(data, url, workers=1).n_written == 2
+    reads: collections.Counter[str] = collections.Counter()
+    real = s3fs.S3FileSystem._cat_file
+
+    async def counted(self, path, *args, **kwargs):
+        reads[path] += 1
+        return await real(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "_cat_file", counted)
+    s3fs.S3FileSystem.clear_instance_cache()  # new filesystems: their cat_file is the counted one
+    result = ingest(data, url, workers=1)  # resumes: both studies complete, labels resolved from the store
+    assert (result.n_already, result.n_written, result.n_complete, result.n_labels) == (2, 0, 2, 2)
+    markers = {path: n for path, n in reads.items() if re.search(r"/studies/[^/]+/zarr\.json$", path)}
+    assert len(markers) == 2 and set(markers.values()) == {1}, markers  # was 6 each (2026-12)
