@@ -13,31 +13,31 @@ Every export is one regular grid with one affine. The conversions (see ``docs/in
 
 A stack flagged ``nonuniform``, ``missing_slices`` or ``shear`` is not one regular grid: no affine puts
 every voxel where it was acquired. Such a stack is refused (``ExportError``) unless ``resample=True``,
-which interpolates it onto a regular grid (``resample_uniform``; what exactly it does is written there).
+which interpolates it onto a regular grid (``spinedata.resample.resample_uniform``; what exactly it does is
+written there).
 
 The libraries belong to the ``interop`` extra (``pip install 'spine[interop]'``) and are imported only
-when an export is made; a missing one is a ``MissingExtraError`` of one line. TorchIO and MONAI load
+when an export is made; a missing one is a ``MissingExtraError`` (``ExtraNotInstalled``) of one line. TorchIO and MONAI load
 torch; nothing here imports it directly (``import spinedata`` never loads torch).
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from spinedata.errors import SpineError
+from spinedata.errors import ExtraNotInstalled, SpineError, import_extra
 from spinedata.geometry import (
     FLAG_MISSING_SLICES,
     FLAG_NONUNIFORM,
     FLAG_SHEAR,
     StackGeometry,
     apply_affine,
-    base_gap,
     lps_to_ras,
 )
+from spinedata.resample import resample_uniform
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -50,10 +50,6 @@ IRREGULAR_FLAGS: tuple[str, ...] = (FLAG_NONUNIFORM, FLAG_MISSING_SLICES, FLAG_S
 """Flags of stacks that no single affine describes: refused unless resampled."""
 NIFTI_ORDER = [2, 1, 0, 3]
 """Column permutation turning a ``(slice, row, col)`` affine into one of the ``(col, row, slice)`` array."""
-SNAP_SLICE = 1e-6
-"""A target slice within this fraction of a slice from an acquired one copies it (no blending)."""
-SNAP_PIXELS = 1e-3
-"""An in-plane offset (pixels) below this between a target slice and its source is taken as none."""
 NIFTI_XFORM_SCANNER_ANAT = 1
 """NIfTI qform/sform code 1 (scanner-based anatomical coordinates), as dcm2niix writes."""
 POINT_COLUMNS = ("lps_x", "lps_y", "lps_z", "ras_x", "ras_y", "ras_z", "i", "j", "k")
@@ -65,18 +61,8 @@ class ExportError(SpineError):
     """A stack cannot be exported as asked (an irregular grid without ``resample``)."""
 
 
-class MissingExtraError(SpineError):
-    """A library of the ``interop`` extra is not installed."""
-
-
-def require(module: str, what: str) -> Any:
-    """Import ``module`` (a library of the ``interop`` extra) or raise ``MissingExtraError`` in one line."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as error:
-        raise MissingExtraError(
-            f"{what} needs {module.split('.')[0]}, which is not installed: {INSTALL_HINT}"
-        ) from error
+MissingExtraError = ExtraNotInstalled
+"""A library of the ``interop`` extra is not installed (``spinedata.errors.ExtraNotInstalled``)."""
 
 
 class StackLike(Protocol):
@@ -160,92 +146,11 @@ def export_image(stack: StackLike, *, resample: bool = False) -> ExportImage:
     return ExportImage(stack.read(), np.array(geometry.affine), resampled=False, name=_name(stack))
 
 
-def uniform_grid(geometry: StackGeometry) -> np.ndarray:
-    """The ``(4,4)`` LPS affine of the regular grid ``resample_uniform`` writes: origin the first slice's
-    IPP, rows and columns as acquired, slice step ``d * n`` (along the normal, so without shear) with
-    ``d`` = the first-to-last depth divided into whole base steps (``geometry.base_gap``: the acquired step
-    when slices are missing, else the median gap). The number of slices is ``uniform_slice_count(geometry)``."""
-    affine = np.array(geometry.affine)
-    n = geometry.normal
-    count = uniform_slice_count(geometry)
-    if count > 1:
-        depth = geometry.positions @ n
-        affine[:3, 0] = n * (depth[-1] - depth[0]) / (count - 1)
-    else:
-        affine[:3, 0] = n * float(geometry.affine[:3, 0] @ n)
-    return affine
-
-
-def uniform_slice_count(geometry: StackGeometry) -> int:
-    """Slices of the regular grid of ``uniform_grid``: ``round((depth_last - depth_first) / base) + 1``."""
-    if geometry.n_slices == 1:
-        return 1
-    depth = geometry.positions @ geometry.normal
-    gaps = np.diff(depth)
-    return max(1, int(round((depth[-1] - depth[0]) / base_gap(gaps)))) + 1
-
-
-def resample_uniform(volume: np.ndarray, geometry: StackGeometry) -> tuple[np.ndarray, np.ndarray]:
-    """Interpolate an irregular stack onto the regular grid of ``uniform_grid``: ``(volume, affine)``.
-
-    Each target slice lies on the plane at depth ``depth_first + k * d`` along the normal ``n``. Its value
-    at row ``r``, column ``c`` is the stack's value at that world point, found as ``voxel_to_world`` places
-    the acquired slices (their real positions, linear between neighbours):
-
-    * along ``n``: linear interpolation between the two acquired slices around the plane (a target plane
-      within 1e-6 of a slice copies it, so the first and last slices and, with missing slices, every
-      acquired slice are kept exactly);
-    * in-plane, only for a stack whose slices are shifted in-plane (``shear``, e.g. gantry tilt): each of
-      the two slices is sampled bilinearly at the shifted position; within half a pixel beyond the edge
-      pixels' centres (their extent) a point takes the edge value, farther outside the acquired field of
-      view it is 0 (the grid keeps the acquired rows and columns; it does not grow to hold the shift).
-
-    The result is float32 (interpolated values), the first slice's IPP stays the origin, rows and columns
-    keep their spacing and direction. A stack without irregular flags comes back unchanged in value
-    (as float32) on a grid equal to its own up to the 1 % the flags allow.
-    """
-    ndimage = importlib.import_module("scipy.ndimage")  # scipy is a core dependency; loaded only here
-    source = np.asarray(volume)
-    affine = uniform_grid(geometry)
-    count = uniform_slice_count(geometry)
-    slices, rows, cols = geometry.shape
-    out = np.zeros((count, rows, cols), dtype=np.float32)
-    origins = geometry.positions[0] + np.arange(count)[:, None] * affine[:3, 0]
-    voxels = geometry.world_to_voxel(origins)  # (count, 3): source slice, and row/col offset of each plane
-    for k, (s, drow, dcol) in enumerate(voxels):
-        s = float(np.clip(s, 0, slices - 1))
-        below = int(np.floor(s))
-        weight = s - below
-        if weight < SNAP_SLICE:
-            weight = 0.0
-        elif weight > 1 - SNAP_SLICE:
-            below, weight = below + 1, 0.0
-        pair = [(below, 1.0 - weight)] + ([(below + 1, weight)] if weight > 0 else [])
-        shifted = abs(drow) >= SNAP_PIXELS or abs(dcol) >= SNAP_PIXELS
-        for index, w in pair:
-            plane = source[index].astype(np.float32)
-            if shifted:
-                plane = _shift_plane(ndimage, plane, float(drow), float(dcol))
-            out[k] += np.float32(w) * plane if w != 1.0 else plane
-    return out, affine
-
-
-def _shift_plane(ndimage, plane: np.ndarray, drow: float, dcol: float) -> np.ndarray:
-    """``plane`` sampled bilinearly at ``(row + drow, col + dcol)``: the edge pixels' values out to half a
-    pixel beyond their centres (their extent), 0 farther out."""
-    out = ndimage.shift(plane, (-drow, -dcol), order=1, mode="nearest")
-    rows = np.arange(plane.shape[0]) + drow
-    cols = np.arange(plane.shape[1]) + dcol
-    out[(rows < -0.5) | (rows > plane.shape[0] - 0.5), :] = 0
-    out[:, (cols < -0.5) | (cols > plane.shape[1] - 0.5)] = 0
-    return out
-
-
 # --------------------------------------------------------------------------------------------- targets
 def nifti_image(image: ExportImage):
     """A ``nibabel.Nifti1Image`` of an ``ExportImage``: array ``(x, y, z)``, RAS affine as both sform and
     qform (code 1, scanner), units mm."""
-    nib = require("nibabel", "NIfTI export")
+    nib = import_extra("nibabel", "NIfTI export")
     out = nib.Nifti1Image(image.nifti_array, image.ras_affine)
     out.set_sform(image.ras_affine, code=NIFTI_XFORM_SCANNER_ANAT)
     out.set_qform(image.ras_affine, code=NIFTI_XFORM_SCANNER_ANAT)
@@ -264,7 +169,7 @@ def sitk_image(image: ExportImage):
     """A ``SimpleITK.Image`` of an ``ExportImage``: index ``(col, row, slice)``, origin, spacing and
     direction in LPS (ITK's physical space), so ``TransformIndexToPhysicalPoint((i, j, k))`` is the
     stack's ``voxel_to_world((k, j, i))``."""
-    sitk = require("SimpleITK", "SimpleITK export")
+    sitk = import_extra("SimpleITK", "SimpleITK export")
     out = sitk.GetImageFromArray(np.ascontiguousarray(image.volume), isVector=False)
     columns = image.affine[:3, [2, 1, 0]]  # (dcol * r, drow * c, step) in ITK index order
     spacing = np.linalg.norm(columns, axis=0)
@@ -288,7 +193,7 @@ def _torch_friendly(array: np.ndarray) -> np.ndarray:
 def to_torchio(stack: StackLike, *, resample: bool = False):
     """The stack as a ``torchio.ScalarImage``: tensor ``(1, x, y, z)`` = ``(1, col, row, slice)`` and the
     RAS affine (TorchIO's convention, the NIfTI export's). uint16 pixels become int32 (exact)."""
-    tio = require("torchio", "TorchIO export")
+    tio = import_extra("torchio", "TorchIO export")
     image = export_image(stack, resample=resample)
     tensor = np.ascontiguousarray(_torch_friendly(image.nifti_array))[None]
     return tio.ScalarImage(tensor=tensor, affine=image.ras_affine)
@@ -298,9 +203,9 @@ def to_monai(stack: StackLike, *, resample: bool = False):
     """The stack as a channel-first ``monai.data.MetaTensor`` ``(1, x, y, z)`` with ``affine`` the RAS
     affine and ``meta['space'] = 'RAS'`` (MONAI's ``SpaceKeys.RAS``), ``original_channel_dim`` 0 and
     ``filename_or_obj`` the stack's path. uint16 pixels become int32 (exact)."""
-    require("monai", "MONAI export")
-    data = require("monai.data", "MONAI export")
-    utils = require("monai.utils", "MONAI export")
+    import_extra("monai", "MONAI export")
+    data = import_extra("monai.data", "MONAI export")
+    utils = import_extra("monai.utils", "MONAI export")
     image = export_image(stack, resample=resample)
     array = np.ascontiguousarray(_torch_friendly(image.nifti_array))[None]
     meta = {
@@ -351,10 +256,10 @@ class ExportResult:
 
 def _write(image: ExportImage, path, fmt: str) -> None:
     if fmt == "nifti":
-        nib = require("nibabel", "NIfTI export")
+        nib = import_extra("nibabel", "NIfTI export")
         nib.save(nifti_image(image), str(path))
     else:
-        sitk = require("SimpleITK", "SimpleITK export")
+        sitk = import_extra("SimpleITK", "SimpleITK export")
         sitk.WriteImage(sitk_image(image), str(path), True)
 
 
@@ -394,7 +299,7 @@ def export_store(dataset, out, *, fmt: str = "nifti", study_ids=None, resample: 
 
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; choose one of {sorted(FORMATS)}")
-    require("nibabel" if fmt == "nifti" else "SimpleITK", f"{fmt} export")
+    import_extra("nibabel" if fmt == "nifti" else "SimpleITK", f"{fmt} export")
     ids = list(dataset.study_ids) if not study_ids else [check_id("study id", str(s)) for s in study_ids]
     studies = [dataset.study(s) for s in ids]  # StoreError for an id not in the store, before any writing
     if points is None:

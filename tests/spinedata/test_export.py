@@ -32,15 +32,14 @@ from spinedata.export import (
     MissingExtraError,
     export_image,
     points_table,
-    resample_uniform,
     to_monai,
     to_nifti,
     to_sitk,
     to_torchio,
-    uniform_grid,
 )
 from spinedata.geometry import StackGeometry, lps_to_ras
 from spinedata.ingest import ingest
+from spinedata.resample import resample_uniform, uniform_grid
 from spinedata.stacks import build_stacks
 from spinedata.store import open_dataset
 from tests.helpers.dicom_writer import rotation
