@@ -46,6 +46,11 @@ def tool(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
 
+SPINE_OF_TREE = [sys.executable, "-m", "cli.app"]
+"""``spine`` from the tree on ``PYTHONPATH`` (the console script would import the editable install's
+``spine_cli``, this checkout's CLI, over the base's library)."""
+
+
 def code_root(env: dict[str, str], cwd: Path) -> str:
     """Where ``spinedata`` is imported from under ``env`` (checks that PYTHONPATH picks the tree; run from
     ``cwd``, outside both trees, as ``python -c`` puts its working folder first on the path)."""
@@ -109,7 +114,7 @@ def main() -> None:
             for name in names if round_ % 2 == 0 else names[::-1]:
                 out = scratch / f"{round_}_{names.index(name)}"
                 if name in variants:
-                    command = [tool("spine"), "ingest", str(args.data), f"{out}.zarr", "--no-progress"]
+                    command = [*SPINE_OF_TREE, "ingest", str(args.data), f"{out}.zarr", "--no-progress"]
                     if name.startswith("base"):
                         command += shlex.split(args.base_args)
                     results[name].append(timed(command, variants[name], scratch))
