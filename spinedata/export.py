@@ -42,10 +42,6 @@ from spinedata.resample import resample_uniform
 if TYPE_CHECKING:
     import pandas as pd
 
-EXTRA = "interop"
-INSTALL_HINT = "pip install 'spine[interop]'"
-"""The distribution is ``spine`` (pyproject ``[project] name``); its ``interop`` extra holds the libraries."""
-
 IRREGULAR_FLAGS: tuple[str, ...] = (FLAG_NONUNIFORM, FLAG_MISSING_SLICES, FLAG_SHEAR)
 """Flags of stacks that no single affine describes: refused unless resampled."""
 NIFTI_ORDER = [2, 1, 0, 3]
