@@ -31,10 +31,10 @@ from spinedata.errors import StoreError
 from spinedata.store import layout as L
 from spinedata.store._fast import PLAIN_DTYPES
 from spinedata.store.arraymeta import array_metadata
-from spinedata.store.fastwrite import array_files, write_array, write_group
+from spinedata.store.fastwrite import array_files, write_arrays, write_group
 from spinedata.store.integrity import chunk_problems, damaged, read_array
 from spinedata.store.ngff import level_factor
-from spinedata.store.objectpath import Location, ObjectPath, put_many, subfolders
+from spinedata.store.objectpath import Location, ObjectPath, subfolders
 from spinedata.store.scaling import ADD_OFFSET, SCALE_FACTOR
 
 MIN_SIZE = 64
@@ -154,14 +154,11 @@ def _write_array(target: Location, data: np.ndarray, attributes: dict) -> None:
     options = _options(data.shape)
     if isinstance(target, ObjectPath):
         target.remove_tree()
-        files = dict(array_files(data, attributes=attributes, **options))
-        metadata = files.pop("zarr.json")
-        put_many({target / name: payload for name, payload in files.items()})
-        (target / "zarr.json").write_bytes(metadata)
+        write_arrays({target: data}, attributes=attributes, **options)
         return
     temporary = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}"
     try:
-        write_array(temporary, data, attributes=attributes, **options)
+        write_arrays({temporary: data}, attributes=attributes, **options)
         if target.exists():
             shutil.rmtree(target)
         os.rename(temporary, target)

@@ -273,3 +273,25 @@ def test_a_table_is_the_same_bytes_in_a_folder_and_at_a_url(tmp_path):
     url = f"memory://spine-{uuid.uuid4().hex[:8]}/t"
     write_table(store_location(url), frame, "point", {"note": "n"})
     assert stored_objects(url) == local_files(tmp_path / "t") and len(local_files(tmp_path / "t")) == 7
+
+
+def test_write_arrays_puts_every_zarr_json_after_every_chunk_at_a_url(tmp_path, monkeypatch):
+    """At a URL no array is visible (its ``zarr.json``) before all its chunks are stored; the bytes are those
+    of a local folder."""
+    import uuid
+
+    from spinedata.store import fastwrite
+    from tests.helpers.stores import local_files, stored_objects
+
+    arrays = {"a": np.arange(10, dtype=np.int16), "b": np.array(["x", "yz"], dtype=object)}
+    options = {"chunks": (4,), "dimension_names": ("i",)}
+    fastwrite.write_arrays({tmp_path / name: data for name, data in arrays.items()}, **options)
+    url = f"memory://spine-{uuid.uuid4().hex[:8]}/arrays"
+    batches = []
+    real = fastwrite.put_many
+    monkeypatch.setattr(fastwrite, "put_many", lambda objects: (batches.append(sorted(p.name for p in objects)),
+                                                                real(objects)))  # fmt: skip
+    fastwrite.write_arrays({store_location(url) / name: data for name, data in arrays.items()}, **options)
+    assert batches == [["c.0", "c.0", "c.1", "c.2"], ["zarr.json", "zarr.json"]]
+    assert stored_objects(url) == local_files(tmp_path)
+
