@@ -34,7 +34,7 @@ from spinedata.store.arraymeta import array_metadata
 from spinedata.store.fastwrite import array_files, write_arrays, write_group
 from spinedata.store.integrity import chunk_problems, damaged, read_array
 from spinedata.store.ngff import level_factor
-from spinedata.store.objectpath import Location, ObjectPath, subfolders
+from spinedata.store.objectpath import Location, ObjectPath, remove_tree, subfolders
 from spinedata.store.scaling import ADD_OFFSET, SCALE_FACTOR
 
 MIN_SIZE = 64
@@ -159,8 +159,7 @@ def _write_array(target: Location, data: np.ndarray, attributes: dict) -> None:
     temporary = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}"
     try:
         write_arrays({temporary: data}, attributes=attributes, **options)
-        if target.exists():
-            shutil.rmtree(target)
+        remove_tree(target)
         os.rename(temporary, target)
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
@@ -169,24 +168,18 @@ def _write_array(target: Location, data: np.ndarray, attributes: dict) -> None:
 def remove_levels(stack: Location, keep: int) -> int:
     """Delete the level arrays of the stack group at ``stack`` past ``keep`` (all of ``levels/`` when
     ``keep`` is 0) and what an interrupted run left (hidden folders); return how many arrays went. Call
-    only once the stack's metadata no longer lists them."""
+    only once the stack's metadata no longer lists them. A folder that cannot be deleted raises its
+    ``OSError`` (``spine ngff`` prints it as one line)."""
     group = stack / L.LEVELS
     removed = 0
     for name, folder in subfolders(group):
         if name.isdigit() and 1 <= int(name) <= keep:
             continue
-        if name.isdigit():
-            removed += 1
-        elif not name.startswith("."):
+        if not name.isdigit() and not name.startswith("."):
             continue  # not written here: left alone
-        _remove_tree(folder)
+        remove_tree(folder)  # a failure is raised: an array still there is not counted as removed
+        removed += name.isdigit()
     if keep == 0 and not any(name for name, _ in subfolders(group)):
-        _remove_tree(group)
+        remove_tree(group)
     return removed
 
-
-def _remove_tree(folder: Location) -> None:
-    if isinstance(folder, ObjectPath):
-        folder.remove_tree()
-    else:
-        shutil.rmtree(folder, ignore_errors=True)

@@ -6,8 +6,8 @@ A store at a URL gets an ``ObjectPath`` where it would get a ``Path``: ``/``, ``
 ``relative_to``, ``read_bytes``, ``is_file``, ``iterdir``, ``write_bytes``, ``unlink`` ... map to one
 fsspec call each, and ``zarr_store()`` hands zarr-python its own ``zarr.storage.FsspecStore`` for arrays.
 An ``ObjectPath`` has no ``__fspath__``: a local file function given one fails instead of writing a local
-folder named ``s3:``. The helpers at the end (``subfolders``, ``read_tail``, ``zarr_store``, ``put_many``)
-take either kind.
+folder named ``s3:``. The helpers at the end (``subfolders``, ``remove_tree``, ``read_tail``, ``zarr_store``,
+``put_many``) take either kind.
 
 Object stores have no folders and no rename: ``mkdir`` does nothing, a "folder" is a key prefix, and the
 writer makes a study visible by writing its metadata last (``docs/store.md``). Errors of the transport
@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from types import SimpleNamespace
@@ -252,6 +253,16 @@ def subfolders(folder: Location) -> list[tuple[str, Location]]:
         return [(entry.name, Path(entry.path)) for entry in os.scandir(folder) if entry.is_dir()]
     except (FileNotFoundError, NotADirectoryError):
         return []
+
+
+def remove_tree(folder: Location) -> None:
+    """Delete ``folder`` and all below it (local, or a key prefix); nothing when it is missing. Any other
+    failure is raised (``OSError``, a transport's ``StoreError``): what is still there is never "removed"."""
+    if isinstance(folder, ObjectPath):
+        folder.remove_tree()
+        return
+    with contextlib.suppress(FileNotFoundError):
+        shutil.rmtree(folder)
 
 
 def read_tail(path: Location, n: int, size: int | None = None) -> tuple[int, bytes]:

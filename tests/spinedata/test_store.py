@@ -295,3 +295,27 @@ def test_write_arrays_puts_every_zarr_json_after_every_chunk_at_a_url(tmp_path, 
     assert batches == [["c.0", "c.0", "c.1", "c.2"], ["zarr.json", "zarr.json"]]
     assert stored_objects(url) == local_files(tmp_path)
 
+
+def test_remove_tree_ignores_only_a_missing_tree(tmp_path, monkeypatch):
+    import uuid
+
+    from spinedata.store import objectpath
+
+    (tmp_path / "t/sub").mkdir(parents=True)
+    (tmp_path / "t/sub/f").write_bytes(b"1")
+    remote = store_location(f"memory://spine-{uuid.uuid4().hex[:8]}/s", writing=True)
+    (remote / "t/sub/f").write_bytes(b"1")
+    for folder in (tmp_path / "t", remote / "t"):
+        objectpath.remove_tree(folder)
+        assert not folder.exists()
+        objectpath.remove_tree(folder)  # already gone: nothing to do
+    (tmp_path / "u").mkdir()
+
+    def refuse(path, ignore_errors=False, **kwargs):  # as a real failure would: swallowed when ignored
+        if not ignore_errors:
+            raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(objectpath.shutil, "rmtree", refuse)
+    with pytest.raises(PermissionError):
+        objectpath.remove_tree(tmp_path / "u")
+
