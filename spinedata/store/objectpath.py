@@ -331,17 +331,19 @@ condition out without a word and overwrite (an ingest lock that locks nothing)."
 
 
 def check_conditional_puts(url: str) -> None:
-    """``StoreError`` (one line) when an installed s3fs or botocore is older than ``CONDITIONAL_PUTS``."""
-    from importlib.metadata import version
+    """``StoreError`` (one line) when an installed s3fs or botocore is older than ``CONDITIONAL_PUTS``, or has
+    no package metadata to tell its version by (installed without pip: a traceback otherwise)."""
+    from importlib.metadata import PackageNotFoundError, version
 
     for package, first in CONDITIONAL_PUTS.items():
-        installed = version(package)
-        numbers = tuple(int(part) for part in re.findall(r"\d+", installed)[:3])
-        if numbers < first:
-            need = ".".join(map(str, first))
-            raise StoreError(f"cannot lock {url}: {package} {installed} cannot create an object exclusively "
-                             f"(it would overwrite another ingest's lock); pip install -U 'spine[cloud]' "
-                             f"({package}>={need})")  # fmt: skip
+        try:
+            installed = version(package)
+        except PackageNotFoundError:
+            installed = None
+        if installed is None or tuple(int(part) for part in re.findall(r"\d+", installed)[:3]) < first:
+            why = f"{package} {installed} cannot" if installed else f"{package} has no package metadata: it may not"
+            raise StoreError(f"cannot lock {url}: {why} create an object exclusively (it would overwrite another "
+                             f"ingest's lock); pip install -U 'spine[cloud]' ({package}>={'.'.join(map(str, first))})")
 
 
 # --- errors of the transport, as one line -------------------------------------------------------------

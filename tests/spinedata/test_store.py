@@ -319,3 +319,20 @@ def test_remove_tree_ignores_only_a_missing_tree(tmp_path, monkeypatch):
     with pytest.raises(PermissionError):
         objectpath.remove_tree(tmp_path / "u")
 
+
+def test_an_s3fs_without_package_metadata_is_one_line_error(monkeypatch):
+    import importlib.metadata
+
+    from spinedata.store.objectpath import check_conditional_puts
+
+    real = importlib.metadata.version
+
+    def version(name):
+        if name == "botocore":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    with pytest.raises(StoreError, match=r"^cannot lock s3://b/x.zarr: botocore has no package metadata: .* "
+                                         r"pip install -U 'spine\[cloud\]' \(botocore>=1\.35\.21\)$"):  # fmt: skip
+        check_conditional_puts("s3://b/x.zarr")
