@@ -23,12 +23,13 @@ import itertools
 import json
 import os
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
 
 from spinedata.errors import StoreError
+from spinedata.store.objectpath import Location, ObjectPath, put_many
 
 BLOSC_SHUFFLE = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
 """Blosc's shuffle codes (``BLOSC_NOSHUFFLE``, ``BLOSC_SHUFFLE``, ``BLOSC_BITSHUFFLE``) by their Zarr names."""
@@ -131,6 +132,23 @@ def write_array(folder: str | os.PathLike, data: np.ndarray, **options) -> Path:
             for piece in pieces:
                 _write_all(handle, piece)
     return folder
+
+
+def write_arrays(arrays: Mapping[Location, np.ndarray], **options) -> None:
+    """Write each array as a new Zarr v3 array at its place (``write_array``'s options, the same for all) so
+    that none appears before it is whole: in a local folder by ``write_array``; at a URL (no folders, no
+    rename) every chunk of all of them is put first, in one concurrent batch, then their ``zarr.json``
+    (zarr finds no array without it). The bytes are the same either way."""
+    chunks: dict[ObjectPath, bytes] = {}
+    metadata: dict[ObjectPath, bytes] = {}
+    for place, data in arrays.items():
+        if not isinstance(place, ObjectPath):
+            write_array(place, data, **options)
+            continue
+        for name, payload in array_files(data, **options):
+            (metadata if name == "zarr.json" else chunks)[place / name] = payload
+    put_many(chunks)
+    put_many(metadata)
 
 
 def array_files(data: np.ndarray, **options) -> Iterator[tuple[str, bytes]]:

@@ -31,10 +31,10 @@ from spinedata.errors import StoreError
 from spinedata.store import layout as L
 from spinedata.store._fast import PLAIN_DTYPES
 from spinedata.store.arraymeta import array_metadata
-from spinedata.store.fastwrite import array_files, write_array, write_group
+from spinedata.store.fastwrite import array_files, write_arrays, write_group
 from spinedata.store.integrity import chunk_problems, damaged, read_array
 from spinedata.store.ngff import level_factor
-from spinedata.store.objectpath import Location, ObjectPath, put_many, subfolders
+from spinedata.store.objectpath import Location, ObjectPath, remove_tree, subfolders
 from spinedata.store.scaling import ADD_OFFSET, SCALE_FACTOR
 
 MIN_SIZE = 64
@@ -154,16 +154,12 @@ def _write_array(target: Location, data: np.ndarray, attributes: dict) -> None:
     options = _options(data.shape)
     if isinstance(target, ObjectPath):
         target.remove_tree()
-        files = dict(array_files(data, attributes=attributes, **options))
-        metadata = files.pop("zarr.json")
-        put_many({target / name: payload for name, payload in files.items()})
-        (target / "zarr.json").write_bytes(metadata)
+        write_arrays({target: data}, attributes=attributes, **options)
         return
     temporary = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}"
     try:
-        write_array(temporary, data, attributes=attributes, **options)
-        if target.exists():
-            shutil.rmtree(target)
+        write_arrays({temporary: data}, attributes=attributes, **options)
+        remove_tree(target)
         os.rename(temporary, target)
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
@@ -172,24 +168,18 @@ def _write_array(target: Location, data: np.ndarray, attributes: dict) -> None:
 def remove_levels(stack: Location, keep: int) -> int:
     """Delete the level arrays of the stack group at ``stack`` past ``keep`` (all of ``levels/`` when
     ``keep`` is 0) and what an interrupted run left (hidden folders); return how many arrays went. Call
-    only once the stack's metadata no longer lists them."""
+    only once the stack's metadata no longer lists them. A folder that cannot be deleted raises its
+    ``OSError`` (``spine ngff`` prints it as one line)."""
     group = stack / L.LEVELS
     removed = 0
     for name, folder in subfolders(group):
         if name.isdigit() and 1 <= int(name) <= keep:
             continue
-        if name.isdigit():
-            removed += 1
-        elif not name.startswith("."):
+        if not name.isdigit() and not name.startswith("."):
             continue  # not written here: left alone
-        _remove_tree(folder)
+        remove_tree(folder)  # a failure is raised: an array still there is not counted as removed
+        removed += name.isdigit()
     if keep == 0 and not any(name for name, _ in subfolders(group)):
-        _remove_tree(group)
+        remove_tree(group)
     return removed
 
-
-def _remove_tree(folder: Location) -> None:
-    if isinstance(folder, ObjectPath):
-        folder.remove_tree()
-    else:
-        shutil.rmtree(folder, ignore_errors=True)

@@ -6,8 +6,8 @@ A store at a URL gets an ``ObjectPath`` where it would get a ``Path``: ``/``, ``
 ``relative_to``, ``read_bytes``, ``is_file``, ``iterdir``, ``write_bytes``, ``unlink`` ... map to one
 fsspec call each, and ``zarr_store()`` hands zarr-python its own ``zarr.storage.FsspecStore`` for arrays.
 An ``ObjectPath`` has no ``__fspath__``: a local file function given one fails instead of writing a local
-folder named ``s3:``. The helpers at the end (``subfolders``, ``read_tail``, ``zarr_store``, ``put_many``)
-take either kind.
+folder named ``s3:``. The helpers at the end (``subfolders``, ``remove_tree``, ``read_tail``, ``zarr_store``,
+``put_many``) take either kind.
 
 Object stores have no folders and no rename: ``mkdir`` does nothing, a "folder" is a key prefix, and the
 writer makes a study visible by writing its metadata last (``docs/store.md``). Errors of the transport
@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from types import SimpleNamespace
@@ -254,6 +255,16 @@ def subfolders(folder: Location) -> list[tuple[str, Location]]:
         return []
 
 
+def remove_tree(folder: Location) -> None:
+    """Delete ``folder`` and all below it (local, or a key prefix); nothing when it is missing. Any other
+    failure is raised (``OSError``, a transport's ``StoreError``): what is still there is never "removed"."""
+    if isinstance(folder, ObjectPath):
+        folder.remove_tree()
+        return
+    with contextlib.suppress(FileNotFoundError):
+        shutil.rmtree(folder)
+
+
 def read_tail(path: Location, n: int, size: int | None = None) -> tuple[int, bytes]:
     """``(size, last n bytes)`` of a file or object (fewer bytes when it is shorter); ``size`` when known."""
     size = path.stat().st_size if size is None else size
@@ -320,17 +331,19 @@ condition out without a word and overwrite (an ingest lock that locks nothing)."
 
 
 def check_conditional_puts(url: str) -> None:
-    """``StoreError`` (one line) when an installed s3fs or botocore is older than ``CONDITIONAL_PUTS``."""
-    from importlib.metadata import version
+    """``StoreError`` (one line) when an installed s3fs or botocore is older than ``CONDITIONAL_PUTS``, or has
+    no package metadata to tell its version by (installed without pip: a traceback otherwise)."""
+    from importlib.metadata import PackageNotFoundError, version
 
     for package, first in CONDITIONAL_PUTS.items():
-        installed = version(package)
-        numbers = tuple(int(part) for part in re.findall(r"\d+", installed)[:3])
-        if numbers < first:
-            need = ".".join(map(str, first))
-            raise StoreError(f"cannot lock {url}: {package} {installed} cannot create an object exclusively "
-                             f"(it would overwrite another ingest's lock); pip install -U 'spine[cloud]' "
-                             f"({package}>={need})")  # fmt: skip
+        try:
+            installed = version(package)
+        except PackageNotFoundError:
+            installed = None
+        if installed is None or tuple(int(part) for part in re.findall(r"\d+", installed)[:3]) < first:
+            why = f"{package} {installed} cannot" if installed else f"{package} has no package metadata: it may not"
+            raise StoreError(f"cannot lock {url}: {why} create an object exclusively (it would overwrite another "
+                             f"ingest's lock); pip install -U 'spine[cloud]' ({package}>={'.'.join(map(str, first))})")
 
 
 # --- errors of the transport, as one line -------------------------------------------------------------

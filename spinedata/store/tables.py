@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from spinedata.errors import StoreError
-from spinedata.store.fastwrite import array_files, write_group
+from spinedata.store.fastwrite import write_arrays, write_group
 from spinedata.store.layout import STAGING
-from spinedata.store.objectpath import Location, ObjectPath, put_many
+from spinedata.store.objectpath import Location, ObjectPath
 from spinedata.store.urls import store_location
 
 if TYPE_CHECKING:
@@ -46,16 +46,8 @@ def write_table(folder: Location, frame: Mapping, dim: str, attrs: dict | None =
     store no table exists until every column is stored."""
     columns = list(frame.keys())
     n = len(frame[columns[0]]) if columns else 0
-    files = {folder / str(column) / name: payload
-             for column in columns
-             for name, payload in array_files(_column_array(frame[column]), chunks=(max(n, 1),),
-                                              dimension_names=(dim,))}  # fmt: skip
-    if isinstance(folder, ObjectPath):
-        put_many(files)
-    else:
-        for path, payload in files.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(payload)
+    write_arrays({folder / str(column): _column_array(frame[column]) for column in columns},
+                 chunks=(max(n, 1),), dimension_names=(dim,))  # fmt: skip
     write_group(folder, {COLUMNS_ATTR: [str(c) for c in columns], **(attrs or {})})
 
 

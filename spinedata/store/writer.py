@@ -35,7 +35,7 @@ from spinedata.store._fast import write_array, write_group
 from spinedata.store.fastwrite import array_files, group_document
 from spinedata.store.layout import is_complete, read_root_attrs, study_markers
 from spinedata.store.ngff import with_ngff
-from spinedata.store.objectpath import Location, ObjectPath, put_many
+from spinedata.store.objectpath import Location, ObjectPath, put_many, remove_tree
 from spinedata.store.scaling import ADD_OFFSET, SCALE_FACTOR
 from spinedata.store.urls import store_location
 
@@ -212,11 +212,7 @@ def clean_stale(root: str | os.PathLike | ObjectPath, markers: dict[str, dict] |
                 removed.append(f"{L.STAGING}/{entry.name}")
     for name in sorted(markers):
         if markers[name].get(L.COMPLETE) is not True:
-            folder = root / L.STUDIES / name
-            if isinstance(folder, ObjectPath):
-                folder.remove_tree()
-            else:
-                shutil.rmtree(folder)
+            remove_tree(root / L.STUDIES / name)
             removed.append(f"{L.STUDIES}/{name}")
     return removed
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-REPORT = "ingest_report.csv"
-"""The ingest report's name in a store (compared line by line with ``read_report``, not as bytes)."""
+# REPORT: the ingest report's name in a store (compared line by line with ``read_report``, not as bytes)
+from spinedata.ingest.paths import REPORT_NAME as REPORT
 
 
 def without_report(files: dict[str, bytes]) -> dict[str, bytes]:

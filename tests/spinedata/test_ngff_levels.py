@@ -259,3 +259,27 @@ def test_spine_ngff_levels_command(fresh, tmp_path):
     assert "written to 0, 4 already had it; level arrays written: 0, removed: 0" in result.output
     result = runner.invoke(app, ["ngff", str(root), "--levels", "-1"])
     assert result.exit_code == 2 and "-1" in result.output
+
+
+def test_a_level_that_cannot_be_deleted_is_an_error_not_counted(leveled, tmp_path, monkeypatch, capsys):
+    """``spine ngff --levels`` reports a failed delete as one line, never as removed (``shutil.rmtree`` is
+    made to fail: the tests may run as root, whom permissions do not stop)."""
+    from spinedata.store import objectpath
+    from tests.helpers.cli_helpers import cli_error
+
+    root = tmp_path / "test.zarr"
+    shutil.copytree(leveled, root)
+    real = shutil.rmtree
+
+    def refuse(path, ignore_errors=False, **kwargs):  # as a real failure would: swallowed when ignored
+        if "levels" not in str(path):
+            real(path, ignore_errors=ignore_errors, **kwargs)
+        elif not ignore_errors:
+            raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(objectpath.shutil, "rmtree", refuse)
+    with pytest.raises(PermissionError):
+        add_ngff(root, levels=1)
+    assert (root / "studies/7/u16/0/levels/2/zarr.json").exists()
+    error = cli_error(monkeypatch, capsys, ["ngff", str(root), "--levels", "1"])
+    assert error.startswith("error: Permission denied: ") and "levels/2" in error and "\n" not in error

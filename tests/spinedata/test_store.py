@@ -273,3 +273,66 @@ def test_a_table_is_the_same_bytes_in_a_folder_and_at_a_url(tmp_path):
     url = f"memory://spine-{uuid.uuid4().hex[:8]}/t"
     write_table(store_location(url), frame, "point", {"note": "n"})
     assert stored_objects(url) == local_files(tmp_path / "t") and len(local_files(tmp_path / "t")) == 7
+
+
+def test_write_arrays_puts_every_zarr_json_after_every_chunk_at_a_url(tmp_path, monkeypatch):
+    """At a URL no array is visible (its ``zarr.json``) before all its chunks are stored; the bytes are those
+    of a local folder."""
+    import uuid
+
+    from spinedata.store import fastwrite
+    from tests.helpers.stores import local_files, stored_objects
+
+    arrays = {"a": np.arange(10, dtype=np.int16), "b": np.array(["x", "yz"], dtype=object)}
+    options = {"chunks": (4,), "dimension_names": ("i",)}
+    fastwrite.write_arrays({tmp_path / name: data for name, data in arrays.items()}, **options)
+    url = f"memory://spine-{uuid.uuid4().hex[:8]}/arrays"
+    batches = []
+    real = fastwrite.put_many
+    monkeypatch.setattr(fastwrite, "put_many", lambda objects: (batches.append(sorted(p.name for p in objects)),
+                                                                real(objects)))  # fmt: skip
+    fastwrite.write_arrays({store_location(url) / name: data for name, data in arrays.items()}, **options)
+    assert batches == [["c.0", "c.0", "c.1", "c.2"], ["zarr.json", "zarr.json"]]
+    assert stored_objects(url) == local_files(tmp_path)
+
+
+def test_remove_tree_ignores_only_a_missing_tree(tmp_path, monkeypatch):
+    import uuid
+
+    from spinedata.store import objectpath
+
+    (tmp_path / "t/sub").mkdir(parents=True)
+    (tmp_path / "t/sub/f").write_bytes(b"1")
+    remote = store_location(f"memory://spine-{uuid.uuid4().hex[:8]}/s", writing=True)
+    (remote / "t/sub/f").write_bytes(b"1")
+    for folder in (tmp_path / "t", remote / "t"):
+        objectpath.remove_tree(folder)
+        assert not folder.exists()
+        objectpath.remove_tree(folder)  # already gone: nothing to do
+    (tmp_path / "u").mkdir()
+
+    def refuse(path, ignore_errors=False, **kwargs):  # as a real failure would: swallowed when ignored
+        if not ignore_errors:
+            raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(objectpath.shutil, "rmtree", refuse)
+    with pytest.raises(PermissionError):
+        objectpath.remove_tree(tmp_path / "u")
+
+
+def test_an_s3fs_without_package_metadata_is_one_line_error(monkeypatch):
+    import importlib.metadata
+
+    from spinedata.store.objectpath import check_conditional_puts
+
+    real = importlib.metadata.version
+
+    def version(name):
+        if name == "botocore":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    with pytest.raises(StoreError, match=r"^cannot lock s3://b/x.zarr: botocore has no package metadata: .* "
+                                         r"pip install -U 'spine\[cloud\]' \(botocore>=1\.35\.21\)$"):  # fmt: skip
+        check_conditional_puts("s3://b/x.zarr")
