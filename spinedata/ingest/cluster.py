@@ -171,16 +171,17 @@ class DaskCluster:
             self.stop(left)
 
     def stop(self, futures: list) -> None:
-        """Cancel ``futures``, then wait up to ``STOP_WAIT_S`` until no worker runs or holds a task of this run
-        (one that started finishes its study: it cannot be stopped from here). Confirmed by two answers in a
-        row, so that a task the scheduler was handing out shows in the second; else a ``ClusterWarning``."""
-        deadline = time.monotonic() + STOP_WAIT_S
+        """Cancel ``futures``, then wait up to ``STOP_WAIT_S`` (from the cancel's end; the workers are asked at
+        least once) until no worker runs or holds a task of this run (one that started finishes its study: it
+        cannot be stopped from here). Confirmed by two answers in a row, so that a task the scheduler was
+        handing out shows in the second; else a ``ClusterWarning``."""
         prefix = f"{KEY_PREFIX}-{self.run_id}-"
         clear, announced = 0, False
         try:
             if futures:
                 self.client.cancel(futures)
-            while time.monotonic() < deadline:
+            deadline = time.monotonic() + STOP_WAIT_S  # after the cancel, however long it took
+            while True:  # the workers are asked at least once
                 running = self._still_running(prefix)
                 clear = clear + 1 if running == 0 else 0
                 if clear == 2:
@@ -190,6 +191,8 @@ class DaskCluster:
                     warnings.warn(f"waiting up to {STOP_WAIT_S:g} s for {running} task(s) of this ingest still "
                                   f"running on Dask workers: the lock on {self.store} is held until they end "
                                   "(interrupt again to stop waiting)", ClusterWarning, stacklevel=2)  # fmt: skip
+                if time.monotonic() >= deadline:
+                    break
                 time.sleep(STOP_POLL_S)
         except (OSError, TimeoutError) as error:  # the scheduler does not answer
             return self._unconfirmed(f"the Dask scheduler does not answer: {' '.join(str(error).split())}")

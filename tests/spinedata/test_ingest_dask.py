@@ -442,6 +442,40 @@ def test_studies_finished_but_not_collected_when_the_workers_are_gone_are_kept(m
     assert executor.outstanding == {} and all(future.released for future in client.futures)
 
 
+class _SlowCancel(_Workerless):
+    """A client whose ``cancel`` takes longer than ``STOP_WAIT_S``; its workers run no task of the run."""
+
+    def __init__(self):
+        super().__init__([("pending", None)])
+        self.asked = 0
+
+    def cancel(self, futures):
+        time.sleep(0.3)
+        super().cancel(futures)
+
+    def run(self, function, *args, on_error="raise"):
+        self.asked += 1
+        return {"tcp://a:1": 0}
+
+
+def test_a_slow_cancel_still_asks_the_workers(monkeypatch):
+    """The wait for the workers starts once the cancel has returned: they are asked, and their two answers
+    confirm that no task of the run is left, so no warning."""
+    import warnings
+
+    from spinedata.ingest.cluster import DaskCluster
+
+    monkeypatch.setattr("spinedata.ingest.cluster.STOP_WAIT_S", 0.2)
+    monkeypatch.setattr("spinedata.ingest.cluster.STOP_POLL_S", 0)
+    client = _SlowCancel()
+    executor = DaskCluster(client)
+    executor._submit(lambda: None, "study-1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ClusterWarning)
+        executor.__exit__(None, None, None)
+    assert client.asked == 2 and client.futures[0].status == "cancelled"
+
+
 def test_a_dask_backed_image_equals_the_eager_one(synth_store, client):
     eager, lazy = sd.open_dataset(synth_store), sd.open_dataset(synth_store, chunks={})
     n_stacks = 0
