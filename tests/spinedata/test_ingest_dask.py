@@ -7,7 +7,6 @@ import os
 import re
 import socket
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -150,17 +149,26 @@ def slow_on_1001(store_root, job, *args):
     return result
 
 
-def interrupt_after_one(go: Path | None = None):
-    """A progress callback that interrupts the run (as Ctrl-C would) once the first study is in; with ``go``,
-    study 1001 may go on a second later."""
+def interrupt_after_one(stage: str, done: int, total: int) -> None:
+    """A progress callback that interrupts the run (as Ctrl-C would) once the first study is in."""
+    if stage == "ingest" and done == 1:
+        raise KeyboardInterrupt
 
-    def progress(stage: str, done: int, total: int) -> None:
-        if stage == "ingest" and done == 1:
-            if go is not None:
-                threading.Timer(1.0, go.touch).start()
-            raise KeyboardInterrupt
 
-    return progress
+def release_once_waited_for(monkeypatch, go: Path) -> None:
+    """Study 1001 (``slow_on_1001``) goes on once ``DaskCluster.stop`` has seen a task of the run still on a
+    worker: a ``stop`` that does not ask the workers leaves it waiting."""
+    from spinedata.ingest.cluster import DaskCluster
+
+    asked = DaskCluster._still_running
+
+    def still_running(self, prefix: str) -> int:
+        running = asked(self, prefix)
+        if running:
+            go.touch()
+        return running
+
+    monkeypatch.setattr(DaskCluster, "_still_running", still_running)
 
 
 def test_an_interrupted_run_releases_the_lock_only_after_its_running_tasks_end(dataset, tmp_path, cluster,
@@ -170,9 +178,10 @@ def test_an_interrupted_run_releases_the_lock_only_after_its_running_tasks_end(d
     data, _ = dataset
     out = tmp_path / "out.zarr"
     monkeypatch.setattr("spinedata.ingest.cluster.ingest_study", slow_on_1001)
+    release_once_waited_for(monkeypatch, tmp_path / "go")
     with pytest.warns(ClusterWarning, match=r"waiting up to 120 s for 1 task\(s\) of this ingest still running"):
         with pytest.raises(KeyboardInterrupt):
-            ingest(data, out, scheduler=cluster.scheduler_address, progress=interrupt_after_one(tmp_path / "go"))
+            ingest(data, out, scheduler=cluster.scheduler_address, progress=interrupt_after_one)
     assert (tmp_path / "1001.done").exists() and not (out / ".ingest.lock").exists()
     assert sd.open_dataset(out).study_ids == ["1001", "1002"]
     monkeypatch.undo()
@@ -184,14 +193,14 @@ def test_a_task_still_running_after_the_wait_is_a_warning(dataset, tmp_path, clu
     """When the running task outlasts ``STOP_WAIT_S``, the lock is released with a warning that says so."""
     data, _ = dataset
     monkeypatch.setattr("spinedata.ingest.cluster.ingest_study", slow_on_1001)
-    monkeypatch.setattr("spinedata.ingest.cluster.STOP_WAIT_S", 0.5)
+    monkeypatch.setattr("spinedata.ingest.cluster.STOP_WAIT_S", 2.0)
     with pytest.warns(ClusterWarning) as warned:
         with pytest.raises(KeyboardInterrupt):
-            ingest(data, tmp_path / "out.zarr", scheduler=cluster.scheduler_address, progress=interrupt_after_one())
+            ingest(data, tmp_path / "out.zarr", scheduler=cluster.scheduler_address, progress=interrupt_after_one)
     lines = [str(w.message) for w in warned]
-    assert len(lines) == 2 and lines[0].startswith("waiting up to 0.5 s for 1 task(s)")
+    assert len(lines) == 2 and lines[0].startswith("waiting up to 2 s for 1 task(s)")
     assert re.fullmatch(r"tasks of this ingest may still be writing into .*out.zarr on Dask workers \(not confirmed "
-                        r"ended after 0.5 s\); its lock is released now: wait .*, or restart them, .*", lines[1])
+                        r"ended after 2 s\); its lock is released now: wait .*, or restart them, .*", lines[1])
     assert not (tmp_path / "1001.done").exists()  # the warning was due: the task still runs
     (tmp_path / "go").touch()
     deadline = time.monotonic() + 30
