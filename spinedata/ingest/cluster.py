@@ -68,8 +68,7 @@ KILLED = "on the Dask cluster: the scheduler gave up on it after the workers run
 
 
 class NotRun(Exception):
-    """The cluster did not run a task: it had no worker for ``WORKER_WAIT_S``, cancelled the task, or never
-    reported its end."""
+    """The cluster did not run a task: it had no worker for ``WORKER_WAIT_S``, or cancelled the task."""
 
 
 def _distributed():
@@ -265,11 +264,10 @@ class DaskCluster:
     def _outcomes(self, keys: list[str]) -> Iterator[tuple[int, Any, BaseException | None]]:
         """``(index, result, None)`` or ``(index, None, error)`` of the task of each key, as it finishes: one
         for every key. Tasks still waiting when the cluster has had no worker for ``WORKER_WAIT_S`` end with
-        ``NotRun``; so does one whose end the cluster never reported."""
+        ``NotRun``."""
         index_of = {key: i for i, key in enumerate(keys)}
         pending = self.distributed.as_completed([self.outstanding[k] for k in keys], loop=self.client.loop)
         checked = with_workers = time.monotonic()
-        lost = NotRun("the cluster did not report its end")
         while not pending.is_empty():
             ready = pending.next_batch(block=False)
             for future in ready:
@@ -284,9 +282,14 @@ class DaskCluster:
             if self._n_workers() > 0:
                 with_workers = now
             elif now - with_workers >= WORKER_WAIT_S:
-                lost = NotRun(f"the cluster had no worker for {WORKER_WAIT_S:g} s")
-                break
-        del pending  # it holds the futures not yet handed out
+                del pending  # it holds the futures not yet handed out
+                yield from self._without_workers(keys, index_of)
+                return
+
+    def _without_workers(self, keys: list[str],
+                         index_of: dict[str, int]) -> Iterator[tuple[int, Any, BaseException | None]]:
+        """The outcomes of the tasks of ``keys`` not yet collected when the cluster has had no worker for
+        ``WORKER_WAIT_S``: those that finished are kept, the others cancelled, each ``NotRun``."""
         left = [key for key in keys if key in self.outstanding]
         for key in [k for k in left if self.outstanding[k].status in ("finished", "error")]:
             yield index_of[key], *self._take(key)  # finished, not yet collected: kept, not lost
@@ -294,6 +297,7 @@ class DaskCluster:
         if left:
             self.cancelled = True
             self.client.cancel([self.outstanding[key] for key in left])
+            lost = NotRun(f"the cluster had no worker for {WORKER_WAIT_S:g} s")
             for key in left:
                 self.outstanding.pop(key).release()
                 yield index_of[key], None, lost
