@@ -94,13 +94,11 @@ def s3_endpoint():
 def s3_bucket(s3_endpoint, monkeypatch):
     """A new empty bucket on ``s3_endpoint``; the environment names the server and its credentials, as a
     user's would (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ...)."""
-    import s3fs
-
-    from tests.helpers.s3server import CREDENTIALS, new_bucket
+    from tests.helpers.s3server import CREDENTIALS, close_filesystems, new_bucket
 
     for name, value in CREDENTIALS.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
-    s3fs.S3FileSystem.clear_instance_cache()  # fsspec keeps filesystems (and their credentials) per process
+    close_filesystems()  # fsspec keeps filesystems (and their credentials) per process
     yield new_bucket(s3_endpoint)
-    s3fs.S3FileSystem.clear_instance_cache()
+    close_filesystems()  # and their sessions, which aiohttp reports on stderr when collected unclosed

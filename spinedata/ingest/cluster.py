@@ -68,8 +68,7 @@ KILLED = "on the Dask cluster: the scheduler gave up on it after the workers run
 
 
 class NotRun(Exception):
-    """The cluster did not run a task: it had no worker for ``WORKER_WAIT_S``, cancelled the task, or never
-    reported its end."""
+    """The cluster did not run a task: it had no worker for ``WORKER_WAIT_S``, or cancelled the task."""
 
 
 def _distributed():
@@ -171,16 +170,17 @@ class DaskCluster:
             self.stop(left)
 
     def stop(self, futures: list) -> None:
-        """Cancel ``futures``, then wait up to ``STOP_WAIT_S`` until no worker runs or holds a task of this run
-        (one that started finishes its study: it cannot be stopped from here). Confirmed by two answers in a
-        row, so that a task the scheduler was handing out shows in the second; else a ``ClusterWarning``."""
-        deadline = time.monotonic() + STOP_WAIT_S
+        """Cancel ``futures``, then wait up to ``STOP_WAIT_S`` (from the cancel's end; the workers are asked at
+        least once) until no worker runs or holds a task of this run (one that started finishes its study: it
+        cannot be stopped from here). Confirmed by two answers in a row, so that a task the scheduler was
+        handing out shows in the second; else a ``ClusterWarning``."""
         prefix = f"{KEY_PREFIX}-{self.run_id}-"
         clear, announced = 0, False
         try:
             if futures:
                 self.client.cancel(futures)
-            while time.monotonic() < deadline:
+            deadline = time.monotonic() + STOP_WAIT_S  # after the cancel, however long it took
+            while True:  # the workers are asked at least once
                 running = self._still_running(prefix)
                 clear = clear + 1 if running == 0 else 0
                 if clear == 2:
@@ -190,6 +190,8 @@ class DaskCluster:
                     warnings.warn(f"waiting up to {STOP_WAIT_S:g} s for {running} task(s) of this ingest still "
                                   f"running on Dask workers: the lock on {self.store} is held until they end "
                                   "(interrupt again to stop waiting)", ClusterWarning, stacklevel=2)  # fmt: skip
+                if time.monotonic() >= deadline:
+                    break
                 time.sleep(STOP_POLL_S)
         except (OSError, TimeoutError) as error:  # the scheduler does not answer
             return self._unconfirmed(f"the Dask scheduler does not answer: {' '.join(str(error).split())}")
@@ -262,11 +264,10 @@ class DaskCluster:
     def _outcomes(self, keys: list[str]) -> Iterator[tuple[int, Any, BaseException | None]]:
         """``(index, result, None)`` or ``(index, None, error)`` of the task of each key, as it finishes: one
         for every key. Tasks still waiting when the cluster has had no worker for ``WORKER_WAIT_S`` end with
-        ``NotRun``; so does one whose end the cluster never reported."""
+        ``NotRun``."""
         index_of = {key: i for i, key in enumerate(keys)}
         pending = self.distributed.as_completed([self.outstanding[k] for k in keys], loop=self.client.loop)
         checked = with_workers = time.monotonic()
-        lost = NotRun("the cluster did not report its end")
         while not pending.is_empty():
             ready = pending.next_batch(block=False)
             for future in ready:
@@ -281,9 +282,14 @@ class DaskCluster:
             if self._n_workers() > 0:
                 with_workers = now
             elif now - with_workers >= WORKER_WAIT_S:
-                lost = NotRun(f"the cluster had no worker for {WORKER_WAIT_S:g} s")
-                break
-        del pending  # it holds the futures not yet handed out
+                del pending  # it holds the futures not yet handed out
+                yield from self._without_workers(keys, index_of)
+                return
+
+    def _without_workers(self, keys: list[str],
+                         index_of: dict[str, int]) -> Iterator[tuple[int, Any, BaseException | None]]:
+        """The outcomes of the tasks of ``keys`` not yet collected when the cluster has had no worker for
+        ``WORKER_WAIT_S``: those that finished are kept, the others cancelled, each ``NotRun``."""
         left = [key for key in keys if key in self.outstanding]
         for key in [k for k in left if self.outstanding[k].status in ("finished", "error")]:
             yield index_of[key], *self._take(key)  # finished, not yet collected: kept, not lost
@@ -291,6 +297,7 @@ class DaskCluster:
         if left:
             self.cancelled = True
             self.client.cancel([self.outstanding[key] for key in left])
+            lost = NotRun(f"the cluster had no worker for {WORKER_WAIT_S:g} s")
             for key in left:
                 self.outstanding.pop(key).release()
                 yield index_of[key], None, lost

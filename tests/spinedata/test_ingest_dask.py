@@ -7,7 +7,6 @@ import os
 import re
 import socket
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -150,17 +149,26 @@ def slow_on_1001(store_root, job, *args):
     return result
 
 
-def interrupt_after_one(go: Path | None = None):
-    """A progress callback that interrupts the run (as Ctrl-C would) once the first study is in; with ``go``,
-    study 1001 may go on a second later."""
+def interrupt_after_one(stage: str, done: int, total: int) -> None:
+    """A progress callback that interrupts the run (as Ctrl-C would) once the first study is in."""
+    if stage == "ingest" and done == 1:
+        raise KeyboardInterrupt
 
-    def progress(stage: str, done: int, total: int) -> None:
-        if stage == "ingest" and done == 1:
-            if go is not None:
-                threading.Timer(1.0, go.touch).start()
-            raise KeyboardInterrupt
 
-    return progress
+def release_once_waited_for(monkeypatch, go: Path) -> None:
+    """Study 1001 (``slow_on_1001``) goes on once ``DaskCluster.stop`` has seen a task of the run still on a
+    worker: a ``stop`` that does not ask the workers leaves it waiting."""
+    from spinedata.ingest.cluster import DaskCluster
+
+    asked = DaskCluster._still_running
+
+    def still_running(self, prefix: str) -> int:
+        running = asked(self, prefix)
+        if running:
+            go.touch()
+        return running
+
+    monkeypatch.setattr(DaskCluster, "_still_running", still_running)
 
 
 def test_an_interrupted_run_releases_the_lock_only_after_its_running_tasks_end(dataset, tmp_path, cluster,
@@ -170,9 +178,10 @@ def test_an_interrupted_run_releases_the_lock_only_after_its_running_tasks_end(d
     data, _ = dataset
     out = tmp_path / "out.zarr"
     monkeypatch.setattr("spinedata.ingest.cluster.ingest_study", slow_on_1001)
+    release_once_waited_for(monkeypatch, tmp_path / "go")
     with pytest.warns(ClusterWarning, match=r"waiting up to 120 s for 1 task\(s\) of this ingest still running"):
         with pytest.raises(KeyboardInterrupt):
-            ingest(data, out, scheduler=cluster.scheduler_address, progress=interrupt_after_one(tmp_path / "go"))
+            ingest(data, out, scheduler=cluster.scheduler_address, progress=interrupt_after_one)
     assert (tmp_path / "1001.done").exists() and not (out / ".ingest.lock").exists()
     assert sd.open_dataset(out).study_ids == ["1001", "1002"]
     monkeypatch.undo()
@@ -184,14 +193,14 @@ def test_a_task_still_running_after_the_wait_is_a_warning(dataset, tmp_path, clu
     """When the running task outlasts ``STOP_WAIT_S``, the lock is released with a warning that says so."""
     data, _ = dataset
     monkeypatch.setattr("spinedata.ingest.cluster.ingest_study", slow_on_1001)
-    monkeypatch.setattr("spinedata.ingest.cluster.STOP_WAIT_S", 0.5)
+    monkeypatch.setattr("spinedata.ingest.cluster.STOP_WAIT_S", 2.0)
     with pytest.warns(ClusterWarning) as warned:
         with pytest.raises(KeyboardInterrupt):
-            ingest(data, tmp_path / "out.zarr", scheduler=cluster.scheduler_address, progress=interrupt_after_one())
+            ingest(data, tmp_path / "out.zarr", scheduler=cluster.scheduler_address, progress=interrupt_after_one)
     lines = [str(w.message) for w in warned]
-    assert len(lines) == 2 and lines[0].startswith("waiting up to 0.5 s for 1 task(s)")
+    assert len(lines) == 2 and lines[0].startswith("waiting up to 2 s for 1 task(s)")
     assert re.fullmatch(r"tasks of this ingest may still be writing into .*out.zarr on Dask workers \(not confirmed "
-                        r"ended after 0.5 s\); its lock is released now: wait .*, or restart them, .*", lines[1])
+                        r"ended after 2 s\); its lock is released now: wait .*, or restart them, .*", lines[1])
     assert not (tmp_path / "1001.done").exists()  # the warning was due: the task still runs
     (tmp_path / "go").touch()
     deadline = time.monotonic() + 30
@@ -440,6 +449,40 @@ def test_studies_finished_but_not_collected_when_the_workers_are_gone_are_kept(m
         "study not ingested (on the Dask cluster: the cluster had no worker for 0 s); re-run to retry it"]
     assert [s.reason for s in results["1003"].skipped] == ["study left out: unexpected ValueError: boom"]
     assert executor.outstanding == {} and all(future.released for future in client.futures)
+
+
+class _SlowCancel(_Workerless):
+    """A client whose ``cancel`` takes longer than ``STOP_WAIT_S``; its workers run no task of the run."""
+
+    def __init__(self):
+        super().__init__([("pending", None)])
+        self.asked = 0
+
+    def cancel(self, futures):
+        time.sleep(0.3)
+        super().cancel(futures)
+
+    def run(self, function, *args, on_error="raise"):
+        self.asked += 1
+        return {"tcp://a:1": 0}
+
+
+def test_a_slow_cancel_still_asks_the_workers(monkeypatch):
+    """The wait for the workers starts once the cancel has returned: they are asked, and their two answers
+    confirm that no task of the run is left, so no warning."""
+    import warnings
+
+    from spinedata.ingest.cluster import DaskCluster
+
+    monkeypatch.setattr("spinedata.ingest.cluster.STOP_WAIT_S", 0.2)
+    monkeypatch.setattr("spinedata.ingest.cluster.STOP_POLL_S", 0)
+    client = _SlowCancel()
+    executor = DaskCluster(client)
+    executor._submit(lambda: None, "study-1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ClusterWarning)
+        executor.__exit__(None, None, None)
+    assert client.asked == 2 and client.futures[0].status == "cancelled"
 
 
 def test_a_dask_backed_image_equals_the_eager_one(synth_store, client):
