@@ -98,7 +98,7 @@ def test_output_inside_the_store_or_a_file_is_refused(monkeypatch, capsys, store
 def test_missing_extra_is_one_line(monkeypatch, capsys, store, tmp_path):
     monkeypatch.setitem(sys.modules, "nibabel", None)
     message = cli_error(monkeypatch, capsys, ["export", str(store), str(tmp_path / "out")])
-    assert message == "error: nifti export needs nibabel, which is not installed: pip install 'spine[interop]'"
+    assert message == "error: nifti export needs the interop extra: pip install 'spine[interop]' (nibabel is not installed)"
 
 
 @pytest.mark.testdata
