@@ -153,7 +153,7 @@ def _write_array(target: Location, data: np.ndarray, attributes: dict) -> None:
     """Write one level array so that it appears whole (see the module's docstring), replacing one there."""
     options = _options(data.shape)
     if isinstance(target, ObjectPath):
-        target.remove_tree()
+        remove_tree(target)
         write_arrays({target: data}, attributes=attributes, **options)
         return
     temporary = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}"

@@ -206,7 +206,7 @@ def clean_stale(root: str | os.PathLike | ObjectPath, markers: dict[str, dict] |
         if staging.is_dir():
             for entry in sorted(staging.iterdir()):
                 if entry.is_dir():
-                    shutil.rmtree(entry)
+                    remove_tree(entry)
                 else:
                     entry.unlink()
                 removed.append(f"{L.STAGING}/{entry.name}")
