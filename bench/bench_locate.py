@@ -18,6 +18,7 @@ the slice normal), 3D point errors (mm) per condition group, the rows with a
 warning, the points more than 15 mm from the truth *without* a warning; then the mean and range over the
 seeds, and the error quantiles per confidence band (all seeds pooled). ``--skip-train`` reuses the run
 directories under ``--out``; ``--no-refine`` locates without the sub-slice refinement of the spinal points;
+``--no-fine`` neither trains nor uses the point refiner (``fine_keypoints``);
 ``--demo-epochs`` trains with ``spine demo``'s epochs (``spinemodels.demo.DEMO_EPOCHS``). The label audit
 (first seed, first store) shifts every label of ``--inject`` studies by one level and audits them.
 """
@@ -41,7 +42,9 @@ from spinemodels.inference.slice_refine import SliceRefineOptions
 from spinemodels.inference.stage_one_networks import KEYPOINT_SHIFTS, keypoint_shift_set
 from spinemodels.training import train
 
-CONFIGS = {"finder": "pkg:cpu/slice_finder", "keypoints": "pkg:cpu/keypoints"}
+CONFIGS = {"finder": "pkg:cpu/slice_finder", "keypoints": "pkg:cpu/keypoints", "fine": "pkg:cpu/fine_keypoints"}
+TASKS = {"finder": "slice_finder", "keypoints": "keypoints", "fine": "fine_keypoints"}
+SETS = {"finder": "finder_set", "keypoints": "keypoints_set", "fine": "fine_set"}
 GROUPS = {name: CONDITION_GROUPS[name].conditions for name in SCORED_GROUPS}
 LARGE_ERROR_MM = 15.0
 """A point this far from the truth must carry a warning."""
@@ -143,20 +146,23 @@ def markdown(frame: pd.DataFrame) -> str:
 
 
 def train_runs(args, seed: int, out: Path) -> tuple[list[Path], dict]:
-    """Train (unless ``--skip-train``) both stage-1 models for one ``train.seed``; their run directories."""
+    """Train (unless ``--skip-train``) the stage-1 models for one ``train.seed`` (the point refiner unless
+    ``--no-fine``); their run directories."""
     from spinemodels.demo import DEMO_EPOCHS
 
     runs, seconds = [], {}
     for name, path in CONFIGS.items():
+        if name == "fine" and args.no_fine:
+            continue
         run_dir = out / name
         runs.append(run_dir)
         if args.skip_train:
             continue
-        task = "slice_finder" if name == "finder" else "keypoints"
+        task = TASKS[name]
         overrides = [*args.set, f"train.seed={seed}"]
         if args.demo_epochs:
             overrides.append(f"train.epochs={DEMO_EPOCHS[task]}")
-        overrides += args.finder_set if name == "finder" else args.keypoints_set
+        overrides += getattr(args, SETS[name])
         config = load_config(path, overrides)
         start = time.perf_counter()
         train(config, args.train, run_dir, progress=False)
@@ -180,6 +186,9 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="override for both configs, key=value")
     parser.add_argument("--finder-set", action="append", default=[], help="override for the slice finder")
     parser.add_argument("--keypoints-set", action="append", default=[], help="override for the keypoint model")
+    parser.add_argument("--fine-set", action="append", default=[], help="override for the point refiner")
+    parser.add_argument("--no-fine", action="store_true",
+                        help="without the point refiner (fine_keypoints): the keypoint model's points")
     parser.add_argument("--demo-epochs", action="store_true", help="the epochs `spine demo` trains with")
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--refine-half-length", type=float, default=None,

@@ -7,7 +7,7 @@ and each level's spinal point is compared across the matrices (and with the trut
 
 Prints, per study, the largest distance (mm) between any two matrices' points of a level (spinal, all
 levels), the error against the truth per matrix, and the rows with a warning; then the median and maximum
-over the studies.
+over the levels, and the largest spread across the slices and in-plane (each the largest over the pairs).
 """
 
 from __future__ import annotations
@@ -61,11 +61,17 @@ def main() -> None:
     truth = pd.read_csv(out / f"synth_{args.matrices[0]}" / "synth_truth.csv", dtype={"study_id": str})
     truth = truth[truth["condition"] == CONDITIONS[0]].set_index(["study_id", "level"])
     keys = located[args.matrices[0]].index
-    spread = np.zeros(len(keys))
+    first = spinedata.open_dataset(str(out / f"m{args.matrices[0]}.zarr"))
+    normals = np.array([first.study(study_id).series[str(row.series_id)].stacks[int(row.stack)].geometry.normal
+                        for (study_id, _), row in zip(keys, located[args.matrices[0]].itertuples(), strict=True)],
+                       dtype=np.float64)
+    spread, across, in_plane = np.zeros(len(keys)), np.zeros(len(keys)), np.zeros(len(keys))
     for a, b in itertools.combinations(args.matrices, 2):
-        pa = located[a].loc[keys, WORLD].to_numpy(float)
-        pb = located[b].loc[keys, WORLD].to_numpy(float)
-        spread = np.maximum(spread, np.linalg.norm(pa - pb, axis=1))
+        d = located[a].loc[keys, WORLD].to_numpy(float) - located[b].loc[keys, WORLD].to_numpy(float)
+        normal_part = np.abs(np.sum(d * normals, axis=1))
+        spread = np.maximum(spread, np.linalg.norm(d, axis=1))
+        across = np.maximum(across, normal_part)
+        in_plane = np.maximum(in_plane, np.sqrt(np.maximum(np.sum(d * d, axis=1) - normal_part**2, 0.0)))
     table = pd.DataFrame({"spread_mm": spread}, index=keys)
     for matrix in args.matrices:
         error = located[matrix].loc[keys, WORLD].to_numpy(float) - truth.loc[keys, WORLD].to_numpy(float)
@@ -83,6 +89,10 @@ def main() -> None:
     print(f"\nlevels: {len(table)}; spread median {np.median(spread):.2f} mm, 90th percentile "
           f"{np.quantile(spread, 0.9):.2f} mm, max {spread.max():.2f} mm; levels within 1 mm: "
           f"{np.mean(spread <= 1.0):.0%}")
+    print(f"of which across the slices (along the first matrix's slice normal): median {np.median(across):.2f} mm, "
+          f"max {across.max():.2f} mm; in-plane: median {np.median(in_plane):.2f} mm, 90th percentile "
+          f"{np.quantile(in_plane, 0.9):.2f} mm, max {in_plane.max():.2f} mm; levels within 1 mm in-plane: "
+          f"{np.mean(in_plane <= 1.0):.0%}")
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ import torch
 from bench_gpu import synth_store
 
 REPO = Path(__file__).resolve().parents[1]
-TASKS = ("slice_finder", "keypoints", "grade_spinal", "grade_foraminal", "grade_subarticular", "grade_spinal_axial")
+TASKS = ("slice_finder", "keypoints", "fine_keypoints", "grade_spinal", "grade_foraminal", "grade_subarticular", "grade_spinal_axial")
 REFERENCE = [f"pkg:{n}" for n in TASKS]
 CPU = [f"pkg:cpu/{n}" for n in TASKS]
 PER_SLICE = ("slice_finder", "grade_spinal", "grade_foraminal", "grade_subarticular", "grade_spinal_axial")

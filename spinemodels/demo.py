@@ -41,7 +41,7 @@ CONFIGS = "pkg:cpu/"
 """The small CPU configs the demo trains: ``pkg:cpu/NAME``, shipped inside the package
 (``spinemodels.config.packaged_config``), so the demo runs from any installed wheel."""
 
-STAGE_ONE = ("slice_finder", "keypoints")
+STAGE_ONE = ("slice_finder", "keypoints", "fine_keypoints")
 GRADERS = ("grade_spinal", "grade_foraminal", "grade_subarticular", "grade_spinal_axial")
 """The three graders and the spinal canal's second view (Axial T2), which the master model also takes."""
 MASTER = "grade_master"
@@ -49,6 +49,7 @@ MASTER = "grade_master"
 DEMO_EPOCHS: dict[str, int] = {
     "slice_finder": 16,
     "keypoints": 24,
+    "fine_keypoints": 20,
     "grade_spinal": 20,
     "grade_foraminal": 20,
     "grade_subarticular": 20,

@@ -148,8 +148,9 @@ def spinal_stack_candidates(study: Any, roles: tuple[str, ...]) -> list[tuple[st
 
 
 class StackCache:
-    """Stacks on their ``PhysicalGrid``, normalised there (``PhysicalGrid.normalised``), kept in memory up to ``max_bytes`` (least recently used
-    dropped first). One cache per dataset object, hence one per DataLoader worker.
+    """Stacks on their ``PhysicalGrid``, normalised there (``PhysicalGrid.normalised``), or as they are (float32)
+    when asked with no grid, kept in memory up to ``max_bytes`` (least recently used dropped first). One cache
+    per dataset object, hence one per DataLoader worker.
     """
 
     def __init__(self, max_bytes: int):
@@ -157,13 +158,15 @@ class StackCache:
         self._items: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._bytes = 0
 
-    def get(self, key: tuple, stack: Any, grid: PhysicalGrid) -> np.ndarray:
-        """(n, size, size) float32 for ``stack``, read, normalised and resampled to ``grid`` once."""
+    def get(self, key: tuple, stack: Any, grid: PhysicalGrid | None) -> np.ndarray:
+        """(n, size, size) float32 for ``stack``, read, normalised and resampled to ``grid`` once; with no grid
+        (n, rows, cols) float32, the stack's own pixels."""
         key = (*key, grid)
         if key in self._items:
             self._items.move_to_end(key)
             return self._items[key]
-        array = grid.normalised(np.asarray(stack.read()))
+        pixels = np.asarray(stack.read())
+        array = grid.normalised(pixels) if grid is not None else pixels.astype(np.float32, copy=False)
         if array.nbytes <= self.max_bytes:
             self._items[key] = array
             self._bytes += array.nbytes

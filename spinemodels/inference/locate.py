@@ -5,7 +5,8 @@
 2. The keypoint UNet on the slices around the chosen slices: the in-plane spinal point of each level.
    On a Sagittal T2/STIR stack each level's slice is then refined to a fractional slice from the CSF across
    the slices around the point (``slice_refine``; the slice finder's slice where the evidence is weak); the
-   point goes to LPS mm through the stack's geometry.
+   point goes to LPS mm through the stack's geometry. When a point refiner run (``fine_keypoints``) is given,
+   each point is then moved in-plane by it (``point_refine``; refused beyond ``max_move_mm``, a problem).
 3. Anatomical checks (``anatomy_checks``: order, spacing, CSF band). When a level fails, other centre slices
    of the stack (the slice finder's runner-up, the stack's middle; slice from the refinement only), then the
    other sagittal stacks are tried; the try with the fewest failing levels is kept, and its
@@ -33,6 +34,7 @@ from spinemodels.data.spinal import SPINAL_ROLES
 from spinemodels.data.stackio import spinal_stack_candidates
 from spinemodels.errors import LocateError
 from spinemodels.inference.anatomy_checks import check_levels, level_confidence, slice_support
+from spinemodels.inference.point_refine import PointRefineOptions, PointRefiner
 from spinemodels.inference.runs import FoldModels, RunDirError
 from spinemodels.inference.slice_refine import SliceRefineOptions, refine_levels
 from spinemodels.inference.stage_one_networks import (
@@ -125,9 +127,11 @@ class SpinalFit:
 def fit_spinal(stack: Any, series_id: str, k: int, role: str, probs: np.ndarray | None, starts: np.ndarray,
                keypoints, study_id: str, oof: bool, device, cache: dict,
                slice_refine: SliceRefineOptions | None, how: str = "",
-               keypoint_shifts: tuple[tuple[float, float], ...] = KEYPOINT_SHIFTS) -> SpinalFit | None:
+               keypoint_shifts: tuple[tuple[float, float], ...] = KEYPOINT_SHIFTS,
+               refiner: PointRefiner | None = None) -> SpinalFit | None:
     """Keypoints around ``starts`` (5,) (their median is the centre slice), each level's slice refined from its
-    start (``slice_refine``; None keeps the starts), then the checks. None when no keypoint fold applies."""
+    start (``slice_refine``; None keeps the starts), the points moved in-plane by ``refiner`` (Sagittal
+    T2/STIR only), then the checks. None when no keypoint fold applies."""
     starts = np.asarray(starts, dtype=np.float64)
     centre = int(round(float(np.median(starts))))
     found = keypoint_points(keypoints, stack, centre, study_id, oof, device, cache, keypoint_shifts)
@@ -141,9 +145,15 @@ def fit_spinal(stack: Any, series_id: str, k: int, role: str, probs: np.ndarray 
     use = slice_refine is not None and evidence is not None
     refined = [bool(use and r.used) for r in evidence] if evidence is not None else [False] * len(LEVELS)
     positions = np.where(refined, [r.position for r in evidence] if evidence else starts, np.round(starts))
+    moved = (refiner.refine(stack_volume(stack, cache), positions, points, stack.geometry.pixel_spacing, study_id,
+                            oof, device) if csf and refiner is not None else None)
+    if moved is not None:
+        points = moved.points
     world = np.array([stack.voxel_to_world(np.array([positions[j], *points[j]], dtype=np.float64))
                       for j in range(len(LEVELS))])
     problems = check_levels(world, evidence)
+    if moved is not None:
+        problems = [(*mine, *theirs) for mine, theirs in zip(problems, moved.problems, strict=True)]
     return SpinalFit(series_id, k, stack, role, probs, centre, positions, refined, points, heat, world, problems, how)
 
 
@@ -163,7 +173,8 @@ def fallback_centres(probs: np.ndarray, tried: set[int], n: int) -> list[int]:
 
 def locate_spinal(study: Any, candidates: list, finders, keypoints, *, oof: bool, device, cache: dict,
                   slice_refine: SliceRefineOptions | None,
-                  keypoint_shifts: tuple[tuple[float, float], ...] = KEYPOINT_SHIFTS) -> tuple[SpinalFit | None, list[str]]:
+                  keypoint_shifts: tuple[tuple[float, float], ...] = KEYPOINT_SHIFTS,
+                  refiner: PointRefiner | None = None) -> tuple[SpinalFit | None, list[str]]:
     """The spinal points of a study: the slice finder's choice on the stack where it is most confident; when
     they fail a check, other centre slices of that stack (refinement only), then the other sagittal stacks.
     The first try that passes every check wins; without one, the try with the fewest failing levels (the
@@ -188,7 +199,7 @@ def locate_spinal(study: Any, candidates: list, finders, keypoints, *, oof: bool
 
     def attempt(series_id, k, stack, probs, starts, how, options) -> SpinalFit | None:
         fit = fit_spinal(stack, series_id, k, study.series[series_id].role, probs, starts, keypoints, study_id,
-                         oof, device, cache, options, how, keypoint_shifts)
+                         oof, device, cache, options, how, keypoint_shifts, refiner)
         if fit is not None:
             tries.append(fit)
         return fit
@@ -243,7 +254,8 @@ def level_warnings(fit: SpinalFit) -> list[str]:
 
 def locate_study(study: Any, finders, keypoints, *, oof: bool, device,
                  slice_refine: SliceRefineOptions | None = None,
-                 keypoint_shifts: tuple[tuple[float, float], ...] = KEYPOINT_SHIFTS) -> tuple[list[dict], list[str]]:
+                 keypoint_shifts: tuple[tuple[float, float], ...] = KEYPOINT_SHIFTS,
+                 refiner: PointRefiner | None = None) -> tuple[list[dict], list[str]]:
     """Rows of coords.csv for one study (25, or none with a warning when no model or stack applies)."""
     study_id = str(study.study_id)
     warnings: list[str] = []
@@ -265,7 +277,7 @@ def locate_study(study: Any, finders, keypoints, *, oof: bool, device,
     cache: dict = {}
     fit, notes = locate_spinal(study, candidates[:MAX_CANDIDATE_STACKS], finders, keypoints, oof=oof,
                                device=device, cache=cache, slice_refine=slice_refine,
-                               keypoint_shifts=keypoint_shifts)
+                               keypoint_shifts=keypoint_shifts, refiner=refiner)
     warnings += notes
     if fit is None:
         return [], warnings
@@ -313,24 +325,29 @@ def _row(study_id, series_id, stack, slice_, instance, condition, level, row, co
 def locate(dataset: Any, run_paths: list[str | Path], *, study_ids: list[str] | None = None, oof: bool = False,
            device: str | None = None, progress: bool = True,
            slice_refine: SliceRefineOptions | None = SliceRefineOptions(),
-           keypoint_shifts: tuple[tuple[float, float], ...] = KEYPOINT_SHIFTS) -> tuple[pd.DataFrame, list[str]]:
+           keypoint_shifts: tuple[tuple[float, float], ...] = KEYPOINT_SHIFTS,
+           point_refine: PointRefineOptions | None = PointRefineOptions()) -> tuple[pd.DataFrame, list[str]]:
     """Locate every condition and level of every (or the given) study of an opened dataset.
 
     ``slice_refine``: settings of the sub-slice refinement of the spinal points (None: the slice finder's
     slices as they are). Returns coords (``COORD_COLUMNS``) and the warnings (also in the rows' ``warning``
     column). ``keypoint_shifts``: sub-pixel placements of the keypoint grid whose points are averaged.
+    ``point_refine``: settings of the in-plane refinement by the ``fine_keypoints`` runs among ``run_paths``
+    (None, or no such run: the keypoint model's points as they are).
     """
     from rich.progress import Progress
 
     torch_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    finders, keypoints = load_stage_one(run_paths, torch_device)
+    finders, keypoints, refiners = load_stage_one(run_paths, torch_device)
+    refiner = PointRefiner(refiners, point_refine) if refiners and point_refine is not None else None
     ids = [str(s) for s in (study_ids if study_ids is not None else dataset.study_ids)]
     rows, warnings = [], []
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("locating", total=len(ids))
         for study_id in ids:
             found, notes = locate_study(dataset.study(study_id), finders, keypoints, oof=oof, device=torch_device,
-                                        slice_refine=slice_refine, keypoint_shifts=keypoint_shifts)
+                                        slice_refine=slice_refine, keypoint_shifts=keypoint_shifts,
+                                        refiner=refiner)
             rows += found
             warnings += notes
             bar.advance(task)

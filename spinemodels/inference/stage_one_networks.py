@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -39,16 +39,24 @@ docs/benchmarks.md, "The demo's stage 1")."""
 SHIFT_MATCH_SIGMAS = 2.0
 """A shifted grid's peak counts for a level when within this many heatmap sigmas of the unshifted point."""
 
-def load_stage_one(run_paths: list[str | Path], device: torch.device) -> tuple[list[FoldModels], list[FoldModels]]:
-    """Split run directories (or folders of runs) into slice-finder and keypoint runs (each needs at least
-    one)."""
-    finders, keypoints = [], []
-    for run, task in runs_for(run_paths, ("slice_finder", "keypoints"), "locate", LocateError):
-        (finders if task == "slice_finder" else keypoints).append(FoldModels.load(run, device))
-    if not finders or not keypoints:
-        missing = "slice_finder" if not finders else "keypoints"
-        raise LocateError(f"locate needs a {missing} run among --model (trained with `spine train`)")
-    return finders, keypoints
+class StageOneRuns(NamedTuple):
+    """The loaded stage-1 runs: slice finders, keypoint models and (optional) point refiners."""
+
+    finders: list[FoldModels]
+    keypoints: list[FoldModels]
+    refiners: list[FoldModels]
+
+
+def load_stage_one(run_paths: list[str | Path], device: torch.device) -> StageOneRuns:
+    """Split run directories (or folders of runs) into slice-finder, keypoint and point-refiner
+    (``fine_keypoints``) runs; the first two need at least one each, the refiners are optional."""
+    found: dict[str, list[FoldModels]] = {"slice_finder": [], "keypoints": [], "fine_keypoints": []}
+    for run, task in runs_for(run_paths, tuple(found), "locate", LocateError):
+        found[task].append(FoldModels.load(run, device))
+    for needed in ("slice_finder", "keypoints"):
+        if not found[needed]:
+            raise LocateError(f"locate needs a {needed} run among --model (trained with `spine train`)")
+    return StageOneRuns(found["slice_finder"], found["keypoints"], found["fine_keypoints"])
 
 
 def stack_volume(stack: Any, cache: dict) -> np.ndarray:

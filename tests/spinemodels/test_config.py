@@ -26,7 +26,7 @@ def test_packaged_configs_are_named_pkg_name():
     assert load_config("pkg:cpu/keypoints").task == "keypoints"
     with pytest.raises(ConfigError, match=r"no packaged config 'cpu/keypoint'; packaged configs: .*pkg:cpu/keypoints"):
         load_config("pkg:cpu/keypoint")
-    with pytest.raises(ConfigError, match=r"config file nope.yaml not found; a packaged config is named pkg:NAME: pkg:cpu/grade_foraminal, "):
+    with pytest.raises(ConfigError, match=r"config file nope.yaml not found; a packaged config is named pkg:NAME: pkg:cpu/fine_keypoints, "):
         load_config("nope.yaml")
 
 

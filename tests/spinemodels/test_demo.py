@@ -41,7 +41,7 @@ def test_demo_runs_every_step_and_writes_its_files(tmp_path):
                                                "subarticular_stenosis", "any_severe_spinal"}
     assert _finite({k: v for k, v in summary["localisation"].items()})
     assert summary["localisation"]["points"] == 25 and summary["localisation"]["points_without_truth"] == 0
-    assert set(summary["runs"]) == {"slice_finder", "keypoints", "grade_spinal", "grade_foraminal",
+    assert set(summary["runs"]) == {"slice_finder", "keypoints", "fine_keypoints", "grade_spinal", "grade_foraminal",
                                     "grade_subarticular", "grade_spinal_axial"}
     for run in map(Path, summary["runs"].values()):
         assert run.parent == work / "runs"

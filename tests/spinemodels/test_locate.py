@@ -154,7 +154,7 @@ def test_keypoint_points_averaged_over_shifted_grids_stay_near_the_unshifted_one
     ``SHIFT_MATCH_SIGMAS`` heatmap sigmas of the unshifted grid's point, mapped back to the stack."""
     import torch
 
-    _, keypoints = load_stage_one(runs, torch.device("cpu"))
+    keypoints = load_stage_one(runs, torch.device("cpu")).keypoints
     data = TINY["keypoints"]["data"]
     bound_mm = SHIFT_MATCH_SIGMAS * data["sigma_px"] * data["fov_mm"] / data["image_size"]
     moved = []
