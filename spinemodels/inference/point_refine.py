@@ -26,7 +26,7 @@ class PointRefineOptions:
 
     iterations: int = 2  # looks per point, each centred on the previous answer
     flip: bool = True  # average each look with the front-to-back flipped crop
-    max_move_mm: float = 10.0  # longer total moves are refused (the level gets a problem; validation: <= 7 mm)
+    max_move_mm: float = 12.0  # longer total moves are refused (the level gets a problem; validation: <= 9.5 mm)
 
     def __post_init__(self) -> None:
         if self.iterations < 1 or not self.max_move_mm > 0:
