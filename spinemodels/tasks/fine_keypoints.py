@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import numpy as np
 import pandas as pd
+import torch
 import torch.nn.functional as F
 
 from spinemodels.data.point_crops import PointCropDataset, labelled_points
@@ -66,7 +66,7 @@ class FineKeypointTask(Task):
 
     def predict(self, outputs, batch):
         error = (outputs.float() - batch["target"].float()).norm(dim=1).cpu().numpy()
-        start = np.asarray(batch["start_mm"], dtype=np.float64)
+        start = torch.as_tensor(batch["start_mm"]).double().cpu().numpy()  # on the device during validation
         return [{"study_id": study_id, "level": level, "start_mm": float(start[i]), "error_mm": float(error[i])}
                 for i, (study_id, level) in enumerate(zip(batch["study_id"], batch["level"], strict=True))]
 

@@ -8,13 +8,14 @@ import math
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spinedata.constants import CONDITIONS, LEVELS
-from spinemodels.catalog import config_from_dict
+from spinemodels.catalog import config_from_dict, get_task
 from spinemodels.data.point_crops import PointCropDataset, crop_around, labelled_points, offset_in_crop
 from spinemodels.errors import ConfigError
 from spinemodels.inference.locate import locate
@@ -170,3 +171,14 @@ def test_locate_with_a_refiner_moves_the_spinal_points_within_their_slices(fake,
     spinal_refused = refused[refused["condition"] == CONDITIONS[0]]
     assert len(spinal_refused) == 5 and spinal_refused["warning"].str.contains("point refiner would move it").all()
     assert (spinal_refused["confidence"].to_numpy() <= plain.loc[spinal, "confidence"].to_numpy()[:5] + 1e-12).all()
+
+
+def test_the_task_reports_each_crops_error_in_mm():
+    task = get_task("fine_keypoints")(config_from_dict({"task": "fine_keypoints"}))
+    batch = {"target": torch.tensor([[1.0, 0.0], [0.0, -2.0]]), "start_mm": torch.tensor([1.5, 2.5], dtype=torch.float64),
+             "study_id": ["a", "b"], "level": ["L1/L2", "L4/L5"]}
+    rows = task.predict(torch.tensor([[1.0, 3.0], [0.0, 2.0]]), batch)
+    assert [(r["study_id"], r["level"], r["start_mm"]) for r in rows] == [("a", "L1/L2", 1.5), ("b", "L4/L5", 2.5)]
+    assert [r["error_mm"] for r in rows] == pytest.approx([3.0, 4.0])
+    assert task.evaluate(pd.DataFrame(rows))["median_error_mm"] == pytest.approx(3.5)
+    assert float(task.loss(torch.tensor([[1.0, 0.0]]), {"target": torch.tensor([[1.0, 0.0]])})) == 0.0
