@@ -17,6 +17,7 @@ import torch
 from scipy.ndimage import map_coordinates
 
 from spinedata.constants import ROLE_SAG_T2
+from spinedata.crops import crop_grid
 from spinedata.intensity import percentile_scaled
 from spinemodels.data.sampling import unpack_index
 from spinemodels.data.spinal import jitter_intensity, spinal_labels
@@ -29,14 +30,13 @@ SPLINE_MARGIN = 4
 def crop_around(volume: np.ndarray, position: float, point: np.ndarray, pixel_spacing: tuple[float, float],
                 crop_px: int, step_mm: float, theta: float = 0.0) -> np.ndarray:
     """(crop_px, crop_px) float32 in 0-1 (the crop's 1st-99th percentile): ``volume`` (n, rows, cols) at the
-    fractional slice ``position`` (clipped to the stack), centred on ``point`` (row, col), its grid turned by
-    ``theta`` radians from the stack's rows and columns. Beyond the image the nearest edge pixel is repeated."""
+    fractional slice ``position`` (clipped to the stack), centred on ``point`` (row, col), on the grid of
+    ``spinedata.crops.crop_grid`` turned by ``theta`` radians. Beyond the image the nearest edge pixel is
+    repeated."""
     n, n_rows, n_cols = volume.shape
     position = float(np.clip(position, 0, n - 1))
-    offsets = (np.arange(crop_px) - (crop_px - 1) / 2) * step_mm
-    du, dv = np.meshgrid(offsets, offsets, indexing="ij")
-    rows = point[0] + (math.cos(theta) * du - math.sin(theta) * dv) / pixel_spacing[0]
-    cols = point[1] + (math.sin(theta) * du + math.cos(theta) * dv) / pixel_spacing[1]
+    d_rows, d_cols = crop_grid(crop_px * step_mm, crop_px, pixel_spacing, angle_deg=math.degrees(theta))
+    rows, cols = point[0] + d_rows, point[1] + d_cols
     r0 = int(np.clip(np.floor(rows.min()) - SPLINE_MARGIN, 0, n_rows - 1))
     r1 = int(np.clip(np.ceil(rows.max()) + SPLINE_MARGIN + 1, r0 + 1, n_rows))
     c0 = int(np.clip(np.floor(cols.min()) - SPLINE_MARGIN, 0, n_cols - 1))
@@ -57,8 +57,8 @@ def offset_in_crop(target: np.ndarray, centre: np.ndarray, pixel_spacing: tuple[
     by ``theta`` (``crop_around``)."""
     d_row = (target[0] - centre[0]) * pixel_spacing[0]
     d_col = (target[1] - centre[1]) * pixel_spacing[1]
-    c, s = math.cos(theta), math.sin(theta)
-    return np.array([c * d_row + s * d_col, -s * d_row + c * d_col], dtype=np.float32)
+    c, s = math.cos(theta), math.sin(theta)  # the inverse of crop_grid's rotation
+    return np.array([c * d_row - s * d_col, s * d_row + c * d_col], dtype=np.float32)
 
 
 @dataclass(frozen=True)
