@@ -20,7 +20,7 @@ class PointRefiner(nn.Module):
     the crop, never beyond it. ``width`` sets the channels (16: about 42 thousand parameters).
     """
 
-    def __init__(self, crop_px: int = 48, step_mm: float = 0.5, width: int = 16):
+    def __init__(self, crop_px: int = 64, step_mm: float = 0.5, width: int = 16):
         super().__init__()
         if crop_px % 4:
             raise ValueError(f"crop_px must be a multiple of 4, got {crop_px}")

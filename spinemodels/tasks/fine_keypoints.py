@@ -23,7 +23,7 @@ class PointRefinerModelConfig:
 
 @dataclass
 class PointRefinerDataConfig:
-    crop_px: int = 48  # pixels on each side of a crop (a multiple of 4)
+    crop_px: int = 64  # pixels on each side of a crop (a multiple of 4)
     step_mm: float = 0.5  # millimetres per crop pixel
     crops_per_point: int = 16  # training crops per label and epoch (each displaced and augmented anew)
     val_crops_per_point: int = 4  # validation crops per label (displaced, not augmented)
