@@ -1,7 +1,7 @@
 """In-plane refinement of the spinal points by the point refiner (task ``fine_keypoints``).
 
 The keypoint model reads a 2.5 mm grid; its points sit about a millimetre from the truth along the canal and
-across it, and move by about as much between matrices of one study. The refiner looks again at 24 mm around
+across it, and move by about as much between matrices of one study. The refiner looks again at 32 mm around
 each point at 0.5 mm per pixel (``spinemodels.data.point_crops``) and moves it by its answer, twice (the second
 look is centred better), averaging each look over a front-to-back flip and over the runs' folds. A move
 longer than ``max_move_mm`` means the two models disagree about the structure: the keypoint model's point is
