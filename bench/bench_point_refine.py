@@ -8,7 +8,8 @@ front-to-back flip), and compared with the generator's exact truth (synth_truth.
 
 Reports per store and setting: the 3D error's median, p95 and share over 2 mm, the median error along the
 crop's rows (head-foot) and columns (front-back), the moves' median, p99 and maximum (for ``max_move_mm``),
-and the seconds per study. The anatomical checks and their fallbacks are not rerun (bench_locate.py does the
+and the seconds per study (each stack is read once per store: the first refined setting's seconds include
+the reading). The anatomical checks and their fallbacks are not rerun (bench_locate.py does the
 whole of ``spine locate``).
 """
 
@@ -30,9 +31,10 @@ from spinemodels.inference.runs import FoldModels, runs_for
 WORLD = ["world_x", "world_y", "world_z"]
 
 
-def refine_rows(dataset, coords: pd.DataFrame, refiner: PointRefiner | None) -> tuple[pd.DataFrame, np.ndarray]:
+def refine_rows(dataset, coords: pd.DataFrame, refiner: PointRefiner | None,
+                volumes: dict | None = None) -> tuple[pd.DataFrame, np.ndarray]:
     """The spinal rows of ``coords`` with their world points moved in-plane (as they are when ``refiner`` is
-    None), and each move (mm)."""
+    None), and each move (mm). ``volumes`` keeps each stack's pixels between calls (read once per store)."""
     spinal = coords[coords["condition"] == CONDITIONS[0]].copy()
     moves = np.zeros(len(spinal))
     if refiner is None:
@@ -40,7 +42,11 @@ def refine_rows(dataset, coords: pd.DataFrame, refiner: PointRefiner | None) -> 
     for (study_id, series_id, k), group in spinal.groupby(["study_id", "series_id", "stack"], sort=False):
         stack = dataset.study(study_id).series[str(series_id)].stacks[int(k)]
         voxels = np.asarray(stack.world_to_voxel(group[WORLD].to_numpy(float)), dtype=np.float64)
-        found = refiner.refine(np.asarray(stack.read()), voxels[:, 0], voxels[:, 1:], stack.geometry.pixel_spacing,
+        key = (study_id, str(series_id), int(k))
+        volume = volumes[key] if volumes is not None and key in volumes else np.asarray(stack.read())
+        if volumes is not None:
+            volumes[key] = volume
+        found = refiner.refine(volume, voxels[:, 0], voxels[:, 1:], stack.geometry.pixel_spacing,
                                str(study_id), False, "cpu")
         world = [stack.voxel_to_world(np.array([s, *rc])) for s, rc in zip(voxels[:, 0], found.points, strict=True)]
         spinal.loc[group.index, WORLD] = np.array(world)
@@ -83,11 +89,12 @@ def main() -> None:
         truth = pd.read_csv(truth_csv, dtype={"study_id": str})
         coords = pd.read_csv(coords_csv, dtype={"study_id": str, "series_id": str})
         settings = [None, *itertools.product(args.iterations, flips)]
+        volumes: dict = {}
         for setting in settings:
             refiner = None if setting is None else PointRefiner(
                 runs, PointRefineOptions(iterations=setting[0], flip=setting[1], max_move_mm=1e9))
             start = time.perf_counter()
-            spinal, moves = refine_rows(dataset, coords, refiner)
+            spinal, moves = refine_rows(dataset, coords, refiner, volumes)
             seconds = (time.perf_counter() - start) / coords["study_id"].nunique()
             e = errors(dataset, spinal, truth)
             name = "stage 1 as located" if setting is None else f"{setting[0]} look(s), flip {'on' if setting[1] else 'off'}"
