@@ -198,11 +198,18 @@ def main() -> None:
     parser.add_argument("--shifts", type=int, default=None, choices=[1, 4, 9, 16],
                         help="sub-pixel placements of the keypoint grid averaged (k*k: 0, 1/k, ... px along each axis; default: locate's own)")
     parser.add_argument("--no-refine", action="store_true", help="the slice finder's slices, not refined")
+    parser.add_argument("--refine-centre", choices=["line", "median"], default=None,
+                        help="how the slice refinement combines its band centres (default: SliceRefineOptions')")
+    parser.add_argument("--no-second-look", action="store_true",
+                        help="no second slice refinement from the point refiner's points")
     parser.add_argument("--inject", type=int, default=5, help="eval studies whose labels are shifted for the audit")
     args = parser.parse_args()
     out = Path(args.out)
     chosen = {key: value for key, value in (("half_length_mm", args.refine_half_length),
-                                            ("half_width_mm", args.refine_half_width)) if value is not None}
+                                            ("half_width_mm", args.refine_half_width),
+                                            ("centre", args.refine_centre)) if value is not None}
+    if args.no_second_look:
+        chosen["second_look"] = False
     refine = None if args.no_refine else SliceRefineOptions(**chosen)
     results, pooled, first_coords = [], {}, None
     n_train = len(spinedata.open_dataset(args.train).study_ids)

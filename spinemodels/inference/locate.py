@@ -149,6 +149,12 @@ def fit_spinal(stack: Any, series_id: str, k: int, role: str, probs: np.ndarray 
                             oof, device) if csf and refiner is not None else None)
     if moved is not None:
         points = moved.points
+        if use and slice_refine.second_look:
+            again = refine_levels(stack_volume(stack, cache), positions, points, stack.geometry.pixel_spacing,
+                                  stack.geometry.slice_spacing, slice_refine)
+            better = [first.used and second.used for first, second in zip(evidence, again, strict=True)]
+            positions = np.where(better, [r.position for r in again], positions)
+            evidence = [second if keep else first for first, second, keep in zip(evidence, again, better, strict=True)]
     world = np.array([stack.voxel_to_world(np.array([positions[j], *points[j]], dtype=np.float64))
                       for j in range(len(LEVELS))])
     problems = check_levels(world, evidence)

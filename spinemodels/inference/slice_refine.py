@@ -6,12 +6,14 @@ right, so it shows on several neighbouring slices, and the slices at its edges h
 volume). Across the slices around the point, every pixel of a short stretch of canal along the spine
 (``half_length_mm`` above and below the point, ``half_width_mm`` front and back) has an intensity profile;
 each profile is fitted with a bright band ``[x0 - w, x0 + w]`` seen through slices of one slice step's
-thickness (``background + amplitude * share of the slice inside the band``); the refined position is the
-amplitude-weighted median of the fitted centres ``x0``, in fractional slice units.
+thickness (``background + amplitude * share of the slice inside the band``); the refined position, in
+fractional slice units, is where a robust line of the fitted centres ``x0`` along the canal (weighted by
+amplitude over residual) crosses the point: the canal may drift across the slices along the spine when the
+patient lies turned (``centre="median"``: the weighted median of the centres instead).
 
 The refinement is kept only when the evidence is clear: enough profiles with a bright band
 (``min_contrast`` of the stack's 1st-99th percentile range and ``min_snr`` times the fit's residual), their
-centres in agreement (``max_spread`` slices), and the result within ``max_shift`` slices of the slice
+centres in agreement (``max_spread`` slices about the line), and the result within ``max_shift`` slices of the slice
 finder's estimate. Otherwise the slice finder's slice is kept (e.g. severe stenosis with little CSF left, a point
 off the canal, CSF that is dark as on T1).
 """
@@ -26,6 +28,14 @@ from scipy.ndimage import map_coordinates
 from spinedata import intensity
 from spinedata.errors import SpineError
 
+CENTRE_ESTIMATES = ("line", "median")
+"""How the band centres of the profiles become one position (``SliceRefineOptions.centre``)."""
+HUBER_K = 1.0
+"""Residuals beyond this many robust scales count less in the line fit (chosen on validation)."""
+HUBER_ROUNDS = 8
+MIN_SCALE = 0.02
+"""Slices: the line fit's robust scale is never taken smaller (the centres lie on a 0.02-slice grid)."""
+
 
 class SliceRefineError(SpineError):
     """Bad input to the slice refinement."""
@@ -35,7 +45,7 @@ class SliceRefineError(SpineError):
 class SliceRefineOptions:
     """Settings of the sub-slice refinement (``spinemodels.inference.locate.locate(slice_refine=...)``)."""
 
-    half_length_mm: float = 20.0  # canal stretch sampled above and below the point, along the spine
+    half_length_mm: float = 30.0  # canal stretch sampled above and below the point, along the spine
     half_width_mm: float = 6.0  # and in front of and behind it (chosen on validation: docs/benchmarks.md)
     step_mm: float = 1.0  # sampling step in the plane
     window: int = 4  # slices on each side of the starting slice
@@ -47,6 +57,8 @@ class SliceRefineOptions:
     min_share: float = 0.3  # share of the sampled profiles that must show a band
     max_spread: float = 0.35  # slices: the weighted median absolute deviation of their centres
     max_shift: float = 2.0  # slices: largest move from the slice finder's estimate
+    second_look: bool = True  # refine again from the point refiner's in-plane points (when it moved them)
+    centre: str = "line"  # "line": a robust line of the centres along the canal, at the point; "median"
 
     def __post_init__(self) -> None:
         positive = ("half_length_mm", "step_mm", "grid_step", "max_spread", "max_shift", "min_half_width_mm")
@@ -57,6 +69,8 @@ class SliceRefineOptions:
             raise SliceRefineError("slice refinement: half_width_mm must be >= 0 and window >= 2")
         if self.max_half_width_mm <= self.min_half_width_mm:
             raise SliceRefineError("slice refinement: max_half_width_mm must exceed min_half_width_mm")
+        if self.centre not in CENTRE_ESTIMATES:
+            raise SliceRefineError(f"slice refinement: centre must be one of {CENTRE_ESTIMATES}, got {self.centre!r}")
         if not 0 < self.min_share <= 1:
             raise SliceRefineError(f"slice refinement: min_share must be in (0, 1], got {self.min_share}")
 
@@ -118,6 +132,25 @@ def weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
     return float(values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
 
 
+def line_centre(centres: np.ndarray, along_mm: np.ndarray, weights: np.ndarray) -> tuple[float, np.ndarray]:
+    """The value at ``along_mm`` 0 of a line ``centre = c0 + c1 * along`` fitted to the band centres by
+    weighted least squares with Huber weights (``HUBER_K`` times the residuals' robust scale, a few rounds),
+    and the residuals: a canal that drifts across the slices along the spine (a rotated patient) is measured
+    at the point. The weighted median when the centres do not reach both sides of the point."""
+    if not (along_mm.min() < 0 < along_mm.max()):
+        position = weighted_median(centres, weights)
+        return position, centres - position
+    design = np.stack([np.ones_like(along_mm), along_mm], axis=1)
+    current = weights
+    for _ in range(HUBER_ROUNDS):
+        root = np.sqrt(current)
+        beta = np.linalg.lstsq(design * root[:, None], centres * root, rcond=None)[0]
+        residual = centres - design @ beta
+        scale = max(1.4826 * float(np.median(np.abs(residual))), MIN_SCALE)
+        current = weights * np.minimum(1.0, HUBER_K * scale / np.maximum(np.abs(residual), 1e-12))
+    return float(beta[0]), residual
+
+
 def canal_direction(points_mm: np.ndarray, j: int) -> np.ndarray:
     """Unit in-plane direction (mm, (row, col)) of the canal at level ``j`` from its neighbouring levels'
     points ``points_mm`` (L, 2): the chord between the levels on either side (one-sided at the ends)."""
@@ -129,13 +162,20 @@ def canal_direction(points_mm: np.ndarray, j: int) -> np.ndarray:
     return chord / norm if norm > 0 else np.array([1.0, 0.0])
 
 
+def canal_grid(options: SliceRefineOptions) -> tuple[np.ndarray, np.ndarray]:
+    """The sampling grid's offsets (mm) along the canal (A,) and across it (B,)."""
+    along = np.arange(-options.half_length_mm, options.half_length_mm + 1e-9, options.step_mm)
+    across = np.arange(-options.half_width_mm, options.half_width_mm + 1e-9, options.step_mm)
+    return along, across
+
+
 def sample_canal(volume: np.ndarray, ks: np.ndarray, centre_rc: np.ndarray, direction_mm: np.ndarray,
                  pixel_spacing: tuple[float, float], options: SliceRefineOptions) -> np.ndarray:
     """(P, K) bilinear samples of slices ``ks`` on a grid around ``centre_rc`` (pixels): along the canal
-    (``direction_mm``, unit in mm) and across it, ``options.step_mm`` apart."""
+    (``direction_mm``, unit in mm) and across it, ``options.step_mm`` apart (``canal_grid``; P = A * B, the
+    along offset varying slowest)."""
     spacing = np.asarray(pixel_spacing, dtype=np.float64)
-    along = np.arange(-options.half_length_mm, options.half_length_mm + 1e-9, options.step_mm)
-    across = np.arange(-options.half_width_mm, options.half_width_mm + 1e-9, options.step_mm)
+    along, across = canal_grid(options)
     normal = np.array([-direction_mm[1], direction_mm[0]])
     offsets_mm = along[:, None, None] * direction_mm + across[None, :, None] * normal  # (A, B, 2)
     rc = np.asarray(centre_rc, dtype=np.float64) + offsets_mm.reshape(-1, 2) / spacing
@@ -170,8 +210,14 @@ def refine_slice(volume: np.ndarray, start: float, centre_rc: np.ndarray, direct
     if share < options.min_share:
         return Refinement(float(start), False, np.nan, share, f"a bright band in only {share:.0%} of the profiles")
     weights = amplitude[band] / (rms[band] + 0.02)
-    position = weighted_median(centres[band], weights)
-    spread = weighted_median(np.abs(centres[band] - position), weights)
+    if options.centre == "line":
+        along_mm, across_mm = canal_grid(options)
+        along = np.repeat(along_mm, len(across_mm))  # sample_canal's order
+        position, residual = line_centre(centres[band], along[band], weights)
+    else:
+        position = weighted_median(centres[band], weights)
+        residual = centres[band] - position
+    spread = weighted_median(np.abs(residual), weights)
     if spread > options.max_spread:
         return Refinement(float(start), False, spread, share, f"band centres disagree ({spread:.2f} slices)")
     if abs(position - start) > options.max_shift:

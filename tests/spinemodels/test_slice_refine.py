@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from spinemodels.inference.slice_refine import (
     SliceRefineError,
@@ -12,6 +14,7 @@ from spinemodels.inference.slice_refine import (
     band_design,
     canal_direction,
     fit_band_centres,
+    line_centre,
     percentile_scaled,
     refine_levels,
     refine_slice,
@@ -72,8 +75,8 @@ def test_the_noiseless_fit_is_exact_on_the_grid():
 
 def test_no_bright_band_keeps_the_starting_slice():
     rng = np.random.default_rng(1)
-    volume = percentile_scaled(0.5 + 0.05 * rng.standard_normal((15, 48, 48)))
-    found = refine_slice(volume, 6.6, np.array([24.0, 23.5]), np.array([1.0, 0.0]), (1.0, 1.0), SPACING_MM)
+    volume = percentile_scaled(0.5 + 0.05 * rng.standard_normal((15, 96, 48)))  # rows: the 60 mm sampled fit
+    found = refine_slice(volume, 6.6, np.array([48.0, 23.5]), np.array([1.0, 0.0]), (1.0, 1.0), SPACING_MM)
     assert not found.used and found.position == 6.6
     assert "bright band" in found.reason
 
@@ -125,6 +128,44 @@ def test_helpers_and_bad_input():
     assert not few.used and "slices around" in few.reason
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.floats(-5, 20), st.floats(-0.03, 0.03), st.integers(0, 2**31 - 1))
+def test_the_line_fit_finds_the_centre_at_the_point_despite_a_drift_and_outliers(c0, slope, seed):
+    rng = np.random.default_rng(seed)
+    along = np.repeat(np.arange(-30.0, 31.0), 5)
+    centres = c0 + slope * along + rng.normal(0, 0.05, along.size)
+    outliers = rng.random(along.size) < 0.15
+    centres[outliers] += rng.choice([-2.0, 2.0], int(outliers.sum()))
+    weights = rng.uniform(0.5, 2.0, along.size)
+    found, residual = line_centre(centres, along, weights)
+    assert abs(found - c0) < 0.03  # the centres' noise alone puts a straight mean ~0.005 off
+    assert residual.shape == centres.shape and np.median(np.abs(residual[~outliers])) < 0.06
+    exact, _ = line_centre(c0 + slope * along, along, weights)
+    assert exact == pytest.approx(c0, abs=1e-9)
+
+
+def test_the_line_fit_needs_centres_on_both_sides_of_the_point():
+    centres, weights = np.array([7.0, 7.2, 7.4]), np.array([1.0, 1.0, 3.0])
+    found, residual = line_centre(centres, np.array([2.0, 4.0, 6.0]), weights)  # no extrapolation
+    assert found == weighted_median(centres, weights) == 7.4
+    np.testing.assert_allclose(residual, centres - 7.4)
+    with pytest.raises(SliceRefineError, match="centre"):
+        SliceRefineOptions(centre="mean")
+
+
+def test_a_drifting_canal_is_measured_at_the_point_by_the_line_and_off_it_by_the_median():
+    # the band's centre runs from 6.4 to 7.6 slices over the 60 mm sampled, but weakly above the point:
+    # a median of the centres leans to the stronger half, the line does not
+    volume = canal_volume(7.0, size=96, tilt=2.0)
+    volume[:, :48, CANAL] = 0.2 + 0.4 * (volume[:, :48, CANAL] - 0.2)  # less CSF contrast above the point
+    kwargs = {"centre_rc": np.array([48.0, 23.5]), "direction_mm": np.array([1.0, 0.0]), "pixel_spacing": (1.0, 1.0),
+              "slice_spacing": SPACING_MM}
+    line = refine_slice(percentile_scaled(volume), 7.0, **kwargs)
+    median = refine_slice(percentile_scaled(volume), 7.0, options=SliceRefineOptions(centre="median"), **kwargs)
+    assert line.used and median.used
+    assert abs(line.position - 7.0) < 0.06 < abs(median.position - 7.0)
+
+
 def test_locate_refines_only_bright_csf_and_only_when_asked(monkeypatch):
     import torch
 
@@ -169,3 +210,39 @@ def test_fine_pixels_are_smoothed_to_the_sampling_step_and_coarse_ones_left_alon
     assert 0.25 < fine.std() < 0.35  # white noise through a unit Gaussian: 1 / (2 sqrt(pi)) = 0.28
     assert np.allclose(fine.mean(axis=(1, 2)), noise.mean(axis=(1, 2)), atol=0.01)
     assert np.array_equal(smoothed_to_step(noise, (1.5, 0.5), 1.0)[:, :, 0] != noise[:, :, 0], np.ones((3, 200), bool))
+
+
+def test_the_slice_is_refined_again_at_the_point_refiners_points(monkeypatch):
+    import spinemodels.inference.locate as locate_module
+    from spinedata.constants import ROLE_SAG_T2
+    from spinedata.geometry import StackGeometry
+    from spinemodels.inference.point_refine import RefinedPoints
+    from tests.helpers.spinemodels_fakes import SAG_IOP, FakeStack
+
+    size, tilt = 96, 2.0  # the canal's centre moves 0.02 slices per row
+    volume = canal_volume(7.0, size=size, tilt=tilt) * 1000
+    n = volume.shape[0]
+    positions = [(-i * SPACING_MM, 0.0, 0.0) for i in range(n)]
+    stack = FakeStack(StackGeometry.from_positions(SAG_IOP, (1.0, 1.0), positions, np.arange(1, n + 1),
+                                                   (size, size)), volume)
+    rows = np.array([20.0, 28.0, 36.0, 44.0, 52.0])
+    points = np.stack([rows, np.full(5, 23.5)], axis=1)
+    monkeypatch.setattr(locate_module, "keypoint_points", lambda *a: (points.copy(), np.full(5, 0.9)))
+
+    class FifteenRowsDown:
+        def refine(self, volume, positions, found, *args):
+            return RefinedPoints(found + [15.0, 0.0], np.full(5, 15.0), [() for _ in range(5)])
+
+    def fit(second_look):
+        return locate_module.fit_spinal(stack, "1", 0, ROLE_SAG_T2, None, np.full(5, 7.0), [], "s", False, "cpu", {},
+                                        SliceRefineOptions(second_look=second_look), refiner=FifteenRowsDown())
+
+    def centre_at(r):
+        return 7.0 + tilt * (r - size / 2) / 100.0
+
+    once, twice = fit(False), fit(True)
+    np.testing.assert_allclose(once.points[:, 0], rows + 15.0)  # both moved the points ...
+    np.testing.assert_allclose(twice.points[:, 0], rows + 15.0)
+    np.testing.assert_allclose(once.positions, centre_at(rows), atol=0.12)  # ... one kept the old slices,
+    np.testing.assert_allclose(twice.positions, centre_at(rows + 15.0), atol=0.12)  # one measured them again
+    assert all(twice.refined)
