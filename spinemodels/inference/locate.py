@@ -36,7 +36,7 @@ from spinemodels.errors import LocateError
 from spinemodels.inference.anatomy_checks import check_levels, level_confidence, slice_support
 from spinemodels.inference.point_refine import PointRefineOptions, PointRefiner
 from spinemodels.inference.runs import FoldModels, RunDirError
-from spinemodels.inference.slice_refine import SliceRefineOptions, refine_levels
+from spinemodels.inference.slice_refine import SliceRefineOptions, prepared_volume, refine_levels
 from spinemodels.inference.stage_one_networks import (
     KEYPOINT_SHIFTS,
     keypoint_points,
@@ -124,6 +124,14 @@ class SpinalFit:
         return level_confidence(support, self.heat, self.problems)
 
 
+def refine_volume(stack: Any, cache: dict, step_mm: float) -> np.ndarray:
+    """The stack as the slice refinement reads it (``prepared_volume``), once per ``cache``."""
+    key = (id(stack), "slice_refine", step_mm)
+    if key not in cache:
+        cache[key] = prepared_volume(stack_volume(stack, cache), stack.geometry.pixel_spacing, step_mm)
+    return cache[key]
+
+
 def fit_spinal(stack: Any, series_id: str, k: int, role: str, probs: np.ndarray | None, starts: np.ndarray,
                keypoints, study_id: str, oof: bool, device, cache: dict,
                slice_refine: SliceRefineOptions | None, how: str = "",
@@ -139,8 +147,9 @@ def fit_spinal(stack: Any, series_id: str, k: int, role: str, probs: np.ndarray 
         return None
     points, heat = found
     csf = role == SPINAL_ROLES[0]
-    evidence = (refine_levels(stack_volume(stack, cache), starts, points, stack.geometry.pixel_spacing,
-                              stack.geometry.slice_spacing, slice_refine or SliceRefineOptions())
+    options = slice_refine or SliceRefineOptions()
+    evidence = (refine_levels(refine_volume(stack, cache, options.step_mm), starts, points,
+                              stack.geometry.pixel_spacing, stack.geometry.slice_spacing, options, prepared=True)
                 if csf else None)
     use = slice_refine is not None and evidence is not None
     refined = [bool(use and r.used) for r in evidence] if evidence is not None else [False] * len(LEVELS)
@@ -150,8 +159,8 @@ def fit_spinal(stack: Any, series_id: str, k: int, role: str, probs: np.ndarray 
     if moved is not None:
         points = moved.points
         if use and slice_refine.second_look:
-            again = refine_levels(stack_volume(stack, cache), positions, points, stack.geometry.pixel_spacing,
-                                  stack.geometry.slice_spacing, slice_refine)
+            again = refine_levels(refine_volume(stack, cache, options.step_mm), positions, points,
+                                  stack.geometry.pixel_spacing, stack.geometry.slice_spacing, options, prepared=True)
             better = [first.used and second.used for first, second in zip(evidence, again, strict=True)]
             positions = np.where(better, [r.position for r in again], positions)
             evidence = [second if keep else first for first, second, keep in zip(evidence, again, better, strict=True)]

@@ -55,7 +55,7 @@ class SliceRefineOptions:
     min_contrast: float = 0.15  # band amplitude, as a share of the stack's 1st-99th percentile range
     min_snr: float = 3.0  # and as a multiple of the fit's residual RMS
     min_share: float = 0.3  # share of the sampled profiles that must show a band
-    max_spread: float = 0.35  # slices: the weighted median absolute deviation of their centres
+    max_spread: float = 0.35  # slices: the weighted median absolute residual of their centres (about the line)
     max_shift: float = 2.0  # slices: largest move from the slice finder's estimate
     second_look: bool = True  # refine again from the point refiner's in-plane points (when it moved them)
     centre: str = "line"  # "line": a robust line of the centres along the canal, at the point; "median"
@@ -115,14 +115,14 @@ def fit_band_centres(profiles: np.ndarray, ks: np.ndarray, half_widths: np.ndarr
     design = design - design.mean(1, keepdims=True)
     centred = profiles - profiles.mean(1, keepdims=True)
     variance = np.maximum((design * design).sum(1), 1e-9)  # (G,)
-    cross = design @ centred.T  # (G, P)
-    amplitude = np.maximum(cross / variance[:, None], 0.0)  # a bright band only
-    residual = (centred * centred).sum(1)[None, :] - 2 * amplitude * cross + amplitude**2 * variance[:, None]
-    best = residual.argmin(0)  # (P,)
-    n_widths = len(half_widths)
+    cross = np.maximum(design @ centred.T, 0.0)  # (G, P); a bright band only (amplitude >= 0)
+    # the best amplitude is cross / variance, which takes cross^2 / variance off the sum of squares
+    explained = cross * cross / variance[:, None]
+    best = explained.argmax(0)  # (P,)
     columns = np.arange(profiles.shape[0])
-    rms = np.sqrt(np.maximum(residual[best, columns], 0.0) / len(ks))
-    return centres[best // n_widths], amplitude[best, columns], rms
+    residual = (centred * centred).sum(1) - explained[best, columns]
+    rms = np.sqrt(np.maximum(residual, 0.0) / len(ks))
+    return centres[best // len(half_widths)], cross[best, columns] / variance[best], rms
 
 
 def weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
@@ -238,17 +238,24 @@ def smoothed_to_step(volume: np.ndarray, pixel_spacing: tuple[float, float], ste
     return gaussian_filter(np.asarray(volume, dtype=np.float32), sigma)
 
 
+def prepared_volume(volume: np.ndarray, pixel_spacing: tuple[float, float], step_mm: float) -> np.ndarray:
+    """The stack as the refinement reads it: smoothed to the sampling step (``smoothed_to_step``) and scaled
+    to its 1st-99th percentiles."""
+    return percentile_scaled(smoothed_to_step(volume, pixel_spacing, step_mm))
+
+
 def refine_levels(volume: np.ndarray, starts: np.ndarray, points_rc: np.ndarray, pixel_spacing: tuple[float, float],
-                  slice_spacing: float, options: SliceRefineOptions | None = None) -> list[Refinement]:
+                  slice_spacing: float, options: SliceRefineOptions | None = None, *,
+                  prepared: bool = False) -> list[Refinement]:
     """``refine_slice`` for every level of a stack: ``starts`` (L,) fractional slices, ``points_rc`` (L, 2)
-    in pixels; ``volume`` as read (smoothed to the sampling step and scaled here); the canal's direction comes
-    from the neighbouring levels."""
+    in pixels; ``volume`` as read (``prepared_volume`` is applied here), or its output with ``prepared``
+    (to prepare a stack once for several calls); the canal's direction comes from the neighbouring levels."""
     starts = np.asarray(starts, dtype=np.float64).reshape(-1)
     points_rc = np.asarray(points_rc, dtype=np.float64)
     if points_rc.shape != (len(starts), 2):
         raise SliceRefineError(f"points_rc must be ({len(starts)}, 2), got {points_rc.shape}")
     options = options or SliceRefineOptions()
-    scaled = percentile_scaled(smoothed_to_step(volume, pixel_spacing, options.step_mm))
+    scaled = volume if prepared else prepared_volume(volume, pixel_spacing, options.step_mm)
     points_mm = points_rc * np.asarray(pixel_spacing, dtype=np.float64)
     return [refine_slice(scaled, float(start), points_rc[j], canal_direction(points_mm, j), pixel_spacing,
                          slice_spacing, options) for j, start in enumerate(starts)]

@@ -16,6 +16,7 @@ from spinemodels.inference.slice_refine import (
     fit_band_centres,
     line_centre,
     percentile_scaled,
+    prepared_volume,
     refine_levels,
     refine_slice,
     weighted_median,
@@ -113,6 +114,9 @@ def test_refine_levels_follows_the_canal_between_levels():
     assert all(f.used for f in found)
     np.testing.assert_allclose([f.position for f in found], 7.3, atol=0.2)
     np.testing.assert_allclose(canal_direction(points, 0), [1.0, 0.0])
+    prepared = prepared_volume(volume * 1000, (1.0, 1.0), SliceRefineOptions().step_mm)
+    again = refine_levels(prepared, np.full(5, 7.0), points, (1.0, 1.0), SPACING_MM, prepared=True)
+    assert again == found  # a stack prepared once gives what refine_levels prepares itself
 
 
 def test_helpers_and_bad_input():
