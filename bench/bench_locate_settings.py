@@ -24,10 +24,14 @@ from spinemodels.inference.stage_one_networks import keypoint_shift_set
 OLD = {"centre": "median", "second_look": False}
 """The slice refinement before the line fit and the second look."""
 SETTINGS = {
-    "one grid, +-12 mm, 2 mm across (first)": (1, SliceRefineOptions(half_length_mm=12.0, half_width_mm=2.0, **OLD), False),
-    "four placements, +-20 mm, 2 mm across": (4, SliceRefineOptions(half_length_mm=20.0, half_width_mm=2.0, **OLD), False),
-    "nine placements, +-20 mm, 6 mm across": (9, SliceRefineOptions(half_length_mm=20.0, half_width_mm=6.0, **OLD), False),
-    "nine placements, +-20 mm, 6 mm across, point refiner": (9, SliceRefineOptions(half_length_mm=20.0, half_width_mm=6.0, **OLD), True),
+    "one grid, +-12 mm, 2 mm across (first)":
+        (1, SliceRefineOptions(half_length_mm=12.0, half_width_mm=2.0, **OLD), False),
+    "four placements, +-20 mm, 2 mm across":
+        (4, SliceRefineOptions(half_length_mm=20.0, half_width_mm=2.0, **OLD), False),
+    "nine placements, +-20 mm, 6 mm across":
+        (9, SliceRefineOptions(half_length_mm=20.0, half_width_mm=6.0, **OLD), False),
+    "nine placements, +-20 mm, 6 mm across, point refiner":
+        (9, SliceRefineOptions(half_length_mm=20.0, half_width_mm=6.0, **OLD), True),
     "nine placements, +-30 mm line fit, point refiner, second look (now)": (9, SliceRefineOptions(), True)}
 """Name -> (keypoint grid placements, slice refinement settings, point refiner on; it needs a fine_keypoints
 run among --model)."""

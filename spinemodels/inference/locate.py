@@ -148,9 +148,13 @@ def fit_spinal(stack: Any, series_id: str, k: int, role: str, probs: np.ndarray 
     points, heat = found
     csf = role == SPINAL_ROLES[0]
     options = slice_refine or SliceRefineOptions()
-    evidence = (refine_levels(refine_volume(stack, cache, options.step_mm), starts, points,
-                              stack.geometry.pixel_spacing, stack.geometry.slice_spacing, options, prepared=True)
-                if csf else None)
+    geometry = stack.geometry
+
+    def refined_from(starts_now: np.ndarray, points_now: np.ndarray):
+        return refine_levels(refine_volume(stack, cache, options.step_mm), starts_now, points_now,
+                             geometry.pixel_spacing, geometry.slice_spacing, options, prepared=True)
+
+    evidence = refined_from(starts, points) if csf else None
     use = slice_refine is not None and evidence is not None
     refined = [bool(use and r.used) for r in evidence] if evidence is not None else [False] * len(LEVELS)
     positions = np.where(refined, [r.position for r in evidence] if evidence else starts, np.round(starts))
@@ -158,12 +162,11 @@ def fit_spinal(stack: Any, series_id: str, k: int, role: str, probs: np.ndarray 
                             oof, device) if csf and refiner is not None else None)
     if moved is not None:
         points = moved.points
-        if use and slice_refine.second_look:
-            again = refine_levels(refine_volume(stack, cache, options.step_mm), positions, points,
-                                  stack.geometry.pixel_spacing, stack.geometry.slice_spacing, options, prepared=True)
-            better = [first.used and second.used for first, second in zip(evidence, again, strict=True)]
-            positions = np.where(better, [r.position for r in again], positions)
-            evidence = [second if keep else first for first, second, keep in zip(evidence, again, better, strict=True)]
+        if use and options.second_look:
+            again = refined_from(positions, points)
+            kept = [first.used and second.used for first, second in zip(evidence, again, strict=True)]
+            positions = np.where(kept, [r.position for r in again], positions)
+            evidence = [second if keep else first for first, second, keep in zip(evidence, again, kept, strict=True)]
     world = np.array([stack.voxel_to_world(np.array([positions[j], *points[j]], dtype=np.float64))
                       for j in range(len(LEVELS))])
     problems = check_levels(world, evidence)

@@ -13,9 +13,9 @@ patient lies turned (``centre="median"``: the weighted median of the centres ins
 
 The refinement is kept only when the evidence is clear: enough profiles with a bright band
 (``min_contrast`` of the stack's 1st-99th percentile range and ``min_snr`` times the fit's residual), their
-centres in agreement (``max_spread`` slices about the line), and the result within ``max_shift`` slices of the slice
-finder's estimate. Otherwise the slice finder's slice is kept (e.g. severe stenosis with little CSF left, a point
-off the canal, CSF that is dark as on T1).
+centres in agreement (``max_spread`` slices about the line), and the result within ``max_shift`` slices of
+the slice finder's estimate. Otherwise the slice finder's slice is kept (e.g. severe stenosis with little CSF
+left, a point off the canal, CSF that is dark as on T1).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class SliceRefineOptions:
     min_share: float = 0.3  # share of the sampled profiles that must show a band
     max_spread: float = 0.35  # slices: the weighted median absolute residual of their centres (about the line)
     max_shift: float = 2.0  # slices: largest move from the slice finder's estimate
-    second_look: bool = True  # refine again from the point refiner's in-plane points (when it moved them)
+    second_look: bool = True  # refine again from the point refiner's in-plane points (when it ran)
     centre: str = "line"  # "line": a robust line of the centres along the canal, at the point; "median"
 
     def __post_init__(self) -> None:
