@@ -36,6 +36,7 @@ def refine_rows(dataset, coords: pd.DataFrame, refiner: PointRefiner | None,
     """The spinal rows of ``coords`` with their world points moved in-plane (as they are when ``refiner`` is
     None), and each move (mm). ``volumes`` keeps each stack's pixels between calls (read once per store)."""
     spinal = coords[coords["condition"] == CONDITIONS[0]].copy()
+    volumes = {} if volumes is None else volumes
     moves = np.zeros(len(spinal))
     if refiner is None:
         return spinal, moves
@@ -43,10 +44,9 @@ def refine_rows(dataset, coords: pd.DataFrame, refiner: PointRefiner | None,
         stack = dataset.study(study_id).series[str(series_id)].stacks[int(k)]
         voxels = np.asarray(stack.world_to_voxel(group[WORLD].to_numpy(float)), dtype=np.float64)
         key = (study_id, str(series_id), int(k))
-        volume = volumes[key] if volumes is not None and key in volumes else np.asarray(stack.read())
-        if volumes is not None:
-            volumes[key] = volume
-        found = refiner.refine(volume, voxels[:, 0], voxels[:, 1:], stack.geometry.pixel_spacing,
+        if key not in volumes:
+            volumes[key] = np.asarray(stack.read())
+        found = refiner.refine(volumes[key], voxels[:, 0], voxels[:, 1:], stack.geometry.pixel_spacing,
                                str(study_id), False, "cpu")
         world = [stack.voxel_to_world(np.array([s, *rc])) for s, rc in zip(voxels[:, 0], found.points, strict=True)]
         spinal.loc[group.index, WORLD] = np.array(world)

@@ -158,7 +158,7 @@ def fit_spinal(stack: Any, series_id: str, k: int, role: str, probs: np.ndarray 
     use = slice_refine is not None and evidence is not None
     refined = [bool(use and r.used) for r in evidence] if evidence is not None else [False] * len(LEVELS)
     positions = np.where(refined, [r.position for r in evidence] if evidence else starts, np.round(starts))
-    moved = (refiner.refine(stack_volume(stack, cache), positions, points, stack.geometry.pixel_spacing, study_id,
+    moved = (refiner.refine(stack_volume(stack, cache), positions, points, geometry.pixel_spacing, study_id,
                             oof, device) if csf and refiner is not None else None)
     if moved is not None:
         points = moved.points

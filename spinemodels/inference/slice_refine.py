@@ -33,6 +33,7 @@ CENTRE_ESTIMATES = ("line", "median")
 HUBER_K = 1.0
 """Residuals beyond this many robust scales count less in the line fit (chosen on validation)."""
 HUBER_ROUNDS = 8
+"""Reweighting rounds of the line fit (its estimate no longer moves after a few)."""
 MIN_SCALE = 0.02
 """Slices: the line fit's robust scale is never taken smaller (the centres lie on a 0.02-slice grid)."""
 
